@@ -1,0 +1,22 @@
+-- Registers a database endpoint. p_url is mysql://user@host[:port] (or mariadb://…);
+-- p_password is NULL (none), a literal, env:NAME or file:PATH (read by the node).
+CREATE PROCEDURE add_data_source(IN p_name VARCHAR(1024), IN p_kind VARCHAR(1024),
+                                 IN p_url VARCHAR(1024), IN p_password VARCHAR(1024))
+  SQL SECURITY INVOKER
+BEGIN
+  DECLARE v_host VARCHAR(255);
+  DECLARE v_port INT UNSIGNED;
+  DECLARE v_user VARCHAR(128);
+  CALL check_name('data source', p_name);
+  IF EXISTS (SELECT 1 FROM data_source WHERE name = p_name) THEN
+    CALL raise_error(CONCAT('data source ''', p_name, ''' already exists'));
+  END IF;
+  IF p_kind IS NULL OR p_kind NOT IN ('mysql', 'mariadb') THEN
+    CALL raise_error(CONCAT('unknown data source kind ''', LEFT(COALESCE(p_kind, 'NULL'), 40),
+      ''': use mysql or mariadb'));
+  END IF;
+  CALL parse_data_source_url(p_url, v_host, v_port, v_user);
+  CALL check_password(p_password);
+  INSERT INTO data_source (name, kind, host, port, user, password)
+  VALUES (p_name, p_kind, v_host, v_port, v_user, p_password);
+END

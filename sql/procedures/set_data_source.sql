@@ -1,0 +1,23 @@
+-- Changes the address or password of a data source. NULL keeps the current value; the
+-- password '' removes it. Nodes pick the change up at their next configuration poll.
+CREATE PROCEDURE set_data_source(IN p_name VARCHAR(1024), IN p_url VARCHAR(1024),
+                                 IN p_password VARCHAR(1024))
+  SQL SECURITY INVOKER
+BEGIN
+  DECLARE v_id INT UNSIGNED DEFAULT NULL;
+  DECLARE v_host VARCHAR(255);
+  DECLARE v_port INT UNSIGNED;
+  DECLARE v_user VARCHAR(128);
+  SELECT id INTO v_id FROM data_source WHERE name = p_name;
+  IF v_id IS NULL THEN
+    CALL raise_error(CONCAT('unknown data source ''', LEFT(COALESCE(p_name, 'NULL'), 64), ''''));
+  END IF;
+  IF p_url IS NOT NULL THEN
+    CALL parse_data_source_url(p_url, v_host, v_port, v_user);
+    UPDATE data_source SET host = v_host, port = v_port, user = v_user WHERE id = v_id;
+  END IF;
+  IF p_password IS NOT NULL THEN
+    CALL check_password(p_password);
+    UPDATE data_source SET password = NULLIF(p_password, '') WHERE id = v_id;
+  END IF;
+END

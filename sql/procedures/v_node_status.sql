@@ -1,0 +1,15 @@
+-- Which nodes are alive (a heartbeat younger than the lease_ms setting, and no clean stop),
+-- when each last heartbeated, and how many pipelines each holds a live lease on.
+CREATE VIEW v_node_status AS
+SELECT n.name AS node,
+       n.host,
+       (n.stopped_at IS NULL
+        AND n.last_heartbeat > NOW(6) - INTERVAL (SELECT s.value FROM setting s WHERE s.name = 'lease_ms') * 1000 MICROSECOND) AS alive,
+       n.last_heartbeat,
+       CAST(TIMESTAMPDIFF(MICROSECOND, n.last_heartbeat, NOW(6)) / 1000 AS SIGNED) AS heartbeat_age_ms,
+       (SELECT COUNT(*) FROM pipeline_lease l WHERE l.holder = n.name AND l.expires_at > NOW(6)) AS pipelines,
+       n.version,
+       n.pid,
+       n.started_at,
+       n.stopped_at
+  FROM node n

@@ -1,0 +1,34 @@
+-- Desired beside observed state for every pipeline, with the reason, the node that holds it,
+-- where it has read to, and since when. A pipeline whose lease lapsed shows as stopped, with
+-- the lapsed holder in the reason, whatever its last reported state was.
+CREATE VIEW v_pipeline_status AS
+SELECT c.name AS channel,
+       p.name AS pipeline,
+       c.desired,
+       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN COALESCE(s.state, 'starting')
+            ELSE 'stopped' END AS observed,
+       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN s.reason
+            WHEN c.desired = 'running' AND l.holder IS NOT NULL
+              THEN CONCAT('waiting for a node: the lease of ', l.holder, ' lapsed at ', l.expires_at)
+            WHEN c.desired = 'running' THEN 'waiting for a node that may run it'
+            ELSE COALESCE(s.reason, 'stopped by the operator') END AS reason,
+       CASE WHEN l.expires_at > NOW(6) THEN l.holder END AS node,
+       CASE WHEN pos.binlog_file IS NOT NULL THEN CONCAT(pos.binlog_file, ':', pos.binlog_offset)
+            ELSE pos.gtid END AS position,
+       CAST(NULL AS SIGNED) AS lag_ms,
+       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN s.since
+            WHEN l.holder IS NOT NULL THEN l.expires_at
+            ELSE COALESCE(s.since, p.created_at) END AS since,
+       src.name AS source,
+       tgt.name AS target,
+       pos.gtid AS gtid,
+       l.token AS lease_token,
+       CASE WHEN l.expires_at > NOW(6)
+            THEN CAST(TIMESTAMPDIFF(MICROSECOND, NOW(6), l.expires_at) / 1000 AS SIGNED) END AS lease_left_ms
+  FROM pipeline p
+  JOIN channel c ON c.id = p.channel_id
+  LEFT JOIN pipeline_lease l ON l.pipeline_id = p.id
+  LEFT JOIN pipeline_state s ON s.pipeline_id = p.id
+  LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id
+  LEFT JOIN data_source src ON src.id = p.source_id
+  LEFT JOIN data_source tgt ON tgt.id = p.target_id

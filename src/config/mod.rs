@@ -1,0 +1,28 @@
+//! Typed configuration rows read from the metadata schema, and their pure validation.
+//!
+//! A node reads every configuration row it needs into a [`ConfigSnapshot`] (plain typed rows,
+//! exactly as stored) and turns each pipeline into a [`PipelineConfig`] with
+//! [`validate_pipeline`]. Validation does no IO: what it cannot check without a connection
+//! (a password in an environment variable, a reachable server) is checked when the pipeline
+//! connects. An invalid row becomes a [`ConfigError`] naming the row, which the node reports
+//! as that pipeline's error; it never stops the node or other pipelines.
+
+mod error;
+mod pattern;
+mod rows;
+mod secret;
+mod settings;
+mod validate;
+
+pub use error::{ConfigError, RowRef};
+pub use pattern::NamePattern;
+pub use rows::{
+    ChannelRow, ColumnPairRow, ConfigSnapshot, DataSourceRow, PipelineNodeRow, PipelineRow,
+    TablePairRow,
+};
+pub use secret::Secret;
+pub use settings::Settings;
+pub use validate::{
+    ColumnSelection, DataSource, DataSourceKind, PipelineConfig, PipelineOptions, TablePair,
+    validate_data_source, validate_pipeline,
+};

@@ -1,0 +1,110 @@
+//! Configuration rows exactly as stored in the metadata schema, before validation.
+
+use crate::model::{ChannelId, DataSourceId, PipelineId, TablePairId};
+use chrono::NaiveDateTime;
+
+/// A `data_source` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSourceRow {
+    pub id: DataSourceId,
+    pub name: String,
+    pub kind: String,
+    pub host: String,
+    pub port: u32,
+    pub user: String,
+    /// NULL, a literal, `env:NAME` or `file:PATH`.
+    pub password: Option<String>,
+}
+
+/// A `channel` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    pub id: ChannelId,
+    pub name: String,
+    pub mode: String,
+    pub desired: String,
+}
+
+/// A `pipeline` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineRow {
+    pub id: PipelineId,
+    pub channel_id: ChannelId,
+    pub name: String,
+    pub source_id: DataSourceId,
+    pub target_id: DataSourceId,
+    pub batch_rows: u64,
+    pub batch_bytes: u64,
+    pub batch_timeout_ms: u64,
+    pub load_parallelism: u64,
+    pub ddl_sync: bool,
+    pub skip_ddl_errors: bool,
+    pub transactional: bool,
+    pub server_id: Option<u32>,
+    pub start_kind: String,
+    pub start_file: Option<String>,
+    pub start_offset: Option<u64>,
+    pub start_gtid: Option<String>,
+    pub start_time: Option<NaiveDateTime>,
+}
+
+/// A `table_pair` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePairRow {
+    pub id: TablePairId,
+    pub channel_id: ChannelId,
+    pub source_schema: String,
+    pub source_table: String,
+    pub target_schema: Option<String>,
+    pub target_table: Option<String>,
+}
+
+/// A `column_pair` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnPairRow {
+    pub id: u32,
+    pub table_pair_id: TablePairId,
+    pub mode: String,
+    pub source_column: String,
+    pub target_column: Option<String>,
+}
+
+/// A `pipeline_node` row: a node allowed to run a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineNodeRow {
+    pub pipeline_id: PipelineId,
+    pub node: String,
+}
+
+/// Every configuration row a node needs, read at one poll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSnapshot {
+    pub data_sources: Vec<DataSourceRow>,
+    pub channels: Vec<ChannelRow>,
+    pub pipelines: Vec<PipelineRow>,
+    pub table_pairs: Vec<TablePairRow>,
+    pub column_pairs: Vec<ColumnPairRow>,
+    pub pipeline_nodes: Vec<PipelineNodeRow>,
+}
+
+impl ConfigSnapshot {
+    /// The channel of a pipeline (always present: a foreign key guarantees it).
+    pub fn channel_of(&self, pipeline: &PipelineRow) -> Option<&ChannelRow> {
+        self.channels.iter().find(|c| c.id == pipeline.channel_id)
+    }
+
+    /// Whether the operator wants this pipeline to run.
+    pub fn is_desired_running(&self, pipeline: &PipelineRow) -> bool {
+        self.channel_of(pipeline)
+            .is_some_and(|channel| channel.desired == "running")
+    }
+
+    /// The nodes allowed to run a pipeline; empty means any node.
+    pub fn allowed_nodes(&self, pipeline: PipelineId) -> Vec<String> {
+        self.pipeline_nodes
+            .iter()
+            .filter(|row| row.pipeline_id == pipeline)
+            .map(|row| row.node.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,516 @@
+//! Pure validation of configuration rows into the typed configuration a pipeline runs with.
+
+use super::{
+    ColumnPairRow, ConfigError, ConfigSnapshot, DataSourceRow, NamePattern, PipelineRow, RowRef,
+    Secret, TablePairRow,
+};
+use crate::model::{
+    BinlogFilePos, ChannelId, DataSourceId, GtidState, PipelineId, StartPoint, TablePairId,
+};
+use std::time::Duration;
+
+/// The server kinds ottr reads from and writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSourceKind {
+    MySql,
+    MariaDb,
+}
+
+/// A validated data source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    pub id: DataSourceId,
+    pub name: String,
+    pub kind: DataSourceKind,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+}
+
+/// How a pipeline batches and applies changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineOptions {
+    pub batch_rows: u32,
+    pub batch_bytes: u64,
+    pub batch_timeout: Duration,
+    pub load_parallelism: u16,
+    pub ddl_sync: bool,
+    pub skip_ddl_errors: bool,
+    pub transactional: bool,
+}
+
+/// Which columns of a table pair travel, and under which target names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnSelection {
+    /// Every column, same names.
+    All,
+    /// Only these source columns, each with an optional target name.
+    Include(Vec<(String, Option<String>)>),
+    /// Every column but these.
+    Exclude(Vec<String>),
+}
+
+/// A validated table pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePair {
+    pub id: TablePairId,
+    pub schema: NamePattern,
+    pub table: NamePattern,
+    /// None: the same schema as the source.
+    pub target_schema: Option<String>,
+    /// None: the same table as the source.
+    pub target_table: Option<String>,
+    pub columns: ColumnSelection,
+}
+
+/// Everything a node needs to run one pipeline, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineConfig {
+    pub id: PipelineId,
+    pub name: String,
+    pub channel_id: ChannelId,
+    pub channel: String,
+    pub source: DataSource,
+    pub target: DataSource,
+    pub options: PipelineOptions,
+    /// The replica server id this pipeline uses on its source.
+    pub server_id: u32,
+    /// Where to start when no position is saved.
+    pub start: StartPoint,
+    pub table_pairs: Vec<TablePair>,
+}
+
+/// Validates one `data_source` row.
+pub fn validate_data_source(row: &DataSourceRow) -> Result<DataSource, ConfigError> {
+    let invalid = |problem: String| {
+        ConfigError::new(
+            RowRef::DataSource {
+                id: row.id,
+                name: row.name.clone(),
+            },
+            problem,
+        )
+    };
+    let kind = match row.kind.as_str() {
+        "mysql" => DataSourceKind::MySql,
+        "mariadb" => DataSourceKind::MariaDb,
+        other => {
+            return Err(invalid(format!(
+                "unknown kind '{other}': use mysql or mariadb"
+            )));
+        }
+    };
+    let port = u16::try_from(row.port)
+        .ok()
+        .filter(|port| *port > 0)
+        .ok_or_else(|| invalid(format!("port {} is not between 1 and 65535", row.port)))?;
+    if row.host.trim().is_empty() {
+        return Err(invalid("host is empty".into()));
+    }
+    if row.user.is_empty() {
+        return Err(invalid("user is empty".into()));
+    }
+    let password = Secret::from_stored(row.password.as_deref());
+    if let Secret::Env(name) = &password
+        && (name.is_empty() || name.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+    {
+        return Err(invalid(format!(
+            "password reference env:{name} is not env:NAME"
+        )));
+    }
+    Ok(DataSource {
+        id: row.id,
+        name: row.name.clone(),
+        kind,
+        host: row.host.clone(),
+        port,
+        user: row.user.clone(),
+        password,
+    })
+}
+
+/// Validates a pipeline row with the rows it refers to.
+pub fn validate_pipeline(
+    snapshot: &ConfigSnapshot,
+    row: &PipelineRow,
+) -> Result<PipelineConfig, ConfigError> {
+    let pipeline_ref = RowRef::Pipeline {
+        id: row.id,
+        name: row.name.clone(),
+    };
+    let invalid = |problem: String| ConfigError::new(pipeline_ref.clone(), problem);
+    let channel = snapshot
+        .channel_of(row)
+        .ok_or_else(|| invalid(format!("channel id {} does not exist", row.channel_id)))?;
+    if channel.mode != "one_way" {
+        return Err(invalid(format!(
+            "channel '{}' has mode '{}', which this ottr does not run yet",
+            channel.name, channel.mode
+        )));
+    }
+    let data_source = |id: DataSourceId, role: &str| {
+        snapshot
+            .data_sources
+            .iter()
+            .find(|source| source.id == id)
+            .ok_or_else(|| invalid(format!("{role} data source id {id} does not exist")))
+            .and_then(validate_data_source)
+    };
+    let source = data_source(row.source_id, "source")?;
+    let target = data_source(row.target_id, "target")?;
+    let options = validate_options(row).map_err(invalid)?;
+    let start = validate_start(row).map_err(invalid)?;
+    let server_id = match row.server_id {
+        Some(0) => {
+            return Err(invalid(
+                "server_id 0 is not allowed: use NULL or 1..".into(),
+            ));
+        }
+        Some(id) => id,
+        None => 1_000_000u32.saturating_add(row.id.0),
+    };
+    let mut table_pairs = Vec::new();
+    for pair in snapshot
+        .table_pairs
+        .iter()
+        .filter(|pair| pair.channel_id == row.channel_id)
+    {
+        let columns: Vec<&ColumnPairRow> = snapshot
+            .column_pairs
+            .iter()
+            .filter(|column| column.table_pair_id == pair.id)
+            .collect();
+        table_pairs.push(validate_table_pair(pair, &columns, source.id == target.id)?);
+    }
+    if table_pairs.is_empty() {
+        return Err(invalid(format!(
+            "channel '{}' has no table pairs: CALL add_table_pair",
+            channel.name
+        )));
+    }
+    Ok(PipelineConfig {
+        id: row.id,
+        name: row.name.clone(),
+        channel_id: channel.id,
+        channel: channel.name.clone(),
+        source,
+        target,
+        options,
+        server_id,
+        start,
+        table_pairs,
+    })
+}
+
+fn validate_options(row: &PipelineRow) -> Result<PipelineOptions, String> {
+    let in_range = |name: &str, value: u64, min: u64, max: u64| {
+        if (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("{name} {value} is not between {min} and {max}"))
+        }
+    };
+    Ok(PipelineOptions {
+        batch_rows: in_range("batch_rows", row.batch_rows, 1, 1_000_000)? as u32,
+        batch_bytes: in_range("batch_bytes", row.batch_bytes, 1024, 1 << 32)?,
+        batch_timeout: Duration::from_millis(in_range(
+            "batch_timeout_ms",
+            row.batch_timeout_ms,
+            1,
+            3_600_000,
+        )?),
+        load_parallelism: in_range("load_parallelism", row.load_parallelism, 1, 256)? as u16,
+        ddl_sync: row.ddl_sync,
+        skip_ddl_errors: row.skip_ddl_errors,
+        transactional: row.transactional,
+    })
+}
+
+fn validate_start(row: &PipelineRow) -> Result<StartPoint, String> {
+    match row.start_kind.as_str() {
+        "end" => Ok(StartPoint::End),
+        "file" => match (&row.start_file, row.start_offset) {
+            (Some(file), Some(offset)) => format!("{file}:{offset}")
+                .parse::<BinlogFilePos>()
+                .map(StartPoint::File)
+                .map_err(|error| format!("start position: {error}")),
+            _ => Err("start_kind 'file' needs start_file and start_offset".into()),
+        },
+        "gtid" => match &row.start_gtid {
+            Some(text) if !text.trim().is_empty() => text
+                .parse::<GtidState>()
+                .map(StartPoint::Gtid)
+                .map_err(|_| {
+                    format!(
+                        "start_gtid '{text}' is not a MariaDB GTID position or a MySQL GTID set"
+                    )
+                }),
+            _ => Err("start_kind 'gtid' needs start_gtid".into()),
+        },
+        "timestamp" => row
+            .start_time
+            .map(StartPoint::Timestamp)
+            .ok_or_else(|| "start_kind 'timestamp' needs start_time".into()),
+        other => Err(format!("unknown start_kind '{other}'")),
+    }
+}
+
+fn validate_table_pair(
+    row: &TablePairRow,
+    columns: &[&ColumnPairRow],
+    same_server: bool,
+) -> Result<TablePair, ConfigError> {
+    let invalid = |problem: String| ConfigError::new(RowRef::TablePair { id: row.id }, problem);
+    let pattern = |what: &str, text: &str| {
+        if text.is_empty() {
+            return Err(invalid(format!("source {what} is empty")));
+        }
+        NamePattern::parse(text).map_err(|error| {
+            invalid(format!(
+                "source {what} regex '{text}' does not compile: {error}"
+            ))
+        })
+    };
+    let schema = pattern("schema", &row.source_schema)?;
+    let table = pattern("table", &row.source_table)?;
+    if schema.matches("ottr_sys") {
+        return Err(invalid(format!(
+            "source schema '{}' matches ottr_sys, ottr's own schema, which is never synced",
+            row.source_schema
+        )));
+    }
+    for (what, name) in [("schema", &row.target_schema), ("table", &row.target_table)] {
+        if let Some(name) = name
+            && (name.is_empty() || name.chars().count() > 64)
+        {
+            return Err(invalid(format!(
+                "target {what} '{name}' must have 1 to 64 characters"
+            )));
+        }
+    }
+    if same_server && row.target_schema.is_none() && row.target_table.is_none() {
+        return Err(invalid(
+            "source and target are the same server and the pair renames nothing: it would copy tables onto themselves"
+                .into(),
+        ));
+    }
+    Ok(TablePair {
+        id: row.id,
+        schema,
+        table,
+        target_schema: row.target_schema.clone(),
+        target_table: row.target_table.clone(),
+        columns: validate_columns(columns)?,
+    })
+}
+
+fn validate_columns(columns: &[&ColumnPairRow]) -> Result<ColumnSelection, ConfigError> {
+    let Some(first) = columns.first() else {
+        return Ok(ColumnSelection::All);
+    };
+    let mut include = Vec::new();
+    let mut exclude = Vec::new();
+    for column in columns {
+        let invalid =
+            |problem: String| ConfigError::new(RowRef::ColumnPair { id: column.id }, problem);
+        if column.mode != first.mode {
+            return Err(invalid(format!(
+                "mixes '{}' with '{}' in one table pair: a pair is either include or exclude",
+                column.mode, first.mode
+            )));
+        }
+        match column.mode.as_str() {
+            "include" => include.push((column.source_column.clone(), column.target_column.clone())),
+            "exclude" if column.target_column.is_some() => {
+                return Err(invalid(format!(
+                    "excludes column {} and also renames it",
+                    column.source_column
+                )));
+            }
+            "exclude" => exclude.push(column.source_column.clone()),
+            other => {
+                return Err(invalid(format!(
+                    "unknown mode '{other}': use include or exclude"
+                )));
+            }
+        }
+    }
+    Ok(if include.is_empty() {
+        ColumnSelection::Exclude(exclude)
+    } else {
+        ColumnSelection::Include(include)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ChannelRow, DataSourceRow};
+
+    fn snapshot() -> ConfigSnapshot {
+        let source = |id: u32, name: &str| DataSourceRow {
+            id: DataSourceId(id),
+            name: name.into(),
+            kind: "mariadb".into(),
+            host: "10.0.0.1".into(),
+            port: 3306,
+            user: "canal".into(),
+            password: Some("env:SH_PASSWORD".into()),
+        };
+        ConfigSnapshot {
+            data_sources: vec![source(1, "sh"), source(2, "us")],
+            channels: vec![ChannelRow {
+                id: ChannelId(1),
+                name: "orders".into(),
+                mode: "one_way".into(),
+                desired: "running".into(),
+            }],
+            pipelines: vec![PipelineRow {
+                id: PipelineId(3),
+                channel_id: ChannelId(1),
+                name: "orders".into(),
+                source_id: DataSourceId(1),
+                target_id: DataSourceId(2),
+                batch_rows: 5000,
+                batch_bytes: 16 << 20,
+                batch_timeout_ms: 1000,
+                load_parallelism: 8,
+                ddl_sync: true,
+                skip_ddl_errors: false,
+                transactional: false,
+                server_id: None,
+                start_kind: "end".into(),
+                start_file: None,
+                start_offset: None,
+                start_gtid: None,
+                start_time: None,
+            }],
+            table_pairs: vec![TablePairRow {
+                id: TablePairId(7),
+                channel_id: ChannelId(1),
+                source_schema: "shop".into(),
+                source_table: "order_.*".into(),
+                target_schema: None,
+                target_table: None,
+            }],
+            column_pairs: vec![],
+            pipeline_nodes: vec![],
+        }
+    }
+
+    fn validate(snapshot: &ConfigSnapshot) -> Result<PipelineConfig, ConfigError> {
+        validate_pipeline(snapshot, &snapshot.pipelines[0])
+    }
+
+    #[test]
+    fn a_complete_pipeline_validates_with_its_defaults() {
+        let config = validate(&snapshot()).unwrap();
+        assert_eq!(config.server_id, 1_000_003);
+        assert_eq!(config.start, StartPoint::End);
+        assert_eq!(config.source.password, Secret::Env("SH_PASSWORD".into()));
+        assert!(config.table_pairs[0].table.matches("order_1"));
+        assert_eq!(config.table_pairs[0].columns, ColumnSelection::All);
+    }
+
+    #[test]
+    fn a_regex_that_does_not_compile_names_the_table_pair() {
+        let mut snapshot = snapshot();
+        snapshot.table_pairs[0].source_table = "order_(".into();
+        let error = validate(&snapshot).unwrap_err();
+        assert_eq!(error.row, RowRef::TablePair { id: TablePairId(7) });
+        assert!(
+            error
+                .to_string()
+                .starts_with("table pair 7: source table regex 'order_(' does not compile"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_data_source_names_the_pipeline_and_the_id() {
+        let mut snapshot = snapshot();
+        snapshot.pipelines[0].target_id = DataSourceId(99);
+        let error = validate(&snapshot).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "pipeline 'orders' (id 3): target data source id 99 does not exist"
+        );
+    }
+
+    #[test]
+    fn bad_start_rows_and_options_are_refused() {
+        let mut snapshot = snapshot();
+        snapshot.pipelines[0].start_kind = "file".into();
+        assert!(
+            validate(&snapshot)
+                .unwrap_err()
+                .to_string()
+                .contains("needs start_file")
+        );
+        snapshot.pipelines[0].start_file = Some("mysql-bin.000001".into());
+        snapshot.pipelines[0].start_offset = Some(120);
+        assert!(validate(&snapshot).is_ok());
+        snapshot.pipelines[0].load_parallelism = 0;
+        assert!(
+            validate(&snapshot)
+                .unwrap_err()
+                .to_string()
+                .contains("load_parallelism 0")
+        );
+    }
+
+    #[test]
+    fn column_pairs_are_include_or_exclude_never_both() {
+        let mut snapshot = snapshot();
+        let column = |id: u32, mode: &str, name: &str, target: Option<&str>| ColumnPairRow {
+            id,
+            table_pair_id: TablePairId(7),
+            mode: mode.into(),
+            source_column: name.into(),
+            target_column: target.map(str::to_owned),
+        };
+        snapshot.column_pairs = vec![
+            column(1, "include", "id", None),
+            column(2, "include", "amount", Some("total")),
+        ];
+        assert_eq!(
+            validate(&snapshot).unwrap().table_pairs[0].columns,
+            ColumnSelection::Include(vec![
+                ("id".into(), None),
+                ("amount".into(), Some("total".into()))
+            ])
+        );
+        snapshot
+            .column_pairs
+            .push(column(3, "exclude", "secret", None));
+        let error = validate(&snapshot).unwrap_err();
+        assert_eq!(error.row, RowRef::ColumnPair { id: 3 });
+    }
+
+    #[test]
+    fn the_same_server_without_a_rename_is_refused() {
+        let mut snapshot = snapshot();
+        snapshot.pipelines[0].target_id = DataSourceId(1);
+        assert!(
+            validate(&snapshot)
+                .unwrap_err()
+                .to_string()
+                .contains("onto themselves")
+        );
+        snapshot.table_pairs[0].target_schema = Some("shop_copy".into());
+        assert!(validate(&snapshot).is_ok());
+    }
+
+    #[test]
+    fn ottr_sys_is_never_a_source() {
+        let mut snapshot = snapshot();
+        snapshot.table_pairs[0].source_schema = "ottr_.*".into();
+        assert!(
+            validate(&snapshot)
+                .unwrap_err()
+                .to_string()
+                .contains("never synced")
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The error type of ottr and the class that decides what a supervisor does with it.
+//!
+//! Every failure has a class: [`ErrorClass::Transient`] (retry from the saved position with
+//! backoff), [`ErrorClass::Table`] (stop one table pair, keep the rest), [`ErrorClass::Fatal`]
+//! (stop the pipeline and record the reason). `Display` says what went wrong in this layer
+//! only; [`chain`] renders the whole cause chain for logs and status rows.
+
+use crate::config::ConfigError;
+use crate::model::{FencingToken, PipelineId};
+
+/// Everything that can go wrong in ottr outside of the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A query on the metadata database or a data server failed; `context` says which.
+    #[error("{context}")]
+    Database {
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// A configuration row is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The metadata schema was migrated by a newer ottr.
+    #[error(
+        "the metadata schema is at version {found}, newer than this ottr knows (up to {known}): upgrade ottr"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    /// The metadata schema is missing or older than this ottr.
+    #[error(
+        "the metadata schema is at version {found}, this ottr needs {known}: run `ottr migrate`"
+    )]
+    SchemaTooOld { found: i64, known: i64 },
+    /// Another live process already runs a node under this name.
+    #[error(
+        "a node named '{name}' is alive on host {host} (pid {pid}): stop it or choose another --name"
+    )]
+    NodeNameTaken {
+        name: String,
+        host: String,
+        pid: u32,
+    },
+    /// This process's node row was taken over by another process with the same name.
+    #[error("node '{name}' was registered again by another process; this one stops")]
+    NodeReplaced { name: String },
+    /// A write was refused because the lease's fencing token has moved on.
+    #[error("pipeline {pipeline}: fencing token {token} is no longer current (the lease was lost)")]
+    Fenced {
+        pipeline: PipelineId,
+        token: FencingToken,
+    },
+    /// A source or target failed a precheck; the message holds the fix.
+    #[error("{0}")]
+    Precheck(String),
+    /// A data server could not be reached (connection refused, timeout, gone away).
+    #[error("{context}")]
+    Unreachable {
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// A row read from a database does not have the shape ottr expects.
+    #[error("{context}: {problem}")]
+    BadRow { context: String, problem: String },
+    /// A metadata query did not answer in time.
+    #[error("{0}: no answer within {1} ms")]
+    Timeout(String, u64),
+}
+
+/// What a supervisor does with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retry from the saved position with backoff.
+    Transient,
+    /// Stop one table pair, alert, keep the rest of the pipeline running.
+    Table,
+    /// Stop the pipeline, record the reason, alert; an operator must act.
+    Fatal,
+}
+
+impl Error {
+    /// Wraps a database error with what was being done.
+    pub fn database(context: impl Into<String>, source: mysql_async::Error) -> Self {
+        let context = context.into();
+        if is_connection_error(&source) {
+            Error::Unreachable { context, source }
+        } else {
+            Error::Database { context, source }
+        }
+    }
+
+    /// The class that decides how this error is handled.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Unreachable { .. } | Error::Timeout(..) => ErrorClass::Transient,
+            Error::Database { source, .. } if is_transient_server_error(source) => {
+                ErrorClass::Transient
+            }
+            Error::Database { .. }
+            | Error::Config(_)
+            | Error::SchemaTooNew { .. }
+            | Error::SchemaTooOld { .. }
+            | Error::NodeNameTaken { .. }
+            | Error::NodeReplaced { .. }
+            | Error::Fenced { .. }
+            | Error::Precheck(_)
+            | Error::BadRow { .. } => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// Whether the error means the server could not be reached or went away.
+fn is_connection_error(error: &mysql_async::Error) -> bool {
+    match error {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(driver) => matches!(
+            driver,
+            mysql_async::DriverError::ConnectionClosed | mysql_async::DriverError::PoolDisconnected
+        ),
+        mysql_async::Error::Server(server) => matches!(
+            server.code,
+            // server shutdown in progress, too many connections, lost connection
+            1053 | 1040 | 2013 | 2006
+        ),
+        _ => false,
+    }
+}
+
+/// Server errors that go away by themselves: deadlocks and lock wait timeouts.
+fn is_transient_server_error(error: &mysql_async::Error) -> bool {
+    matches!(error, mysql_async::Error::Server(server) if matches!(server.code, 1205 | 1213))
+}
+
+/// Renders an error with its whole cause chain, `outer: inner: root`.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A result with ottr's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,153 @@
+//! The `ottr` command line: migrate, node, status, check.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use ottr::error::chain;
+use ottr::meta::{self, MetaDb};
+use ottr::node::{self, NodeOptions};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Binlog-based MySQL/MariaDB synchronisation, configured and observed with SQL.
+#[derive(Parser)]
+#[command(name = "ottr", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates or upgrades the metadata schema, then re-creates its views and procedures.
+    Migrate {
+        /// The metadata database, e.g. mysql://root@127.0.0.1:3307/ottr
+        #[arg(long, env = "OTTR_META")]
+        meta: String,
+        /// Migrate only up to this schema version (views and procedures need the newest).
+        #[arg(long, hide = true)]
+        target: Option<i64>,
+    },
+    /// Runs a node: registers, claims pipelines through leases and runs them.
+    Node {
+        #[arg(long, env = "OTTR_META")]
+        meta: String,
+        /// This node's name, unique among live nodes and kept across restarts.
+        #[arg(long, env = "OTTR_NODE_NAME")]
+        name: String,
+        /// The host name shown in v_node_status (default: this machine's name).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Prints v_pipeline_status and v_node_status as tables.
+    Status {
+        #[arg(long, env = "OTTR_META")]
+        meta: String,
+    },
+    /// Prechecks a data source: reachable, binlog settings, privileges.
+    Check {
+        #[arg(long, env = "OTTR_META")]
+        meta: String,
+        /// The data source's name, as given to add_data_source.
+        #[arg(long)]
+        data_source: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("OTTR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", error_text(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn error_text(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<ottr::Error>() {
+        Some(inner) => chain(inner),
+        None => format!("{error:#}"),
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Migrate { meta, target } => {
+            let report = meta::migrate(&meta, target).await?;
+            if report.from == report.to {
+                println!(
+                    "metadata schema is at version {} (no migration needed); {} views and procedures re-created",
+                    report.to, report.objects
+                );
+            } else {
+                println!(
+                    "metadata schema migrated from version {} to {}; {} views and procedures re-created",
+                    report.from, report.to, report.objects
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node { meta, name, host } => {
+            let meta = MetaDb::open(&meta)?;
+            let host = host.unwrap_or_else(hostname);
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            node::run(meta, NodeOptions { name, host }, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { meta } => {
+            let meta = MetaDb::open(&meta)?;
+            print!("{}", ottr::status::status_report(&meta).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { meta, data_source } => {
+            let meta = MetaDb::open(&meta)?;
+            let (report, passed) = ottr::status::check_report(&meta, &data_source).await?;
+            print!("{report}");
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// Cancels `shutdown` at SIGTERM or SIGINT.
+async fn stop_on_signal(shutdown: CancellationToken) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("signal received: stopping pipelines and releasing leases");
+    shutdown.cancel();
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,0 +1,71 @@
+//! The event log: what nodes did and what went wrong, as rows an operator can SELECT.
+
+use super::leases::truncate;
+use super::{MetaDb, timed};
+use crate::error::{Error, Result};
+use crate::model::PipelineId;
+use mysql_async::prelude::Queryable;
+
+const INSERT_EVENT: &str =
+    "INSERT INTO event_log (node, pipeline_id, level, kind, message) VALUES (?, ?, ?, ?, ?)";
+const PRUNE_EVENTS: &str =
+    "DELETE FROM event_log WHERE at < NOW(6) - INTERVAL ? DAY ORDER BY id LIMIT 10000";
+
+/// How serious an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+impl EventLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventLevel::Info => "info",
+            EventLevel::Warn => "warn",
+            EventLevel::Error => "error",
+        }
+    }
+}
+
+/// Appends one event; `kind` is a short machine-readable word such as `lease_acquired`.
+pub async fn log_event(
+    meta: &MetaDb,
+    level: EventLevel,
+    node: Option<&str>,
+    pipeline: Option<PipelineId>,
+    kind: &str,
+    message: &str,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot append to the event log";
+    timed(context, async {
+        conn.exec_drop(
+            INSERT_EVENT,
+            (
+                node,
+                pipeline.map(|id| id.0),
+                level.as_str(),
+                kind,
+                truncate(message, 1024),
+            ),
+        )
+        .await
+        .map_err(|error| Error::database(context, error))
+    })
+    .await
+}
+
+/// Deletes up to 10,000 events older than `days`; returns how many went.
+pub async fn prune_event_log(meta: &MetaDb, days: u32) -> Result<u64> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot prune the event log";
+    timed(context, async {
+        conn.exec_drop(PRUNE_EVENTS, (days,))
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        Ok(conn.affected_rows())
+    })
+    .await
+}

@@ -1,0 +1,304 @@
+//! Leases with fencing tokens, and the writes they guard: positions, observed state, runs.
+//!
+//! A lease row per pipeline names its holder and carries a fencing token that grows at every
+//! acquisition. Expiry is judged by the metadata database's `NOW(6)`, never a node's clock.
+//! Every position and state write joins the lease row and succeeds only while the writer's
+//! token is current and the lease is held, so a node that lost its lease cannot write.
+
+use super::{MetaDb, timed};
+use crate::error::{Error, Result};
+use crate::model::{BinlogFilePos, FencingToken, GtidState, PipelineId, Position};
+use crate::row::take;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Row, TxOpts};
+use std::time::Duration;
+
+const ENSURE_LEASE_ROWS: &str = "INSERT INTO pipeline_lease (pipeline_id) \
+     SELECT p.id FROM pipeline p LEFT JOIN pipeline_lease l ON l.pipeline_id = p.id \
+     WHERE l.pipeline_id IS NULL";
+const SELECT_LEASES: &str = "SELECT pipeline_id, holder, token, \
+     (holder IS NOT NULL AND expires_at > NOW(6)) AS live FROM pipeline_lease ORDER BY pipeline_id";
+const LOCK_LEASE: &str = "SELECT holder, token, (holder IS NOT NULL AND expires_at > NOW(6)) AS live \
+     FROM pipeline_lease WHERE pipeline_id = ? FOR UPDATE";
+const TAKE_LEASE: &str = "UPDATE pipeline_lease SET holder = ?, token = ?, acquired_at = NOW(6), \
+     expires_at = NOW(6) + INTERVAL ? MICROSECOND WHERE pipeline_id = ?";
+const RENEW_LEASE: &str = "UPDATE pipeline_lease SET expires_at = NOW(6) + INTERVAL ? MICROSECOND \
+     WHERE pipeline_id = ? AND holder = ? AND token = ?";
+const RELEASE_LEASE: &str = "UPDATE pipeline_lease SET holder = NULL, expires_at = NOW(6) \
+     WHERE pipeline_id = ? AND token = ? AND holder IS NOT NULL";
+const WRITE_POSITION: &str = "INSERT INTO pipeline_position \
+     (pipeline_id, binlog_file, binlog_offset, gtid, trx_rows_done, token) \
+     SELECT l.pipeline_id, ?, ?, ?, ?, l.token FROM pipeline_lease l \
+     WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL \
+     ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_offset = VALUES(binlog_offset), \
+     gtid = VALUES(gtid), trx_rows_done = VALUES(trx_rows_done), token = VALUES(token)";
+const READ_POSITION: &str = "SELECT binlog_file, binlog_offset, gtid, trx_rows_done \
+     FROM pipeline_position WHERE pipeline_id = ?";
+// `since` is assigned first: MySQL evaluates the assignments left to right.
+const WRITE_STATE: &str = "INSERT INTO pipeline_state (pipeline_id, state, reason, node, token, since) \
+     SELECT l.pipeline_id, ?, ?, l.holder, l.token, NOW(6) FROM pipeline_lease l \
+     WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL \
+     ON DUPLICATE KEY UPDATE since = IF(state = VALUES(state), since, VALUES(since)), \
+     state = VALUES(state), reason = VALUES(reason), node = VALUES(node), token = VALUES(token)";
+const START_RUN: &str = "INSERT INTO pipeline_run (pipeline_id, node, token) VALUES (?, ?, ?)";
+const STOP_RUN: &str = "UPDATE pipeline_run SET stopped_at = NOW(6), stop_reason = ? \
+     WHERE id = ? AND stopped_at IS NULL";
+
+/// A lease row as read at one poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub pipeline: PipelineId,
+    /// The node named as holder, live or not.
+    pub holder: Option<String>,
+    pub token: FencingToken,
+    /// Whether the holder's lease has not expired, by the metadata database's clock.
+    pub live: bool,
+}
+
+/// A `pipeline_run` row: one stretch of time during which one node ran one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunId(pub u64);
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros() as u64
+}
+
+/// Creates the missing lease rows (for pipelines inserted by hand).
+pub async fn ensure_lease_rows(meta: &MetaDb) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot create lease rows";
+    timed(context, async {
+        conn.query_drop(ENSURE_LEASE_ROWS)
+            .await
+            .map_err(|error| Error::database(context, error))
+    })
+    .await
+}
+
+/// Reads every lease.
+pub async fn read_leases(meta: &MetaDb) -> Result<Vec<Lease>> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot read the leases";
+    timed(context, async {
+        let rows: Vec<Row> = conn
+            .query(SELECT_LEASES)
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        rows.into_iter()
+            .map(|mut row| {
+                Ok(Lease {
+                    pipeline: PipelineId(take(&mut row, "pipeline_id", context)?),
+                    holder: take(&mut row, "holder", context)?,
+                    token: FencingToken(take(&mut row, "token", context)?),
+                    live: take::<Option<bool>>(&mut row, "live", context)?.unwrap_or(false),
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Takes the lease of `pipeline` for `node` if it is free, expired, or held under this node's
+/// own name (a restarted node takes back its leases). Returns the new fencing token.
+pub async fn claim_lease(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    node: &str,
+    length: Duration,
+) -> Result<Option<FencingToken>> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot claim the lease of pipeline {pipeline}");
+    timed(&context, async {
+        let fail = |error| Error::database(context.clone(), error);
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(fail)?;
+        let row: Option<(Option<String>, u64, Option<bool>)> = transaction
+            .exec_first(LOCK_LEASE, (pipeline.0,))
+            .await
+            .map_err(fail)?;
+        let Some((holder, token, live)) = row else {
+            return Ok(None);
+        };
+        let claimable = !live.unwrap_or(false) || holder.as_deref() == Some(node);
+        if !claimable {
+            return Ok(None);
+        }
+        let token = token + 1;
+        transaction
+            .exec_drop(TAKE_LEASE, (node, token, micros(length), pipeline.0))
+            .await
+            .map_err(fail)?;
+        transaction.commit().await.map_err(fail)?;
+        Ok(Some(FencingToken(token)))
+    })
+    .await
+}
+
+/// Extends a held lease. Err([`Error::Fenced`]) when the lease is no longer this holder's.
+pub async fn renew_lease(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    node: &str,
+    token: FencingToken,
+    length: Duration,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot renew the lease of pipeline {pipeline}");
+    timed(&context, async {
+        conn.exec_drop(RENEW_LEASE, (micros(length), pipeline.0, node, token.0))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))?;
+        fenced_unless_one_row(conn.affected_rows(), pipeline, token)
+    })
+    .await
+}
+
+/// Gives a lease back at once, so that another node can take the pipeline without waiting
+/// for expiry. Releasing a lease that was already lost is not an error.
+pub async fn release_lease(meta: &MetaDb, pipeline: PipelineId, token: FencingToken) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot release the lease of pipeline {pipeline}");
+    timed(&context, async {
+        conn.exec_drop(RELEASE_LEASE, (pipeline.0, token.0))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))
+    })
+    .await
+}
+
+/// Saves the position of a pipeline, if `token` is still the lease's current token.
+pub async fn write_position(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    token: FencingToken,
+    position: &Position,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot save the position of pipeline {pipeline}");
+    timed(&context, async {
+        let file = position.file.as_ref();
+        conn.exec_drop(
+            WRITE_POSITION,
+            (
+                file.map(|file| file.file.clone()),
+                file.map(|file| file.offset),
+                position.gtid.as_ref().map(ToString::to_string),
+                position.trx_rows_done,
+                pipeline.0,
+                token.0,
+            ),
+        )
+        .await
+        .map_err(|error| Error::database(context.clone(), error))?;
+        if conn.affected_rows() == 0 {
+            return Err(Error::Fenced { pipeline, token });
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `binlog_file, binlog_offset, gtid, trx_rows_done` of a `pipeline_position` row.
+type PositionColumns = (Option<String>, Option<u64>, Option<String>, u64);
+
+/// Reads the saved position of a pipeline; None until its start position was resolved.
+pub async fn read_position(meta: &MetaDb, pipeline: PipelineId) -> Result<Option<Position>> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot read the position of pipeline {pipeline}");
+    timed(&context, async {
+        let row: Option<PositionColumns> = conn
+            .exec_first(READ_POSITION, (pipeline.0,))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))?;
+        let Some((file, offset, gtid, trx_rows_done)) = row else {
+            return Ok(None);
+        };
+        let gtid = gtid
+            .map(|text| text.parse::<GtidState>())
+            .transpose()
+            .map_err(|error| Error::BadRow {
+                context: context.clone(),
+                problem: error.to_string(),
+            })?;
+        let file = file
+            .zip(offset)
+            .map(|(file, offset)| BinlogFilePos { file, offset });
+        Ok(Some(Position {
+            file,
+            gtid,
+            trx_rows_done,
+        }))
+    })
+    .await
+}
+
+/// Records the observed state of a pipeline, if `token` is still current.
+pub async fn write_state(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    token: FencingToken,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot record the state of pipeline {pipeline}");
+    let reason = reason.map(|text| truncate(text, 1024));
+    timed(&context, async {
+        conn.exec_drop(WRITE_STATE, (state, reason, pipeline.0, token.0))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))?;
+        if conn.affected_rows() == 0 {
+            return Err(Error::Fenced { pipeline, token });
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Records that `node` starts running `pipeline` now (by the database's clock).
+pub async fn start_run(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    node: &str,
+    token: FencingToken,
+) -> Result<RunId> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot record a run of pipeline {pipeline}");
+    timed(&context, async {
+        conn.exec_drop(START_RUN, (pipeline.0, node, token.0))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))?;
+        Ok(RunId(conn.last_insert_id().unwrap_or_default()))
+    })
+    .await
+}
+
+/// Records that a run ended now, and why.
+pub async fn stop_run(meta: &MetaDb, run: RunId, reason: &str) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot record the end of a pipeline run";
+    timed(context, async {
+        conn.exec_drop(STOP_RUN, (truncate(reason, 255), run.0))
+            .await
+            .map_err(|error| Error::database(context, error))
+    })
+    .await
+}
+
+fn fenced_unless_one_row(rows: u64, pipeline: PipelineId, token: FencingToken) -> Result<()> {
+    if rows == 0 {
+        Err(Error::Fenced { pipeline, token })
+    } else {
+        Ok(())
+    }
+}
+
+/// `text` cut to at most `limit` characters.
+pub(crate) fn truncate(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((index, _)) => text[..index].to_owned(),
+        None => text.to_owned(),
+    }
+}

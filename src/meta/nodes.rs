@@ -1,0 +1,153 @@
+//! Node rows: registration, heartbeats, clean stops, and which nodes are alive.
+//!
+//! A node is alive while its heartbeat is younger than the lease length (by the metadata
+//! database's clock) and it has not stopped cleanly. Each node writes only its own row.
+
+use super::{MetaDb, timed};
+use crate::error::{Error, Result};
+use crate::row::take;
+use mysql_async::Row;
+use mysql_async::prelude::Queryable;
+use std::time::Duration;
+
+const SELECT_NODE: &str = "SELECT host, pid, instance, last_heartbeat, \
+     (stopped_at IS NULL AND last_heartbeat > NOW(6) - INTERVAL ? MICROSECOND) AS fresh \
+     FROM node WHERE name = ?";
+const UPSERT_NODE: &str = "INSERT INTO node \
+     (name, host, pid, version, instance, started_at, last_heartbeat, stopped_at) \
+     VALUES (?, ?, ?, ?, ?, NOW(6), NOW(6), NULL) \
+     ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), version = VALUES(version), \
+     instance = VALUES(instance), started_at = NOW(6), last_heartbeat = NOW(6), stopped_at = NULL";
+const HEARTBEAT: &str = "UPDATE node SET last_heartbeat = NOW(6) WHERE name = ? AND instance = ?";
+const MARK_STOPPED: &str = "UPDATE node SET stopped_at = NOW(6) WHERE name = ? AND instance = ?";
+const ALIVE_NODES: &str = "SELECT name FROM node \
+     WHERE stopped_at IS NULL AND last_heartbeat > NOW(6) - INTERVAL ? MICROSECOND ORDER BY name";
+
+/// Who this node process is.
+#[derive(Debug, Clone)]
+pub struct NodeRegistration {
+    /// `--name`, unique among live nodes.
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    /// Random per process start: tells this process from an earlier one with the same name.
+    pub instance: u64,
+}
+
+struct NodeRow {
+    host: String,
+    pid: u32,
+    instance: u64,
+    last_heartbeat: chrono::NaiveDateTime,
+    fresh: bool,
+}
+
+async fn read_node(meta: &MetaDb, name: &str, lease: Duration) -> Result<Option<NodeRow>> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot read the node row";
+    timed(context, async {
+        let row: Option<Row> = conn
+            .exec_first(SELECT_NODE, (lease.as_micros() as u64, name))
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        row.map(|mut row| {
+            Ok(NodeRow {
+                host: take(&mut row, "host", context)?,
+                pid: take(&mut row, "pid", context)?,
+                instance: take(&mut row, "instance", context)?,
+                last_heartbeat: take(&mut row, "last_heartbeat", context)?,
+                fresh: take::<Option<bool>>(&mut row, "fresh", context)?.unwrap_or(false),
+            })
+        })
+        .transpose()
+    })
+    .await
+}
+
+/// Registers this node. If a node of the same name looks alive, waits two heartbeats: if its
+/// heartbeat moves, another process runs under this name and registration is refused; if it
+/// does not, that process is dead (a restart after a crash) and this one takes its place.
+pub async fn register_node(
+    meta: &MetaDb,
+    node: &NodeRegistration,
+    lease: Duration,
+    heartbeat: Duration,
+) -> Result<()> {
+    if let Some(existing) = read_node(meta, &node.name, lease).await?
+        && existing.fresh
+        && existing.instance != node.instance
+    {
+        tokio::time::sleep(heartbeat * 2 + Duration::from_millis(100)).await;
+        if let Some(again) = read_node(meta, &node.name, lease).await?
+            && again.fresh
+            && (again.last_heartbeat != existing.last_heartbeat
+                || again.instance != existing.instance)
+        {
+            return Err(Error::NodeNameTaken {
+                name: node.name.clone(),
+                host: again.host,
+                pid: again.pid,
+            });
+        }
+    }
+    let mut conn = meta.conn().await?;
+    let context = "cannot register the node";
+    timed(context, async {
+        conn.exec_drop(
+            UPSERT_NODE,
+            (
+                &node.name,
+                &node.host,
+                node.pid,
+                &node.version,
+                node.instance,
+            ),
+        )
+        .await
+        .map_err(|error| Error::database(context, error))
+    })
+    .await
+}
+
+/// Records a heartbeat. Err([`Error::NodeReplaced`]) if another process took over the name.
+pub async fn heartbeat(meta: &MetaDb, node: &NodeRegistration) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot record a heartbeat";
+    timed(context, async {
+        conn.exec_drop(HEARTBEAT, (&node.name, node.instance))
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        if conn.affected_rows() == 0 {
+            return Err(Error::NodeReplaced {
+                name: node.name.clone(),
+            });
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Marks a clean stop, so that the node shows as not alive at once.
+pub async fn mark_stopped(meta: &MetaDb, node: &NodeRegistration) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot record the node's stop";
+    timed(context, async {
+        conn.exec_drop(MARK_STOPPED, (&node.name, node.instance))
+            .await
+            .map_err(|error| Error::database(context, error))
+    })
+    .await
+}
+
+/// The names of the nodes alive now.
+pub async fn alive_nodes(meta: &MetaDb, lease: Duration) -> Result<Vec<String>> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot read the live nodes";
+    timed(context, async {
+        conn.exec(ALIVE_NODES, (lease.as_micros() as u64,))
+            .await
+            .map_err(|error| Error::database(context, error))
+    })
+    .await
+}

@@ -1,0 +1,79 @@
+//! Reads the status views as text tables, for `ottr status`.
+
+use super::{MetaDb, timed};
+use crate::error::{Error, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Row, Value};
+
+const PIPELINE_STATUS: &str = "SELECT channel, pipeline, desired, observed, node, position, \
+     lag_ms, since, reason FROM v_pipeline_status ORDER BY channel, pipeline";
+const NODE_STATUS: &str = "SELECT node, host, IF(alive, 'yes', 'no') AS alive, last_heartbeat, \
+     pipelines, version FROM v_node_status ORDER BY node";
+
+/// A view's rows as text: the header, then one line of cells per row ("" for NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextTable {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// `v_pipeline_status`, as text.
+pub async fn pipeline_status(meta: &MetaDb) -> Result<TextTable> {
+    read_table(meta, PIPELINE_STATUS).await
+}
+
+/// `v_node_status`, as text.
+pub async fn node_status(meta: &MetaDb) -> Result<TextTable> {
+    read_table(meta, NODE_STATUS).await
+}
+
+async fn read_table(meta: &MetaDb, sql: &str) -> Result<TextTable> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot read the status views";
+    timed(context, async {
+        let mut result = conn
+            .query_iter(sql)
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        let header = result
+            .columns_ref()
+            .iter()
+            .map(|column| column.name_str().into_owned())
+            .collect();
+        let rows: Vec<Row> = result
+            .collect()
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        let rows = rows
+            .into_iter()
+            .map(|row| row.unwrap().into_iter().map(value_text).collect())
+            .collect();
+        Ok(TextTable { header, rows })
+    })
+    .await
+}
+
+/// A value as the mysql client prints it.
+fn value_text(value: Value) -> String {
+    match value {
+        Value::NULL => String::new(),
+        Value::Bytes(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Value::Int(number) => number.to_string(),
+        Value::UInt(number) => number.to_string(),
+        Value::Float(number) => number.to_string(),
+        Value::Double(number) => number.to_string(),
+        Value::Date(year, month, day, hour, minute, second, micros) => {
+            let mut text =
+                format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}");
+            if micros > 0 {
+                text.push_str(&format!(".{micros:06}"));
+            }
+            text
+        }
+        Value::Time(negative, days, hours, minutes, seconds, micros) => {
+            let sign = if negative { "-" } else { "" };
+            let hours = u32::from(hours) + days * 24;
+            format!("{sign}{hours:02}:{minutes:02}:{seconds:02}.{micros:06}")
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! `ottr node`: a worker process. It registers, heartbeats, reads the configuration every
+//! poll, claims runnable pipelines through leases, runs each in a [`PipelineTask`], and on
+//! shutdown stops its pipelines and releases their leases so another node takes them at once.
+//!
+//! Invariants:
+//! - a pipeline task runs only while this node holds the pipeline's lease: a task is stopped
+//!   before the lease can expire by the metadata database's clock (local deadline: the time
+//!   the last successful renewal was sent, plus three quarters of the lease);
+//! - an invalid configuration row is that pipeline's error, never the node's.
+//!
+//! One loop owns all state; pipeline tasks only report through the metadata database.
+
+mod claims;
+
+pub use claims::{Runnable, plan_claims};
+
+use crate::config::{ConfigError, ConfigSnapshot, PipelineConfig, Settings, validate_pipeline};
+use crate::error::{Error, Result, chain};
+use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
+use crate::model::{FencingToken, PipelineId};
+use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior, interval};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How often a node deletes old event log rows.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Who the node is.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// `--name`: unique among live nodes, kept across restarts.
+    pub name: String,
+    /// The host name shown in `v_node_status`.
+    pub host: String,
+}
+
+/// A pipeline this node holds a lease on.
+struct Held {
+    token: FencingToken,
+    /// The local deadline after which the lease may have lapsed at the database.
+    valid_until: Instant,
+    /// The configuration the task runs with, to notice changes.
+    config: Result<PipelineConfig, ConfigError>,
+    handle: PipelineHandle,
+}
+
+struct Node {
+    meta: MetaDb,
+    registration: NodeRegistration,
+    settings: Settings,
+    /// The last settings error, reported once rather than at every poll.
+    settings_error: Option<String>,
+    held: BTreeMap<PipelineId, Held>,
+    last_prune: Option<Instant>,
+}
+
+/// Runs a node until `shutdown` is cancelled or a fatal error (schema mismatch, a duplicate
+/// name). Pipelines are stopped and their leases released before it returns.
+pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken) -> Result<()> {
+    meta::check_schema(&meta).await?;
+    let settings = Settings::from_rows(&meta::read_settings(&meta).await?)?;
+    let registration = NodeRegistration {
+        name: options.name,
+        host: options.host,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        instance: RandomState::new().hash_one(std::time::SystemTime::now()) >> 1,
+    };
+    meta::register_node(&meta, &registration, settings.lease, settings.heartbeat).await?;
+    info!(node = %registration.name, meta = meta.display_url(), "node registered");
+    let mut node = Node {
+        meta,
+        registration,
+        settings,
+        settings_error: None,
+        held: BTreeMap::new(),
+        last_prune: None,
+    };
+    node.log(
+        EventLevel::Info,
+        None,
+        "node_started",
+        &format!(
+            "node {} started on {} (pid {}, version {})",
+            node.registration.name,
+            node.registration.host,
+            node.registration.pid,
+            node.registration.version
+        ),
+    )
+    .await;
+    let result = node.run_loop(shutdown).await;
+    node.shut_down(result.is_ok()).await;
+    result
+}
+
+impl Node {
+    async fn run_loop(&mut self, shutdown: CancellationToken) -> Result<()> {
+        loop {
+            let mut heartbeat = interval(self.settings.heartbeat);
+            heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut poll = interval(self.settings.poll);
+            poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let timing = (self.settings.heartbeat, self.settings.poll);
+            while timing == (self.settings.heartbeat, self.settings.poll) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = heartbeat.tick() => self.beat().await?,
+                    _ = poll.tick() => self.poll().await,
+                }
+            }
+        }
+    }
+
+    /// Heartbeats and renews every held lease; stops the tasks whose lease is lost.
+    async fn beat(&mut self) -> Result<()> {
+        match meta::heartbeat(&self.meta, &self.registration).await {
+            Err(error @ Error::NodeReplaced { .. }) => return Err(error),
+            Err(error) => warn!(error = %chain(&error), "heartbeat failed"),
+            Ok(()) => {}
+        }
+        let mut lost = Vec::new();
+        for (pipeline, held) in &mut self.held {
+            let sent = Instant::now();
+            match meta::renew_lease(
+                &self.meta,
+                *pipeline,
+                &self.registration.name,
+                held.token,
+                self.settings.lease,
+            )
+            .await
+            {
+                Ok(()) => held.valid_until = sent + self.settings.lease * 3 / 4,
+                Err(Error::Fenced { .. }) => {
+                    lost.push((*pipeline, "taken over or reset".to_owned()))
+                }
+                Err(error) => {
+                    warn!(pipeline = %pipeline, error = %chain(&error), "lease renewal failed")
+                }
+            }
+            if Instant::now() > held.valid_until {
+                lost.push((*pipeline, "not renewed in time".to_owned()));
+            } else if held.handle.is_finished() {
+                lost.push((*pipeline, "its task found the lease gone".to_owned()));
+            }
+        }
+        for (pipeline, why) in lost {
+            if let Some(held) = self.held.remove(&pipeline) {
+                held.handle.stop(StopReason::LeaseLost).await;
+                warn!(pipeline = %pipeline, why, "lease lost");
+                self.log(
+                    EventLevel::Warn,
+                    Some(pipeline),
+                    "lease_lost",
+                    &format!("lease lost: {why}"),
+                )
+                .await;
+            }
+        }
+        if self
+            .last_prune
+            .is_none_or(|last| last.elapsed() > PRUNE_EVERY)
+        {
+            self.last_prune = Some(Instant::now());
+            if let Err(error) =
+                meta::prune_event_log(&self.meta, self.settings.event_log_days).await
+            {
+                warn!(error = %chain(&error), "cannot prune the event log");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads settings and configuration, reconciles the held pipelines, claims new ones.
+    async fn poll(&mut self) {
+        if let Err(error) = self.try_poll().await {
+            warn!(error = %chain(&error), "configuration poll failed");
+        }
+    }
+
+    async fn try_poll(&mut self) -> Result<()> {
+        self.refresh_settings().await?;
+        let snapshot = meta::read_snapshot(&self.meta).await?;
+        let mut leases = meta::read_leases(&self.meta).await?;
+        if snapshot
+            .pipelines
+            .iter()
+            .any(|p| leases.iter().all(|l| l.pipeline != p.id))
+        {
+            meta::ensure_lease_rows(&self.meta).await?;
+            leases = meta::read_leases(&self.meta).await?;
+        }
+        let alive = meta::alive_nodes(&self.meta, self.settings.lease).await?;
+        self.reconcile(&snapshot, &leases).await;
+        let runnable: Vec<Runnable> = snapshot
+            .pipelines
+            .iter()
+            .filter(|pipeline| snapshot.is_desired_running(pipeline))
+            .map(|pipeline| Runnable {
+                pipeline: pipeline.id,
+                allowed_nodes: snapshot.allowed_nodes(pipeline.id),
+            })
+            .collect();
+        let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
+        for pipeline in plan_claims(&self.registration.name, &runnable, &leases, &alive, &held) {
+            let sent = Instant::now();
+            match meta::claim_lease(
+                &self.meta,
+                pipeline,
+                &self.registration.name,
+                self.settings.lease,
+            )
+            .await
+            {
+                Ok(Some(token)) => {
+                    let row = snapshot.pipelines.iter().find(|row| row.id == pipeline);
+                    let Some(row) = row else { continue };
+                    let config = validate_pipeline(&snapshot, row);
+                    info!(pipeline = %pipeline, token = %token, "lease acquired");
+                    self.log(
+                        EventLevel::Info,
+                        Some(pipeline),
+                        "lease_acquired",
+                        &format!("lease acquired with token {token}"),
+                    )
+                    .await;
+                    let handle = self.spawn(pipeline, token, config.clone());
+                    self.held.insert(
+                        pipeline,
+                        Held {
+                            token,
+                            valid_until: sent + self.settings.lease * 3 / 4,
+                            config,
+                            handle,
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => warn!(pipeline = %pipeline, error = %chain(&error), "claim failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops what should no longer run here; restarts what changed.
+    async fn reconcile(&mut self, snapshot: &ConfigSnapshot, leases: &[meta::Lease]) {
+        let me = self.registration.name.clone();
+        let pipelines: Vec<PipelineId> = self.held.keys().copied().collect();
+        for pipeline in pipelines {
+            let row = snapshot.pipelines.iter().find(|row| row.id == pipeline);
+            let lease = leases.iter().find(|lease| lease.pipeline == pipeline);
+            let held = &self.held[&pipeline];
+            let still_ours = lease
+                .is_some_and(|l| l.holder.as_deref() == Some(me.as_str()) && l.token == held.token);
+            let stop = match row {
+                None => Some((StopReason::Removed, false)),
+                Some(_) if !still_ours => Some((StopReason::LeaseLost, false)),
+                Some(row) if !snapshot.is_desired_running(row) => {
+                    Some((StopReason::ChannelStopped, true))
+                }
+                Some(_)
+                    if !Runnable {
+                        pipeline,
+                        allowed_nodes: snapshot.allowed_nodes(pipeline),
+                    }
+                    .allows(&me) =>
+                {
+                    Some((StopReason::Removed, true))
+                }
+                Some(row) => {
+                    let config = validate_pipeline(snapshot, row);
+                    if config != held.config {
+                        self.restart(pipeline, config).await;
+                    }
+                    None
+                }
+            };
+            if let Some((reason, release)) = stop {
+                let held = self.held.remove(&pipeline).expect("held pipeline");
+                held.handle.stop(reason).await;
+                if release
+                    && let Err(error) = meta::release_lease(&self.meta, pipeline, held.token).await
+                {
+                    warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
+                }
+                info!(pipeline = %pipeline, reason = %reason, "pipeline stopped");
+                self.log(
+                    EventLevel::Info,
+                    Some(pipeline),
+                    "pipeline_stopped",
+                    &reason.to_string(),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Restarts a held pipeline's task with a new configuration, under the same lease.
+    async fn restart(&mut self, pipeline: PipelineId, config: Result<PipelineConfig, ConfigError>) {
+        let Some(held) = self.held.remove(&pipeline) else {
+            return;
+        };
+        held.handle.stop(StopReason::ConfigChanged).await;
+        info!(pipeline = %pipeline, "configuration changed: restarting the pipeline");
+        self.log(
+            EventLevel::Info,
+            Some(pipeline),
+            "config_changed",
+            "configuration changed: pipeline restarted",
+        )
+        .await;
+        let handle = self.spawn(pipeline, held.token, config.clone());
+        self.held.insert(
+            pipeline,
+            Held {
+                config,
+                handle,
+                ..held
+            },
+        );
+    }
+
+    fn spawn(
+        &self,
+        pipeline: PipelineId,
+        token: FencingToken,
+        config: Result<PipelineConfig, ConfigError>,
+    ) -> PipelineHandle {
+        PipelineTask {
+            meta: self.meta.clone(),
+            node: self.registration.name.clone(),
+            pipeline,
+            token,
+            config,
+            settings: self.settings.clone(),
+        }
+        .spawn()
+    }
+
+    async fn refresh_settings(&mut self) -> Result<()> {
+        let rows = meta::read_settings(&self.meta).await?;
+        match Settings::from_rows(&rows) {
+            Ok(settings) => {
+                if settings != self.settings {
+                    info!(?settings, "settings changed");
+                }
+                self.settings = settings;
+                self.settings_error = None;
+            }
+            Err(invalid) => {
+                let text = invalid.to_string();
+                if self.settings_error.as_deref() != Some(text.as_str()) {
+                    error!(error = %text, "invalid settings: keeping the previous values");
+                    self.log(
+                        EventLevel::Error,
+                        None,
+                        "invalid_setting",
+                        &format!("{text}; keeping the previous values"),
+                    )
+                    .await;
+                    self.settings_error = Some(text);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every task, then releases the leases (cleanly) and marks the node stopped.
+    async fn shut_down(&mut self, clean: bool) {
+        let held = std::mem::take(&mut self.held);
+        for (pipeline, held) in held {
+            held.handle.stop(StopReason::NodeShutdown).await;
+            if clean && let Err(error) = meta::release_lease(&self.meta, pipeline, held.token).await
+            {
+                warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
+            }
+        }
+        if let Err(error) = meta::mark_stopped(&self.meta, &self.registration).await {
+            warn!(error = %chain(&error), "cannot record the node's stop");
+        }
+        self.log(
+            EventLevel::Info,
+            None,
+            "node_stopped",
+            &format!("node {} stopped", self.registration.name),
+        )
+        .await;
+        info!(node = %self.registration.name, "node stopped");
+    }
+
+    async fn log(
+        &self,
+        level: EventLevel,
+        pipeline: Option<PipelineId>,
+        kind: &str,
+        message: &str,
+    ) {
+        if let Err(error) = meta::log_event(
+            &self.meta,
+            level,
+            Some(&self.registration.name),
+            pipeline,
+            kind,
+            message,
+        )
+        .await
+        {
+            warn!(error = %chain(&error), "cannot append to the event log");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Running one claimed pipeline, under the supervision of its node.
+//!
+//! A node spawns a [`PipelineTask`] for each pipeline it holds a lease on, and stops it with a
+//! [`StopReason`]. The task records its run (start and end, on the metadata database's clock),
+//! reports its observed state (every write fenced by the lease's token), and acts on the class
+//! of each error: transient errors are retried with backoff, fatal ones are reported as
+//! `error` and re-checked after `retry_max_ms`, so a fixed source recovers by itself.
+//!
+//! Until the binlog reader lands, running a pipeline means: prechecks of the source, a check
+//! that the target is reachable, and resolving and saving the start position.
+
+mod connect;
+pub mod select;
+
+pub use connect::connect;
+
+use crate::config::{ConfigError, PipelineConfig, Settings};
+use crate::error::{Error, ErrorClass, Result, chain};
+use crate::meta::{self, EventLevel, MetaDb};
+use crate::model::{FencingToken, PipelineId, Position, StartPoint};
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// Why a node stops a pipeline task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The operator stopped the channel.
+    ChannelStopped,
+    /// The pipeline's configuration changed; it restarts at once with the new one.
+    ConfigChanged,
+    /// The node is shutting down and hands the pipeline over.
+    NodeShutdown,
+    /// The lease was lost (taken over, reset, or not renewed in time).
+    LeaseLost,
+    /// The pipeline was deleted, or this node may no longer run it.
+    Removed,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::ChannelStopped => "stopped by the operator",
+            StopReason::ConfigChanged => "configuration changed",
+            StopReason::NodeShutdown => "node shutting down",
+            StopReason::LeaseLost => "lease lost",
+            StopReason::Removed => "removed from this node",
+        })
+    }
+}
+
+/// What a pipeline task runs with.
+#[derive(Debug, Clone)]
+pub struct PipelineTask {
+    pub meta: MetaDb,
+    /// The node's name, recorded with each run.
+    pub node: String,
+    pub pipeline: PipelineId,
+    /// The fencing token of the lease this task runs under.
+    pub token: FencingToken,
+    /// The validated configuration, or why it is invalid.
+    pub config: Result<PipelineConfig, ConfigError>,
+    pub settings: Settings,
+}
+
+/// A running pipeline task, owned by the node.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    /// Tells the task to stop, and why.
+    stop: oneshot::Sender<StopReason>,
+    task: JoinHandle<()>,
+}
+
+impl PipelineHandle {
+    /// Stops the task and waits until it has recorded its end.
+    pub async fn stop(self, reason: StopReason) {
+        let _ = self.stop.send(reason);
+        let _ = self.task.await;
+    }
+
+    /// Whether the task ended by itself (it lost its lease while writing).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl PipelineTask {
+    /// Starts the task.
+    pub fn spawn(self) -> PipelineHandle {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(self.run(stopped));
+        PipelineHandle { stop, task }
+    }
+
+    async fn run(self, stopped: oneshot::Receiver<StopReason>) {
+        let run = match meta::start_run(&self.meta, self.pipeline, &self.node, self.token).await {
+            Ok(run) => Some(run),
+            Err(error) => {
+                warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record the run");
+                None
+            }
+        };
+        info!(pipeline = %self.pipeline, token = %self.token, "pipeline started");
+        let reason = tokio::select! {
+            reason = stopped => reason.unwrap_or(StopReason::NodeShutdown),
+            error = self.work() => {
+                warn!(pipeline = %self.pipeline, error = %chain(&error), "pipeline task ended");
+                StopReason::LeaseLost
+            }
+        };
+        if reason != StopReason::LeaseLost {
+            let state_reason = reason.to_string();
+            let _ = meta::write_state(
+                &self.meta,
+                self.pipeline,
+                self.token,
+                "stopped",
+                Some(&state_reason),
+            )
+            .await;
+        }
+        if let Some(run) = run
+            && let Err(error) = meta::stop_run(&self.meta, run, &reason.to_string()).await
+        {
+            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record the end of the run");
+        }
+        info!(pipeline = %self.pipeline, reason = %reason, "pipeline stopped");
+    }
+
+    /// Works until the lease is lost (the only way it returns), reporting state as it goes.
+    async fn work(&self) -> Error {
+        let config = match &self.config {
+            Ok(config) => config,
+            Err(invalid) => {
+                let reason = invalid.to_string();
+                if let Err(error) = self.report("error", Some(&reason)).await {
+                    return error;
+                }
+                self.log(EventLevel::Error, "invalid_config", &reason).await;
+                return std::future::pending().await;
+            }
+        };
+        if let Err(error) = self.report("starting", None).await {
+            return error;
+        }
+        let mut backoff = self.settings.retry_min;
+        loop {
+            let wait = match self.check_and_resolve(config).await {
+                Ok(summary) => {
+                    backoff = self.settings.retry_min;
+                    if let Err(error) = self.report("running", Some(&summary)).await {
+                        return error;
+                    }
+                    self.settings.retry_max
+                }
+                Err(error @ Error::Fenced { .. }) => return error,
+                Err(error) => {
+                    let text = chain(&error);
+                    let (state, wait) = match error.class() {
+                        ErrorClass::Transient => ("retrying", backoff),
+                        ErrorClass::Table | ErrorClass::Fatal => ("error", self.settings.retry_max),
+                    };
+                    let reason = format!("{text} (checking again in {})", seconds(wait));
+                    if let Err(error) = self.report(state, Some(&reason)).await {
+                        return error;
+                    }
+                    self.log(EventLevel::Error, "pipeline_error", &text).await;
+                    backoff = (backoff * 2).min(self.settings.retry_max);
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Prechecks the source, checks the target, and saves the start position if none is
+    /// saved. Returns the summary shown as the reason of a running pipeline.
+    async fn check_and_resolve(&self, config: &PipelineConfig) -> Result<String> {
+        let mut source = connect(&config.source).await?;
+        let checks = select::run_prechecks(&mut source, config.source.kind).await?;
+        if let Some(failure) = select::first_failure(&checks) {
+            return Err(failure);
+        }
+        let target = connect(&config.target).await?;
+        let _ = target.disconnect().await;
+        let position = match meta::read_position(&self.meta, self.pipeline).await? {
+            Some(position) => Some(position),
+            None => {
+                let resolved = match &config.start {
+                    StartPoint::End => {
+                        Some(select::resolve_end(&mut source, config.source.kind).await?)
+                    }
+                    StartPoint::File(file) => Some(Position {
+                        file: Some(file.clone()),
+                        gtid: None,
+                        trx_rows_done: 0,
+                    }),
+                    StartPoint::Gtid(gtid) => Some(Position {
+                        file: None,
+                        gtid: Some(gtid.clone()),
+                        trx_rows_done: 0,
+                    }),
+                    // finding the first event at a time needs the binlog reader
+                    StartPoint::Timestamp(_) => None,
+                };
+                if let Some(position) = &resolved {
+                    meta::write_position(&self.meta, self.pipeline, self.token, position).await?;
+                    self.log(
+                        EventLevel::Info,
+                        "position_resolved",
+                        &format!("start position {position} (from {})", config.start),
+                    )
+                    .await;
+                }
+                resolved
+            }
+        };
+        let _ = source.disconnect().await;
+        Ok(match position {
+            Some(position) => format!(
+                "source and target checks passed at {position}; this ottr does not stream binlogs yet"
+            ),
+            None => format!(
+                "source and target checks passed; start at {} UTC is found when binlog streaming lands",
+                config.start
+            ),
+        })
+    }
+
+    async fn report(&self, state: &str, reason: Option<&str>) -> Result<()> {
+        match meta::write_state(&self.meta, self.pipeline, self.token, state, reason).await {
+            Err(error @ Error::Fenced { .. }) => Err(error),
+            Err(error) => {
+                // The metadata database is unreachable: keep working, the node decides
+                // whether the lease still holds.
+                warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record the pipeline state");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn log(&self, level: EventLevel, kind: &str, message: &str) {
+        if let Err(error) = meta::log_event(
+            &self.meta,
+            level,
+            Some(&self.node),
+            Some(self.pipeline),
+            kind,
+            message,
+        )
+        .await
+        {
+            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot append to the event log");
+        }
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
