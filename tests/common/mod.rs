@@ -1,0 +1,328 @@
+//! Test harness: real `mariadbd` servers on free ports in temporary directories, `ottr node`
+//! processes, and bounded polling.
+//!
+//! Servers are started once per test binary (see [`shared`]) and killed by a watchdog when the
+//! test process exits, however it exits. Each test works in its own schemas.
+
+#![allow(dead_code)]
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How a test server is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Binary log on, ROW format, FULL row image, FULL row metadata: a valid source.
+    Source,
+    /// No binary log: a metadata or target server, and an invalid source.
+    Plain,
+}
+
+/// A `mariadbd` started by the tests.
+#[derive(Debug)]
+pub struct MariaDb {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub pid: u32,
+}
+
+/// The server of `kind` shared by every test of this binary, started on first use.
+pub fn shared(kind: ServerKind) -> &'static MariaDb {
+    static SOURCE: OnceLock<MariaDb> = OnceLock::new();
+    static PLAIN: OnceLock<MariaDb> = OnceLock::new();
+    let cell = match kind {
+        ServerKind::Source => &SOURCE,
+        ServerKind::Plain => &PLAIN,
+    };
+    cell.get_or_init(|| MariaDb::start(kind))
+}
+
+fn find_binary(names: &[&str]) -> PathBuf {
+    for name in names {
+        for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+            let path = Path::new(dir).join(name);
+            if path.exists() {
+                return path;
+            }
+        }
+    }
+    panic!(
+        "{} not found: install MariaDB with `apt-get install -y mariadb-server` (scripts/test.sh does it)",
+        names[0]
+    );
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A new temporary directory, removed by the watchdog of the server that uses it.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let base = std::env::var_os("OTTR_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!(
+        "ottr-{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+impl MariaDb {
+    /// Installs a data directory and starts a server; panics with the server's log if it
+    /// does not answer within 30 s.
+    pub fn start(kind: ServerKind) -> MariaDb {
+        let install = find_binary(&["mariadb-install-db", "mysql_install_db"]);
+        let server = find_binary(&["mariadbd", "mysqld"]);
+        let dir = temp_dir(match kind {
+            ServerKind::Source => "source",
+            ServerKind::Plain => "plain",
+        });
+        let data = dir.join("data");
+        let output = Command::new(&install)
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(
+            output.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let port = free_port();
+        let mut command = Command::new(&server);
+        command
+            .arg("--no-defaults")
+            .arg("--user=root")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .args([
+                "--server-id=1",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--performance-schema=OFF",
+                "--skip-name-resolve",
+                "--max-connections=1000",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if kind == ServerKind::Source {
+            command.args([
+                "--log-bin=mysql-bin",
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
+                "--sync-binlog=0",
+            ]);
+        }
+        let child = command.spawn().expect("start mariadbd");
+        let pid = child.id();
+        watch(pid, &dir);
+        let server = MariaDb { port, dir, pid };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let client = find_binary(&["mariadb", "mysql"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let status = Command::new(&client)
+                .args([
+                    "-h127.0.0.1",
+                    "-uroot",
+                    "--connect-timeout=1",
+                    "-e",
+                    "SELECT 1",
+                ])
+                .arg(format!("-P{}", self.port))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if status.is_ok_and(|status| status.success()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        panic!(
+            "mariadbd on port {} did not start within 30 s:\n{log}",
+            self.port
+        );
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/SCHEMA`
+    pub fn url(&self, schema: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{schema}", self.port)
+    }
+
+    /// The address as `add_data_source` takes it.
+    pub fn source_url(&self, user: &str) -> String {
+        format!("mysql://{user}@127.0.0.1:{}", self.port)
+    }
+
+    /// A root connection without a default schema.
+    pub async fn conn(&self) -> Conn {
+        let opts = Opts::from_url(&format!(
+            "mysql://root@127.0.0.1:{}?prefer_socket=false",
+            self.port
+        ))
+        .unwrap();
+        Conn::new(opts).await.expect("connect to the test server")
+    }
+}
+
+/// Starts a watchdog that kills `pid` and removes `dir` once this test process has exited.
+fn watch(pid: u32, dir: &Path) {
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
+        me = std::process::id(),
+        dir = dir.display()
+    );
+    Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the watchdog");
+}
+
+/// Drops and re-creates the metadata schema `schema` on `server` with `ottr migrate`'s code,
+/// and returns its URL.
+pub async fn fresh_meta(server: &MariaDb, schema: &str) -> String {
+    let mut conn = server.conn().await;
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
+        .await
+        .unwrap();
+    drop(conn);
+    let url = server.url(schema);
+    ottr::meta::migrate(&url, None)
+        .await
+        .expect("migrate a fresh schema");
+    url
+}
+
+/// A connection whose default schema is `schema`.
+pub async fn conn_to(server: &MariaDb, schema: &str) -> Conn {
+    let opts = Opts::from_url(&format!("{}?prefer_socket=false", server.url(schema))).unwrap();
+    Conn::new(opts).await.expect("connect to the test schema")
+}
+
+/// Polls `probe` every 100 ms until it returns Some, or panics after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running `ottr node` process; killed with SIGKILL when dropped.
+pub struct NodeProcess {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl NodeProcess {
+    /// Starts `ottr node --meta URL --name NAME`, logging to a file in `dir`.
+    pub fn spawn(meta_url: &str, name: &str, dir: &Path, env: &[(&str, &str)]) -> NodeProcess {
+        let log = dir.join(format!(
+            "node-{name}-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let file = std::fs::File::create(&log).expect("create the node log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ottr"))
+            .args(["node", "--meta", meta_url, "--name", name])
+            .envs(env.iter().copied())
+            .env("OTTR_LOG", "debug,mysql_async=info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start ottr node");
+        NodeProcess {
+            name: name.to_owned(),
+            log,
+            child,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the node dies without releasing anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.child.wait().expect("wait for the node")
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("poll the node")
+    }
+
+    /// Everything the node logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.kill9();
+        }
+    }
+}
