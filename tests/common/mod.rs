@@ -8,7 +8,6 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -236,23 +235,26 @@ pub async fn conn_to(server: &MariaDb, schema: &str) -> Conn {
     Conn::new(opts).await.expect("connect to the test schema")
 }
 
-/// Polls `probe` every 100 ms until it returns Some, or panics after `limit` naming `what`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
+/// Evaluates `$probe` (an expression, usually a block with `.await`s) every 100 ms until it
+/// is `Some(value)`, and yields the value; panics after `$limit` naming `$what`.
+#[macro_export]
+macro_rules! eventually {
+    ($limit:expr, $what:expr, $probe:expr) => {{
+        let limit: std::time::Duration = $limit;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(value) = $probe {
+                break value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {:?} waiting for {}",
+                limit,
+                $what
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    }};
 }
 
 /// A running `ottr node` process; killed with SIGKILL when dropped.

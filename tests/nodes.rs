@@ -1,0 +1,744 @@
+//! `ottr node` processes against real servers: leases, fencing, failover, handover, config
+//! changes, invalid rows, prechecks, and secrets kept out of logs and views.
+//!
+//! The source data source is a MariaDB with a ROW binary log; the target (and the metadata
+//! schema) live on a second MariaDB without a binary log, which also serves as an invalid
+//! source.
+
+mod common;
+
+use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use ottr::model::{BinlogFilePos, FencingToken, PipelineId, Position};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn source() -> &'static MariaDb {
+    shared(ServerKind::Source)
+}
+
+fn plain() -> &'static MariaDb {
+    shared(ServerKind::Plain)
+}
+
+/// A metadata schema with short timings and data sources `sh` (the binlog source) and `us`
+/// (the plain server as target).
+struct Setup {
+    url: String,
+    conn: Conn,
+    dir: PathBuf,
+}
+
+async fn setup(schema: &str, lease_ms: u32, heartbeat_ms: u32, poll_ms: u32) -> Setup {
+    let url = fresh_meta(plain(), schema).await;
+    let mut conn = conn_to(plain(), schema).await;
+    conn.exec_drop("CALL set_setting('lease_ms', ?)", (lease_ms,))
+        .await
+        .unwrap();
+    conn.exec_drop("CALL set_setting('heartbeat_ms', ?)", (heartbeat_ms,))
+        .await
+        .unwrap();
+    conn.exec_drop("CALL set_setting('poll_ms', ?)", (poll_ms,))
+        .await
+        .unwrap();
+    conn.exec_drop(
+        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
+        (source().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "CALL add_data_source('us', 'mariadb', ?, NULL)",
+        (plain().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    Setup {
+        url,
+        conn,
+        dir: temp_dir(schema),
+    }
+}
+
+impl Setup {
+    async fn channel(&mut self, name: &str, source: &str, start: bool) {
+        self.conn
+            .exec_drop("CALL create_channel(?, ?, 'us')", (name, source))
+            .await
+            .unwrap();
+        self.conn
+            .exec_drop(
+                "CALL add_table_pair(?, 'shop', ?, NULL, NULL)",
+                (name, name),
+            )
+            .await
+            .unwrap();
+        if start {
+            self.conn
+                .exec_drop("CALL start_channel(?)", (name,))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn node(&self, name: &str) -> NodeProcess {
+        NodeProcess::spawn(&self.url, name, &self.dir, &[])
+    }
+
+    /// `(observed, node, reason)` of a pipeline.
+    async fn status(&mut self, pipeline: &str) -> (String, Option<String>, Option<String>) {
+        self.conn
+            .exec_first(
+                "SELECT observed, node, reason FROM v_pipeline_status WHERE pipeline = ?",
+                (pipeline,),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// pipeline → holding node, for every pipeline observed running.
+    async fn running(&mut self) -> BTreeMap<String, String> {
+        let rows: Vec<(String, String)> = self
+            .conn
+            .query("SELECT pipeline, node FROM v_pipeline_status WHERE observed = 'running' AND node IS NOT NULL")
+            .await
+            .unwrap();
+        rows.into_iter().collect()
+    }
+
+    async fn now(&mut self) -> String {
+        self.conn
+            .query_first("SELECT CAST(NOW(6) AS CHAR)")
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn wait_state(
+        &mut self,
+        pipeline: &str,
+        state: &str,
+        limit: Duration,
+    ) -> (Option<String>, Option<String>) {
+        let conn = &mut self.conn;
+        eventually!(limit, &format!("{pipeline} to be {state}"), {
+            let row: Option<(String, Option<String>, Option<String>)> = conn
+                .exec_first(
+                    "SELECT observed, node, reason FROM v_pipeline_status WHERE pipeline = ?",
+                    (pipeline,),
+                )
+                .await
+                .unwrap();
+            row.filter(|(observed, _, _)| observed == state)
+                .map(|(_, node, reason)| (node, reason))
+        })
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
+    let lease = Duration::from_millis(4000);
+    let mut setup = setup("ottr_n_failover", 4000, 200, 200).await;
+    let names: Vec<String> = (1..=5).map(|i| format!("p{i}")).collect();
+    for name in &names {
+        setup.channel(name, "sh", false).await;
+    }
+    let mut nodes: BTreeMap<String, NodeProcess> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|name| (name.to_string(), setup.node(name)))
+        .collect();
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(20), "three live nodes", {
+        let alive: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_node_status WHERE alive")
+            .await
+            .unwrap()
+            .unwrap();
+        (alive == 3).then_some(())
+    });
+    for name in &names {
+        setup
+            .conn
+            .exec_drop("CALL start_channel(?)", (name,))
+            .await
+            .unwrap();
+    }
+    let mut placement = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while placement.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "pipelines not all running: {placement:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        placement = setup.running().await;
+    }
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (pipeline, node) in &placement {
+        per_node
+            .entry(node.clone())
+            .or_default()
+            .push(pipeline.clone());
+    }
+    assert!(
+        per_node.values().all(|held| held.len() <= 2),
+        "each node holds at most ceil(5/3): {per_node:?}"
+    );
+
+    // kill -9 the busiest node: another node holds its pipelines within the lease time.
+    let (victim, victim_pipelines) = per_node
+        .iter()
+        .max_by_key(|(_, held)| held.len())
+        .map(|(n, h)| (n.clone(), h.clone()))
+        .unwrap();
+    let killed_at = setup.now().await;
+    let started = Instant::now();
+    nodes.get_mut(&victim).unwrap().kill9();
+    loop {
+        let running = setup.running().await;
+        if victim_pipelines
+            .iter()
+            .all(|p| running.get(p).is_some_and(|node| *node != victim))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < lease + Duration::from_secs(3),
+            "no takeover after {:?}: {running:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let takeover = started.elapsed();
+    assert!(
+        takeover >= lease / 2,
+        "took over a live lease after only {takeover:?}"
+    );
+
+    // The dead holder's fencing token can no longer write a position; the new one can.
+    let meta = ottr::meta::MetaDb::open(&setup.url).unwrap();
+    let (pipeline_id, old_token): (u32, u64) = setup
+        .conn
+        .exec_first(
+            "SELECT r.pipeline_id, r.token FROM pipeline_run r JOIN pipeline p ON p.id = r.pipeline_id WHERE r.node = ? AND p.name = ? ORDER BY r.id DESC LIMIT 1",
+            (&victim, &victim_pipelines[0]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let position = Position {
+        file: Some(BinlogFilePos {
+            file: "mysql-bin.000001".into(),
+            offset: 4,
+        }),
+        gtid: None,
+        trx_rows_done: 0,
+    };
+    let refused = ottr::meta::write_position(
+        &meta,
+        PipelineId(pipeline_id),
+        FencingToken(old_token),
+        &position,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(ottr::Error::Fenced { .. })),
+        "{refused:?}"
+    );
+    let current: u64 = setup
+        .conn
+        .exec_first(
+            "SELECT token FROM pipeline_lease WHERE pipeline_id = ?",
+            (pipeline_id,),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(current > old_token);
+    ottr::meta::write_position(
+        &meta,
+        PipelineId(pipeline_id),
+        FencingToken(current),
+        &position,
+    )
+    .await
+    .unwrap();
+
+    // SIGTERM hands over at once, long before the lease would expire.
+    let placement = setup.running().await;
+    let survivors: Vec<String> = nodes.keys().filter(|n| **n != victim).cloned().collect();
+    let leaving = survivors
+        .iter()
+        .max_by_key(|n| placement.values().filter(|v| v == n).count())
+        .unwrap()
+        .clone();
+    let staying = survivors.iter().find(|n| **n != leaving).unwrap().clone();
+    let started = Instant::now();
+    let status = nodes.get_mut(&leaving).unwrap().terminate();
+    assert!(status.success(), "SIGTERM exits cleanly: {status:?}");
+    loop {
+        let running = setup.running().await;
+        if running.len() == 5 && running.values().all(|node| *node == staying) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no handover after {:?}: {running:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let handover = started.elapsed();
+    assert!(
+        handover < lease,
+        "handover took {handover:?}, as long as a lease"
+    );
+    let alive: Vec<(String, bool)> = setup
+        .conn
+        .query("SELECT node, alive FROM v_node_status ORDER BY node")
+        .await
+        .unwrap();
+    for (node, is_alive) in alive {
+        assert_eq!(is_alive, node == staying, "{node} alive");
+    }
+
+    // No two runs of a pipeline ever overlapped (database clock throughout).
+    let runs: Vec<(u32, String, String, Option<String>)> = setup
+        .conn
+        .query("SELECT pipeline_id, node, CAST(started_at AS CHAR), CAST(stopped_at AS CHAR) FROM pipeline_run ORDER BY pipeline_id, started_at")
+        .await
+        .unwrap();
+    for pair in runs.windows(2) {
+        let (first, second) = (&pair[0], &pair[1]);
+        if first.0 != second.0 {
+            continue;
+        }
+        let end = match &first.3 {
+            Some(stopped) => stopped.clone(),
+            None if first.1 == victim => killed_at.clone(),
+            None => panic!("run {first:?} never stopped, yet {second:?} started"),
+        };
+        assert!(
+            end <= second.2,
+            "overlapping runs: {first:?} until {end} and {second:?}"
+        );
+    }
+    assert!(runs.len() >= 5 + victim_pipelines.len());
+    eprintln!("takeover after kill -9: {takeover:?}; handover after SIGTERM: {handover:?}");
+}
+
+#[tokio::test]
+async fn a_config_change_is_acted_on_within_two_seconds() {
+    let mut setup = setup("ottr_n_config", 3000, 200, 1000).await;
+    setup.channel("orders", "sh", true).await;
+    let _node = setup.node("n1");
+    setup
+        .wait_state("orders", "running", Duration::from_secs(20))
+        .await;
+
+    let before = setup.now().await;
+    setup
+        .conn
+        .query_drop("CALL add_table_pair('orders', 'shop', 'customers', NULL, NULL)")
+        .await
+        .unwrap();
+    let conn = &mut setup.conn;
+    let delay: f64 = eventually!(
+        Duration::from_secs(5),
+        "a restart with the new table pair",
+        {
+            conn.exec_first::<Option<f64>, _, _>(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, ?, MIN(started_at)) / 1e6 FROM pipeline_run WHERE started_at > ?",
+                (&before, &before),
+            )
+            .await
+            .unwrap()
+            .flatten()
+        }
+    );
+    assert!(
+        delay < 2.0,
+        "the new table pair was acted on after {delay} s"
+    );
+    let events: u64 = setup
+        .conn
+        .query_first("SELECT COUNT(*) FROM event_log WHERE kind = 'config_changed'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events, 1);
+
+    setup
+        .wait_state("orders", "running", Duration::from_secs(10))
+        .await;
+    let before = setup.now().await;
+    setup
+        .conn
+        .query_drop("CALL stop_channel('orders')")
+        .await
+        .unwrap();
+    let conn = &mut setup.conn;
+    let delay: f64 = eventually!(Duration::from_secs(5), "the run to stop", {
+        conn.exec_first::<Option<f64>, _, _>(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, ?, MAX(stopped_at)) / 1e6 FROM pipeline_run WHERE stopped_at > ? AND stop_reason = 'stopped by the operator'",
+                (&before, &before),
+            )
+            .await
+            .unwrap()
+            .flatten()
+    });
+    assert!(delay < 2.0, "the stop was acted on after {delay} s");
+    let (observed, node, reason) = setup.status("orders").await;
+    assert_eq!(
+        (observed.as_str(), node, reason.as_deref()),
+        ("stopped", None, Some("stopped by the operator"))
+    );
+}
+
+#[tokio::test]
+async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
+    let mut setup = setup("ottr_n_invalid", 3000, 200, 200).await;
+    setup.channel("good", "sh", true).await;
+    setup.channel("badregex", "sh", false).await;
+    setup
+        .conn
+        .query_drop("UPDATE table_pair SET source_table = 'order_(' WHERE source_table = 'badregex'; CALL start_channel('badregex');")
+        .await
+        .unwrap();
+    let bad_pair: u32 = setup
+        .conn
+        .query_first("SELECT id FROM table_pair WHERE source_table = 'order_('")
+        .await
+        .unwrap()
+        .unwrap();
+    setup
+        .conn
+        .query_drop(
+            "SET foreign_key_checks = 0;
+             INSERT INTO channel (name, desired) VALUES ('ghost', 'running');
+             INSERT INTO pipeline (channel_id, name, source_id, target_id) SELECT id, 'ghost', 999, 2 FROM channel WHERE name = 'ghost';
+             INSERT INTO table_pair (channel_id, source_schema, source_table) SELECT id, 'shop', 'ghost' FROM channel WHERE name = 'ghost';
+             SET foreign_key_checks = 1;",
+        )
+        .await
+        .unwrap();
+    let ghost_id: u32 = setup
+        .conn
+        .query_first("SELECT id FROM pipeline WHERE name = 'ghost'")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut node = setup.node("n1");
+
+    let (_, reason) = setup
+        .wait_state("badregex", "error", Duration::from_secs(20))
+        .await;
+    let reason = reason.unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "table pair {bad_pair}: source table regex 'order_(' does not compile"
+        )),
+        "{reason}"
+    );
+    let (_, reason) = setup
+        .wait_state("ghost", "error", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        reason.unwrap(),
+        format!("pipeline 'ghost' (id {ghost_id}): source data source id 999 does not exist")
+    );
+    setup
+        .wait_state("good", "running", Duration::from_secs(20))
+        .await;
+
+    // An incoherent setting is reported and ignored; the node keeps running.
+    setup
+        .conn
+        .query_drop("UPDATE setting SET value = 1600 WHERE name = 'heartbeat_ms'")
+        .await
+        .unwrap();
+    let conn = &mut setup.conn;
+    let message: String = eventually!(Duration::from_secs(5), "the invalid setting event", {
+        conn.query_first("SELECT message FROM event_log WHERE kind = 'invalid_setting'")
+            .await
+            .unwrap()
+    });
+    assert!(
+        message.starts_with(
+            "setting heartbeat_ms: 1600 ms must be at most half of lease_ms (3000 ms)"
+        ),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        node.try_exit().is_none(),
+        "the node died: {}",
+        node.log_text()
+    );
+    let alive: bool = setup
+        .conn
+        .query_first("SELECT alive FROM v_node_status WHERE node = 'n1'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(alive);
+    assert_eq!(setup.status("good").await.0, "running");
+
+    // Fixing the row is acted on without a restart of the node.
+    setup
+        .conn
+        .query_drop(
+            "UPDATE table_pair SET source_table = 'order_[0-9]+' WHERE source_table = 'order_('",
+        )
+        .await
+        .unwrap();
+    setup
+        .wait_state("badregex", "running", Duration::from_secs(10))
+        .await;
+}
+
+#[tokio::test]
+async fn prechecks_resolve_positions_and_report_a_bad_source() {
+    let mut setup = setup("ottr_n_prechecks", 3000, 200, 200).await;
+    setup
+        .conn
+        .exec_drop(
+            "CALL add_data_source('nolog', 'mariadb', ?, NULL)",
+            (plain().source_url("root"),),
+        )
+        .await
+        .unwrap();
+    setup.channel("orders", "sh", true).await;
+    setup.conn.query_drop("CALL create_channel('unlogged', 'nolog', 'us'); CALL add_table_pair('unlogged', 'shop', 'x', 'shop_copy', NULL); CALL start_channel('unlogged')").await.unwrap();
+    let _node = setup.node("n1");
+
+    let (_, reason) = setup
+        .wait_state("unlogged", "error", Duration::from_secs(20))
+        .await;
+    let reason = reason.unwrap();
+    assert!(
+        reason.starts_with(
+            "precheck log_bin: the binary log is off; fix: start the server with log_bin"
+        ),
+        "{reason}"
+    );
+    setup
+        .wait_state("orders", "running", Duration::from_secs(20))
+        .await;
+    let mut source_conn = source().conn().await;
+    let status: mysql_async::Row = source_conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .unwrap();
+    let current_file: String = status.get("File").unwrap();
+    let position: String = setup
+        .conn
+        .query_first("SELECT position FROM v_pipeline_status WHERE pipeline = 'orders'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        position.starts_with(&format!("{current_file}:")),
+        "{position} vs {current_file}"
+    );
+
+    // reset_position is followed at the next start.
+    setup
+        .conn
+        .query_drop("CALL stop_channel('orders')")
+        .await
+        .unwrap();
+    setup
+        .wait_state("orders", "stopped", Duration::from_secs(10))
+        .await;
+    setup
+        .conn
+        .query_drop(
+            "CALL reset_position('orders', 'mysql-bin.000001:4'); CALL start_channel('orders')",
+        )
+        .await
+        .unwrap();
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(10), "the reset position", {
+        let position: Option<Option<String>> = conn.query_first("SELECT position FROM v_pipeline_status WHERE pipeline = 'orders' AND observed = 'running'").await.unwrap();
+        position.flatten().filter(|p| p == "mysql-bin.000001:4")
+    });
+
+    // `ottr check` prints each check and fails on a bad source.
+    let check = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ottr"))
+            .args(["check", "--meta", &setup.url, "--data-source", name])
+            .output()
+            .unwrap()
+    };
+    let good = check("sh");
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{text}");
+    assert!(
+        text.contains("✓ binlog_format: binlog_format = ROW"),
+        "{text}"
+    );
+    assert!(text.contains("✓ privileges"), "{text}");
+    let bad = check("nolog");
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success());
+    assert!(
+        text.contains("✗ log_bin: the binary log is off\n    fix: start the server with log_bin"),
+        "{text}"
+    );
+    let unknown = check("nope");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown data source 'nope'"));
+}
+
+#[tokio::test]
+async fn node_names_are_unique_among_live_nodes_and_a_restart_takes_back_its_leases() {
+    let lease = Duration::from_millis(6000);
+    let mut setup = setup("ottr_n_names", 6000, 200, 200).await;
+    setup.channel("orders", "sh", true).await;
+    let mut first = setup.node("n1");
+    setup
+        .wait_state("orders", "running", Duration::from_secs(20))
+        .await;
+    let token: u64 = setup
+        .conn
+        .query_first("SELECT token FROM pipeline_lease")
+        .await
+        .unwrap()
+        .unwrap();
+
+    let mut twin = setup.node("n1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = twin.try_exit() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a second live n1 was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    assert!(
+        twin.log_text()
+            .contains(&format!("a node named 'n1' is alive on host")),
+        "{}",
+        twin.log_text()
+    );
+    assert_eq!(
+        setup.status("orders").await.0,
+        "running",
+        "the refused twin disturbed nothing"
+    );
+
+    first.kill9();
+    let started = Instant::now();
+    let _restarted = setup.node("n1");
+    let conn = &mut setup.conn;
+    eventually!(lease, "n1 to take back its lease", {
+        let row: Option<(String, u64)> = conn
+                .query_first("SELECT s.observed, l.token FROM v_pipeline_status s JOIN pipeline_lease l WHERE s.node = 'n1'")
+                .await
+                .unwrap();
+        row.filter(|(observed, new_token)| observed == "running" && *new_token > token)
+    });
+    assert!(
+        started.elapsed() < lease,
+        "took back its lease only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn passwords_never_appear_in_logs_views_or_errors() {
+    let secret = "Pw-Do-Not-Leak-42";
+    let wrong = "Wrong-Pw-Leak-43";
+    let meta_secret = "Meta-Pw-Leak-44";
+    let mut setup = setup("ottr_n_secrets", 3000, 200, 200).await;
+    let mut source_conn = source().conn().await;
+    source_conn
+        .query_drop(format!(
+            "CREATE USER IF NOT EXISTS 'reader'@'%' IDENTIFIED BY '{secret}';
+             GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'reader'@'%';"
+        ))
+        .await
+        .unwrap();
+    let mut plain_conn = plain().conn().await;
+    plain_conn
+        .query_drop(format!(
+            "CREATE USER IF NOT EXISTS 'metauser'@'%' IDENTIFIED BY '{meta_secret}';
+             GRANT ALL ON `ottr_n_secrets`.* TO 'metauser'@'%';"
+        ))
+        .await
+        .unwrap();
+    setup
+        .conn
+        .exec_drop(
+            "CALL add_data_source('reader', 'mariadb', ?, ?)",
+            (source().source_url("reader"), secret),
+        )
+        .await
+        .unwrap();
+    setup
+        .conn
+        .exec_drop(
+            "CALL add_data_source('wrongpw', 'mariadb', ?, ?)",
+            (source().source_url("reader"), wrong),
+        )
+        .await
+        .unwrap();
+    setup.channel("readable", "reader", true).await;
+    setup.channel("denied", "wrongpw", true).await;
+    let meta_url = format!(
+        "mysql://metauser:{meta_secret}@127.0.0.1:{}/ottr_n_secrets",
+        plain().port
+    );
+    let node = NodeProcess::spawn(&meta_url, "n1", &setup.dir, &[]);
+
+    setup
+        .wait_state("readable", "running", Duration::from_secs(20))
+        .await;
+    let (_, reason) = setup
+        .wait_state("denied", "error", Duration::from_secs(20))
+        .await;
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Access denied for user 'reader'"),
+        "{reason:?}"
+    );
+
+    let mut seen = node.log_text();
+    for view in [
+        "v_pipeline_status",
+        "v_node_status",
+        "v_data_source",
+        "v_table_pair",
+        "v_event_log",
+    ] {
+        let rows: Vec<mysql_async::Row> = setup
+            .conn
+            .query(format!("SELECT * FROM {view}"))
+            .await
+            .unwrap();
+        seen.push_str(&format!("{rows:?}"));
+    }
+    let states: Vec<Option<String>> = setup
+        .conn
+        .query("SELECT reason FROM pipeline_state")
+        .await
+        .unwrap();
+    seen.push_str(&format!("{states:?}"));
+    assert!(
+        seen.contains("mysql://metauser:***@127.0.0.1"),
+        "the log names the metadata URL, redacted"
+    );
+    for password in [secret, wrong, meta_secret] {
+        assert!(!seen.contains(password), "{password} leaked:\n{seen}");
+    }
+}
