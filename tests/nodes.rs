@@ -625,7 +625,7 @@ async fn node_names_are_unique_among_live_nodes_and_a_restart_takes_back_its_lea
     assert!(!status.success());
     assert!(
         twin.log_text()
-            .contains(&format!("a node named 'n1' is alive on host")),
+            .contains("a node named 'n1' is alive on host"),
         "{}",
         twin.log_text()
     );

@@ -595,3 +595,32 @@ async fn settings_are_bounded_rows() {
         .unwrap_err();
     assert!(error.to_string().contains("ck_setting_range"), "{error}");
 }
+
+#[tokio::test]
+async fn every_dashboard_query_runs_on_the_metadata_schema() {
+    let mut conn = configured("ottr_p_dashboards").await;
+    let mut queries = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let sql = target["rawSql"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$__timeFilter(at)", "at > NOW() - INTERVAL 1 DAY");
+                let result: Result<Vec<mysql_async::Row>, _> = conn.query(&sql).await;
+                assert!(
+                    result.is_ok(),
+                    "{} panel {}: {sql}: {:?}",
+                    path.display(),
+                    panel["title"],
+                    result.err()
+                );
+                queries += 1;
+            }
+        }
+    }
+    assert!(queries >= 7);
+}

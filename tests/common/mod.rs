@@ -84,7 +84,9 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
 
 impl MariaDb {
     /// Installs a data directory and starts a server; panics with the server's log if it
-    /// does not answer within 30 s.
+    /// does not answer within 30 s. The server outlives this call on purpose: its watchdog
+    /// kills it when the test process exits.
+    #[allow(clippy::zombie_processes)]
     pub fn start(kind: ServerKind) -> MariaDb {
         let install = find_binary(&["mariadb-install-db", "mysql_install_db"]);
         let server = find_binary(&["mariadbd", "mysqld"]);
@@ -199,6 +201,8 @@ impl MariaDb {
 }
 
 /// Starts a watchdog that kills `pid` and removes `dir` once this test process has exited.
+/// It is never waited for: it must outlive the test process.
+#[allow(clippy::zombie_processes)]
 fn watch(pid: u32, dir: &Path) {
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
