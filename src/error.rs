@@ -59,6 +59,10 @@ pub enum Error {
         #[source]
         source: mysql_async::Error,
     },
+    /// The binlog holds something ottr must not skip and cannot read: an unknown or
+    /// compressed event, a bad checksum, a purged position. The message says where and why.
+    #[error("{0}")]
+    Binlog(String),
     /// A row read from a database does not have the shape ottr expects.
     #[error("{context}: {problem}")]
     BadRow { context: String, problem: String },
@@ -104,6 +108,7 @@ impl Error {
             | Error::NodeReplaced { .. }
             | Error::Fenced { .. }
             | Error::Precheck(_)
+            | Error::Binlog(_)
             | Error::BadRow { .. } => ErrorClass::Fatal,
         }
     }

@@ -15,9 +15,11 @@
 //! - [`pipeline`]: running one claimed pipeline; [`pipeline::select`] owns the source
 //!   connection (prechecks and start positions today, the binlog reader next).
 //! - [`status`]: the `ottr status` and `ottr check` reports.
+//! - [`inspect`]: `ottr binlog`, the decoded events of a source, for debugging.
 
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod meta;
 pub mod model;
 pub mod node;

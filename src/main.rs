@@ -1,4 +1,4 @@
-//! The `ottr` command line: migrate, node, status, check.
+//! The `ottr` command line: migrate, node, status, check, binlog.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -46,6 +46,25 @@ enum Command {
     Status {
         #[arg(long, env = "OTTR_META")]
         meta: String,
+    },
+    /// Prints the decoded binlog events of a data source, one per line (one per changed row).
+    Binlog {
+        #[arg(long, env = "OTTR_META")]
+        meta: String,
+        #[arg(long)]
+        data_source: String,
+        /// FILE:POS, a MariaDB GTID position (0-1-42), or end.
+        #[arg(long, default_value = "end")]
+        from: String,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Keep printing new events instead of stopping at the current end.
+        #[arg(long)]
+        follow: bool,
+        /// The replica server id to use; it must differ from every replica of the source.
+        #[arg(long)]
+        server_id: Option<u32>,
     },
     /// Prechecks a data source: reachable, binlog settings, privileges.
     Check {
@@ -114,6 +133,30 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Status { meta } => {
             let meta = MetaDb::open(&meta)?;
             print!("{}", ottr::status::status_report(&meta).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Binlog {
+            meta,
+            data_source,
+            from,
+            limit,
+            follow,
+            server_id,
+        } => {
+            let meta = MetaDb::open(&meta)?;
+            let from = from
+                .parse()
+                .map_err(|error: ottr::model::ParsePositionError| {
+                    anyhow::anyhow!("--from: {error}")
+                })?;
+            let request = ottr::inspect::BinlogRequest {
+                data_source,
+                from,
+                limit,
+                follow,
+                server_id: server_id.unwrap_or(2_000_000 + std::process::id() % 1_000_000),
+            };
+            ottr::inspect::print_binlog(&meta, &request, &mut std::io::stdout().lock()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { meta, data_source } => {

@@ -1,9 +1,17 @@
-//! Select: everything that reads the source server. Today: the prechecks a source must pass
-//! before streaming, and resolving a start point into a position. The binlog reader lands
-//! here next; it owns the source connection.
+//! Select: everything that reads the source server. It owns the source connection:
+//! prechecks, resolving start points into positions, and the binlog reader, which decodes
+//! every event into typed values and never skips one silently.
 
+mod decode;
+mod event;
 mod precheck;
 mod start;
+mod stream;
+mod table;
 
+pub use decode::{ColumnDecoder, collation_map};
+pub use event::{EventDecoder, SourceEvent, TransactionGtid, event_name};
 pub use precheck::{Check, Outcome, first_failure, run_prechecks};
 pub use start::resolve_end;
+pub use stream::{BinlogReader, ReadEvent, ReaderOptions};
+pub use table::{TableDecoder, table_decoder};

@@ -1,0 +1,231 @@
+//! The binlog reader: one replication connection to the source, from a file position or a
+//! GTID state, yielding decoded events with the position at which each ends.
+//!
+//! It follows rotations (the file of every position is known), asks for heartbeats so that a
+//! dead connection is noticed, and refuses a purged start position with the ways out.
+
+use super::decode::collation_map;
+use super::event::{EventDecoder, SourceEvent};
+use crate::config::{DataSource, DataSourceKind};
+use crate::error::{Error, Result};
+use crate::model::{BinlogFilePos, GtidState};
+use crate::pipeline::connect;
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest};
+use std::time::Duration;
+
+const SELECT_COLLATIONS: &str =
+    "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL";
+const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
+const SELECT_CHECKSUM: &str = "SELECT @@GLOBAL.binlog_checksum";
+
+/// Where and how to read.
+#[derive(Debug, Clone)]
+pub struct ReaderOptions {
+    /// The replica server id, unique among the source's replicas.
+    pub server_id: u32,
+    /// How often the server sends a heartbeat when it has nothing else to send.
+    pub heartbeat: Duration,
+    /// Stop at the current end of the binlog instead of waiting for more.
+    pub stop_at_end: bool,
+}
+
+/// One decoded event and where it ends (the position after it).
+#[derive(Debug, Clone)]
+pub struct ReadEvent {
+    pub event: SourceEvent,
+    /// The position right after this event (`file:log_pos`).
+    pub end: BinlogFilePos,
+    /// The event's timestamp (seconds since the epoch, the source's clock).
+    pub timestamp: u32,
+}
+
+/// A binlog stream being read.
+pub struct BinlogReader {
+    stream: BinlogStream,
+    decoder: EventDecoder,
+    /// The binlog file being read, from the last ROTATE.
+    file: String,
+    /// Whether the first fake ROTATE still carries its CRC bytes in its name.
+    strip_first_rotate_crc: bool,
+    seen_first_event: bool,
+}
+
+impl BinlogReader {
+    /// Connects to `source` and starts streaming at `file` or after `gtid` (MariaDB).
+    pub async fn open(
+        source: &DataSource,
+        options: &ReaderOptions,
+        file: Option<&BinlogFilePos>,
+        gtid: Option<&GtidState>,
+    ) -> Result<Self> {
+        let mut conn = connect(source).await?;
+        let query_error = |what: &str| {
+            let what = what.to_owned();
+            move |error| {
+                Error::database(
+                    format!("cannot {what} on data source '{}'", source.name),
+                    error,
+                )
+            }
+        };
+        let collations: Vec<(u16, String)> = conn
+            .query(SELECT_COLLATIONS)
+            .await
+            .map_err(query_error("read collations"))?;
+        let checksum: Option<String> = conn
+            .query_first(SELECT_CHECKSUM)
+            .await
+            .map_err(query_error("read binlog_checksum"))?;
+        if let Some(file) = file {
+            check_not_purged(&mut conn, file, &source.name).await?;
+        }
+        let heartbeat_ns = options.heartbeat.as_nanos().max(1_000_000) as u64;
+        conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
+            .await
+            .map_err(query_error("set the heartbeat period"))?;
+        let mut request = BinlogStreamRequest::new(options.server_id);
+        if options.stop_at_end {
+            request = request.with_non_blocking();
+        }
+        let start_file = file
+            .map(|position| position.file.clone())
+            .unwrap_or_default();
+        match (source.kind, file, gtid) {
+            (DataSourceKind::MariaDb, _, _) => {
+                conn.query_drop("SET @mariadb_slave_capability = 4")
+                    .await
+                    .map_err(query_error("announce MariaDB replica capabilities"))?;
+                match (file, gtid) {
+                    (Some(position), _) => {
+                        request = request
+                            .with_filename(position.file.as_bytes())
+                            .with_pos(position.offset);
+                    }
+                    (None, Some(gtid)) => {
+                        conn.exec_drop("SET @slave_connect_state = ?", (gtid.to_string(),))
+                            .await
+                            .map_err(query_error("set the GTID start"))?;
+                        conn.query_drop("SET @slave_gtid_strict_mode = 0")
+                            .await
+                            .map_err(query_error("set the GTID mode"))?;
+                        request = request.with_filename(b"").with_pos(4);
+                    }
+                    (None, None) => {
+                        return Err(Error::Binlog(
+                            "a binlog reader needs a file position or a GTID".into(),
+                        ));
+                    }
+                }
+            }
+            (DataSourceKind::MySql, Some(position), _) => {
+                request = request
+                    .with_filename(position.file.as_bytes())
+                    .with_pos(position.offset);
+            }
+            (DataSourceKind::MySql, None, _) => {
+                return Err(Error::Binlog(
+                    "starting a MySQL source from a GTID set is not supported yet: reset the position to FILE:POS".into(),
+                ));
+            }
+        }
+        let stream = conn.get_binlog_stream(request).await.map_err(|error| {
+            let text = error.to_string();
+            if text.contains("1236") || text.to_ascii_lowercase().contains("could not find") {
+                Error::Binlog(format!(
+                    "data source '{}' cannot stream from {}: {text}; reset the position (CALL reset_position) or re-snapshot the target",
+                    source.name,
+                    file.map(ToString::to_string).or(gtid.map(ToString::to_string)).unwrap_or_default()
+                ))
+            } else {
+                Error::database(format!("cannot start the binlog stream on data source '{}'", source.name), error)
+            }
+        })?;
+        Ok(BinlogReader {
+            stream,
+            decoder: EventDecoder::new(collation_map(collations)),
+            file: start_file,
+            strip_first_rotate_crc: checksum
+                .is_some_and(|value| value.eq_ignore_ascii_case("CRC32")),
+            seen_first_event: false,
+        })
+    }
+
+    /// The next event; None at the end of the binlog when reading with `stop_at_end`.
+    pub async fn next(&mut self) -> Result<Option<ReadEvent>> {
+        let Some(event) = self.stream.next().await else {
+            return Ok(None);
+        };
+        let event = event.map_err(|error| {
+            let text = error.to_string();
+            if text.contains("1236") {
+                Error::Binlog(format!("the source stopped the binlog stream: {text}"))
+            } else {
+                Error::database("the binlog stream failed", error)
+            }
+        })?;
+        let header = event.header();
+        let end = BinlogFilePos {
+            file: self.file.clone(),
+            offset: u64::from(header.log_pos()),
+        };
+        let mut decoded = self.decoder.decode(&event, &end)?;
+        if let SourceEvent::Rotate { file } = &mut decoded {
+            // The fake ROTATE that opens a stream still has the CRC in its name.
+            if !self.seen_first_event
+                && self.strip_first_rotate_crc
+                && header.log_pos() == 0
+                && file.len() > 4
+            {
+                let stripped = file.as_bytes()[..file.len() - 4].to_vec();
+                *file = String::from_utf8_lossy(&stripped).into_owned();
+            }
+            self.file = file.clone();
+        }
+        self.seen_first_event = true;
+        Ok(Some(ReadEvent {
+            event: decoded,
+            end: BinlogFilePos {
+                file: self.file.clone(),
+                offset: u64::from(header.log_pos()),
+            },
+            timestamp: header.timestamp(),
+        }))
+    }
+
+    /// Closes the replication connection.
+    pub async fn close(self) {
+        let _ = self.stream.close().await;
+    }
+}
+
+/// Fails, with the oldest position still available and the ways out, if `position`'s file
+/// has been purged from the source.
+async fn check_not_purged(
+    conn: &mut mysql_async::Conn,
+    position: &BinlogFilePos,
+    source: &str,
+) -> Result<()> {
+    let logs: Vec<mysql_async::Row> = conn.query(SHOW_BINARY_LOGS).await.map_err(|error| {
+        Error::database(
+            format!("cannot list the binlogs of data source '{source}'"),
+            error,
+        )
+    })?;
+    let names: Vec<String> = logs
+        .into_iter()
+        .filter_map(|mut row| row.take::<String, _>(0))
+        .collect();
+    if names.contains(&position.file) {
+        return Ok(());
+    }
+    let oldest = names
+        .first()
+        .map(|name| format!("{name}:4"))
+        .unwrap_or_else(|| "none".into());
+    Err(Error::Binlog(format!(
+        "position {position} is no longer on data source '{source}' (purged); the oldest available is {oldest}: \
+         CALL reset_position to it (changes in between are lost) or re-snapshot the target"
+    )))
+}
