@@ -37,6 +37,19 @@ impl ColumnDecoder {
         self.metadata.first().copied().unwrap_or(0).min(6)
     }
 
+    /// The byte length of a CHAR/BINARY column, from its TABLE_MAP metadata.
+    fn fixed_length(&self) -> usize {
+        let (byte0, byte1) = (
+            usize::from(self.metadata.first().copied().unwrap_or(0)),
+            usize::from(self.metadata.get(1).copied().unwrap_or(0)),
+        );
+        if byte0 & 0x30 != 0x30 {
+            byte1 | (((byte0 & 0x30) ^ 0x30) << 4)
+        } else {
+            byte1
+        }
+    }
+
     fn bad(&self, found: &dyn std::fmt::Debug) -> Error {
         Error::BadRow {
             context: format!("column {} ({:?})", self.name, self.column_type),
@@ -202,6 +215,14 @@ impl ColumnDecoder {
                 | MYSQL_TYPE_LONG_BLOB,
                 SqlValue::Bytes(bytes),
             ) => Ok(match self.charset {
+                // BINARY(n) is logged without its trailing zero bytes; SELECT pads them back.
+                Some(Charset::Other(BINARY_COLLATION)) | None
+                    if self.column_type == MYSQL_TYPE_STRING =>
+                {
+                    let mut padded = bytes.clone();
+                    padded.resize(padded.len().max(self.fixed_length()), 0);
+                    Value::Bytes(padded)
+                }
                 Some(Charset::Other(BINARY_COLLATION)) | None => Value::Bytes(bytes.clone()),
                 Some(charset) => Value::Text {
                     bytes: bytes.clone(),
@@ -214,6 +235,12 @@ impl ColumnDecoder {
 
     fn integer(&self, value: &SqlValue) -> Result<Value> {
         match (value, self.unsigned) {
+            // mysql_common does not sign-extend MEDIUMINT: 0x800000 and up are negative.
+            (SqlValue::Int(number), false)
+                if self.column_type == ColumnType::MYSQL_TYPE_INT24 && *number > 0x7F_FFFF =>
+            {
+                Ok(Value::Int(number - 0x100_0000))
+            }
             (SqlValue::Int(number), false) => Ok(Value::Int(*number)),
             (SqlValue::UInt(number), false) => i64::try_from(*number)
                 .map(Value::Int)
@@ -288,6 +315,15 @@ mod tests {
         assert_eq!(
             tiny.decode(&plain(SqlValue::Int(255))).unwrap(),
             Value::UInt(255)
+        );
+        let medium = column(ColumnType::MYSQL_TYPE_INT24, false);
+        assert_eq!(
+            medium.decode(&plain(SqlValue::Int(0x80_0000))).unwrap(),
+            Value::Int(-8_388_608)
+        );
+        assert_eq!(
+            medium.decode(&plain(SqlValue::Int(0x7F_FFFF))).unwrap(),
+            Value::Int(8_388_607)
         );
         let signed = column(ColumnType::MYSQL_TYPE_LONGLONG, false);
         assert_eq!(

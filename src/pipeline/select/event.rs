@@ -100,13 +100,18 @@ pub struct EventDecoder {
     tables: HashMap<u64, (TableMapEvent<'static>, Arc<TableDecoder>)>,
     /// Character sets by collation id, read from the source.
     collations: HashMap<u16, Charset>,
+    /// The fake ROTATE that opens a stream from a CRC32 server still carries the checksum
+    /// in its name; set until that ROTATE has been read.
+    strip_opening_rotate_crc: bool,
 }
 
 impl EventDecoder {
-    pub fn new(collations: HashMap<u16, Charset>) -> Self {
+    /// A decoder for a new stream; `crc32` says whether the server writes CRC32 checksums.
+    pub fn new(collations: HashMap<u16, Charset>, crc32: bool) -> Self {
         EventDecoder {
             tables: HashMap::new(),
             collations,
+            strip_opening_rotate_crc: crc32,
         }
     }
 
@@ -159,9 +164,18 @@ impl EventDecoder {
             })?;
         Ok(match data {
             EventData::FormatDescriptionEvent(_) => SourceEvent::Meta("FORMAT_DESCRIPTION"),
-            EventData::RotateEvent(rotate) => SourceEvent::Rotate {
-                file: rotate.name().into_owned(),
-            },
+            EventData::RotateEvent(rotate) => {
+                let mut name = rotate.name_raw();
+                if std::mem::take(&mut self.strip_opening_rotate_crc)
+                    && header.log_pos() == 0
+                    && name.len() > 4
+                {
+                    name = &name[..name.len() - 4];
+                }
+                SourceEvent::Rotate {
+                    file: String::from_utf8_lossy(name).into_owned(),
+                }
+            }
             EventData::HeartbeatEvent => SourceEvent::Heartbeat,
             EventData::XidEvent(_) => SourceEvent::Commit,
             EventData::QueryEvent(query) => {

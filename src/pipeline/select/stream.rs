@@ -47,9 +47,6 @@ pub struct BinlogReader {
     decoder: EventDecoder,
     /// The binlog file being read, from the last ROTATE.
     file: String,
-    /// Whether the first fake ROTATE still carries its CRC bytes in its name.
-    strip_first_rotate_crc: bool,
-    seen_first_event: bool,
 }
 
 impl BinlogReader {
@@ -144,11 +141,11 @@ impl BinlogReader {
         })?;
         Ok(BinlogReader {
             stream,
-            decoder: EventDecoder::new(collation_map(collations)),
+            decoder: EventDecoder::new(
+                collation_map(collations),
+                checksum.is_some_and(|value| value.eq_ignore_ascii_case("CRC32")),
+            ),
             file: start_file,
-            strip_first_rotate_crc: checksum
-                .is_some_and(|value| value.eq_ignore_ascii_case("CRC32")),
-            seen_first_event: false,
         })
     }
 
@@ -170,20 +167,10 @@ impl BinlogReader {
             file: self.file.clone(),
             offset: u64::from(header.log_pos()),
         };
-        let mut decoded = self.decoder.decode(&event, &end)?;
-        if let SourceEvent::Rotate { file } = &mut decoded {
-            // The fake ROTATE that opens a stream still has the CRC in its name.
-            if !self.seen_first_event
-                && self.strip_first_rotate_crc
-                && header.log_pos() == 0
-                && file.len() > 4
-            {
-                let stripped = file.as_bytes()[..file.len() - 4].to_vec();
-                *file = String::from_utf8_lossy(&stripped).into_owned();
-            }
+        let decoded = self.decoder.decode(&event, &end)?;
+        if let SourceEvent::Rotate { file } = &decoded {
             self.file = file.clone();
         }
-        self.seen_first_event = true;
         Ok(Some(ReadEvent {
             event: decoded,
             end: BinlogFilePos {
