@@ -142,6 +142,26 @@ impl FromStr for GtidState {
     }
 }
 
+impl GtidState {
+    /// The state after a MariaDB transaction with `gtid` committed: its domain's entry is
+    /// replaced. A MySQL set is left as it is (its GTIDs are tracked by file position).
+    pub fn with_committed(&self, gtid: MariaGtid) -> GtidState {
+        match self {
+            GtidState::MariaDb(gtids) => {
+                let mut gtids: Vec<MariaGtid> = gtids
+                    .iter()
+                    .copied()
+                    .filter(|g| g.domain != gtid.domain)
+                    .collect();
+                gtids.push(gtid);
+                gtids.sort();
+                GtidState::MariaDb(gtids)
+            }
+            GtidState::MySql(_) => self.clone(),
+        }
+    }
+}
+
 /// Parses `d-s-n[,d-s-n…]`, sorted by domain; None if the text is not in that form.
 fn parse_maria_gtids(text: &str) -> Option<Vec<MariaGtid>> {
     let mut gtids = Vec::new();
@@ -301,6 +321,28 @@ mod tests {
         let time = "2026-11-22 08:00:00.5".parse::<StartPoint>().unwrap();
         assert_eq!(time.to_string(), "2026-11-22 08:00:00.500");
         assert!("2026-11-22T08:00:00".parse::<StartPoint>().is_ok());
+    }
+
+    #[test]
+    fn a_committed_mariadb_gtid_replaces_its_domain() {
+        let state: GtidState = "0-1-5,1-2-7".parse().unwrap();
+        let next = state.with_committed(MariaGtid {
+            domain: 1,
+            server: 3,
+            sequence: 8,
+        });
+        assert_eq!(next.to_string(), "0-1-5,1-3-8");
+        let empty = GtidState::MariaDb(vec![]);
+        assert_eq!(
+            empty
+                .with_committed(MariaGtid {
+                    domain: 0,
+                    server: 1,
+                    sequence: 1
+                })
+                .to_string(),
+            "0-1-1"
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct ReaderOptions {
 #[derive(Debug, Clone)]
 pub struct ReadEvent {
     pub event: SourceEvent,
+    /// Where this event starts (`log_pos - event_size`; meaningless for the fake events a
+    /// stream opens with, whose `log_pos` is 0).
+    pub start: BinlogFilePos,
     /// The position right after this event (`file:log_pos`).
     pub end: BinlogFilePos,
     /// The event's timestamp (seconds since the epoch, the source's clock).
@@ -167,16 +170,18 @@ impl BinlogReader {
             file: self.file.clone(),
             offset: u64::from(header.log_pos()),
         };
+        let start = BinlogFilePos {
+            file: self.file.clone(),
+            offset: end.offset.saturating_sub(u64::from(header.event_size())),
+        };
         let decoded = self.decoder.decode(&event, &end)?;
         if let SourceEvent::Rotate { file } = &decoded {
             self.file = file.clone();
         }
         Ok(Some(ReadEvent {
             event: decoded,
-            end: BinlogFilePos {
-                file: self.file.clone(),
-                offset: u64::from(header.log_pos()),
-            },
+            start,
+            end,
             timestamp: header.timestamp(),
         }))
     }
