@@ -181,9 +181,16 @@ async fn stop_on_signal(shutdown: CancellationToken) -> Result<()> {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
     }
-    tracing::info!("signal received: stopping pipelines and releasing leases");
+    tracing::info!(
+        "signal received: stopping pipelines and releasing leases (a second signal exits at once)"
+    );
     shutdown.cancel();
-    Ok(())
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::warn!("second signal: exiting without releasing leases");
+    std::process::exit(130);
 }
 
 fn hostname() -> String {

@@ -1,9 +1,8 @@
 //! `ottr node` processes against real servers: leases, fencing, failover, handover, config
 //! changes, invalid rows, prechecks, and secrets kept out of logs and views.
 //!
-//! The source data source is a MariaDB with a ROW binary log; the target (and the metadata
-//! schema) live on a second MariaDB without a binary log, which also serves as an invalid
-//! source.
+//! Three MariaDB servers, as in production: the source with a ROW binary log, the target,
+//! and the metadata server (no binary log), which also serves as an invalid source.
 
 mod common;
 
@@ -23,8 +22,12 @@ fn plain() -> &'static MariaDb {
     shared(ServerKind::Plain)
 }
 
-/// A metadata schema with short timings and data sources `sh` (the binlog source) and `us`
-/// (the plain server as target).
+fn target() -> &'static MariaDb {
+    shared(ServerKind::Target)
+}
+
+/// A metadata schema (on the plain server) with short timings and data sources `sh` (the
+/// binlog source) and `us` (the target server).
 struct Setup {
     url: String,
     conn: Conn,
@@ -51,7 +54,7 @@ async fn setup(schema: &str, lease_ms: u32, heartbeat_ms: u32, poll_ms: u32) -> 
     .unwrap();
     conn.exec_drop(
         "CALL add_data_source('us', 'mariadb', ?, NULL)",
-        (plain().source_url("root"),),
+        (target().source_url("root"),),
     )
     .await
     .unwrap();
@@ -327,6 +330,19 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
         );
     }
     assert!(runs.len() >= 5 + victim_pipelines.len());
+    // Settled: each pipeline has exactly one open run, on the node that holds its lease.
+    let open: Vec<(u32, String)> = setup
+        .conn
+        .exec(
+            "SELECT r.pipeline_id, r.node FROM pipeline_run r JOIN pipeline_lease l ON l.pipeline_id = r.pipeline_id \
+             WHERE r.stopped_at IS NULL AND r.node <> ? AND r.node = l.holder ORDER BY r.pipeline_id",
+            (&victim,),
+        )
+        .await
+        .unwrap();
+    let pipelines: std::collections::BTreeSet<u32> = open.iter().map(|(id, _)| *id).collect();
+    assert_eq!((open.len(), pipelines.len()), (5, 5), "{open:?}");
+    assert!(open.iter().all(|(_, node)| *node == staying), "{open:?}");
     eprintln!("takeover after kill -9: {takeover:?}; handover after SIGTERM: {handover:?}");
 }
 
@@ -431,6 +447,13 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
         .await
         .unwrap()
         .unwrap();
+    // A zero date MariaDB accepts in a DATETIME column is no start time at all.
+    setup.channel("zerotime", "sh", true).await;
+    setup
+        .conn
+        .query_drop("UPDATE pipeline SET start_kind = 'timestamp', start_time = '0000-00-00 00:00:00' WHERE name = 'zerotime'")
+        .await
+        .unwrap();
     let mut node = setup.node("n1");
 
     let (_, reason) = setup
@@ -453,6 +476,16 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
     setup
         .wait_state("good", "running", Duration::from_secs(20))
         .await;
+    let (_, reason) = setup
+        .wait_state("zerotime", "error", Duration::from_secs(20))
+        .await;
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with("start_time '0000-00-00 00:00:00.000000' is not a valid UTC time"),
+        "{reason:?}"
+    );
 
     // An incoherent setting is reported and ignored; the node keeps running.
     setup

@@ -123,8 +123,16 @@ async fn data_source_procedures_refuse_bad_input_by_name() {
             "the data source URL holds a password",
         ),
         (
+            "CALL add_data_source('x', 'mysql', 'mysql://u:hun/ter2@h', NULL)",
+            "the data source URL holds a password",
+        ),
+        (
+            "CALL add_data_source('x', 'mysql', 'mysql+tls://u:hunter2@h', NULL)",
+            "the data source URL holds a password",
+        ),
+        (
             "CALL add_data_source('x', 'mysql', 'postgres://u@h', NULL)",
-            "data source URL 'postgres://u@h' is not mysql://user@host[:port]",
+            "data source URL 'postgres://…@h' is not mysql://user@host[:port]",
         ),
         (
             "CALL add_data_source('x', 'mysql', 'mysql://h:3306', NULL)",
@@ -136,7 +144,7 @@ async fn data_source_procedures_refuse_bad_input_by_name() {
         ),
         (
             "CALL add_data_source('x', 'mysql', 'mysql://u@h', 'env:1BAD')",
-            "password reference 'env:1BAD' is not env:NAME",
+            "a password starting with env: must be env:NAME",
         ),
         (
             "CALL add_data_source('x', 'mysql', 'mysql://u@h', 'file:')",
@@ -463,6 +471,13 @@ async fn reset_position_accepts_every_form_and_names_a_bad_one() {
             "",
             "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-42",
         ),
+        (
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:23",
+            "gtid",
+            "",
+            "",
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:23",
+        ),
         ("2026-11-22 08:00:00.5", "timestamp", "", "", ""),
         ("end", "end", "", "", ""),
     ];
@@ -509,13 +524,21 @@ async fn reset_position_accepts_every_form_and_names_a_bad_one() {
         .unwrap();
     assert_eq!((kind.as_str(), after_before), ("timestamp", true));
 
-    // Resetting forgets the saved position and fences whoever still holds the lease.
+    // While a node still holds the lease (stopping), a reset is refused.
     conn.query_drop(
         "UPDATE pipeline_lease SET holder = 'n1', token = 7, expires_at = NOW(6) + INTERVAL 1 HOUR;
          INSERT INTO pipeline_position (pipeline_id, binlog_file, binlog_offset, token) SELECT id, 'mysql-bin.000009', 4, 7 FROM pipeline;",
     )
     .await
     .unwrap();
+    assert_eq!(
+        error_of(&mut conn, "CALL reset_position('orders', 'end')").await,
+        "pipeline 'orders' is still stopping on its node: try again in a moment"
+    );
+    // Resetting forgets the saved position and fences the last holder's token.
+    conn.query_drop("UPDATE pipeline_lease SET expires_at = NOW(6) - INTERVAL 1 SECOND")
+        .await
+        .unwrap();
     conn.query_drop("CALL reset_position('orders', 'mysql-bin.000001:4')")
         .await
         .unwrap();

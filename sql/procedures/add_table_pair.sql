@@ -14,6 +14,7 @@ BEGIN
   IF p_schema IN ('ottr_sys', 'mysql', 'information_schema', 'performance_schema', 'sys') THEN
     CALL raise_error(CONCAT('schema ', p_schema, ' is a system schema and is never synced'));
   END IF;
+  -- a regex such as '.*' is fine: system schemas are left out when names are matched
   IF EXISTS (SELECT 1 FROM table_pair WHERE channel_id = v_id AND source_schema = p_schema AND source_table = p_table) THEN
     CALL raise_error(CONCAT('channel ''', p_channel, ''' already has a table pair for ', LEFT(p_schema, 40), '.', LEFT(p_table, 40)));
   END IF;

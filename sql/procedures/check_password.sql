@@ -3,7 +3,7 @@ CREATE PROCEDURE check_password(IN p_password VARCHAR(1024))
   SQL SECURITY INVOKER
 BEGIN
   IF p_password REGEXP '^env:' AND p_password NOT REGEXP '^env:[A-Za-z_][A-Za-z0-9_]*$' THEN
-    CALL raise_error(CONCAT('password reference ''', LEFT(p_password, 60), ''' is not env:NAME'));
+    CALL raise_error('a password starting with env: must be env:NAME (a letter or _, then letters, digits, _)');
   END IF;
   IF p_password REGEXP '^file:' AND CHAR_LENGTH(p_password) < 6 THEN
     CALL raise_error('password reference ''file:'' names no file: use file:PATH');

@@ -18,20 +18,23 @@ BEGIN
   IF EXISTS (SELECT 1 FROM pipeline p JOIN channel c ON c.id = p.channel_id WHERE p.id = v_id AND c.desired = 'running') THEN
     CALL raise_error(CONCAT('pipeline ''', LEFT(p_ref, 64), ''' is running: CALL stop_channel first'));
   END IF;
+  IF EXISTS (SELECT 1 FROM pipeline_lease WHERE pipeline_id = v_id AND holder IS NOT NULL AND expires_at > NOW(6)) THEN
+    CALL raise_error(CONCAT('pipeline ''', LEFT(p_ref, 64), ''' is still stopping on its node: try again in a moment'));
+  END IF;
   IF LOWER(v_position) = 'end' THEN
     UPDATE pipeline SET start_kind = 'end', start_file = NULL, start_offset = NULL, start_gtid = NULL, start_time = NULL WHERE id = v_id;
   ELSEIF LOWER(v_position) = 'now' THEN
     UPDATE pipeline SET start_kind = 'timestamp', start_file = NULL, start_offset = NULL, start_gtid = NULL, start_time = UTC_TIMESTAMP(6) WHERE id = v_id;
-  ELSEIF v_position REGEXP '^[A-Za-z0-9_.-]+:[0-9]{1,19}$' AND v_position NOT REGEXP '^[0-9]+-' THEN
+  ELSEIF v_position REGEXP '^[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20}(,[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20})*$'
+      OR v_position REGEXP '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(:[0-9]+(-[0-9]+)?)+(, *[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(:[0-9]+(-[0-9]+)?)+)*$' THEN
+    UPDATE pipeline SET start_kind = 'gtid', start_file = NULL, start_offset = NULL, start_gtid = v_position, start_time = NULL WHERE id = v_id;
+  ELSEIF v_position REGEXP '^[A-Za-z0-9_.-]+:[0-9]{1,19}$' THEN
     IF CAST(SUBSTRING_INDEX(v_position, ':', -1) AS UNSIGNED) < 4 THEN
       CALL raise_error(CONCAT('position ''', LEFT(v_position, 60), ''': a binlog offset starts at 4'));
     END IF;
     UPDATE pipeline SET start_kind = 'file', start_file = SUBSTRING_INDEX(v_position, ':', 1),
            start_offset = CAST(SUBSTRING_INDEX(v_position, ':', -1) AS UNSIGNED),
            start_gtid = NULL, start_time = NULL WHERE id = v_id;
-  ELSEIF v_position REGEXP '^[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20}(,[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20})*$'
-      OR v_position REGEXP '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(:[0-9]+(-[0-9]+)?)+(, *[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(:[0-9]+(-[0-9]+)?)+)*$' THEN
-    UPDATE pipeline SET start_kind = 'gtid', start_file = NULL, start_offset = NULL, start_gtid = v_position, start_time = NULL WHERE id = v_id;
   ELSEIF v_position REGEXP '^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?$'
       AND CAST(REPLACE(v_position, 'T', ' ') AS DATETIME(6)) IS NOT NULL THEN
     UPDATE pipeline SET start_kind = 'timestamp', start_file = NULL, start_offset = NULL, start_gtid = NULL,
@@ -39,6 +42,9 @@ BEGIN
   ELSE
     CALL raise_error(CONCAT('position ''', LEFT(v_position, 40), ''' is not FILE:POS, a GTID, a UTC timestamp, now or end'));
   END IF;
-  DELETE FROM pipeline_position WHERE pipeline_id = v_id;
+  -- fence first, so that no late write of the old position can follow the delete
+  START TRANSACTION;
   UPDATE pipeline_lease SET token = token + 1, holder = NULL, expires_at = NOW(6) WHERE pipeline_id = v_id;
+  DELETE FROM pipeline_position WHERE pipeline_id = v_id;
+  COMMIT;
 END

@@ -1,13 +1,15 @@
 -- Desired beside observed state for every pipeline, with the reason, the node that holds it,
 -- where it has read to, and since when. A pipeline whose lease lapsed shows as stopped, with
--- the lapsed holder in the reason, whatever its last reported state was.
+-- the lapsed holder in the reason, whatever its last reported state was; a new holder shows
+-- as starting until it has reported under its own fencing token.
 CREATE VIEW v_pipeline_status AS
 SELECT c.name AS channel,
        p.name AS pipeline,
        c.desired,
-       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN COALESCE(s.state, 'starting')
+       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6)
+              THEN IF(s.token = l.token, s.state, 'starting')
             ELSE 'stopped' END AS observed,
-       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN s.reason
+       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN IF(s.token = l.token, s.reason, NULL)
             WHEN c.desired = 'running' AND l.holder IS NOT NULL
               THEN CONCAT('waiting for a node: the lease of ', l.holder, ' lapsed at ', l.expires_at)
             WHEN c.desired = 'running' THEN 'waiting for a node that may run it'
@@ -16,7 +18,7 @@ SELECT c.name AS channel,
        CASE WHEN pos.binlog_file IS NOT NULL THEN CONCAT(pos.binlog_file, ':', pos.binlog_offset)
             ELSE pos.gtid END AS position,
        CAST(NULL AS SIGNED) AS lag_ms,
-       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN s.since
+       CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN IF(s.token = l.token, s.since, l.acquired_at)
             WHEN l.holder IS NOT NULL THEN l.expires_at
             ELSE COALESCE(s.since, p.created_at) END AS since,
        src.name AS source,

@@ -24,16 +24,19 @@ impl NamePattern {
         if !text.contains(REGEX_CHARACTERS) {
             return Ok(NamePattern::Exact(text.to_owned()));
         }
+        let message = |error: regex::Error| {
+            error
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // Compile the text alone first, so that `a)|(b` cannot escape the anchors.
+        Regex::new(text).map_err(message)?;
         Regex::new(&format!("^(?:{text})$"))
             .map(NamePattern::Regex)
-            .map_err(|error| {
-                error
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
+            .map_err(message)
     }
 
     /// Whether `name` is matched.
@@ -92,6 +95,11 @@ mod tests {
         assert!(alternation.matches("a") && alternation.matches("b"));
         assert!(!alternation.matches("ab"));
         assert_eq!(alternation.as_str(), "a|b");
+    }
+
+    #[test]
+    fn a_regex_cannot_escape_its_anchors() {
+        assert!(NamePattern::parse("a)|(b").is_err());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Configuration rows exactly as stored in the metadata schema, before validation.
 
 use crate::model::{ChannelId, DataSourceId, PipelineId, TablePairId};
-use chrono::NaiveDateTime;
 
 /// A `data_source` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +36,17 @@ pub struct PipelineRow {
     pub batch_bytes: u64,
     pub batch_timeout_ms: u64,
     pub load_parallelism: u64,
-    pub ddl_sync: bool,
-    pub skip_ddl_errors: bool,
-    pub transactional: bool,
+    /// Flags as stored (BOOLEAN is TINYINT: a hand-written 2 must be reported, not guessed).
+    pub ddl_sync: i64,
+    pub skip_ddl_errors: i64,
+    pub transactional: i64,
     pub server_id: Option<u32>,
     pub start_kind: String,
     pub start_file: Option<String>,
     pub start_offset: Option<u64>,
     pub start_gtid: Option<String>,
-    pub start_time: Option<NaiveDateTime>,
+    /// As stored: text, since MariaDB accepts zero dates that are no time at all.
+    pub start_time: Option<String>,
 }
 
 /// A `table_pair` row.

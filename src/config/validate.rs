@@ -51,6 +51,15 @@ pub enum ColumnSelection {
     Exclude(Vec<String>),
 }
 
+/// Schemas that are never synced, whatever a pattern matches.
+pub const SYSTEM_SCHEMAS: &[&str] = &[
+    "ottr_sys",
+    "mysql",
+    "information_schema",
+    "performance_schema",
+    "sys",
+];
+
 /// A validated table pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TablePair {
@@ -62,6 +71,15 @@ pub struct TablePair {
     /// None: the same table as the source.
     pub target_table: Option<String>,
     pub columns: ColumnSelection,
+}
+
+impl TablePair {
+    /// Whether this pair selects `schema.table`; system schemas are never selected.
+    pub fn matches(&self, schema: &str, table: &str) -> bool {
+        !SYSTEM_SCHEMAS.contains(&schema)
+            && self.schema.matches(schema)
+            && self.table.matches(table)
+    }
 }
 
 /// Everything a node needs to run one pipeline, validated.
@@ -115,9 +133,9 @@ pub fn validate_data_source(row: &DataSourceRow) -> Result<DataSource, ConfigErr
     if let Secret::Env(name) = &password
         && (name.is_empty() || name.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
     {
-        return Err(invalid(format!(
-            "password reference env:{name} is not env:NAME"
-        )));
+        return Err(invalid(
+            "a password starting with env: must be env:NAME".into(),
+        ));
     }
     Ok(DataSource {
         id: row.id,
@@ -181,7 +199,9 @@ pub fn validate_pipeline(
             .iter()
             .filter(|column| column.table_pair_id == pair.id)
             .collect();
-        table_pairs.push(validate_table_pair(pair, &columns, source.id == target.id)?);
+        let same_server =
+            source.id == target.id || (source.host == target.host && source.port == target.port);
+        table_pairs.push(validate_table_pair(pair, &columns, same_server)?);
     }
     if table_pairs.is_empty() {
         return Err(invalid(format!(
@@ -221,10 +241,18 @@ fn validate_options(row: &PipelineRow) -> Result<PipelineOptions, String> {
             3_600_000,
         )?),
         load_parallelism: in_range("load_parallelism", row.load_parallelism, 1, 256)? as u16,
-        ddl_sync: row.ddl_sync,
-        skip_ddl_errors: row.skip_ddl_errors,
-        transactional: row.transactional,
+        ddl_sync: flag("ddl_sync", row.ddl_sync)?,
+        skip_ddl_errors: flag("skip_ddl_errors", row.skip_ddl_errors)?,
+        transactional: flag("transactional", row.transactional)?,
     })
+}
+
+fn flag(name: &str, value: i64) -> Result<bool, String> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(format!("{name} is {other}: use 0 (off) or 1 (on)")),
+    }
 }
 
 fn validate_start(row: &PipelineRow) -> Result<StartPoint, String> {
@@ -248,10 +276,12 @@ fn validate_start(row: &PipelineRow) -> Result<StartPoint, String> {
                 }),
             _ => Err("start_kind 'gtid' needs start_gtid".into()),
         },
-        "timestamp" => row
-            .start_time
-            .map(StartPoint::Timestamp)
-            .ok_or_else(|| "start_kind 'timestamp' needs start_time".into()),
+        "timestamp" => match &row.start_time {
+            Some(text) => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .map(StartPoint::Timestamp)
+                .map_err(|_| format!("start_time '{text}' is not a valid UTC time")),
+            None => Err("start_kind 'timestamp' needs start_time".into()),
+        },
         other => Err(format!("unknown start_kind '{other}'")),
     }
 }
@@ -274,9 +304,9 @@ fn validate_table_pair(
     };
     let schema = pattern("schema", &row.source_schema)?;
     let table = pattern("table", &row.source_table)?;
-    if schema.matches("ottr_sys") {
+    if !schema.is_regex() && SYSTEM_SCHEMAS.contains(&row.source_schema.as_str()) {
         return Err(invalid(format!(
-            "source schema '{}' matches ottr_sys, ottr's own schema, which is never synced",
+            "source schema {} is a system schema and is never synced",
             row.source_schema
         )));
     }
@@ -289,7 +319,15 @@ fn validate_table_pair(
             )));
         }
     }
-    if same_server && row.target_schema.is_none() && row.target_table.is_none() {
+    let onto_itself = row
+        .target_schema
+        .as_deref()
+        .is_none_or(|target| target == row.source_schema)
+        && row
+            .target_table
+            .as_deref()
+            .is_none_or(|target| target == row.source_table);
+    if same_server && onto_itself {
         return Err(invalid(
             "source and target are the same server and the pair renames nothing: it would copy tables onto themselves"
                 .into(),
@@ -353,7 +391,7 @@ mod tests {
             id: DataSourceId(id),
             name: name.into(),
             kind: "mariadb".into(),
-            host: "10.0.0.1".into(),
+            host: format!("10.0.0.{id}"),
             port: 3306,
             user: "canal".into(),
             password: Some("env:SH_PASSWORD".into()),
@@ -376,9 +414,9 @@ mod tests {
                 batch_bytes: 16 << 20,
                 batch_timeout_ms: 1000,
                 load_parallelism: 8,
-                ddl_sync: true,
-                skip_ddl_errors: false,
-                transactional: false,
+                ddl_sync: 1,
+                skip_ddl_errors: 0,
+                transactional: 0,
                 server_id: None,
                 start_kind: "end".into(),
                 start_file: None,
@@ -503,14 +541,41 @@ mod tests {
     }
 
     #[test]
-    fn ottr_sys_is_never_a_source() {
+    fn system_schemas_are_never_a_source() {
         let mut snapshot = snapshot();
-        snapshot.table_pairs[0].source_schema = "ottr_.*".into();
+        snapshot.table_pairs[0].source_schema = "ottr_sys".into();
         assert!(
             validate(&snapshot)
                 .unwrap_err()
                 .to_string()
                 .contains("never synced")
+        );
+        snapshot.table_pairs[0].source_schema = ".*".into();
+        let config = validate(&snapshot).unwrap();
+        let pair = &config.table_pairs[0];
+        assert!(pair.matches("shop", "order_1"));
+        assert!(!pair.matches("ottr_sys", "order_1") && !pair.matches("mysql", "order_1"));
+    }
+
+    #[test]
+    fn a_pair_naming_its_own_source_on_the_same_server_is_refused() {
+        let mut snapshot = snapshot();
+        snapshot.pipelines[0].target_id = DataSourceId(1);
+        snapshot.table_pairs[0].target_schema = Some("shop".into());
+        assert!(
+            validate(&snapshot)
+                .unwrap_err()
+                .to_string()
+                .contains("onto themselves")
+        );
+        snapshot.pipelines[0].target_id = DataSourceId(2);
+        snapshot.data_sources[1].host = snapshot.data_sources[0].host.clone();
+        assert!(
+            validate(&snapshot)
+                .unwrap_err()
+                .to_string()
+                .contains("onto themselves"),
+            "same host and port"
         );
     }
 }

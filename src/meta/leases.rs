@@ -2,8 +2,9 @@
 //!
 //! A lease row per pipeline names its holder and carries a fencing token that grows at every
 //! acquisition. Expiry is judged by the metadata database's `NOW(6)`, never a node's clock.
-//! Every position and state write joins the lease row and succeeds only while the writer's
-//! token is current and the lease is held, so a node that lost its lease cannot write.
+//! Every position and state write locks the lease row (shared) and succeeds only while the
+//! writer's token is current and the lease unexpired, so a node that lost its lease cannot
+//! write. An expired lease cannot be renewed, only claimed again with a new token.
 
 use super::{MetaDb, timed};
 use crate::error::{Error, Result};
@@ -13,23 +14,32 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Row, TxOpts};
 use std::time::Duration;
 
-const ENSURE_LEASE_ROWS: &str = "INSERT INTO pipeline_lease (pipeline_id) \
+const ENSURE_LEASE_ROWS: &str = "INSERT IGNORE INTO pipeline_lease (pipeline_id) \
      SELECT p.id FROM pipeline p LEFT JOIN pipeline_lease l ON l.pipeline_id = p.id \
      WHERE l.pipeline_id IS NULL";
 const SELECT_LEASES: &str = "SELECT pipeline_id, holder, token, \
      (holder IS NOT NULL AND expires_at > NOW(6)) AS live FROM pipeline_lease ORDER BY pipeline_id";
-const LOCK_LEASE: &str = "SELECT holder, token, (holder IS NOT NULL AND expires_at > NOW(6)) AS live \
+// `reclaimable`: less than a quarter of the lease is left, so the task of a previous process
+// under the same name has stopped by its own deadline (three quarters of the lease).
+const LOCK_LEASE: &str = "SELECT holder, token, (holder IS NOT NULL AND expires_at > NOW(6)) AS live, \
+     (expires_at IS NULL OR expires_at <= NOW(6) + INTERVAL ? MICROSECOND) AS reclaimable \
      FROM pipeline_lease WHERE pipeline_id = ? FOR UPDATE";
+const OWN_INSTANCE: &str = "SELECT instance = ? FROM node WHERE name = ? FOR UPDATE";
 const TAKE_LEASE: &str = "UPDATE pipeline_lease SET holder = ?, token = ?, acquired_at = NOW(6), \
      expires_at = NOW(6) + INTERVAL ? MICROSECOND WHERE pipeline_id = ?";
+// A lease that has expired cannot be renewed, only claimed again (with a new token).
 const RENEW_LEASE: &str = "UPDATE pipeline_lease SET expires_at = NOW(6) + INTERVAL ? MICROSECOND \
-     WHERE pipeline_id = ? AND holder = ? AND token = ?";
+     WHERE pipeline_id = ? AND holder = ? AND token = ? AND expires_at > NOW(6)";
+// Fenced writes first take a shared lock on the lease row, so that a racing claim waits
+// (and the check holds under READ COMMITTED too).
+const LOCK_LEASE_SHARED: &str = "SELECT token FROM pipeline_lease \
+     WHERE pipeline_id = ? AND token = ? AND holder IS NOT NULL AND expires_at > NOW(6) LOCK IN SHARE MODE";
 const RELEASE_LEASE: &str = "UPDATE pipeline_lease SET holder = NULL, expires_at = NOW(6) \
      WHERE pipeline_id = ? AND token = ? AND holder IS NOT NULL";
 const WRITE_POSITION: &str = "INSERT INTO pipeline_position \
      (pipeline_id, binlog_file, binlog_offset, gtid, trx_rows_done, token) \
      SELECT l.pipeline_id, ?, ?, ?, ?, l.token FROM pipeline_lease l \
-     WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL \
+     WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL AND l.expires_at > NOW(6) \
      ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_offset = VALUES(binlog_offset), \
      gtid = VALUES(gtid), trx_rows_done = VALUES(trx_rows_done), token = VALUES(token)";
 const READ_POSITION: &str = "SELECT binlog_file, binlog_offset, gtid, trx_rows_done \
@@ -37,7 +47,7 @@ const READ_POSITION: &str = "SELECT binlog_file, binlog_offset, gtid, trx_rows_d
 // `since` is assigned first: MySQL evaluates the assignments left to right.
 const WRITE_STATE: &str = "INSERT INTO pipeline_state (pipeline_id, state, reason, node, token, since) \
      SELECT l.pipeline_id, ?, ?, l.holder, l.token, NOW(6) FROM pipeline_lease l \
-     WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL \
+     WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL AND l.expires_at > NOW(6) \
      ON DUPLICATE KEY UPDATE since = IF(state = VALUES(state), since, VALUES(since)), \
      state = VALUES(state), reason = VALUES(reason), node = VALUES(node), token = VALUES(token)";
 const START_RUN: &str = "INSERT INTO pipeline_run (pipeline_id, node, token) VALUES (?, ?, ?)";
@@ -98,12 +108,17 @@ pub async fn read_leases(meta: &MetaDb) -> Result<Vec<Lease>> {
     .await
 }
 
-/// Takes the lease of `pipeline` for `node` if it is free, expired, or held under this node's
-/// own name (a restarted node takes back its leases). Returns the new fencing token.
+/// `holder, token, live, reclaimable` of a locked lease row.
+type LeaseColumns = (Option<String>, u64, Option<bool>, Option<bool>);
+
+/// Takes the lease of `pipeline` for `node` if it is free or expired, or if it is held under
+/// this node's own name by an earlier process whose task has stopped by its deadline (less
+/// than a quarter of the lease left). Fails with [`Error::NodeReplaced`] when another process
+/// registered under this name meanwhile. Returns the new fencing token.
 pub async fn claim_lease(
     meta: &MetaDb,
     pipeline: PipelineId,
-    node: &str,
+    node: &super::NodeRegistration,
     length: Duration,
 ) -> Result<Option<FencingToken>> {
     let mut conn = meta.conn().await?;
@@ -114,20 +129,29 @@ pub async fn claim_lease(
             .start_transaction(TxOpts::default())
             .await
             .map_err(fail)?;
-        let row: Option<(Option<String>, u64, Option<bool>)> = transaction
-            .exec_first(LOCK_LEASE, (pipeline.0,))
+        let ours: Option<Option<bool>> = transaction
+            .exec_first(OWN_INSTANCE, (node.instance, &node.name))
             .await
             .map_err(fail)?;
-        let Some((holder, token, live)) = row else {
+        if ours.flatten() != Some(true) {
+            return Err(Error::NodeReplaced {
+                name: node.name.clone(),
+            });
+        }
+        let row: Option<LeaseColumns> = transaction
+            .exec_first(LOCK_LEASE, (micros(length / 4), pipeline.0))
+            .await
+            .map_err(fail)?;
+        let Some((holder, token, live, reclaimable)) = row else {
             return Ok(None);
         };
-        let claimable = !live.unwrap_or(false) || holder.as_deref() == Some(node);
-        if !claimable {
+        let own = holder.as_deref() == Some(node.name.as_str()) && reclaimable.unwrap_or(false);
+        if live.unwrap_or(false) && !own {
             return Ok(None);
         }
         let token = token + 1;
         transaction
-            .exec_drop(TAKE_LEASE, (node, token, micros(length), pipeline.0))
+            .exec_drop(TAKE_LEASE, (&node.name, token, micros(length), pipeline.0))
             .await
             .map_err(fail)?;
         transaction.commit().await.map_err(fail)?;
@@ -150,7 +174,10 @@ pub async fn renew_lease(
         conn.exec_drop(RENEW_LEASE, (micros(length), pipeline.0, node, token.0))
             .await
             .map_err(|error| Error::database(context.clone(), error))?;
-        fenced_unless_one_row(conn.affected_rows(), pipeline, token)
+        if conn.affected_rows() == 0 {
+            return Err(Error::Fenced { pipeline, token });
+        }
+        Ok(())
     })
     .await
 }
@@ -168,35 +195,65 @@ pub async fn release_lease(meta: &MetaDb, pipeline: PipelineId, token: FencingTo
     .await
 }
 
-/// Saves the position of a pipeline, if `token` is still the lease's current token.
+/// Runs `sql` with `params` in a transaction that first takes a shared lock on the lease row
+/// and checks that `token` is current and the lease unexpired; Err([`Error::Fenced`]) if not.
+async fn fenced_write(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    token: FencingToken,
+    context: &str,
+    sql: &str,
+    params: mysql_async::Params,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    timed(context, async {
+        let fail = |error| Error::database(context, error);
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(fail)?;
+        let current: Option<u64> = transaction
+            .exec_first(LOCK_LEASE_SHARED, (pipeline.0, token.0))
+            .await
+            .map_err(fail)?;
+        if current.is_none() {
+            return Err(Error::Fenced { pipeline, token });
+        }
+        transaction.exec_drop(sql, params).await.map_err(fail)?;
+        if transaction.affected_rows() == 0 {
+            return Err(Error::Fenced { pipeline, token });
+        }
+        transaction.commit().await.map_err(fail)
+    })
+    .await
+}
+
+/// Saves the position of a pipeline, if `token` is still the lease's current token and the
+/// lease has not expired.
 pub async fn write_position(
     meta: &MetaDb,
     pipeline: PipelineId,
     token: FencingToken,
     position: &Position,
 ) -> Result<()> {
-    let mut conn = meta.conn().await?;
+    let file = position.file.as_ref();
+    let params = (
+        file.map(|file| file.file.clone()),
+        file.map(|file| file.offset),
+        position.gtid.as_ref().map(ToString::to_string),
+        position.trx_rows_done,
+        pipeline.0,
+        token.0,
+    );
     let context = format!("cannot save the position of pipeline {pipeline}");
-    timed(&context, async {
-        let file = position.file.as_ref();
-        conn.exec_drop(
-            WRITE_POSITION,
-            (
-                file.map(|file| file.file.clone()),
-                file.map(|file| file.offset),
-                position.gtid.as_ref().map(ToString::to_string),
-                position.trx_rows_done,
-                pipeline.0,
-                token.0,
-            ),
-        )
-        .await
-        .map_err(|error| Error::database(context.clone(), error))?;
-        if conn.affected_rows() == 0 {
-            return Err(Error::Fenced { pipeline, token });
-        }
-        Ok(())
-    })
+    fenced_write(
+        meta,
+        pipeline,
+        token,
+        &context,
+        WRITE_POSITION,
+        params.into(),
+    )
     .await
 }
 
@@ -242,19 +299,10 @@ pub async fn write_state(
     state: &str,
     reason: Option<&str>,
 ) -> Result<()> {
-    let mut conn = meta.conn().await?;
-    let context = format!("cannot record the state of pipeline {pipeline}");
     let reason = reason.map(|text| truncate(text, 1024));
-    timed(&context, async {
-        conn.exec_drop(WRITE_STATE, (state, reason, pipeline.0, token.0))
-            .await
-            .map_err(|error| Error::database(context.clone(), error))?;
-        if conn.affected_rows() == 0 {
-            return Err(Error::Fenced { pipeline, token });
-        }
-        Ok(())
-    })
-    .await
+    let context = format!("cannot record the state of pipeline {pipeline}");
+    let params = (state, reason, pipeline.0, token.0);
+    fenced_write(meta, pipeline, token, &context, WRITE_STATE, params.into()).await
 }
 
 /// Records that `node` starts running `pipeline` now (by the database's clock).
@@ -285,14 +333,6 @@ pub async fn stop_run(meta: &MetaDb, run: RunId, reason: &str) -> Result<()> {
             .map_err(|error| Error::database(context, error))
     })
     .await
-}
-
-fn fenced_unless_one_row(rows: u64, pipeline: PipelineId, token: FencingToken) -> Result<()> {
-    if rows == 0 {
-        Err(Error::Fenced { pipeline, token })
-    } else {
-        Ok(())
-    }
 }
 
 /// `text` cut to at most `limit` characters.

@@ -61,7 +61,11 @@ impl MetaDb {
             .pool_opts(PoolOpts::default().with_constraints(constraints))
             // count matched rows, so that a fenced write that changes nothing still counts
             .client_found_rows(true)
-            .init(vec!["SET SESSION time_zone = '+00:00'"]);
+            .init(vec![
+                "SET SESSION time_zone = '+00:00'",
+                // fenced writes rely on locking reads; keep InnoDB's default isolation
+                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            ]);
         Ok(MetaDb {
             pool: Pool::new(builder),
             schema,
@@ -119,13 +123,13 @@ pub(crate) fn parse_url(url: &str) -> Result<Opts> {
     }
 }
 
-/// `url` with the password part of its user info replaced by `***`.
+/// `url` with the password part of its user info (between `scheme://user:` and the last `@`)
+/// replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => match rest[..at].find(':') {
             Some(colon) => format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]),
             None => url.to_owned(),
@@ -157,6 +161,10 @@ mod tests {
             "mysql://root:***@127.0.0.1:3307/ottr"
         );
         assert_eq!(redact_url("mysql://root@h/ottr"), "mysql://root@h/ottr");
+        assert_eq!(
+            redact_url("mysql://root:pa/s@s@h/ottr"),
+            "mysql://root:***@h/ottr"
+        );
         assert_eq!(redact_url("mysql://h:3306/ottr"), "mysql://h:3306/ottr");
     }
 

@@ -19,6 +19,7 @@ const UPSERT_NODE: &str = "INSERT INTO node \
      ON DUPLICATE KEY UPDATE host = VALUES(host), pid = VALUES(pid), version = VALUES(version), \
      instance = VALUES(instance), started_at = NOW(6), last_heartbeat = NOW(6), stopped_at = NULL";
 const HEARTBEAT: &str = "UPDATE node SET last_heartbeat = NOW(6) WHERE name = ? AND instance = ?";
+const NODE_EXISTS: &str = "SELECT COUNT(*) FROM node WHERE name = ?";
 const MARK_STOPPED: &str = "UPDATE node SET stopped_at = NOW(6) WHERE name = ? AND instance = ?";
 const ALIVE_NODES: &str = "SELECT name FROM node \
      WHERE stopped_at IS NULL AND last_heartbeat > NOW(6) - INTERVAL ? MICROSECOND ORDER BY name";
@@ -110,20 +111,40 @@ pub async fn register_node(
     .await
 }
 
-/// Records a heartbeat. Err([`Error::NodeReplaced`]) if another process took over the name.
+/// Records a heartbeat. Err([`Error::NodeReplaced`]) if another process took over the name;
+/// a node row deleted by hand is written again.
 pub async fn heartbeat(meta: &MetaDb, node: &NodeRegistration) -> Result<()> {
     let mut conn = meta.conn().await?;
     let context = "cannot record a heartbeat";
     timed(context, async {
+        let fail = |error| Error::database(context, error);
         conn.exec_drop(HEARTBEAT, (&node.name, node.instance))
             .await
-            .map_err(|error| Error::database(context, error))?;
-        if conn.affected_rows() == 0 {
+            .map_err(fail)?;
+        if conn.affected_rows() > 0 {
+            return Ok(());
+        }
+        let rows: Option<u64> = conn
+            .exec_first(NODE_EXISTS, (&node.name,))
+            .await
+            .map_err(fail)?;
+        if rows.unwrap_or(0) > 0 {
             return Err(Error::NodeReplaced {
                 name: node.name.clone(),
             });
         }
-        Ok(())
+        conn.exec_drop(
+            UPSERT_NODE,
+            (
+                &node.name,
+                &node.host,
+                node.pid,
+                &node.version,
+                node.instance,
+            ),
+        )
+        .await
+        .map_err(fail)
     })
     .await
 }

@@ -242,8 +242,13 @@ impl FromStr for StartPoint {
                 return Ok(StartPoint::Timestamp(time));
             }
         }
-        let looks_like_maria_gtid = text.split('-').count() == 3 && !text.contains(':');
-        if !looks_like_maria_gtid && let Ok(position) = text.parse::<BinlogFilePos>() {
+        // GTID forms first: `uuid:23` would also read as a file named like a UUID.
+        let looks_like_gtid = (text.split('-').count() == 3 && !text.contains(':'))
+            || text
+                .split(':')
+                .next()
+                .is_some_and(|head| is_mysql_gtid_interval_list(&format!("{head}:1")));
+        if !looks_like_gtid && let Ok(position) = text.parse::<BinlogFilePos>() {
             return Ok(StartPoint::File(position));
         }
         match text.parse::<GtidState>() {
@@ -317,6 +322,13 @@ mod tests {
         assert_eq!(
             mysql.unwrap().to_string(),
             "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9"
+        );
+        let single = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
+            .parse::<StartPoint>()
+            .unwrap();
+        assert!(
+            matches!(single, StartPoint::Gtid(GtidState::MySql(_))),
+            "{single:?}"
         );
         let time = "2026-11-22 08:00:00.5".parse::<StartPoint>().unwrap();
         assert_eq!(time.to_string(), "2026-11-22 08:00:00.500");

@@ -3,10 +3,12 @@
 //! shutdown stops its pipelines and releases their leases so another node takes them at once.
 //!
 //! Invariants:
-//! - a pipeline task runs only while this node holds the pipeline's lease: a task is stopped
-//!   before the lease can expire by the metadata database's clock (local deadline: the time
-//!   the last successful renewal was sent, plus three quarters of the lease);
-//! - an invalid configuration row is that pipeline's error, never the node's.
+//! - a pipeline task runs only while this node holds the pipeline's lease. Each task has a
+//!   deadline (the time its last successful renewal was sent, plus three quarters of the
+//!   lease) and stops itself when it passes, whatever the node loop is doing; an expired
+//!   lease cannot be renewed, only claimed again with a new fencing token;
+//! - an invalid configuration row is that pipeline's error, never the node's;
+//! - invalid settings are reported and the previous (or default) values kept.
 //!
 //! One loop owns all state; pipeline tasks only report through the metadata database.
 
@@ -19,9 +21,11 @@ use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
 use crate::model::{FencingToken, PipelineId};
 use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
+use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -41,8 +45,8 @@ pub struct NodeOptions {
 /// A pipeline this node holds a lease on.
 struct Held {
     token: FencingToken,
-    /// The local deadline after which the lease may have lapsed at the database.
-    valid_until: Instant,
+    /// The local deadline of the lease, shared with the task, which stops at it.
+    deadline: watch::Sender<Instant>,
     /// The configuration the task runs with, to notice changes.
     config: Result<PipelineConfig, ConfigError>,
     handle: PipelineHandle,
@@ -58,11 +62,22 @@ struct Node {
     last_prune: Option<Instant>,
 }
 
+/// The local deadline of a lease renewed (or claimed) by a request sent at `sent`.
+fn deadline_after(sent: Instant, lease: Duration) -> Instant {
+    sent + lease * 3 / 4
+}
+
 /// Runs a node until `shutdown` is cancelled or a fatal error (schema mismatch, a duplicate
 /// name). Pipelines are stopped and their leases released before it returns.
 pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     meta::check_schema(&meta).await?;
-    let settings = Settings::from_rows(&meta::read_settings(&meta).await?)?;
+    let (settings, settings_error) = match Settings::from_rows(&meta::read_settings(&meta).await?) {
+        Ok(settings) => (settings, None),
+        Err(invalid) => {
+            error!(error = %invalid, "invalid settings: starting with the defaults");
+            (Settings::default(), Some(invalid.to_string()))
+        }
+    };
     let registration = NodeRegistration {
         name: options.name,
         host: options.host,
@@ -80,19 +95,18 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         held: BTreeMap::new(),
         last_prune: None,
     };
-    node.log(
-        EventLevel::Info,
-        None,
-        "node_started",
-        &format!(
-            "node {} started on {} (pid {}, version {})",
-            node.registration.name,
-            node.registration.host,
-            node.registration.pid,
-            node.registration.version
-        ),
-    )
-    .await;
+    let started = format!(
+        "node {} started on {} (pid {}, version {})",
+        node.registration.name,
+        node.registration.host,
+        node.registration.pid,
+        node.registration.version
+    );
+    node.log(EventLevel::Info, None, "node_started", &started)
+        .await;
+    if let Some(text) = settings_error {
+        node.report_settings_error(text).await;
+    }
     let result = node.run_loop(shutdown).await;
     node.shut_down(result.is_ok()).await;
     result
@@ -108,45 +122,60 @@ impl Node {
             let timing = (self.settings.heartbeat, self.settings.poll);
             while timing == (self.settings.heartbeat, self.settings.poll) {
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = heartbeat.tick() => self.beat().await?,
-                    _ = poll.tick() => self.poll().await,
+                    _ = poll.tick() => self.poll().await?,
                 }
             }
         }
     }
 
-    /// Heartbeats and renews every held lease; stops the tasks whose lease is lost.
+    /// Heartbeats and renews every held lease at once; stops the tasks whose lease is lost.
     async fn beat(&mut self) -> Result<()> {
         match meta::heartbeat(&self.meta, &self.registration).await {
             Err(error @ Error::NodeReplaced { .. }) => return Err(error),
             Err(error) => warn!(error = %chain(&error), "heartbeat failed"),
             Ok(()) => {}
         }
-        let mut lost = Vec::new();
-        for (pipeline, held) in &mut self.held {
-            let sent = Instant::now();
-            match meta::renew_lease(
-                &self.meta,
-                *pipeline,
-                &self.registration.name,
-                held.token,
-                self.settings.lease,
-            )
-            .await
-            {
-                Ok(()) => held.valid_until = sent + self.settings.lease * 3 / 4,
-                Err(Error::Fenced { .. }) => {
-                    lost.push((*pipeline, "taken over or reset".to_owned()))
-                }
-                Err(error) => {
-                    warn!(pipeline = %pipeline, error = %chain(&error), "lease renewal failed")
-                }
-            }
-            if Instant::now() > held.valid_until {
+        let lease = self.settings.lease;
+        let now = Instant::now();
+        let mut lost: Vec<(PipelineId, String)> = Vec::new();
+        let mut renewals = Vec::new();
+        for (pipeline, held) in &self.held {
+            if now >= *held.deadline.borrow() {
                 lost.push((*pipeline, "not renewed in time".to_owned()));
             } else if held.handle.is_finished() {
                 lost.push((*pipeline, "its task found the lease gone".to_owned()));
+            } else {
+                let (meta, name, token) = (
+                    self.meta.clone(),
+                    self.registration.name.clone(),
+                    held.token,
+                );
+                let pipeline = *pipeline;
+                renewals.push(async move {
+                    let sent = Instant::now();
+                    let renewal = meta::renew_lease(&meta, pipeline, &name, token, lease);
+                    let outcome = tokio::time::timeout(lease / 4, renewal).await;
+                    (pipeline, sent, outcome)
+                });
+            }
+        }
+        for (pipeline, sent, outcome) in join_all(renewals).await {
+            match outcome {
+                Ok(Ok(())) => {
+                    if let Some(held) = self.held.get(&pipeline) {
+                        held.deadline.send_replace(deadline_after(sent, lease));
+                    }
+                }
+                Ok(Err(Error::Fenced { .. })) => {
+                    lost.push((pipeline, "expired, taken over or reset".to_owned()))
+                }
+                Ok(Err(error)) => {
+                    warn!(pipeline = %pipeline, error = %chain(&error), "lease renewal failed")
+                }
+                Err(_) => warn!(pipeline = %pipeline, "lease renewal timed out"),
             }
         }
         for (pipeline, why) in lost {
@@ -177,9 +206,15 @@ impl Node {
     }
 
     /// Reads settings and configuration, reconciles the held pipelines, claims new ones.
-    async fn poll(&mut self) {
-        if let Err(error) = self.try_poll().await {
-            warn!(error = %chain(&error), "configuration poll failed");
+    /// Only a replaced node is an error; anything else is logged and retried at the next poll.
+    async fn poll(&mut self) -> Result<()> {
+        match self.try_poll().await {
+            Err(error @ Error::NodeReplaced { .. }) => Err(error),
+            Err(error) => {
+                warn!(error = %chain(&error), "configuration poll failed");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -212,14 +247,15 @@ impl Node {
             match meta::claim_lease(
                 &self.meta,
                 pipeline,
-                &self.registration.name,
+                &self.registration,
                 self.settings.lease,
             )
             .await
             {
                 Ok(Some(token)) => {
-                    let row = snapshot.pipelines.iter().find(|row| row.id == pipeline);
-                    let Some(row) = row else { continue };
+                    let Some(row) = snapshot.pipelines.iter().find(|row| row.id == pipeline) else {
+                        continue;
+                    };
                     let config = validate_pipeline(&snapshot, row);
                     info!(pipeline = %pipeline, token = %token, "lease acquired");
                     self.log(
@@ -229,18 +265,20 @@ impl Node {
                         &format!("lease acquired with token {token}"),
                     )
                     .await;
-                    let handle = self.spawn(pipeline, token, config.clone());
+                    let (deadline, _) = watch::channel(deadline_after(sent, self.settings.lease));
+                    let handle = self.spawn(pipeline, token, &deadline, config.clone());
                     self.held.insert(
                         pipeline,
                         Held {
                             token,
-                            valid_until: sent + self.settings.lease * 3 / 4,
+                            deadline,
                             config,
                             handle,
                         },
                     );
                 }
                 Ok(None) => {}
+                Err(error @ Error::NodeReplaced { .. }) => return Err(error),
                 Err(error) => warn!(pipeline = %pipeline, error = %chain(&error), "claim failed"),
             }
         }
@@ -257,21 +295,18 @@ impl Node {
             let held = &self.held[&pipeline];
             let still_ours = lease
                 .is_some_and(|l| l.holder.as_deref() == Some(me.as_str()) && l.token == held.token);
+            let allowed = Runnable {
+                pipeline,
+                allowed_nodes: snapshot.allowed_nodes(pipeline),
+            }
+            .allows(&me);
             let stop = match row {
                 None => Some((StopReason::Removed, false)),
                 Some(_) if !still_ours => Some((StopReason::LeaseLost, false)),
                 Some(row) if !snapshot.is_desired_running(row) => {
                     Some((StopReason::ChannelStopped, true))
                 }
-                Some(_)
-                    if !Runnable {
-                        pipeline,
-                        allowed_nodes: snapshot.allowed_nodes(pipeline),
-                    }
-                    .allows(&me) =>
-                {
-                    Some((StopReason::Removed, true))
-                }
+                Some(_) if !allowed => Some((StopReason::Removed, true)),
                 Some(row) => {
                     let config = validate_pipeline(snapshot, row);
                     if config != held.config {
@@ -314,7 +349,7 @@ impl Node {
             "configuration changed: pipeline restarted",
         )
         .await;
-        let handle = self.spawn(pipeline, held.token, config.clone());
+        let handle = self.spawn(pipeline, held.token, &held.deadline, config.clone());
         self.held.insert(
             pipeline,
             Held {
@@ -329,6 +364,7 @@ impl Node {
         &self,
         pipeline: PipelineId,
         token: FencingToken,
+        deadline: &watch::Sender<Instant>,
         config: Result<PipelineConfig, ConfigError>,
     ) -> PipelineHandle {
         PipelineTask {
@@ -339,7 +375,7 @@ impl Node {
             config,
             settings: self.settings.clone(),
         }
-        .spawn()
+        .spawn(deadline.subscribe())
     }
 
     async fn refresh_settings(&mut self) -> Result<()> {
@@ -352,33 +388,42 @@ impl Node {
                 self.settings = settings;
                 self.settings_error = None;
             }
-            Err(invalid) => {
-                let text = invalid.to_string();
-                if self.settings_error.as_deref() != Some(text.as_str()) {
-                    error!(error = %text, "invalid settings: keeping the previous values");
-                    self.log(
-                        EventLevel::Error,
-                        None,
-                        "invalid_setting",
-                        &format!("{text}; keeping the previous values"),
-                    )
-                    .await;
-                    self.settings_error = Some(text);
-                }
-            }
+            Err(invalid) => self.report_settings_error(invalid.to_string()).await,
         }
         Ok(())
     }
 
-    /// Stops every task, then releases the leases (cleanly) and marks the node stopped.
+    async fn report_settings_error(&mut self, text: String) {
+        if self.settings_error.as_deref() != Some(text.as_str()) {
+            error!(error = %text, "invalid settings: keeping the previous values");
+            self.log(
+                EventLevel::Error,
+                None,
+                "invalid_setting",
+                &format!("{text}; keeping the previous values"),
+            )
+            .await;
+            self.settings_error = Some(text);
+        }
+    }
+
+    /// Stops every task at once, then (on a clean stop) releases their leases and marks the
+    /// node stopped.
     async fn shut_down(&mut self, clean: bool) {
         let held = std::mem::take(&mut self.held);
-        for (pipeline, held) in held {
+        let stops = held.into_iter().map(|(pipeline, held)| async move {
             held.handle.stop(StopReason::NodeShutdown).await;
-            if clean && let Err(error) = meta::release_lease(&self.meta, pipeline, held.token).await
-            {
-                warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
-            }
+            (pipeline, held.token)
+        });
+        let stopped = join_all(stops).await;
+        if clean {
+            let meta = &self.meta;
+            let releases = stopped.iter().map(|(pipeline, token)| async move {
+                if let Err(error) = meta::release_lease(meta, *pipeline, *token).await {
+                    warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
+                }
+            });
+            join_all(releases).await;
         }
         if let Err(error) = meta::mark_stopped(&self.meta, &self.registration).await {
             warn!(error = %chain(&error), "cannot record the node's stop");

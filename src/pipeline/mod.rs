@@ -6,6 +6,9 @@
 //! of each error: transient errors are retried with backoff, fatal ones are reported as
 //! `error` and re-checked after `retry_max_ms`, so a fixed source recovers by itself.
 //!
+//! The node hands each task a lease deadline; the task stops by itself when it passes, so it
+//! never outlives its lease even when the node loop is slow.
+//!
 //! Until the binlog reader lands, running a pipeline means: prechecks of the source, a check
 //! that the target is reachable, and resolving and saving the start position.
 
@@ -20,8 +23,9 @@ use crate::meta::{self, EventLevel, MetaDb};
 use crate::model::{FencingToken, PipelineId, Position, StartPoint};
 use std::fmt;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Why a node stops a pipeline task.
@@ -86,15 +90,35 @@ impl PipelineHandle {
     }
 }
 
+/// Returns when the lease's local deadline has passed without being moved on, or when the
+/// node dropped the deadline.
+async fn lapse(mut deadline: watch::Receiver<Instant>) {
+    loop {
+        let until = *deadline.borrow_and_update();
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {
+                if *deadline.borrow() <= Instant::now() {
+                    return;
+                }
+            }
+            changed = deadline.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl PipelineTask {
-    /// Starts the task.
-    pub fn spawn(self) -> PipelineHandle {
+    /// Starts the task; it stops by itself when `deadline` passes without being renewed.
+    pub fn spawn(self, deadline: watch::Receiver<Instant>) -> PipelineHandle {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(self.run(stopped));
+        let task = tokio::spawn(self.run(stopped, deadline));
         PipelineHandle { stop, task }
     }
 
-    async fn run(self, stopped: oneshot::Receiver<StopReason>) {
+    async fn run(self, stopped: oneshot::Receiver<StopReason>, deadline: watch::Receiver<Instant>) {
         let run = match meta::start_run(&self.meta, self.pipeline, &self.node, self.token).await {
             Ok(run) => Some(run),
             Err(error) => {
@@ -104,7 +128,12 @@ impl PipelineTask {
         };
         info!(pipeline = %self.pipeline, token = %self.token, "pipeline started");
         let reason = tokio::select! {
+            biased;
             reason = stopped => reason.unwrap_or(StopReason::NodeShutdown),
+            () = lapse(deadline) => {
+                warn!(pipeline = %self.pipeline, "lease deadline passed without renewal: stopping");
+                StopReason::LeaseLost
+            }
             error = self.work() => {
                 warn!(pipeline = %self.pipeline, error = %chain(&error), "pipeline task ended");
                 StopReason::LeaseLost
@@ -135,8 +164,25 @@ impl PipelineTask {
             Ok(config) => config,
             Err(invalid) => {
                 let reason = invalid.to_string();
-                if let Err(error) = self.report("error", Some(&reason)).await {
-                    return error;
+                let mut backoff = self.settings.retry_min;
+                loop {
+                    match meta::write_state(
+                        &self.meta,
+                        self.pipeline,
+                        self.token,
+                        "error",
+                        Some(&reason),
+                    )
+                    .await
+                    {
+                        Ok(()) => break,
+                        Err(error @ Error::Fenced { .. }) => return error,
+                        Err(error) => {
+                            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record the pipeline state");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(self.settings.retry_max);
+                        }
+                    }
                 }
                 self.log(EventLevel::Error, "invalid_config", &reason).await;
                 return std::future::pending().await;

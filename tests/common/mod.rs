@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 pub enum ServerKind {
     /// Binary log on, ROW format, FULL row image, FULL row metadata: a valid source.
     Source,
-    /// No binary log: a metadata or target server, and an invalid source.
+    /// No binary log: the metadata server, and an invalid source.
     Plain,
+    /// No binary log: a target server.
+    Target,
 }
 
 /// A `mariadbd` started by the tests.
@@ -35,9 +37,11 @@ pub struct MariaDb {
 pub fn shared(kind: ServerKind) -> &'static MariaDb {
     static SOURCE: OnceLock<MariaDb> = OnceLock::new();
     static PLAIN: OnceLock<MariaDb> = OnceLock::new();
+    static TARGET: OnceLock<MariaDb> = OnceLock::new();
     let cell = match kind {
         ServerKind::Source => &SOURCE,
         ServerKind::Plain => &PLAIN,
+        ServerKind::Target => &TARGET,
     };
     cell.get_or_init(|| MariaDb::start(kind))
 }
@@ -93,6 +97,7 @@ impl MariaDb {
         let dir = temp_dir(match kind {
             ServerKind::Source => "source",
             ServerKind::Plain => "plain",
+            ServerKind::Target => "target",
         });
         let data = dir.join("data");
         let output = Command::new(&install)
@@ -145,7 +150,7 @@ impl MariaDb {
         }
         let child = command.spawn().expect("start mariadbd");
         let pid = child.id();
-        watch(pid, &dir);
+        watch(pid, Some(&dir));
         let server = MariaDb { port, dir, pid };
         server.wait_ready();
         server
@@ -200,14 +205,21 @@ impl MariaDb {
     }
 }
 
-/// Starts a watchdog that kills `pid` and removes `dir` once this test process has exited.
+/// Starts a watchdog that kills `pid` once this test process has exited. With a `dir` (a
+/// server), it then removes the directory; without one (a node), it also ends when `pid` does.
 /// It is never waited for: it must outlive the test process.
 #[allow(clippy::zombie_processes)]
-fn watch(pid: u32, dir: &Path) {
+fn watch(pid: u32, dir: Option<&Path>) {
+    let (alive, cleanup) = match dir {
+        Some(dir) => (
+            String::new(),
+            format!("; sleep 0.5; rm -rf '{}'", dir.display()),
+        ),
+        None => (format!(" && kill -0 {pid} 2>/dev/null"), String::new()),
+    };
     let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
+        "while kill -0 {me} 2>/dev/null{alive}; do sleep 0.5; done; kill -9 {pid} 2>/dev/null{cleanup}",
         me = std::process::id(),
-        dir = dir.display()
     );
     Command::new("bash")
         .args(["-c", &script])
@@ -288,6 +300,7 @@ impl NodeProcess {
             .stderr(file)
             .spawn()
             .expect("start ottr node");
+        watch(child.id(), None);
         NodeProcess {
             name: name.to_owned(),
             log,

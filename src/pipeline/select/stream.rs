@@ -175,8 +175,14 @@ impl BinlogReader {
             offset: end.offset.saturating_sub(u64::from(header.event_size())),
         };
         let decoded = self.decoder.decode(&event, &end)?;
+        let (mut start, mut end) = (start, end);
         if let SourceEvent::Rotate { file } = &decoded {
             self.file = file.clone();
+            // A fake ROTATE (log_pos 0) is not in any file: place it in the one it names.
+            if header.log_pos() == 0 {
+                start.file = file.clone();
+                end.file = file.clone();
+            }
         }
         Ok(Some(ReadEvent {
             event: decoded,
