@@ -30,7 +30,10 @@ pub enum ServerKind {
 pub struct MariaDb {
     pub port: u16,
     pub dir: PathBuf,
-    pub pid: u32,
+    /// The running process (changes at a restart).
+    pid: std::sync::Mutex<u32>,
+    /// Every argument it was started with, to restart it alike.
+    args: Vec<String>,
 }
 
 /// The server of `kind` shared by every test of this binary, started on first use.
@@ -88,12 +91,14 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
 
 impl MariaDb {
     /// Installs a data directory and starts a server; panics with the server's log if it
-    /// does not answer within 30 s. The server outlives this call on purpose: its watchdog
-    /// kills it when the test process exits.
-    #[allow(clippy::zombie_processes)]
+    /// does not answer within 30 s.
     pub fn start(kind: ServerKind) -> MariaDb {
+        MariaDb::start_with(kind, &[])
+    }
+
+    /// Like [`MariaDb::start`], with extra `mariadbd` arguments (which win over the defaults).
+    pub fn start_with(kind: ServerKind, extra: &[&str]) -> MariaDb {
         let install = find_binary(&["mariadb-install-db", "mysql_install_db"]);
-        let server = find_binary(&["mariadbd", "mysqld"]);
         let dir = temp_dir(match kind {
             ServerKind::Source => "source",
             ServerKind::Plain => "plain",
@@ -116,44 +121,89 @@ impl MariaDb {
             String::from_utf8_lossy(&output.stderr)
         );
         let port = free_port();
-        let mut command = Command::new(&server);
-        command
-            .arg("--no-defaults")
-            .arg("--user=root")
-            .arg(format!("--datadir={}", data.display()))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", dir.join("error.log").display()))
-            .args([
-                "--server-id=1",
-                "--character-set-server=utf8mb4",
-                "--collation-server=utf8mb4_general_ci",
-                "--innodb-buffer-pool-size=32M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--performance-schema=OFF",
-                "--skip-name-resolve",
-                "--max-connections=1000",
-            ])
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            "--user=root".into(),
+            format!("--datadir={}", data.display()),
+            "--bind-address=127.0.0.1".into(),
+            format!("--port={port}"),
+            format!("--socket={}", dir.join("mysqld.sock").display()),
+            format!("--pid-file={}", dir.join("mysqld.pid").display()),
+            format!("--log-error={}", dir.join("error.log").display()),
+            "--server-id=1".into(),
+            "--character-set-server=utf8mb4".into(),
+            "--collation-server=utf8mb4_general_ci".into(),
+            "--innodb-buffer-pool-size=32M".into(),
+            "--innodb-flush-log-at-trx-commit=2".into(),
+            "--performance-schema=OFF".into(),
+            "--skip-name-resolve".into(),
+            "--max-connections=1000".into(),
+        ];
+        if kind == ServerKind::Source {
+            args.extend(
+                [
+                    "--log-bin=mysql-bin",
+                    "--binlog-format=ROW",
+                    "--binlog-row-image=FULL",
+                    "--binlog-row-metadata=FULL",
+                    "--sync-binlog=0",
+                ]
+                .map(String::from),
+            );
+        }
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let server = MariaDb {
+            port,
+            dir,
+            pid: std::sync::Mutex::new(0),
+            args,
+        };
+        server.launch();
+        watch(server.pid(), Some(&server.dir));
+        server
+    }
+
+    /// Starts the process and waits until it answers. The server outlives this call on
+    /// purpose: its watchdog kills it when the test process exits.
+    #[allow(clippy::zombie_processes)]
+    fn launch(&self) {
+        let child = Command::new(find_binary(&["mariadbd", "mysqld"]))
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if kind == ServerKind::Source {
-            command.args([
-                "--log-bin=mysql-bin",
-                "--binlog-format=ROW",
-                "--binlog-row-image=FULL",
-                "--binlog-row-metadata=FULL",
-                "--sync-binlog=0",
-            ]);
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        *self.pid.lock().unwrap() = child.id();
+        self.wait_ready();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        *self.pid.lock().unwrap()
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    pub fn kill9(&self) {
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+        // Gone, or a zombie (nobody waits for it): either way it no longer holds the port.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+            })
+        };
+        while running() {
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let child = command.spawn().expect("start mariadbd");
-        let pid = child.id();
-        watch(pid, Some(&dir));
-        let server = MariaDb { port, dir, pid };
-        server.wait_ready();
-        server
+    }
+
+    /// Starts the server again on the same port and data directory, after [`MariaDb::kill9`].
+    pub fn restart(&self) {
+        self.launch();
+        watch(self.pid(), None);
     }
 
     fn wait_ready(&self) {

@@ -5,6 +5,7 @@
 mod decode;
 mod event;
 mod precheck;
+mod selector;
 mod start;
 mod stream;
 mod table;
@@ -12,6 +13,7 @@ mod table;
 pub use decode::{ColumnDecoder, collation_map};
 pub use event::{EventDecoder, SourceEvent, TransactionGtid, event_name};
 pub use precheck::{Check, Outcome, first_failure, run_prechecks};
+pub use selector::{Batch, ByteBudget, Change, SelectOptions, Selector};
 pub use start::resolve_end;
 pub use stream::{BinlogReader, ReadEvent, ReaderOptions};
 pub use table::{TableDecoder, table_decoder};
