@@ -207,7 +207,25 @@ impl EventDecoder {
             EventData::IntvarEvent(_) => SourceEvent::Meta("INTVAR"),
             EventData::RandEvent(_) => SourceEvent::Meta("RAND"),
             EventData::UserVarEvent(_) => SourceEvent::Meta("USER_VAR"),
-            EventData::TransactionPayloadEvent(_) => SourceEvent::Meta("TRANSACTION_PAYLOAD"),
+            EventData::TransactionPayloadEvent(payload) => {
+                // The stream inflates the payload into the events that follow, but drops it
+                // without a word when it cannot: check it inflates whole, or stop here.
+                let expected = payload.uncompressed_size();
+                let inflated = payload
+                    .decompressed()
+                    .and_then(|mut reader| std::io::copy(&mut reader, &mut std::io::sink()))
+                    .map_err(|error| {
+                        fail(format!(
+                            "the compressed transaction cannot be inflated: {error}"
+                        ))
+                    })?;
+                if inflated != expected {
+                    return Err(fail(format!(
+                        "the compressed transaction inflates to {inflated} bytes, not the {expected} it announces"
+                    )));
+                }
+                SourceEvent::Meta("TRANSACTION_PAYLOAD")
+            }
             EventData::IncidentEvent(incident) => {
                 return Err(fail(format!(
                     "the source logged an incident ({:?}): its binlog may miss changes; re-snapshot the target",

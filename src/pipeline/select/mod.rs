@@ -4,6 +4,8 @@
 
 mod decode;
 mod event;
+#[cfg(test)]
+mod format_tests;
 mod precheck;
 mod selector;
 mod start;
