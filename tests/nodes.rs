@@ -601,6 +601,41 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
         position.flatten().filter(|p| p == "mysql-bin.000001:4")
     });
 
+    // 'now' is a time: the first transaction at or after it, here the current end.
+    setup
+        .conn
+        .query_drop("CALL stop_channel('orders')")
+        .await
+        .unwrap();
+    setup
+        .wait_state("orders", "stopped", Duration::from_secs(10))
+        .await;
+    setup
+        .conn
+        .query_drop("CALL reset_position('orders', 'now'); CALL start_channel('orders')")
+        .await
+        .unwrap();
+    let conn = &mut setup.conn;
+    let resolved: String = eventually!(
+        Duration::from_secs(10),
+        "a position resolved from 'now'",
+        {
+            let position: Option<Option<String>> = conn
+            .query_first("SELECT position FROM v_pipeline_status WHERE pipeline = 'orders' AND observed = 'running'")
+            .await
+            .unwrap();
+            position.flatten()
+        }
+    );
+    assert!(resolved.starts_with("mysql-bin."), "{resolved}");
+    let kind: String = setup
+        .conn
+        .query_first("SELECT kind FROM event_log WHERE kind = 'position_resolved' AND message LIKE '%(from 20%' LIMIT 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kind, "position_resolved");
+
     // `ottr check` prints each check and fails on a bad source.
     let check = |name: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ottr"))

@@ -335,3 +335,46 @@ async fn ottr_binlog_prints_decoded_events_one_per_line() {
         "--limit 3 prints 3 events"
     );
 }
+
+#[tokio::test]
+async fn a_timestamp_resolves_to_the_first_transaction_at_or_after_it() {
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "DROP DATABASE IF EXISTS ottr_s_time; CREATE DATABASE ottr_s_time;
+         CREATE TABLE ottr_s_time.t (id INT PRIMARY KEY);
+         INSERT INTO ottr_s_time.t VALUES (1);",
+    )
+    .await
+    .unwrap();
+    // Event times have whole seconds: step past the current one before taking the time.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let time: String = conn
+        .query_first("SELECT CAST(UTC_TIMESTAMP(0) AS CHAR)")
+        .await
+        .unwrap()
+        .unwrap();
+    conn.query_drop("FLUSH BINARY LOGS; INSERT INTO ottr_s_time.t VALUES (2), (3);")
+        .await
+        .unwrap();
+    let time = chrono::NaiveDateTime::parse_from_str(&time, "%Y-%m-%d %H:%M:%S").unwrap();
+    let position = ottr::pipeline::select::resolve_timestamp(&data_source(), 3_000_010, time)
+        .await
+        .unwrap();
+    let changes = changes_of("ottr_s_time", position.file.as_ref().unwrap(), 3_000_011).await;
+    let ids: Vec<Value> = changes
+        .into_iter()
+        .map(|c| c.after.unwrap()[0].clone())
+        .collect();
+    assert_eq!(ids, vec![Value::Int(2), Value::Int(3)], "from {position}");
+
+    let long_ago =
+        chrono::NaiveDateTime::parse_from_str("2001-01-01 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    let error = ottr::pipeline::select::resolve_timestamp(&data_source(), 3_000_012, long_ago)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("no longer keeps binlogs from 2001-01-01 00:00:00 UTC"),
+        "{error}"
+    );
+}

@@ -232,46 +232,45 @@ impl PipelineTask {
         let target = connect(&config.target).await?;
         let _ = target.disconnect().await;
         let position = match meta::read_position(&self.meta, self.pipeline).await? {
-            Some(position) => Some(position),
+            Some(position) => position,
             None => {
                 let resolved = match &config.start {
-                    StartPoint::End => {
-                        Some(select::resolve_end(&mut source, config.source.kind).await?)
-                    }
-                    StartPoint::File(file) => Some(Position {
+                    StartPoint::End => select::resolve_end(&mut source, config.source.kind).await?,
+                    StartPoint::File(file) => Position {
                         file: Some(file.clone()),
                         gtid: None,
                         trx_rows_done: 0,
-                    }),
-                    StartPoint::Gtid(gtid) => Some(Position {
+                    },
+                    StartPoint::Gtid(gtid) => Position {
                         file: None,
                         gtid: Some(gtid.clone()),
                         trx_rows_done: 0,
-                    }),
-                    // finding the first event at a time needs the binlog reader
-                    StartPoint::Timestamp(_) => None,
+                    },
+                    StartPoint::Timestamp(time) => {
+                        select::resolve_timestamp(&config.source, config.server_id, *time).await?
+                    }
                 };
-                if let Some(position) = &resolved {
-                    meta::write_position(&self.meta, self.pipeline, self.token, position).await?;
-                    self.log(
-                        EventLevel::Info,
-                        "position_resolved",
-                        &format!("start position {position} (from {})", config.start),
-                    )
-                    .await;
-                }
+                meta::write_position(&self.meta, self.pipeline, self.token, &resolved).await?;
+                self.log(
+                    EventLevel::Info,
+                    "position_resolved",
+                    &format!("start position {resolved} (from {})", config.start),
+                )
+                .await;
                 resolved
             }
         };
+        let warning = match &position.file {
+            Some(file) => select::check_not_purged(&mut source, file, &config.source.name).await?,
+            None => None,
+        };
         let _ = source.disconnect().await;
-        Ok(match position {
-            Some(position) => format!(
-                "source and target checks passed at {position}; this ottr does not stream binlogs yet"
-            ),
-            None => format!(
-                "source and target checks passed; start at {} UTC is found when binlog streaming lands",
-                config.start
-            ),
+        let summary = format!(
+            "source and target checks passed at {position}; this ottr does not apply changes yet"
+        );
+        Ok(match warning {
+            Some(warning) => format!("{warning}; {summary}"),
+            None => summary,
         })
     }
 

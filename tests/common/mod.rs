@@ -77,9 +77,11 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
     let base = std::env::var_os("OTTR_TEST_TMP")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = base.join(format!(
-        "ottr-{prefix}-{}-{}",
+        "ottr-{prefix}-{}-{}-{}",
         std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -105,6 +107,9 @@ impl MariaDb {
             ServerKind::Target => "target",
         });
         let data = dir.join("data");
+        // One install at a time: several at once on two cores have been seen to fail.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _installing = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let output = Command::new(&install)
             .args([
                 "--no-defaults",
@@ -117,7 +122,8 @@ impl MariaDb {
             .expect("run mariadb-install-db");
         assert!(
             output.status.success(),
-            "mariadb-install-db failed: {}",
+            "mariadb-install-db failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
         let port = free_port();

@@ -1,11 +1,17 @@
-//! Resolving "the current end" of a source into a position.
+//! Resolving start points into positions: the source's current end, or the first
+//! transaction at or after a time.
 
-use crate::config::DataSourceKind;
+use super::event::SourceEvent;
+use super::stream::{BinlogReader, ReaderOptions};
+use crate::config::{DataSource, DataSourceKind};
 use crate::error::{Error, Result};
 use crate::model::{BinlogFilePos, GtidState, Position};
+use crate::pipeline::connect;
 use crate::row::take;
+use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+use std::time::Duration;
 
 const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
 const SHOW_BINARY_LOG_STATUS: &str = "SHOW BINARY LOG STATUS";
@@ -54,4 +60,101 @@ pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Positi
         gtid,
         trx_rows_done: 0,
     })
+}
+
+/// The position of the first transaction that starts at or after `time` (UTC). Event times
+/// have whole seconds, so transactions of `time`'s own second are included: starting a
+/// little early is safe, starting late would lose changes. Fails if the source no longer
+/// keeps binlogs that old.
+pub async fn resolve_timestamp(
+    source: &DataSource,
+    server_id: u32,
+    time: NaiveDateTime,
+) -> Result<Position> {
+    let target = u32::try_from(time.and_utc().timestamp().max(0)).unwrap_or(u32::MAX);
+    let mut conn = connect(source).await?;
+    let logs: Vec<Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|error| Error::database("cannot list the source's binlogs", error))?;
+    let _ = conn.disconnect().await;
+    let files: Vec<String> = logs
+        .into_iter()
+        .filter_map(|mut row| row.take::<String, _>(0))
+        .collect();
+    let options = ReaderOptions {
+        server_id,
+        heartbeat: Duration::from_secs(1),
+        stop_at_end: true,
+    };
+    // The newest file created at or before the target holds the first transaction after it.
+    let mut candidate = None;
+    for file in files.iter().rev() {
+        if file_created(source, &options, file).await? <= target {
+            candidate = Some(file.clone());
+            break;
+        }
+    }
+    let Some(file) = candidate else {
+        let oldest = files.first().cloned().unwrap_or_default();
+        return Err(Error::Binlog(format!(
+            "data source '{}' no longer keeps binlogs from {time} UTC: its oldest, {oldest}, starts later; \
+             CALL reset_position to '{oldest}:4' (changes in between are lost) or re-snapshot the target",
+            source.name
+        )));
+    };
+    let start = BinlogFilePos { file, offset: 4 };
+    let mut reader = BinlogReader::open(source, &options, Some(&start), None).await?;
+    let mut last_end = start.clone();
+    let mut in_transaction = false;
+    while let Some(read) = reader.next().await? {
+        let opens = match read.event {
+            SourceEvent::Gtid { .. } => true,
+            SourceEvent::Begin => !in_transaction,
+            SourceEvent::Query { .. } => !in_transaction,
+            _ => false,
+        };
+        if opens && read.timestamp >= target {
+            reader.close().await;
+            return Ok(Position {
+                file: Some(read.start),
+                gtid: None,
+                trx_rows_done: 0,
+            });
+        }
+        match read.event {
+            SourceEvent::Gtid { standalone, .. } => in_transaction = !standalone,
+            SourceEvent::Begin => in_transaction = true,
+            SourceEvent::Commit | SourceEvent::Rollback => in_transaction = false,
+            _ => {}
+        }
+        if read.end.offset > 0 {
+            last_end = read.end;
+        }
+    }
+    reader.close().await;
+    // Nothing that late yet: start at the current end.
+    Ok(Position {
+        file: Some(last_end),
+        gtid: None,
+        trx_rows_done: 0,
+    })
+}
+
+/// When `file` was created: the timestamp of its FORMAT_DESCRIPTION event.
+async fn file_created(source: &DataSource, options: &ReaderOptions, file: &str) -> Result<u32> {
+    let start = BinlogFilePos {
+        file: file.to_owned(),
+        offset: 4,
+    };
+    let mut reader = BinlogReader::open(source, options, Some(&start), None).await?;
+    let mut created = None;
+    while let Some(read) = reader.next().await? {
+        if read.event == SourceEvent::Meta("FORMAT_DESCRIPTION") && read.timestamp > 0 {
+            created = Some(read.timestamp);
+            break;
+        }
+    }
+    reader.close().await;
+    created.ok_or_else(|| Error::Binlog(format!("binlog {file} has no format description event")))
 }

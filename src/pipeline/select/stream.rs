@@ -199,12 +199,13 @@ impl BinlogReader {
 }
 
 /// Fails, with the oldest position still available and the ways out, if `position`'s file
-/// has been purged from the source.
-async fn check_not_purged(
+/// has been purged from the source. Returns a warning when it is in the oldest binlog the
+/// source keeps while newer ones exist: the next purge will take it.
+pub async fn check_not_purged(
     conn: &mut mysql_async::Conn,
     position: &BinlogFilePos,
     source: &str,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let logs: Vec<mysql_async::Row> = conn.query(SHOW_BINARY_LOGS).await.map_err(|error| {
         Error::database(
             format!("cannot list the binlogs of data source '{source}'"),
@@ -215,8 +216,15 @@ async fn check_not_purged(
         .into_iter()
         .filter_map(|mut row| row.take::<String, _>(0))
         .collect();
+    if names.first() == Some(&position.file) && names.len() > 1 {
+        return Ok(Some(format!(
+            "warning: position {position} is in the oldest binlog data source '{source}' keeps ({} files kept): \
+             the next purge will take it; raise the source's binlog retention or catch up",
+            names.len()
+        )));
+    }
     if names.contains(&position.file) {
-        return Ok(());
+        return Ok(None);
     }
     let oldest = names
         .first()
