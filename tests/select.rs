@@ -378,3 +378,164 @@ async fn a_timestamp_resolves_to_the_first_transaction_at_or_after_it() {
         "{error}"
     );
 }
+
+/// Applies decoded changes of one table to a map id → row, as a target would.
+fn replay(
+    changes: &[ottr::pipeline::select::Change],
+    table: &str,
+) -> std::collections::BTreeMap<i64, Vec<Value>> {
+    let mut rows = std::collections::BTreeMap::new();
+    for change in changes {
+        let ottr::pipeline::select::Change::Row(row) = change else {
+            continue;
+        };
+        if row.table.id.table != table {
+            continue;
+        }
+        let key = |values: &Vec<Value>| match values[0] {
+            Value::Int(id) => id,
+            ref other => panic!("id {other:?}"),
+        };
+        if let Some(before) = &row.before {
+            rows.remove(&key(before));
+        }
+        if let Some(after) = &row.after {
+            rows.insert(key(after), after.clone());
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn transactions_are_handed_on_as_the_server_logged_them() {
+    use ottr::pipeline::select::{ByteBudget, SelectOptions, Selector};
+    let mut conn = source().conn().await;
+    conn.query_drop("SET GLOBAL max_allowed_packet = 67108864")
+        .await
+        .unwrap();
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "DROP DATABASE IF EXISTS ottr_s_trx; CREATE DATABASE ottr_s_trx; USE ottr_s_trx;
+         CREATE TABLE inno (id INT PRIMARY KEY, note VARCHAR(20));
+         CREATE TABLE isam (id INT PRIMARY KEY, note VARCHAR(20)) ENGINE=MyISAM;
+         CREATE TABLE big (id INT PRIMARY KEY, body LONGBLOB);",
+    )
+    .await
+    .unwrap();
+    let from = master_position(&mut conn).await;
+    conn.query_drop(
+        "BEGIN; INSERT INTO inno VALUES (1, 'kept'); SAVEPOINT s1; INSERT INTO inno VALUES (2, 'rolled back');
+         ROLLBACK TO SAVEPOINT s1; INSERT INTO inno VALUES (3, 'kept'); COMMIT;
+         XA START 'x1'; INSERT INTO inno VALUES (4, 'xa'); UPDATE inno SET note = 'xa too' WHERE id = 1; XA END 'x1';
+         XA PREPARE 'x1'; XA COMMIT 'x1';
+         BEGIN; INSERT INTO isam VALUES (1, 'myisam'); INSERT INTO inno VALUES (5, 'mixed'); ROLLBACK;
+         INSERT INTO isam VALUES (2, 'autocommit');
+         INSERT INTO big VALUES (1, REPEAT('z', 20 * 1024 * 1024));",
+    )
+    .await
+    .ok();
+    let options = SelectOptions {
+        reader: ReaderOptions {
+            server_id: 3_000_020,
+            heartbeat: Duration::from_millis(500),
+            stop_at_end: true,
+        },
+        batch_rows: 1000,
+        batch_bytes: 64 << 20,
+        batch_timeout: Duration::from_millis(100),
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_secs(1),
+    };
+    let start = ottr::model::Position {
+        file: Some(from),
+        gtid: None,
+        trx_rows_done: 0,
+    };
+    let mut selector = Selector::new(
+        data_source(),
+        options,
+        start,
+        std::sync::Arc::new(ByteBudget::default()),
+    );
+    let mut changes = Vec::new();
+    while let Some(batch) = selector.next_batch().await.unwrap() {
+        changes.extend(batch.changes);
+    }
+    for table in ["inno", "isam", "big"] {
+        let selected: Vec<Row> = conn
+            .query(format!("SELECT * FROM ottr_s_trx.{table} ORDER BY id"))
+            .await
+            .unwrap();
+        let replayed = replay(&changes, table);
+        assert_eq!(replayed.len(), selected.len(), "{table}: {replayed:?}");
+        for (row, (id, values)) in selected.iter().zip(&replayed) {
+            assert_eq!(row.get::<i64, _>(0), Some(*id), "{table}");
+            for (index, value) in values.iter().enumerate() {
+                assert!(
+                    same(value, row.as_ref(index).unwrap()),
+                    "{table} row {id} column {index}"
+                );
+            }
+        }
+    }
+    let big = replay(&changes, "big");
+    let Value::Bytes(body) = &big[&1][1] else {
+        panic!("a LONGBLOB is bytes")
+    };
+    assert_eq!(
+        body.len(),
+        20 * 1024 * 1024,
+        "an event over 16 MiB is read whole"
+    );
+}
+
+#[tokio::test]
+async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly() {
+    use ottr::pipeline::select::{ByteBudget, SelectOptions, Selector};
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "DROP DATABASE IF EXISTS ottr_s_xa; CREATE DATABASE ottr_s_xa; CREATE TABLE ottr_s_xa.t (id INT PRIMARY KEY)",
+    )
+    .await
+    .unwrap();
+    let from = master_position(&mut conn).await;
+    conn.query_drop(
+        "XA START 'gone'; INSERT INTO ottr_s_xa.t VALUES (1); XA END 'gone'; XA PREPARE 'gone'; XA ROLLBACK 'gone';",
+    )
+    .await
+    .unwrap();
+    let options = SelectOptions {
+        reader: ReaderOptions {
+            server_id: 3_000_021,
+            heartbeat: Duration::from_millis(500),
+            stop_at_end: true,
+        },
+        batch_rows: 1000,
+        batch_bytes: 1 << 20,
+        batch_timeout: Duration::from_millis(100),
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_secs(1),
+    };
+    let start = ottr::model::Position {
+        file: Some(from),
+        gtid: None,
+        trx_rows_done: 0,
+    };
+    let mut selector = Selector::new(
+        data_source(),
+        options,
+        start,
+        std::sync::Arc::new(ByteBudget::default()),
+    );
+    let error = loop {
+        match selector.next_batch().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the XA ROLLBACK went unnoticed"),
+            Err(error) => break error.to_string(),
+        }
+    };
+    assert!(
+        error.contains("rolls back an XA transaction whose changes were handed on"),
+        "{error}"
+    );
+}

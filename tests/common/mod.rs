@@ -109,7 +109,9 @@ impl MariaDb {
         let data = dir.join("data");
         // One install at a time: several at once on two cores have been seen to fail.
         static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _installing = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _installing = INSTALL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let output = Command::new(&install)
             .args([
                 "--no-defaults",

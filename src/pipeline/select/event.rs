@@ -50,6 +50,8 @@ pub enum SourceEvent {
     Commit,
     /// QUERY `ROLLBACK`: the transaction's changes to non-transactional tables stay logged.
     Rollback,
+    /// `XA ROLLBACK` of a transaction that was prepared earlier (its changes already handed on).
+    XaRollback { sql: String },
     /// Any other statement: DDL, SAVEPOINT, ROLLBACK TO, XA END, …; `schema` is the session's
     /// default database (may be empty).
     Query { schema: String, sql: String },
@@ -84,6 +86,7 @@ impl fmt::Display for SourceEvent {
             }
             SourceEvent::Commit => f.write_str("COMMIT"),
             SourceEvent::Rollback => f.write_str("ROLLBACK"),
+            SourceEvent::XaRollback { sql } => write!(f, "QUERY {sql}"),
             SourceEvent::Query { schema, sql } if schema.is_empty() => write!(f, "QUERY {sql}"),
             SourceEvent::Query { schema, sql } => write!(f, "QUERY [{schema}] {sql}"),
             SourceEvent::Rotate { file } => write!(f, "ROTATE to {file}"),
@@ -232,11 +235,14 @@ impl EventDecoder {
                     incident.message()
                 )));
             }
-            other => {
-                return Err(fail(format!(
-                    "{:?} cannot be replicated row by row",
-                    std::mem::discriminant(&other)
-                )));
+            // MariaDB ends the prepared part of an XA transaction with this event; its
+            // changes are applied then (a later XA ROLLBACK of them is refused loudly).
+            EventData::XaPrepareLogEvent(_) => SourceEvent::Commit,
+            _ => {
+                return Err(fail(
+                    "this event has no row-based meaning ottr can apply (is binlog_format ROW?)"
+                        .into(),
+                ));
             }
         })
     }
@@ -320,6 +326,8 @@ fn classify_query(schema: String, sql: String) -> SourceEvent {
         SourceEvent::Begin
     } else if word("COMMIT") || head.starts_with("XA COMMIT") || head.starts_with("XA PREPARE") {
         SourceEvent::Commit
+    } else if head.starts_with("XA ROLLBACK") {
+        SourceEvent::XaRollback { sql }
     } else if word("ROLLBACK") && !head.starts_with("ROLLBACK TO") {
         SourceEvent::Rollback
     } else if sql.starts_with("# Dummy event") {
@@ -378,6 +386,7 @@ pub fn event_name(code: u8) -> String {
         0x1e => "WRITE_ROWS",
         0x1f => "UPDATE_ROWS",
         0x20 => "DELETE_ROWS",
+        0x26 => "XA_PREPARE",
         0x21 => "GTID",
         0x27 => "PARTIAL_UPDATE_ROWS",
         0x28 => "TRANSACTION_PAYLOAD",

@@ -467,6 +467,11 @@ impl Selector {
                 }
                 Ok(None)
             }
+            SourceEvent::XaRollback { sql } => Err(Error::Binlog(format!(
+                "`{sql}` at {} rolls back an XA transaction whose changes were handed on at its XA PREPARE: \
+                 the target keeps them; re-snapshot the tables it touched",
+                read.start
+            ))),
             SourceEvent::Heartbeat | SourceEvent::Meta(_) => Ok(None),
         }
     }
