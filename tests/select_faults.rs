@@ -318,3 +318,98 @@ async fn sources_that_cannot_be_read_row_by_row_fail_their_prechecks() {
         assert!(failure.starts_with(expected), "{failure}");
     }
 }
+
+#[tokio::test]
+async fn a_server_id_used_by_another_replica_is_reported() {
+    let server = MariaDb::start(ServerKind::Source);
+    let mut conn = server.conn().await;
+    let start = position(&mut conn).await;
+    let options = ReaderOptions {
+        server_id: 4_000_077,
+        heartbeat: Duration::from_millis(300),
+        stop_at_end: false,
+    };
+    let mut first = BinlogReader::open(&data_source(&server), &options, start.file.as_ref(), None)
+        .await
+        .unwrap();
+    // Read up to the current end: the server sends a heartbeat once it has nothing more.
+    while let Ok(Ok(Some(read))) = tokio::time::timeout(Duration::from_secs(2), first.next()).await
+    {
+        if read.event == ottr::pipeline::select::SourceEvent::Heartbeat {
+            break;
+        }
+    }
+    let mut second = BinlogReader::open(&data_source(&server), &options, start.file.as_ref(), None)
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(500), second.next()).await;
+    conn.query_drop("CREATE DATABASE wake_up").await.unwrap();
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(5), first.next()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => panic!("the stream ended without an error"),
+            Ok(Err(error)) => break error,
+            Err(_) => panic!("the first reader was never told"),
+        }
+    };
+    let text = ottr::error::chain(&error);
+    assert!(
+        text.contains("server id 4000077") && text.contains("another replica"),
+        "{text}"
+    );
+    assert_eq!(error.class(), ottr::ErrorClass::Fatal);
+}
+
+#[tokio::test]
+async fn a_silent_source_is_noticed_by_its_missing_heartbeats() {
+    let server = MariaDb::start(ServerKind::Source);
+    let mut conn = server.conn().await;
+    conn.query_drop("CREATE DATABASE frozen; CREATE TABLE frozen.t (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let start = position(&mut conn).await;
+    conn.query_drop("INSERT INTO frozen.t VALUES (1)")
+        .await
+        .unwrap();
+    let budget = Arc::new(ByteBudget::default());
+    let mut selector = Selector::new(
+        data_source(&server),
+        select_options(4_000_006, false, 1, 1 << 20),
+        start,
+        budget,
+    );
+    let mut seen = ids(&selector.next_batch().await.unwrap().unwrap().changes, "t");
+    // Freeze the server: the connection stays open, but no heartbeat comes.
+    let pid = server.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let batch = selector.next_batch().await;
+        (selector, batch)
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    conn.query_drop("INSERT INTO frozen.t VALUES (2)")
+        .await
+        .unwrap();
+    let (mut selector, batch) = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    seen.extend(ids(&batch.unwrap().unwrap().changes, "t"));
+    while seen.len() < 2 {
+        let batch = tokio::time::timeout(Duration::from_secs(30), selector.next_batch())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.extend(ids(&batch.changes, "t"));
+    }
+    assert_eq!(seen, vec![1, 2]);
+    assert!(selector.reconnects() >= 1, "the silent stream was reopened");
+}

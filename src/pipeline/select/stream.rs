@@ -50,6 +50,9 @@ pub struct BinlogReader {
     decoder: EventDecoder,
     /// The binlog file being read, from the last ROTATE.
     file: String,
+    /// Who reads, for messages: the data source's name and the replica server id.
+    source_name: String,
+    server_id: u32,
 }
 
 impl BinlogReader {
@@ -149,6 +152,8 @@ impl BinlogReader {
                 checksum.is_some_and(|value| value.eq_ignore_ascii_case("CRC32")),
             ),
             file: start_file,
+            source_name: source.name.clone(),
+            server_id: options.server_id,
         })
     }
 
@@ -157,14 +162,7 @@ impl BinlogReader {
         let Some(event) = self.stream.next().await else {
             return Ok(None);
         };
-        let event = event.map_err(|error| {
-            let text = error.to_string();
-            if text.contains("1236") {
-                Error::Binlog(format!("the source stopped the binlog stream: {text}"))
-            } else {
-                Error::database("the binlog stream failed", error)
-            }
-        })?;
+        let event = event.map_err(|error| self.stream_error(error))?;
         let header = event.header();
         let end = BinlogFilePos {
             file: self.file.clone(),
@@ -190,6 +188,25 @@ impl BinlogReader {
             end,
             timestamp: header.timestamp(),
         }))
+    }
+
+    /// Classifies an error of the stream: another replica with the same server id, and any
+    /// error the source sends about the position, are fatal; the rest is the connection's.
+    fn stream_error(&self, error: mysql_async::Error) -> Error {
+        let text = error.to_string();
+        let same_id = matches!(&error, mysql_async::Error::Server(server) if server.code == 4052)
+            || text.contains("same server_uuid/server_id");
+        if same_id {
+            Error::Binlog(format!(
+                "server id {} is used by another replica of data source '{}': give this pipeline a distinct one \
+                 (CALL set_pipeline_option(pipeline, 'server_id', …)); the source said: {text}",
+                self.server_id, self.source_name
+            ))
+        } else if text.contains("1236") {
+            Error::Binlog(format!("the source stopped the binlog stream: {text}"))
+        } else {
+            Error::database("the binlog stream failed", error)
+        }
     }
 
     /// Closes the replication connection.
