@@ -6,8 +6,8 @@ mod common;
 use common::{MariaDb, ServerKind, shared};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value as SqlValue};
-use ottr::config::{DataSource, DataSourceKind, Secret};
-use ottr::model::{BinlogFilePos, DataSourceId, GtidState, RowChange, Value};
+use ottr::config::DataSource;
+use ottr::model::{BinlogFilePos, GtidState, RowChange, Value};
 use ottr::pipeline::select::{BinlogReader, ReaderOptions, SourceEvent};
 use std::time::Duration;
 
@@ -16,15 +16,7 @@ fn source() -> &'static MariaDb {
 }
 
 fn data_source() -> DataSource {
-    DataSource {
-        id: DataSourceId(1),
-        name: "sh".into(),
-        kind: DataSourceKind::MariaDb,
-        host: "127.0.0.1".into(),
-        port: source().port,
-        user: "root".into(),
-        password: Secret::None,
-    }
+    source().data_source()
 }
 
 fn options(server_id: u32) -> ReaderOptions {
@@ -36,15 +28,7 @@ fn options(server_id: u32) -> ReaderOptions {
 }
 
 async fn master_position(conn: &mut Conn) -> BinlogFilePos {
-    let row: Row = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .unwrap()
-        .unwrap();
-    BinlogFilePos {
-        file: row.get("File").unwrap(),
-        offset: row.get("Position").unwrap(),
-    }
+    common::binlog_end(conn).await
 }
 
 /// Reads from `from` to the current end; returns the row changes of `schema` in order.
@@ -408,7 +392,7 @@ fn replay(
 
 #[tokio::test]
 async fn transactions_are_handed_on_as_the_server_logged_them() {
-    use ottr::pipeline::select::{ByteBudget, SelectOptions, Selector};
+    use ottr::pipeline::select::{ByteBudget, Selector};
     let mut conn = source().conn().await;
     conn.query_drop("SET GLOBAL max_allowed_packet = 67108864")
         .await
@@ -434,18 +418,7 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
     )
     .await
     .ok();
-    let options = SelectOptions {
-        reader: ReaderOptions {
-            server_id: 3_000_020,
-            heartbeat: Duration::from_millis(500),
-            stop_at_end: true,
-        },
-        batch_rows: 1000,
-        batch_bytes: 64 << 20,
-        batch_timeout: Duration::from_millis(100),
-        retry_min: Duration::from_millis(100),
-        retry_max: Duration::from_secs(1),
-    };
+    let options = common::select_options(3_000_020, true, 1000, 64 << 20);
     let start = ottr::model::Position {
         file: Some(from),
         gtid: None,
@@ -491,7 +464,7 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
 
 #[tokio::test]
 async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly() {
-    use ottr::pipeline::select::{ByteBudget, SelectOptions, Selector};
+    use ottr::pipeline::select::{ByteBudget, Selector};
     let mut conn = source().conn().await;
     conn.query_drop(
         "DROP DATABASE IF EXISTS ottr_s_xa; CREATE DATABASE ottr_s_xa; CREATE TABLE ottr_s_xa.t (id INT PRIMARY KEY)",
@@ -504,18 +477,7 @@ async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly(
     )
     .await
     .unwrap();
-    let options = SelectOptions {
-        reader: ReaderOptions {
-            server_id: 3_000_021,
-            heartbeat: Duration::from_millis(500),
-            stop_at_end: true,
-        },
-        batch_rows: 1000,
-        batch_bytes: 1 << 20,
-        batch_timeout: Duration::from_millis(100),
-        retry_min: Duration::from_millis(100),
-        retry_max: Duration::from_secs(1),
-    };
+    let options = common::select_options(3_000_021, true, 1000, 1 << 20);
     let start = ottr::model::Position {
         file: Some(from),
         gtid: None,

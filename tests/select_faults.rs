@@ -4,62 +4,21 @@
 
 mod common;
 
-use common::{MariaDb, ServerKind};
+use common::{MariaDb, ServerKind, select_options};
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row};
-use ottr::config::{DataSource, DataSourceKind, Secret};
-use ottr::model::{BinlogFilePos, DataSourceId, Position, Value};
+use ottr::config::DataSourceKind;
+use ottr::model::{BinlogFilePos, Position, Value};
 use ottr::pipeline::select::{
-    BinlogReader, ByteBudget, Change, ReaderOptions, SelectOptions, Selector, first_failure,
-    run_prechecks,
+    BinlogReader, ByteBudget, Change, ReaderOptions, Selector, first_failure, run_prechecks,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn data_source(server: &MariaDb) -> DataSource {
-    DataSource {
-        id: DataSourceId(1),
-        name: "sh".into(),
-        kind: DataSourceKind::MariaDb,
-        host: "127.0.0.1".into(),
-        port: server.port,
-        user: "root".into(),
-        password: Secret::None,
-    }
-}
-
-fn select_options(
-    server_id: u32,
-    stop_at_end: bool,
-    batch_rows: usize,
-    batch_bytes: usize,
-) -> SelectOptions {
-    SelectOptions {
-        reader: ReaderOptions {
-            server_id,
-            heartbeat: Duration::from_millis(300),
-            stop_at_end,
-        },
-        batch_rows,
-        batch_bytes,
-        batch_timeout: Duration::from_millis(200),
-        retry_min: Duration::from_millis(100),
-        retry_max: Duration::from_millis(1000),
-    }
-}
-
 async fn position(conn: &mut Conn) -> Position {
-    let row: Row = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .unwrap()
-        .unwrap();
     Position {
-        file: Some(BinlogFilePos {
-            file: row.get("File").unwrap(),
-            offset: row.get("Position").unwrap(),
-        }),
+        file: Some(common::binlog_end(conn).await),
         gtid: None,
         trx_rows_done: 0,
     }
@@ -102,7 +61,7 @@ async fn a_huge_transaction_streams_through_the_budget_and_resumes_from_its_midd
     let batch_bytes = 256 * 1024;
     let budget = Arc::new(ByteBudget::default());
     let mut selector = Selector::new(
-        data_source(&server),
+        server.data_source(),
         select_options(4_000_001, true, 5000, batch_bytes),
         start.clone(),
         budget.clone(),
@@ -133,7 +92,7 @@ async fn a_huge_transaction_streams_through_the_budget_and_resumes_from_its_midd
     );
     let resume_at = resume_at.expect("more than 7 batches");
     let mut selector = Selector::new(
-        data_source(&server),
+        server.data_source(),
         select_options(4_000_002, true, 5000, batch_bytes),
         resume_at,
         budget.clone(),
@@ -171,7 +130,7 @@ async fn a_source_killed_mid_stream_is_followed_after_its_restart() {
     }
     let budget = Arc::new(ByteBudget::default());
     let mut selector = Selector::new(
-        data_source(&server),
+        server.data_source(),
         select_options(4_000_003, false, 50, 1 << 20),
         start,
         budget,
@@ -237,7 +196,7 @@ async fn compressed_events_are_fatal_and_named_with_their_position() {
         heartbeat: Duration::from_secs(1),
         stop_at_end: true,
     };
-    let mut reader = BinlogReader::open(&data_source(&server), &options, start.file.as_ref(), None)
+    let mut reader = BinlogReader::open(&server.data_source(), &options, start.file.as_ref(), None)
         .await
         .unwrap();
     let error = loop {
@@ -283,7 +242,7 @@ async fn a_purged_position_is_refused_with_the_oldest_one_and_the_ways_out() {
         heartbeat: Duration::from_secs(1),
         stop_at_end: true,
     };
-    let error = BinlogReader::open(&data_source(&server), &options, Some(&purged), None)
+    let error = BinlogReader::open(&server.data_source(), &options, Some(&purged), None)
         .await
         .err()
         .expect("a purged position is refused")
@@ -329,7 +288,7 @@ async fn a_server_id_used_by_another_replica_is_reported() {
         heartbeat: Duration::from_millis(300),
         stop_at_end: false,
     };
-    let mut first = BinlogReader::open(&data_source(&server), &options, start.file.as_ref(), None)
+    let mut first = BinlogReader::open(&server.data_source(), &options, start.file.as_ref(), None)
         .await
         .unwrap();
     // Read up to the current end: the server sends a heartbeat once it has nothing more.
@@ -339,7 +298,7 @@ async fn a_server_id_used_by_another_replica_is_reported() {
             break;
         }
     }
-    let mut second = BinlogReader::open(&data_source(&server), &options, start.file.as_ref(), None)
+    let mut second = BinlogReader::open(&server.data_source(), &options, start.file.as_ref(), None)
         .await
         .unwrap();
     let _ = tokio::time::timeout(Duration::from_millis(500), second.next()).await;
@@ -373,7 +332,7 @@ async fn a_silent_source_is_noticed_by_its_missing_heartbeats() {
         .unwrap();
     let budget = Arc::new(ByteBudget::default());
     let mut selector = Selector::new(
-        data_source(&server),
+        server.data_source(),
         select_options(4_000_006, false, 1, 1 << 20),
         start,
         budget,

@@ -95,20 +95,23 @@ pub async fn register_node(
     let mut conn = meta.conn().await?;
     let context = "cannot register the node";
     timed(context, async {
-        conn.exec_drop(
-            UPSERT_NODE,
-            (
-                &node.name,
-                &node.host,
-                node.pid,
-                &node.version,
-                node.instance,
-            ),
-        )
-        .await
-        .map_err(|error| Error::database(context, error))
+        upsert(&mut conn, node)
+            .await
+            .map_err(|error| Error::database(context, error))
     })
     .await
+}
+
+/// Writes this process's node row (a new one, or over a dead earlier process's).
+async fn upsert(conn: &mut mysql_async::Conn, node: &NodeRegistration) -> mysql_async::Result<()> {
+    let params = (
+        &node.name,
+        &node.host,
+        node.pid,
+        &node.version,
+        node.instance,
+    );
+    conn.exec_drop(UPSERT_NODE, params).await
 }
 
 /// Records a heartbeat. Err([`Error::NodeReplaced`]) if another process took over the name;
@@ -133,18 +136,7 @@ pub async fn heartbeat(meta: &MetaDb, node: &NodeRegistration) -> Result<()> {
                 name: node.name.clone(),
             });
         }
-        conn.exec_drop(
-            UPSERT_NODE,
-            (
-                &node.name,
-                &node.host,
-                node.pid,
-                &node.version,
-                node.instance,
-            ),
-        )
-        .await
-        .map_err(fail)
+        upsert(&mut conn, node).await.map_err(fail)
     })
     .await
 }

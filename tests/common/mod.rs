@@ -252,6 +252,19 @@ impl MariaDb {
         format!("mysql://{user}@127.0.0.1:{}", self.port)
     }
 
+    /// This server as a data source of kind mariadb, as root.
+    pub fn data_source(&self) -> ottr::config::DataSource {
+        ottr::config::DataSource {
+            id: ottr::model::DataSourceId(1),
+            name: "sh".into(),
+            kind: ottr::config::DataSourceKind::MariaDb,
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: "root".into(),
+            password: ottr::config::Secret::None,
+        }
+    }
+
     /// A root connection without a default schema.
     pub async fn conn(&self) -> Conn {
         let opts = Opts::from_url(&format!(
@@ -401,5 +414,39 @@ impl Drop for NodeProcess {
         if self.child.try_wait().ok().flatten().is_none() {
             self.kill9();
         }
+    }
+}
+
+/// The binlog position a server is at now.
+pub async fn binlog_end(conn: &mut Conn) -> ottr::model::BinlogFilePos {
+    let row: mysql_async::Row = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .unwrap();
+    ottr::model::BinlogFilePos {
+        file: row.get("File").unwrap(),
+        offset: row.get("Position").unwrap(),
+    }
+}
+
+/// Select options with short timings for tests.
+pub fn select_options(
+    server_id: u32,
+    stop_at_end: bool,
+    batch_rows: usize,
+    batch_bytes: usize,
+) -> ottr::pipeline::select::SelectOptions {
+    ottr::pipeline::select::SelectOptions {
+        reader: ottr::pipeline::select::ReaderOptions {
+            server_id,
+            heartbeat: Duration::from_millis(300),
+            stop_at_end,
+        },
+        batch_rows,
+        batch_bytes,
+        batch_timeout: Duration::from_millis(200),
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_millis(1000),
     }
 }
