@@ -372,3 +372,49 @@ async fn a_silent_source_is_noticed_by_its_missing_heartbeats() {
     assert_eq!(seen, vec![1, 2]);
     assert!(selector.reconnects() >= 1, "the silent stream was reopened");
 }
+
+#[tokio::test]
+async fn a_value_the_parser_cannot_read_stops_the_stream_loudly() {
+    use ottr::pipeline::select::{ByteBudget, Selector};
+    let server = MariaDb::start(ServerKind::Source);
+    let mut conn = server.conn().await;
+    conn.query_drop(
+        "DROP DATABASE IF EXISTS ottr_s_time2; CREATE DATABASE ottr_s_time2; CREATE TABLE ottr_s_time2.t (id INT PRIMARY KEY, t TIME(2))",
+    )
+    .await
+    .unwrap();
+    let from = common::binlog_end(&mut conn).await;
+    conn.query_drop("INSERT INTO ottr_s_time2.t VALUES (1, '-00:00:01.50')")
+        .await
+        .unwrap();
+    let options = select_options(4_000_022, true, 1000, 1 << 20);
+    let start = ottr::model::Position {
+        file: Some(from),
+        gtid: None,
+        trx_rows_done: 0,
+    };
+    let mut selector = Selector::new(
+        server.data_source(),
+        options,
+        start,
+        std::sync::Arc::new(ByteBudget::default()),
+    );
+    let error = loop {
+        match selector.next_batch().await {
+            Ok(Some(batch)) => {
+                let negative = batch.changes.iter().any(|change| matches!(change, ottr::pipeline::select::Change::Row(row) if row.table.id.schema == "ottr_s_time2"));
+                assert!(
+                    !negative,
+                    "decoded a value mysql_common cannot read: {:?}",
+                    batch.changes
+                );
+            }
+            Ok(None) => panic!("the row was skipped"),
+            Err(error) => break error.to_string(),
+        }
+    };
+    assert!(
+        error.contains("rows of ottr_s_time2.t cannot be decoded"),
+        "{error}"
+    );
+}

@@ -106,6 +106,9 @@ pub struct EventDecoder {
     /// The fake ROTATE that opens a stream from a CRC32 server still carries the checksum
     /// in its name; set until that ROTATE has been read.
     strip_opening_rotate_crc: bool,
+    /// MariaDB counts GEOMETRY columns among the character columns whose charsets the
+    /// optional metadata lists; MySQL does not.
+    geometry_has_charset: bool,
 }
 
 impl EventDecoder {
@@ -115,7 +118,14 @@ impl EventDecoder {
             tables: HashMap::new(),
             collations,
             strip_opening_rotate_crc: crc32,
+            geometry_has_charset: false,
         }
+    }
+
+    /// Follows the metadata conventions of `kind`'s server.
+    pub fn for_kind(mut self, kind: crate::config::DataSourceKind) -> Self {
+        self.geometry_has_charset = kind == crate::config::DataSourceKind::MariaDb;
+        self
     }
 
     /// Decodes `event`, which ends at `end`. Verifies its checksum first.
@@ -169,11 +179,26 @@ impl EventDecoder {
             EventData::FormatDescriptionEvent(_) => SourceEvent::Meta("FORMAT_DESCRIPTION"),
             EventData::RotateEvent(rotate) => {
                 let mut name = rotate.name_raw();
+                // The fake ROTATE opening a stream carries the CRC after the name: strip it
+                // when the name without those 4 bytes is a binlog name and with them is not.
+                let looks_like_binlog = |name: &[u8]| {
+                    name.rsplit(|byte| *byte == b'.')
+                        .next()
+                        .is_some_and(|extension| {
+                            !extension.is_empty() && extension.iter().all(u8::is_ascii_digit)
+                        })
+                };
                 if std::mem::take(&mut self.strip_opening_rotate_crc)
                     && header.log_pos() == 0
                     && name.len() > 4
+                    && !looks_like_binlog(name)
+                    && looks_like_binlog(&name[..name.len() - 4])
                 {
                     name = &name[..name.len() - 4];
+                }
+                if header.log_pos() > 0 {
+                    // A real ROTATE ends a file; table ids are announced again in the next.
+                    self.tables.clear();
                 }
                 SourceEvent::Rotate {
                     file: String::from_utf8_lossy(name).into_owned(),
@@ -185,7 +210,7 @@ impl EventDecoder {
                 classify_query(query.schema().into_owned(), query.query().into_owned())
             }
             EventData::TableMapEvent(tme) => {
-                let decoder = table_decoder(&tme, &self.collations)?;
+                let decoder = table_decoder(&tme, &self.collations, self.geometry_has_charset)?;
                 self.tables
                     .insert(tme.table_id(), (tme.into_owned(), Arc::new(decoder)));
                 SourceEvent::Meta("TABLE_MAP")
@@ -265,8 +290,18 @@ impl EventDecoder {
                 ChangeKind::Delete
             }
         };
+        // mysql_common overflows (a panic with overflow checks, which ottr's builds keep on) on
+        // some values, e.g. a negative TIME(1) or TIME(2) with a fraction: stop loudly.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rows.rows(tme).collect::<Vec<_>>()))
+            .map_err(|_| {
+                Error::Binlog(format!(
+                    "rows of {} cannot be decoded: the binlog parser failed on a value (a known case: a negative \
+                     TIME(1) or TIME(2) with a fraction); ottr never skips a row",
+                    table.meta.id
+                ))
+            })?;
         let mut changes = Vec::new();
-        for row in rows.rows(tme) {
+        for row in parsed {
             let (before, after) = row.map_err(|error| {
                 Error::Binlog(format!(
                     "rows of {} cannot be decoded: {error}",

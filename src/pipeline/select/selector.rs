@@ -121,10 +121,85 @@ struct Transaction {
     /// Where it starts (its GTID or BEGIN event).
     start: BinlogFilePos,
     gtid: Option<TransactionGtid>,
-    /// A MariaDB standalone statement: no BEGIN/COMMIT follows.
+    /// A single statement with no BEGIN/COMMIT (a MariaDB standalone GTID, or a MySQL GTID
+    /// not followed by BEGIN).
     standalone: bool,
     /// Row changes read so far, skipped ones included.
     rows_seen: u64,
+    /// Where this transaction's changes start in the batch being built; None once part of
+    /// it was handed on (a rollback can then no longer be undone here).
+    first_index: Option<usize>,
+    /// Savepoints: name and index in the batch being built (None once handed on past it).
+    savepoints: Vec<(String, Option<usize>)>,
+}
+
+impl Transaction {
+    fn new(
+        start: BinlogFilePos,
+        gtid: Option<TransactionGtid>,
+        standalone: bool,
+        first_index: usize,
+    ) -> Self {
+        Transaction {
+            start,
+            gtid,
+            standalone,
+            rows_seen: 0,
+            first_index: Some(first_index),
+            savepoints: Vec::new(),
+        }
+    }
+}
+
+/// What a statement inside a transaction means to Select.
+enum InnerStatement {
+    Savepoint(String),
+    RollbackTo(String),
+    /// RELEASE SAVEPOINT, XA END: nothing to hand on.
+    Nothing,
+    /// Table DDL logged inside a transaction (CREATE TABLE … SELECT): handed on in order.
+    Ddl,
+    /// Anything else: statement-based DML, which cannot be applied row by row.
+    Unknown,
+}
+
+fn classify_inner(sql: &str) -> InnerStatement {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(4)
+        .map(|word| {
+            word.trim_matches(|c| c == '`' || c == ';')
+                .to_ascii_uppercase()
+        })
+        .collect();
+    let name = |index: usize| -> String {
+        sql.split_whitespace()
+            .nth(index)
+            .unwrap_or_default()
+            .trim_matches(|c| c == '`' || c == ';')
+            .to_owned()
+    };
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["SAVEPOINT", ..] => InnerStatement::Savepoint(name(1)),
+        ["ROLLBACK", "TO", "SAVEPOINT", ..] | ["ROLLBACK", "WORK", "TO", "SAVEPOINT"] => {
+            InnerStatement::RollbackTo(name(words.len() - 1))
+        }
+        ["ROLLBACK", "TO", ..] => InnerStatement::RollbackTo(name(2)),
+        ["RELEASE", ..] | ["XA", "END", ..] => InnerStatement::Nothing,
+        ["CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE", ..] => InnerStatement::Ddl,
+        _ => InnerStatement::Unknown,
+    }
+}
+
+impl Drop for Selector {
+    fn drop(&mut self) {
+        self.budget.release(self.building_bytes);
+    }
 }
 
 /// The Select stage of one pipeline.
@@ -242,6 +317,13 @@ impl Selector {
                     if let Some(batch) = self.handle(read)? {
                         return Ok(Some(batch));
                     }
+                }
+                Ok(Ok(None)) if !self.options.reader.stop_at_end => {
+                    let error = Error::Binlog(format!(
+                        "data source '{}' ended the binlog stream",
+                        self.source.name
+                    ));
+                    self.retry_after(&error).await;
                 }
                 Ok(Ok(None)) => {
                     if self.transaction.is_none()
@@ -369,6 +451,12 @@ impl Selector {
                 None => self.committed.clone(),
             };
             self.pending.push_front((change, time));
+            if let Some(transaction) = &mut self.transaction {
+                transaction.first_index = None;
+                for (_, index) in &mut transaction.savepoints {
+                    *index = None;
+                }
+            }
             return Some(self.cut(end));
         }
         self.budget.add(size);
@@ -383,31 +471,38 @@ impl Selector {
     fn handle(&mut self, read: ReadEvent) -> Result<Option<Batch>> {
         match read.event {
             SourceEvent::Gtid { gtid, standalone } => {
-                self.transaction = Some(Transaction {
-                    start: read.start,
-                    gtid: Some(gtid),
+                self.abandon_open_transaction(&read.start)?;
+                // A MySQL GTID is followed by BEGIN for a transaction, or by one statement.
+                let standalone = standalone || matches!(gtid, TransactionGtid::MySql { .. });
+                self.transaction = Some(Transaction::new(
+                    read.start,
+                    Some(gtid),
                     standalone,
-                    rows_seen: 0,
-                });
+                    self.building.len(),
+                ));
                 Ok(None)
             }
             SourceEvent::Begin => {
-                if self.transaction.is_none() {
-                    self.transaction = Some(Transaction {
-                        start: read.start,
-                        gtid: None,
-                        standalone: false,
-                        rows_seen: 0,
-                    });
+                match &mut self.transaction {
+                    Some(transaction) if transaction.standalone && transaction.rows_seen == 0 => {
+                        transaction.standalone = false;
+                    }
+                    _ => {
+                        self.abandon_open_transaction(&read.start)?;
+                        self.transaction = Some(Transaction::new(
+                            read.start,
+                            None,
+                            false,
+                            self.building.len(),
+                        ));
+                    }
                 }
                 Ok(None)
             }
             SourceEvent::Rows(changes) => {
-                let transaction = self.transaction.get_or_insert_with(|| Transaction {
-                    start: read.start.clone(),
-                    gtid: None,
-                    standalone: false,
-                    rows_seen: 0,
+                let first_index = self.building.len();
+                let transaction = self.transaction.get_or_insert_with(|| {
+                    Transaction::new(read.start.clone(), None, false, first_index)
                 });
                 let mut rows = Vec::with_capacity(changes.len());
                 for change in changes {
@@ -425,8 +520,18 @@ impl Selector {
                 }
                 Ok(None)
             }
-            SourceEvent::Commit | SourceEvent::Rollback => {
+            SourceEvent::Commit => {
                 let transaction = self.transaction.take();
+                self.committed = self.after(transaction.as_ref(), read.end);
+                self.skip = 0;
+                Ok(self.cut_if_full())
+            }
+            SourceEvent::Rollback => {
+                // What the source logged and then rolled back never happened: drop it.
+                let transaction = self.transaction.take();
+                if let Some(transaction) = &transaction {
+                    self.roll_back_to(transaction.first_index, &read.start, "ROLLBACK")?;
+                }
                 self.committed = self.after(transaction.as_ref(), read.end);
                 self.skip = 0;
                 Ok(self.cut_if_full())
@@ -437,8 +542,7 @@ impl Selector {
                     .as_ref()
                     .is_none_or(|transaction| transaction.standalone);
                 if !standalone {
-                    // SAVEPOINT, ROLLBACK TO, XA END…: nothing to hand on.
-                    return Ok(None);
+                    return self.inner_statement(schema, sql, &read.start, read.timestamp);
                 }
                 if !self.building.is_empty() {
                     // A statement is a batch of its own: hand on what came before it first.
@@ -476,6 +580,86 @@ impl Selector {
         }
     }
 
+    /// Handles a statement inside a BEGIN … COMMIT transaction.
+    fn inner_statement(
+        &mut self,
+        schema: String,
+        sql: String,
+        start: &BinlogFilePos,
+        time: u32,
+    ) -> Result<Option<Batch>> {
+        let building = self.building.len();
+        let transaction = self.transaction.as_mut().expect("inside a transaction");
+        match classify_inner(&sql) {
+            InnerStatement::Savepoint(name) => {
+                transaction
+                    .savepoints
+                    .retain(|(existing, _)| *existing != name);
+                transaction.savepoints.push((name, Some(building)));
+                Ok(None)
+            }
+            InnerStatement::RollbackTo(name) => {
+                let Some(at) = transaction
+                    .savepoints
+                    .iter()
+                    .position(|(existing, _)| *existing == name)
+                else {
+                    return Err(Error::Binlog(format!(
+                        "`{sql}` at {} names no savepoint of its transaction",
+                        start
+                    )));
+                };
+                let index = transaction.savepoints[at].1;
+                transaction.savepoints.truncate(at + 1);
+                self.roll_back_to(index, start, &sql)?;
+                Ok(None)
+            }
+            InnerStatement::Nothing => Ok(None),
+            InnerStatement::Ddl => Ok(self.add(Change::Ddl { schema, sql }, time)),
+            InnerStatement::Unknown => Err(Error::Binlog(format!(
+                "statement `{}` at {} inside a transaction cannot be applied row by row: \
+                 a session on the source writes with binlog_format=STATEMENT or MIXED; make it ROW",
+                sql.chars().take(80).collect::<String>(),
+                start
+            ))),
+        }
+    }
+
+    /// Drops the changes built from `index` on (a rollback). Fails if some of them were
+    /// already handed on (`index` is None), since they can no longer be taken back here.
+    fn roll_back_to(&mut self, index: Option<usize>, at: &BinlogFilePos, what: &str) -> Result<()> {
+        let Some(index) = index else {
+            return Err(Error::Binlog(format!(
+                "`{what}` at {at} rolls back changes of a transaction split across batches, some already \
+                 handed on: raise the pipeline's batch_rows/batch_bytes above the transaction's size and \
+                 re-snapshot the tables it touched"
+            )));
+        };
+        let dropped: usize = self
+            .building
+            .drain(index.min(self.building.len())..)
+            .map(|change| change.size())
+            .sum();
+        self.building_bytes -= dropped;
+        self.budget.release(dropped);
+        if self.building.is_empty() {
+            self.building_since = None;
+        }
+        Ok(())
+    }
+
+    /// A new transaction starts while one is still open: the open one was cut short (a
+    /// binlog truncated by a crash), so its changes never committed and are dropped.
+    fn abandon_open_transaction(&mut self, at: &BinlogFilePos) -> Result<()> {
+        match self.transaction.take() {
+            Some(open) if !open.standalone || open.rows_seen > 0 => {
+                warn!(source = %self.source.name, at = %at, started = %open.start, "a transaction without its commit: dropping it");
+                self.roll_back_to(open.first_index, at, "a transaction without its commit")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The position after `transaction`, which ended at `end`.
     fn after(&self, transaction: Option<&Transaction>, end: BinlogFilePos) -> Position {
         let gtid = match (
@@ -500,5 +684,245 @@ impl Selector {
         let full = self.building.len() >= self.options.batch_rows
             || self.building_bytes >= self.options.batch_bytes;
         (full && !self.building.is_empty()).then(|| self.cut(self.committed.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DataSourceKind, Secret};
+    use crate::model::{
+        ChangeKind, ColumnMeta, DataSourceId, MariaGtid, TableId, TableMeta, Value,
+    };
+
+    fn selector(batch_rows: usize) -> Selector {
+        let source = DataSource {
+            id: DataSourceId(1),
+            name: "sh".into(),
+            kind: DataSourceKind::MySql,
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "u".into(),
+            password: Secret::None,
+        };
+        let options = SelectOptions {
+            reader: ReaderOptions {
+                server_id: 1,
+                heartbeat: Duration::from_secs(1),
+                stop_at_end: true,
+            },
+            batch_rows,
+            batch_bytes: 1 << 20,
+            batch_timeout: Duration::from_secs(60),
+            retry_min: Duration::from_millis(10),
+            retry_max: Duration::from_millis(10),
+        };
+        let start = Position {
+            file: Some(BinlogFilePos {
+                file: "binlog.000001".into(),
+                offset: 4,
+            }),
+            gtid: None,
+            trx_rows_done: 0,
+        };
+        Selector::new(source, options, start, Arc::new(ByteBudget::default()))
+    }
+
+    fn at(offset: u64, event: SourceEvent) -> ReadEvent {
+        ReadEvent {
+            event,
+            start: BinlogFilePos {
+                file: "binlog.000001".into(),
+                offset: offset - 10,
+            },
+            end: BinlogFilePos {
+                file: "binlog.000001".into(),
+                offset,
+            },
+            timestamp: 1,
+        }
+    }
+
+    fn row(id: i64) -> SourceEvent {
+        let table = Arc::new(TableMeta {
+            id: TableId {
+                schema: "shop".into(),
+                table: "t".into(),
+            },
+            columns: vec![ColumnMeta {
+                name: "id".into(),
+                type_name: "LONG".into(),
+                unsigned: false,
+            }],
+            primary_key: vec![0],
+        });
+        SourceEvent::Rows(vec![RowChange {
+            table,
+            kind: ChangeKind::Insert,
+            before: None,
+            after: Some(vec![Value::Int(id)]),
+        }])
+    }
+
+    fn mysql_gtid(number: u64) -> SourceEvent {
+        SourceEvent::Gtid {
+            gtid: TransactionGtid::MySql {
+                uuid: "3e11fa47-71ca-11e1-9e33-c80aa9429562".into(),
+                number,
+            },
+            standalone: false,
+        }
+    }
+
+    fn query(sql: &str) -> SourceEvent {
+        SourceEvent::Query {
+            schema: "shop".into(),
+            sql: sql.into(),
+        }
+    }
+
+    fn ids(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|change| match change {
+                Change::Row(row) => row.after.as_ref().unwrap()[0].to_string(),
+                Change::Ddl { sql, .. } => sql.clone(),
+            })
+            .collect()
+    }
+
+    /// Feeds events; returns the batches handed on.
+    fn feed(selector: &mut Selector, events: Vec<ReadEvent>) -> Result<Vec<Batch>> {
+        let mut batches = Vec::new();
+        for event in events {
+            if let Some(batch) = selector.handle(event)? {
+                batches.push(batch);
+            }
+            while let Some((change, time)) = selector.pending.pop_front() {
+                if let Some(batch) = selector.add(change, time) {
+                    batches.push(batch);
+                }
+            }
+            if let Some(statement) = selector.pending_statement.take()
+                && let Some(batch) = selector.handle(statement)?
+            {
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
+
+    #[test]
+    fn a_mysql_ddl_after_its_gtid_is_handed_on_as_its_own_batch() {
+        let mut selector = selector(100);
+        let batches = feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(200, query("ALTER TABLE t ADD c INT")),
+                at(300, mysql_gtid(2)),
+                at(310, SourceEvent::Begin),
+                at(400, row(1)),
+                at(500, SourceEvent::Commit),
+            ],
+        )
+        .unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(ids(&batches[0].changes), vec!["ALTER TABLE t ADD c INT"]);
+        assert_eq!(batches[0].end.file.as_ref().unwrap().offset, 200);
+        assert_eq!(
+            ids(&selector.building),
+            vec!["1"],
+            "the next transaction is being built"
+        );
+    }
+
+    #[test]
+    fn rolled_back_work_is_dropped_and_savepoints_honoured() {
+        let mut selector = selector(100);
+        feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(110, SourceEvent::Begin),
+                at(200, row(1)),
+                at(210, query("SAVEPOINT s")),
+                at(300, row(2)),
+                at(310, query("ROLLBACK TO SAVEPOINT s")),
+                at(400, row(3)),
+                at(500, SourceEvent::Commit),
+                at(600, mysql_gtid(2)),
+                at(610, SourceEvent::Begin),
+                at(700, row(4)),
+                at(800, SourceEvent::Rollback),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ids(&selector.building), vec!["1", "3"]);
+        assert_eq!(selector.committed.file.as_ref().unwrap().offset, 800);
+        let expected: usize = selector.building.iter().map(Change::size).sum();
+        assert_eq!(
+            selector.budget.buffered(),
+            expected,
+            "dropped rows give their bytes back"
+        );
+    }
+
+    #[test]
+    fn a_transaction_without_its_commit_is_dropped_when_the_next_begins() {
+        let mut selector = selector(100);
+        let gtid = |sequence| SourceEvent::Gtid {
+            gtid: TransactionGtid::MariaDb(MariaGtid {
+                domain: 0,
+                server: 1,
+                sequence,
+            }),
+            standalone: false,
+        };
+        feed(
+            &mut selector,
+            vec![
+                at(100, gtid(1)),
+                at(200, row(1)),
+                at(300, gtid(2)),
+                at(400, row(2)),
+                at(500, SourceEvent::Commit),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ids(&selector.building), vec!["2"]);
+        assert_eq!(
+            selector.committed.gtid.as_ref().unwrap().to_string(),
+            "0-1-2"
+        );
+    }
+
+    #[test]
+    fn a_rollback_of_a_transaction_already_partly_handed_on_is_fatal() {
+        let mut selector = selector(2);
+        let mut events = vec![at(100, mysql_gtid(1)), at(110, SourceEvent::Begin)];
+        events.extend((1..=5).map(|id| at(200 + id as u64 * 10, row(id))));
+        events.push(at(400, SourceEvent::Rollback));
+        let error = feed(&mut selector, events).expect_err("fatal").to_string();
+        assert!(error.contains("split across batches"), "{error}");
+    }
+
+    #[test]
+    fn statement_based_dml_inside_a_transaction_is_fatal() {
+        let mut selector = selector(100);
+        let error = feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(110, SourceEvent::Begin),
+                at(200, query("INSERT INTO t VALUES (1)")),
+            ],
+        )
+        .expect_err("fatal")
+        .to_string();
+        assert!(
+            error.contains("binlog_format=STATEMENT or MIXED"),
+            "{error}"
+        );
     }
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
 const SHOW_BINARY_LOG_STATUS: &str = "SHOW BINARY LOG STATUS";
-const MARIADB_GTID_POS: &str = "SELECT @@GLOBAL.gtid_binlog_pos";
+// The GTID state at exactly that file and offset (two separate reads could disagree).
+const MARIADB_GTID_POS: &str = "SELECT BINLOG_GTID_POS(?, ?)";
 
 /// The source's current end: its binlog file and offset, and its GTID state.
 pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Position> {
@@ -41,9 +42,10 @@ pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Positi
     let offset: u64 = take(&mut status, "Position", context)?;
     let gtid_text: Option<String> = match kind {
         DataSourceKind::MariaDb => conn
-            .query_first(MARIADB_GTID_POS)
+            .exec_first::<Option<String>, _, _>(MARIADB_GTID_POS, (&file, offset))
             .await
-            .map_err(|error| Error::database(context, error))?,
+            .map_err(|error| Error::database(context, error))?
+            .flatten(),
         DataSourceKind::MySql => status
             .take_opt::<String, _>("Executed_Gtid_Set")
             .and_then(Result::ok),
@@ -87,10 +89,11 @@ pub async fn resolve_timestamp(
         heartbeat: Duration::from_secs(1),
         stop_at_end: true,
     };
-    // The newest file created at or before the target holds the first transaction after it.
+    // The newest file created before the target holds the first transaction at or after it.
     let mut candidate = None;
     for file in files.iter().rev() {
-        if file_created(source, &options, file).await? <= target {
+        // Strictly before: events of the target's own second may end the previous file.
+        if file_created(source, &options, file).await? < target {
             candidate = Some(file.clone());
             break;
         }

@@ -19,6 +19,8 @@ const SELECT_COLLATIONS: &str =
     "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL";
 const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 const SELECT_CHECKSUM: &str = "SELECT @@GLOBAL.binlog_checksum";
+/// How long connecting and starting a stream may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where and how to read.
 #[derive(Debug, Clone)]
@@ -53,11 +55,32 @@ pub struct BinlogReader {
     /// Who reads, for messages: the data source's name and the replica server id.
     source_name: String,
     server_id: u32,
+    /// The end offset of the last event that had one (for messages).
+    last_end: u64,
+    /// Start and end of the TRANSACTION_PAYLOAD whose inflated events are being read: they
+    /// carry no positions of their own (log_pos 0), so they take the payload's.
+    payload: Option<(BinlogFilePos, BinlogFilePos)>,
 }
 
 impl BinlogReader {
-    /// Connects to `source` and starts streaming at `file` or after `gtid` (MariaDB).
+    /// Connects to `source` and starts streaming at `file` or after `gtid` (MariaDB), within
+    /// 30 s.
     pub async fn open(
+        source: &DataSource,
+        options: &ReaderOptions,
+        file: Option<&BinlogFilePos>,
+        gtid: Option<&GtidState>,
+    ) -> Result<Self> {
+        let context = format!(
+            "cannot open the binlog stream of data source '{}'",
+            source.name
+        );
+        tokio::time::timeout(OPEN_TIMEOUT, Self::open_now(source, options, file, gtid))
+            .await
+            .unwrap_or_else(|_| Err(Error::Timeout(context, OPEN_TIMEOUT.as_millis() as u64)))
+    }
+
+    async fn open_now(
         source: &DataSource,
         options: &ReaderOptions,
         file: Option<&BinlogFilePos>,
@@ -150,10 +173,13 @@ impl BinlogReader {
             decoder: EventDecoder::new(
                 collation_map(collations),
                 checksum.is_some_and(|value| value.eq_ignore_ascii_case("CRC32")),
-            ),
+            )
+            .for_kind(source.kind),
             file: start_file,
             source_name: source.name.clone(),
             server_id: options.server_id,
+            last_end: 0,
+            payload: None,
         })
     }
 
@@ -172,8 +198,21 @@ impl BinlogReader {
             file: self.file.clone(),
             offset: end.offset.saturating_sub(u64::from(header.event_size())),
         };
+        let inflated = header.log_pos() == 0 && self.payload.is_some();
+        let (mut start, mut end) = match (&self.payload, inflated) {
+            (Some((payload_start, payload_end)), true) => {
+                (payload_start.clone(), payload_end.clone())
+            }
+            _ => (start, end),
+        };
+        if header.log_pos() > 0 {
+            self.payload = None;
+            self.last_end = u64::from(header.log_pos());
+        }
         let decoded = self.decoder.decode(&event, &end)?;
-        let (mut start, mut end) = (start, end);
+        if decoded == SourceEvent::Meta("TRANSACTION_PAYLOAD") {
+            self.payload = Some((start.clone(), end.clone()));
+        }
         if let SourceEvent::Rotate { file } = &decoded {
             self.file = file.clone();
             // A fake ROTATE (log_pos 0) is not in any file: place it in the one it names.
@@ -196,6 +235,16 @@ impl BinlogReader {
         let text = error.to_string();
         let same_id = matches!(&error, mysql_async::Error::Server(server) if server.code == 4052)
             || text.contains("same server_uuid/server_id");
+        let unreadable = matches!(
+            &error,
+            mysql_async::Error::Io(mysql_async::IoError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData
+        );
+        if unreadable {
+            return Error::Binlog(format!(
+                "an event after {}:{} from data source '{}' cannot be parsed ({text}); ottr never skips an event",
+                self.file, self.last_end, self.source_name
+            ));
+        }
         if same_id {
             Error::Binlog(format!(
                 "server id {} is used by another replica of data source '{}': give this pipeline a distinct one \

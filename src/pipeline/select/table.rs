@@ -18,10 +18,12 @@ pub struct TableDecoder {
 }
 
 /// Builds the decoder of the table a TABLE_MAP event describes. `collations` maps collation
-/// ids to character sets (read from the source once per connection).
+/// ids to character sets (read from the source once per connection); `geometry_has_charset`
+/// is MariaDB's convention of listing a charset for GEOMETRY columns too.
 pub fn table_decoder(
     tme: &TableMapEvent<'_>,
     collations: &HashMap<u16, Charset>,
+    geometry_has_charset: bool,
 ) -> Result<TableDecoder> {
     let id = TableId {
         schema: tme.database_name().into_owned(),
@@ -47,7 +49,10 @@ pub fn table_decoder(
     let mut set_labels: Vec<Vec<String>> = Vec::new();
     let mut primary_key = Vec::new();
     let character: Vec<usize> = (0..count)
-        .filter(|&i| types[i].is_character_type())
+        .filter(|&i| {
+            types[i].is_character_type()
+                || (geometry_has_charset && types[i] == ColumnType::MYSQL_TYPE_GEOMETRY)
+        })
         .collect();
     let enum_or_set: Vec<usize> = (0..count)
         .filter(|&i| types[i].is_enum_or_set_type())
