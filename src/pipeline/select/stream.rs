@@ -150,9 +150,17 @@ impl BinlogReader {
                     .with_filename(position.file.as_bytes())
                     .with_pos(position.offset);
             }
-            (DataSourceKind::MySql, None, _) => {
+            (DataSourceKind::MySql, None, Some(gtid)) => {
+                // COM_BINLOG_DUMP_GTID: the server sends every transaction not in the set.
+                request = request
+                    .with_gtid()
+                    .with_gtid_set(mysql_gtid_set(gtid)?)
+                    .with_filename(b"")
+                    .with_pos(4);
+            }
+            (DataSourceKind::MySql, None, None) => {
                 return Err(Error::Binlog(
-                    "starting a MySQL source from a GTID set is not supported yet: reset the position to FILE:POS".into(),
+                    "a binlog reader needs a file position or a GTID".into(),
                 ));
             }
         }
@@ -264,6 +272,22 @@ impl BinlogReader {
     }
 }
 
+/// The SIDs of a MySQL GTID set, as COM_BINLOG_DUMP_GTID takes them.
+fn mysql_gtid_set(gtid: &GtidState) -> Result<Vec<mysql_async::Sid<'static>>> {
+    let GtidState::MySql(set) = gtid else {
+        return Err(Error::Binlog(format!(
+            "'{gtid}' is a MariaDB GTID position, but the data source's kind is mysql"
+        )));
+    };
+    set.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<mysql_async::Sid>()
+                .map_err(|error| Error::Binlog(format!("GTID set part '{part}': {error}")))
+        })
+        .collect()
+}
+
 /// Fails, with the oldest position still available and the ways out, if `position`'s file
 /// has been purged from the source. Returns a warning when it is in the oldest binlog the
 /// source keeps while newer ones exist: the next purge will take it.
@@ -300,4 +324,25 @@ pub async fn check_not_purged(
         "position {position} is no longer on data source '{source}' (purged); the oldest available is {oldest}: \
          CALL reset_position to it (changes in between are lost) or re-snapshot the target"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mysql_gtid_set_becomes_sids_and_a_mariadb_one_is_refused() {
+        let set: GtidState =
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,4e11fa47-71ca-11e1-9e33-c80aa9429562:3"
+                .parse()
+                .unwrap();
+        assert_eq!(mysql_gtid_set(&set).unwrap().len(), 2);
+        let maria: GtidState = "0-1-5".parse().unwrap();
+        assert!(
+            mysql_gtid_set(&maria)
+                .unwrap_err()
+                .to_string()
+                .contains("MariaDB GTID position")
+        );
+    }
 }
