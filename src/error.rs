@@ -63,6 +63,13 @@ pub enum Error {
     /// compressed event, a bad checksum, a purged position. The message says where and why.
     #[error("{0}")]
     Binlog(String),
+    /// The source refuses the replica server id: another connection uses it. Transient, since
+    /// it is also what a restarted reader sees until the source drops its dead connection.
+    #[error("{0}")]
+    ServerIdInUse(String),
+    /// A change cannot be mapped to the target (a key column left out, DDL on a renamed table).
+    #[error("{0}")]
+    Transform(String),
     /// A row read from a database does not have the shape ottr expects.
     #[error("{context}: {problem}")]
     BadRow { context: String, problem: String },
@@ -96,7 +103,9 @@ impl Error {
     /// The class that decides how this error is handled.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Unreachable { .. } | Error::Timeout(..) => ErrorClass::Transient,
+            Error::Unreachable { .. } | Error::Timeout(..) | Error::ServerIdInUse(_) => {
+                ErrorClass::Transient
+            }
             Error::Database { source, .. } if is_transient_server_error(source) => {
                 ErrorClass::Transient
             }
@@ -109,6 +118,7 @@ impl Error {
             | Error::Fenced { .. }
             | Error::Precheck(_)
             | Error::Binlog(_)
+            | Error::Transform(_)
             | Error::BadRow { .. } => ErrorClass::Fatal,
         }
     }

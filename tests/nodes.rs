@@ -32,6 +32,8 @@ struct Setup {
     url: String,
     conn: Conn,
     dir: PathBuf,
+    /// Replica server ids of this test's pipelines start here (the source is shared).
+    server_ids: u32,
 }
 
 async fn setup(schema: &str, lease_ms: u32, heartbeat_ms: u32, poll_ms: u32) -> Setup {
@@ -62,6 +64,7 @@ async fn setup(schema: &str, lease_ms: u32, heartbeat_ms: u32, poll_ms: u32) -> 
         url,
         conn,
         dir: temp_dir(schema),
+        server_ids: common::server_id_base(schema),
     }
 }
 
@@ -76,6 +79,10 @@ impl Setup {
                 "CALL add_table_pair(?, 'shop', ?, NULL, NULL)",
                 (name, name),
             )
+            .await
+            .unwrap();
+        self.conn
+            .exec_drop("UPDATE pipeline SET server_id = ? + id", (self.server_ids,))
             .await
             .unwrap();
         if start {
@@ -664,8 +671,8 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
 
 #[tokio::test]
 async fn node_names_are_unique_among_live_nodes_and_a_restart_takes_back_its_leases() {
-    let lease = Duration::from_millis(6000);
-    let mut setup = setup("ottr_n_names", 6000, 200, 200).await;
+    let lease = Duration::from_millis(10000);
+    let mut setup = setup("ottr_n_names", 10000, 200, 200).await;
     setup.channel("orders", "sh", true).await;
     let mut first = setup.node("n1");
     setup
@@ -708,11 +715,11 @@ async fn node_names_are_unique_among_live_nodes_and_a_restart_takes_back_its_lea
     let _restarted = setup.node("n1");
     let conn = &mut setup.conn;
     eventually!(lease, "n1 to take back its lease", {
-        let row: Option<(String, u64)> = conn
-                .query_first("SELECT s.observed, l.token FROM v_pipeline_status s JOIN pipeline_lease l WHERE s.node = 'n1'")
+        let row: Option<(String, u64, Option<String>)> = conn
+                .query_first("SELECT s.observed, l.token, s.reason FROM v_pipeline_status s JOIN pipeline_lease l WHERE s.node = 'n1'")
                 .await
                 .unwrap();
-        row.filter(|(observed, new_token)| observed == "running" && *new_token > token)
+        row.filter(|(observed, new_token, _)| observed == "running" && *new_token > token)
     });
     assert!(
         started.elapsed() < lease,

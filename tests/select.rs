@@ -377,7 +377,7 @@ fn replay(
 ) -> std::collections::BTreeMap<i64, Vec<Value>> {
     let mut rows = std::collections::BTreeMap::new();
     for change in changes {
-        let ottr::pipeline::select::Change::Row(row) = change else {
+        let ottr::pipeline::select::Change::Row(row, _) = change else {
             continue;
         };
         if row.table.id.table != table {
@@ -445,7 +445,7 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
         changes.extend(batch.changes);
     }
     let ddl_at = changes.iter().position(|change| matches!(change, ottr::pipeline::select::Change::Ddl { sql, .. } if sql.starts_with("CREATE TABLE `ctas`")));
-    let first_ctas_row = changes.iter().position(|change| matches!(change, ottr::pipeline::select::Change::Row(row) if row.table.id.table == "ctas"));
+    let first_ctas_row = changes.iter().position(|change| matches!(change, ottr::pipeline::select::Change::Row(row, _) if row.table.id.table == "ctas"));
     assert!(
         ddl_at.is_some() && ddl_at < first_ctas_row,
         "CREATE … SELECT: the DDL comes before its rows: {ddl_at:?} {first_ctas_row:?} {:?}",

@@ -27,6 +27,7 @@ const SELECT_COLUMN_PAIRS: &str = "SELECT id, table_pair_id, mode, source_column
 const SELECT_PIPELINE_NODES: &str =
     "SELECT pipeline_id, node FROM pipeline_node ORDER BY pipeline_id, node";
 const SELECT_SETTINGS: &str = "SELECT name, value FROM setting ORDER BY name";
+const SELECT_INSTALLATION: &str = "SELECT id FROM installation WHERE singleton = 1";
 
 /// Reads every configuration row, in one consistent read.
 pub async fn read_snapshot(meta: &MetaDb) -> Result<ConfigSnapshot> {
@@ -101,6 +102,23 @@ pub async fn read_data_source(meta: &MetaDb, name: &str) -> Result<Option<DataSo
             .await
             .map_err(|error| Error::database(context, error))?;
         row.map(|mut row| data_source_row(&mut row)).transpose()
+    })
+    .await
+}
+
+/// The id of this metadata schema (a UUID written by the first migrate).
+pub async fn read_installation(meta: &MetaDb) -> Result<String> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot read the installation id";
+    timed(context, async {
+        let id: Option<String> = conn
+            .query_first(SELECT_INSTALLATION)
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        id.ok_or_else(|| Error::BadRow {
+            context: context.into(),
+            problem: "the installation table is empty: run ottr migrate".into(),
+        })
     })
     .await
 }

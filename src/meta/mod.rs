@@ -12,7 +12,7 @@ mod migrate;
 mod nodes;
 mod views;
 
-pub use config::{read_data_source, read_settings, read_snapshot};
+pub use config::{read_data_source, read_installation, read_settings, read_snapshot};
 pub use events::{EventLevel, log_event, prune_event_log};
 pub use leases::{
     Lease, RunId, claim_lease, ensure_lease_rows, read_leases, read_position, release_lease,

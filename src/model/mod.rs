@@ -9,5 +9,7 @@ mod value;
 
 pub use change::{ChangeKind, ColumnMeta, RowChange, TableId, TableMeta};
 pub use ids::{ChannelId, DataSourceId, FencingToken, PipelineId, TablePairId};
-pub use position::{BinlogFilePos, GtidState, MariaGtid, ParsePositionError, Position, StartPoint};
+pub use position::{
+    BinlogFilePos, ChangeAt, GtidState, MariaGtid, ParsePositionError, Position, StartPoint,
+};
 pub use value::{Charset, JsonOperation, Value};

@@ -19,7 +19,7 @@ use std::str::FromStr;
 pub struct ParsePositionError(pub String);
 
 /// A binlog file name and a byte offset in it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BinlogFilePos {
     /// The binlog file name as the server names it, e.g. `mysql-bin.000003`.
     pub file: String,
@@ -258,6 +258,28 @@ impl FromStr for StartPoint {
     }
 }
 
+/// Where one change is in the source binlog: the start of its transaction, and its index
+/// among that transaction's row changes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ChangeAt {
+    pub transaction: BinlogFilePos,
+    pub index: u64,
+}
+
+impl ChangeAt {
+    /// Whether this change comes before `resume`, i.e. was handed on (or applied) by whoever
+    /// recorded `resume` as its position.
+    pub fn is_before(&self, resume: &Position) -> bool {
+        match &resume.file {
+            Some(file) => {
+                self.transaction < *file
+                    || (self.transaction == *file && self.index < resume.trx_rows_done)
+            }
+            None => false,
+        }
+    }
+}
+
 /// Where a pipeline has read to: always the start of a transaction, plus how many row
 /// changes of that transaction were already handed on when a transaction was split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +377,55 @@ mod tests {
                 .to_string(),
             "0-1-1"
         );
+    }
+
+    #[test]
+    fn a_change_is_before_a_resume_point_by_transaction_then_index() {
+        let file = |offset| BinlogFilePos {
+            file: "b.000002".into(),
+            offset,
+        };
+        let resume = Position {
+            file: Some(file(500)),
+            gtid: None,
+            trx_rows_done: 3,
+        };
+        assert!(
+            ChangeAt {
+                transaction: file(400),
+                index: 99
+            }
+            .is_before(&resume)
+        );
+        assert!(
+            ChangeAt {
+                transaction: file(500),
+                index: 2
+            }
+            .is_before(&resume)
+        );
+        assert!(
+            !ChangeAt {
+                transaction: file(500),
+                index: 3
+            }
+            .is_before(&resume)
+        );
+        assert!(
+            !ChangeAt {
+                transaction: file(600),
+                index: 0
+            }
+            .is_before(&resume)
+        );
+        let earlier_file = ChangeAt {
+            transaction: BinlogFilePos {
+                file: "b.000001".into(),
+                offset: 900,
+            },
+            index: 0,
+        };
+        assert!(earlier_file.is_before(&resume));
     }
 
     #[test]

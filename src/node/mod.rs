@@ -54,6 +54,8 @@ struct Held {
 
 struct Node {
     meta: MetaDb,
+    /// The metadata schema's installation id, handed to every pipeline task.
+    installation: String,
     registration: NodeRegistration,
     settings: Settings,
     /// The last settings error, reported once rather than at every poll.
@@ -85,10 +87,12 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         version: env!("CARGO_PKG_VERSION").to_owned(),
         instance: RandomState::new().hash_one(std::time::SystemTime::now()) >> 1,
     };
+    let installation = meta::read_installation(&meta).await?;
     meta::register_node(&meta, &registration, settings.lease, settings.heartbeat).await?;
     info!(node = %registration.name, meta = meta.display_url(), "node registered");
     let mut node = Node {
         meta,
+        installation,
         registration,
         settings,
         settings_error: None,
@@ -374,6 +378,7 @@ impl Node {
             token,
             config,
             settings: self.settings.clone(),
+            installation: self.installation.clone(),
         }
         .spawn(deadline.subscribe())
     }

@@ -9,11 +9,15 @@
 //! The node hands each task a lease deadline; the task stops by itself when it passes, so it
 //! never outlives its lease even when the node loop is slow.
 //!
-//! Until the binlog reader lands, running a pipeline means: prechecks of the source, a check
-//! that the target is reachable, and resolving and saving the start position.
+//! Running a pipeline: prechecks of the source, a check that the target is reachable,
+//! resolving and saving the start position, then streaming: Select → Transform → Load, with
+//! the metadata position written after each batch is applied on the target.
 
 mod connect;
+pub mod extract;
+pub mod load;
 pub mod select;
+pub mod transform;
 
 pub use connect::connect;
 
@@ -22,11 +26,31 @@ use crate::error::{Error, ErrorClass, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb};
 use crate::model::{FencingToken, PipelineId, Position, StartPoint};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
+
+/// Where streaming starts, as the prechecks resolved it.
+#[derive(Debug)]
+struct Start {
+    position: Position,
+    /// The position was just resolved: whatever the target recorded as applied is stale.
+    fresh: bool,
+    /// A warning to show with the running state (position near the oldest binlog kept).
+    warning: Option<String>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Why a node stops a pipeline task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +91,8 @@ pub struct PipelineTask {
     /// The validated configuration, or why it is invalid.
     pub config: Result<PipelineConfig, ConfigError>,
     pub settings: Settings,
+    /// The metadata schema's installation id, which keys the pipeline's rows on targets.
+    pub installation: String,
 }
 
 /// A running pipeline task, owned by the node.
@@ -193,16 +219,13 @@ impl PipelineTask {
         }
         let mut backoff = self.settings.retry_min;
         loop {
-            let wait = match self.check_and_resolve(config).await {
-                Ok(summary) => {
-                    backoff = self.settings.retry_min;
-                    if let Err(error) = self.report("running", Some(&summary)).await {
-                        return error;
-                    }
-                    self.settings.retry_max
-                }
-                Err(error @ Error::Fenced { .. }) => return error,
-                Err(error) => {
+            let outcome = match self.check_and_resolve(config).await {
+                Ok(start) => self.stream(config, start, &mut backoff).await,
+                Err(error) => error,
+            };
+            let wait = match outcome {
+                error @ Error::Fenced { .. } => return error,
+                error => {
                     let text = chain(&error);
                     let (state, wait) = match error.class() {
                         ErrorClass::Transient => ("retrying", backoff),
@@ -223,7 +246,7 @@ impl PipelineTask {
 
     /// Prechecks the source, checks the target, and saves the start position if none is
     /// saved. Returns the summary shown as the reason of a running pipeline.
-    async fn check_and_resolve(&self, config: &PipelineConfig) -> Result<String> {
+    async fn check_and_resolve(&self, config: &PipelineConfig) -> Result<Start> {
         let mut source = connect(&config.source).await?;
         let checks = select::run_prechecks(&mut source, config.source.kind).await?;
         if let Some(failure) = select::first_failure(&checks) {
@@ -231,9 +254,11 @@ impl PipelineTask {
         }
         let target = connect(&config.target).await?;
         let _ = target.disconnect().await;
+        let mut fresh = false;
         let position = match meta::read_position(&self.meta, self.pipeline).await? {
             Some(position) => position,
             None => {
+                fresh = true;
                 let resolved = match &config.start {
                     StartPoint::End => select::resolve_end(&mut source, config.source.kind).await?,
                     StartPoint::File(file) => Position {
@@ -265,13 +290,110 @@ impl PipelineTask {
             None => None,
         };
         let _ = source.disconnect().await;
-        let summary = format!(
-            "source and target checks passed at {position}; this ottr does not apply changes yet"
-        );
-        Ok(match warning {
-            Some(warning) => format!("{warning}; {summary}"),
-            None => summary,
+        Ok(Start {
+            position,
+            fresh,
+            warning,
         })
+    }
+
+    /// Streams from `start` until something fails: Select → Transform → Load, joined by a
+    /// bounded channel, the metadata position written after each batch is applied.
+    async fn stream(&self, config: &PipelineConfig, start: Start, backoff: &mut Duration) -> Error {
+        match self.try_stream(config, start, backoff).await {
+            Ok(never) => match never {},
+            Err(error) => error,
+        }
+    }
+
+    async fn try_stream(
+        &self,
+        config: &PipelineConfig,
+        start: Start,
+        backoff: &mut Duration,
+    ) -> Result<std::convert::Infallible> {
+        let options = &config.options;
+        let mut loader = load::Loader::open(
+            &config.target,
+            load::LoadOptions {
+                pipeline: self.pipeline,
+                pipeline_key: format!("{}/{}", self.installation, self.pipeline),
+                pipeline_name: config.name.clone(),
+                token: self.token,
+                parallelism: usize::from(options.load_parallelism),
+                transactional: options.transactional,
+                skip_ddl_errors: options.skip_ddl_errors,
+            },
+        )
+        .await?;
+        if start.fresh {
+            loader.forget_applied().await?;
+        }
+        let select_options = select::SelectOptions {
+            reader: select::ReaderOptions {
+                server_id: config.server_id,
+                heartbeat: Duration::from_secs(1),
+                stop_at_end: false,
+            },
+            batch_rows: options.batch_rows as usize,
+            batch_bytes: options.batch_bytes as usize,
+            batch_timeout: options.batch_timeout,
+            retry_min: self.settings.retry_min,
+            retry_max: self.settings.retry_max,
+        };
+        let budget = Arc::new(select::ByteBudget::default());
+        let mut selector = select::Selector::new(
+            config.source.clone(),
+            select_options,
+            start.position.clone(),
+            budget,
+        );
+        // Select runs ahead by one batch at most: memory stays bounded by batch_bytes.
+        let (sender, mut batches) = mpsc::channel::<Result<select::Batch>>(1);
+        let reader = tokio::spawn(async move {
+            loop {
+                let next = selector.next_batch().await.transpose();
+                let Some(next) = next else { break };
+                let failed = next.is_err();
+                if sender.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let _stop_reader = AbortOnDrop(reader);
+        let mut transformer =
+            transform::Transformer::new(config.table_pairs.clone(), options.ddl_sync);
+        let running = |position: &Position| {
+            let applied = format!("applying; read and applied up to {position}");
+            match &start.warning {
+                Some(warning) => format!("{warning}; {applied}"),
+                None => applied,
+            }
+        };
+        self.report("running", Some(&running(&start.position)))
+            .await?;
+        let mut reported = Instant::now();
+        while let Some(batch) = batches.recv().await {
+            let mut batch = batch?;
+            let changes = transformer
+                .transform(batch.take_changes())
+                .map_err(Error::Transform)?;
+            loader.apply(changes, &batch.end).await?;
+            match meta::write_position(&self.meta, self.pipeline, self.token, &batch.end).await {
+                Ok(()) => {}
+                Err(error @ Error::Fenced { .. }) => return Err(error),
+                // The metadata database is away: keep applying; the lease deadline decides.
+                Err(error) => {
+                    warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot save the position")
+                }
+            }
+            *backoff = self.settings.retry_min;
+            if reported.elapsed() >= Duration::from_secs(5) {
+                self.report("running", Some(&running(&batch.end))).await?;
+                reported = Instant::now();
+            }
+        }
+        Err(Error::Binlog("the binlog reader stopped".into()))
     }
 
     async fn report(&self, state: &str, reason: Option<&str>) -> Result<()> {

@@ -450,3 +450,12 @@ pub fn select_options(
         retry_max: Duration::from_millis(1000),
     }
 }
+
+/// A replica server id base for `name` (a test's schema), so that pipelines of different tests
+/// reading the shared source never use the same server id: 5,000,000 + a multiple of 100.
+pub fn server_id_base(name: &str) -> u32 {
+    let hash = name.bytes().fold(0u32, |hash, byte| {
+        hash.wrapping_mul(31).wrapping_add(u32::from(byte))
+    });
+    5_000_000 + (hash % 10_000) * 100
+}

@@ -17,7 +17,7 @@ use super::event::{SourceEvent, TransactionGtid};
 use super::stream::{BinlogReader, ReadEvent, ReaderOptions};
 use crate::config::DataSource;
 use crate::error::{Error, ErrorClass, Result, chain};
-use crate::model::{BinlogFilePos, GtidState, Position, RowChange};
+use crate::model::{BinlogFilePos, ChangeAt, GtidState, Position, RowChange};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,19 +28,21 @@ use tracing::warn;
 /// One change handed on by Select.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Row(RowChange),
-    /// A statement outside any transaction (DDL), with the session's default schema.
+    /// A changed row, and where it is in the source binlog.
+    Row(RowChange, ChangeAt),
+    /// A statement (DDL), with the session's default schema, and where it is.
     Ddl {
         schema: String,
         sql: String,
+        at: ChangeAt,
     },
 }
 
 impl Change {
     fn size(&self) -> usize {
         match self {
-            Change::Row(row) => row.size(),
-            Change::Ddl { schema, sql } => 64 + schema.len() + sql.len(),
+            Change::Row(row, _) => row.size(),
+            Change::Ddl { schema, sql, .. } => 64 + schema.len() + sql.len(),
         }
     }
 }
@@ -98,6 +100,11 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Takes the changes out; the batch keeps counting its bytes until it is dropped.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
     /// Bytes this batch counts against the budget.
     pub fn bytes(&self) -> usize {
         self.reservation.bytes
@@ -508,7 +515,11 @@ impl Selector {
                 for change in changes {
                     transaction.rows_seen += 1;
                     if transaction.rows_seen > self.skip {
-                        rows.push((Change::Row(change), read.timestamp));
+                        let at = ChangeAt {
+                            transaction: transaction.start.clone(),
+                            index: transaction.rows_seen - 1,
+                        };
+                        rows.push((Change::Row(change, at), read.timestamp));
                     }
                 }
                 // Count the rows still to be placed, so a cut knows how many were handed on.
@@ -554,9 +565,15 @@ impl Selector {
                     return Ok(Some(self.cut(before)));
                 }
                 let transaction = self.transaction.take();
+                let at = ChangeAt {
+                    transaction: transaction
+                        .as_ref()
+                        .map_or(read.start.clone(), |t| t.start.clone()),
+                    index: 0,
+                };
                 self.committed = self.after(transaction.as_ref(), read.end.clone());
                 self.skip = 0;
-                let statement = Change::Ddl { schema, sql };
+                let statement = Change::Ddl { schema, sql, at };
                 let size = statement.size();
                 self.budget.add(size);
                 self.building_bytes = size;
@@ -615,7 +632,13 @@ impl Selector {
                 Ok(None)
             }
             InnerStatement::Nothing => Ok(None),
-            InnerStatement::Ddl => Ok(self.add(Change::Ddl { schema, sql }, time)),
+            InnerStatement::Ddl => {
+                let at = ChangeAt {
+                    transaction: transaction.start.clone(),
+                    index: transaction.rows_seen,
+                };
+                Ok(self.add(Change::Ddl { schema, sql, at }, time))
+            }
             InnerStatement::Unknown => Err(Error::Binlog(format!(
                 "statement `{}` at {} inside a transaction cannot be applied row by row: \
                  a session on the source writes with binlog_format=STATEMENT or MIXED; make it ROW",
@@ -785,7 +808,7 @@ mod tests {
         changes
             .iter()
             .map(|change| match change {
-                Change::Row(row) => row.after.as_ref().unwrap()[0].to_string(),
+                Change::Row(row, _) => row.after.as_ref().unwrap()[0].to_string(),
                 Change::Ddl { sql, .. } => sql.clone(),
             })
             .collect()

@@ -254,7 +254,7 @@ impl BinlogReader {
             ));
         }
         if same_id {
-            Error::Binlog(format!(
+            Error::ServerIdInUse(format!(
                 "server id {} is used by another replica of data source '{}': give this pipeline a distinct one \
                  (CALL set_pipeline_option(pipeline, 'server_id', …)); the source said: {text}",
                 self.server_id, self.source_name

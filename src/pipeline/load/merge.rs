@@ -1,0 +1,202 @@
+//! Planning the apply of a batch: partitions by primary-key hash, and Otter's merge per key
+//! inside a partition (I+U→I, I+D→D, U+U→U, U+D→D, D+I→I; an update that changes the key is a
+//! delete of the old key and an insert of the new one, so chains 1→2, 2→3 follow). Every
+//! write carries the whole after-image, so the merged result is each key's last image, or a
+//! delete by key. Pure: no IO.
+
+use super::bind::Bound;
+use crate::pipeline::transform::{TargetKind, TargetRow, TargetTable};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What to do to one key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyOp {
+    /// Write this whole row (insert or replace).
+    Upsert(Vec<Bound>),
+    /// Delete the row with this key.
+    Delete(Vec<Bound>),
+}
+
+/// The merged operations of one partition, per table in first-seen order: deletes first,
+/// then upserts.
+#[derive(Debug, Default, PartialEq)]
+pub struct Merged {
+    pub deletes: Vec<(Arc<TargetTable>, Vec<Vec<Bound>>)>,
+    pub upserts: Vec<(Arc<TargetTable>, Vec<Vec<Bound>>)>,
+}
+
+/// The key values of `image` for `table`.
+pub fn key_of(table: &TargetTable, image: &[Bound]) -> Vec<Bound> {
+    table
+        .key
+        .iter()
+        .map(|index| image[*index].clone())
+        .collect()
+}
+
+/// The partition (0..partitions) of a keyed row: a stable FNV-1a hash of table and key.
+pub fn partition_of(row: &TargetRow, partitions: usize) -> usize {
+    let image = row
+        .after
+        .as_ref()
+        .or(row.before.as_ref())
+        .expect("a row has an image");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(row.table.schema.as_bytes());
+    bytes.push(b'.');
+    bytes.extend_from_slice(row.table.table.as_bytes());
+    bytes.push(0);
+    for value in key_of(&row.table, image) {
+        value.key_text(&mut bytes);
+    }
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % partitions as u64) as usize
+}
+
+/// The operations of keyed rows, in binlog order, as single-key operations.
+pub fn key_ops(row: &TargetRow) -> Vec<KeyOp> {
+    let key = |image: &Vec<Bound>| key_of(&row.table, image);
+    match (row.kind, &row.before, &row.after) {
+        (TargetKind::Delete, Some(before), _) => vec![KeyOp::Delete(key(before))],
+        (TargetKind::Update, Some(before), Some(after)) if key(before) != key(after) => {
+            vec![KeyOp::Delete(key(before)), KeyOp::Upsert(after.clone())]
+        }
+        (_, _, Some(after)) => vec![KeyOp::Upsert(after.clone())],
+        _ => Vec::new(),
+    }
+}
+
+/// A key of a row: schema, table, and the key values as bytes.
+type KeySlot = (String, String, Vec<u8>);
+
+/// Merges keyed rows per key: each key's last operation wins.
+pub fn merge(rows: &[&TargetRow]) -> Merged {
+    // (table, key) → (first-seen order, last operation)
+    let mut last: HashMap<KeySlot, (usize, Arc<TargetTable>, KeyOp)> = HashMap::new();
+    let mut order = 0;
+    for row in rows {
+        for op in key_ops(row) {
+            let key_values = match &op {
+                KeyOp::Upsert(image) => key_of(&row.table, image),
+                KeyOp::Delete(key) => key.clone(),
+            };
+            let mut key_bytes = Vec::new();
+            for value in &key_values {
+                value.key_text(&mut key_bytes);
+            }
+            let slot = (row.table.schema.clone(), row.table.table.clone(), key_bytes);
+            let seen = last
+                .get(&slot)
+                .map(|(seen, _, _)| *seen)
+                .unwrap_or_else(|| {
+                    order += 1;
+                    order
+                });
+            last.insert(slot, (seen, row.table.clone(), op));
+        }
+    }
+    let mut ops: Vec<(usize, Arc<TargetTable>, KeyOp)> = last.into_values().collect();
+    ops.sort_by_key(|(seen, _, _)| *seen);
+    let mut merged = Merged::default();
+    for (_, table, op) in ops {
+        let (list, values) = match op {
+            KeyOp::Delete(key) => (&mut merged.deletes, key),
+            KeyOp::Upsert(image) => (&mut merged.upserts, image),
+        };
+        match list
+            .iter_mut()
+            .find(|(existing, _)| Arc::ptr_eq(existing, &table) || **existing == *table)
+        {
+            Some((_, rows)) => rows.push(values),
+            None => list.push((table, vec![values])),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BinlogFilePos, ChangeAt};
+
+    fn table() -> Arc<TargetTable> {
+        Arc::new(TargetTable {
+            schema: "s".into(),
+            table: "t".into(),
+            columns: vec!["id".into(), "v".into()],
+            key: vec![0],
+        })
+    }
+
+    fn row(kind: TargetKind, before: Option<(i64, &str)>, after: Option<(i64, &str)>) -> TargetRow {
+        let image =
+            |(id, v): (i64, &str)| vec![Bound::Int(id), Bound::Bytes(v.as_bytes().to_vec())];
+        TargetRow {
+            table: table(),
+            kind,
+            before: before.map(image),
+            after: after.map(image),
+            at: ChangeAt {
+                transaction: BinlogFilePos {
+                    file: "b.1".into(),
+                    offset: 4,
+                },
+                index: 0,
+            },
+        }
+    }
+
+    fn keys(list: &[(Arc<TargetTable>, Vec<Vec<Bound>>)]) -> Vec<Bound> {
+        list.iter()
+            .flat_map(|(_, rows)| rows.iter().map(|row| row[0].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn otters_merge_rules_hold_per_key() {
+        use TargetKind::*;
+        let rows = [
+            row(Insert, None, Some((1, "a"))),
+            row(Update, Some((1, "a")), Some((1, "b"))), // I+U → I with the last image
+            row(Insert, None, Some((2, "x"))),
+            row(Delete, Some((2, "x")), None), // I+D → D (by key: a replay may find the insert applied)
+            row(Update, Some((3, "p")), Some((3, "q"))),
+            row(Update, Some((3, "q")), Some((3, "r"))), // U+U → U
+            row(Delete, Some((4, "z")), None),
+            row(Insert, None, Some((4, "again"))), // D+I → I
+        ];
+        let merged = merge(&rows.iter().collect::<Vec<_>>());
+        assert_eq!(keys(&merged.deletes), vec![Bound::Int(2)]);
+        let upserts = &merged.upserts[0].1;
+        assert_eq!(upserts.len(), 3);
+        assert_eq!(upserts[0][1], Bound::Bytes(b"b".to_vec()));
+        assert_eq!(upserts[1][1], Bound::Bytes(b"r".to_vec()));
+        assert_eq!(upserts[2][1], Bound::Bytes(b"again".to_vec()));
+    }
+
+    #[test]
+    fn key_changes_are_followed_through_chains() {
+        use TargetKind::*;
+        let rows = [
+            row(Update, Some((1, "a")), Some((2, "a"))),
+            row(Update, Some((2, "a")), Some((3, "a"))),
+        ];
+        let merged = merge(&rows.iter().collect::<Vec<_>>());
+        assert_eq!(keys(&merged.deletes), vec![Bound::Int(1), Bound::Int(2)]);
+        assert_eq!(keys(&merged.upserts), vec![Bound::Int(3)]);
+    }
+
+    #[test]
+    fn partitions_are_stable_for_a_key() {
+        let a = row(TargetKind::Insert, None, Some((7, "a")));
+        let b = row(TargetKind::Delete, Some((7, "b")), None);
+        assert_eq!(partition_of(&a, 8), partition_of(&b, 8));
+        let spread: std::collections::HashSet<usize> = (0..64)
+            .map(|id| partition_of(&row(TargetKind::Insert, None, Some((id, ""))), 8))
+            .collect();
+        assert!(spread.len() > 4, "keys spread over partitions: {spread:?}");
+    }
+}

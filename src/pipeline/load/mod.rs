@@ -1,0 +1,634 @@
+//! Load: applies transformed changes to the target, exactly once.
+//!
+//! Rows are applied in `load_parallelism` partitions keyed by a hash of table and primary key
+//! (the same key always goes to the same partition, so per-row order holds), each in its own
+//! target transaction, merged per key, deletes before upserts. Tables without a primary key
+//! go to one more, serial partition, applied row by row in binlog order. A duplicate-key
+//! error in parallel (a unique-key swap across partitions) re-runs what is left serially in
+//! binlog order. DDL is a barrier, recorded in `ottr_sys.ddl` as applying before and applied
+//! after, and on a replay of one left applying, "already done" errors count as success.
+//!
+//! Exactly once: every target transaction also moves its partition's row in
+//! `ottr_sys.applied` to the position it applied up to, guarded by the lease's fencing token
+//! (`WHERE fencing_token <= ?`); if that matches no row, the transaction rolls back and the
+//! pipeline stops: its lease was lost. A replay skips each change its partition's row says
+//! is applied.
+
+mod bind;
+mod merge;
+mod statements;
+
+pub use bind::{Bound, bind};
+pub use merge::{KeyOp, Merged, merge, partition_of};
+
+use crate::config::DataSource;
+use crate::error::{Error, Result};
+use crate::model::{BinlogFilePos, ChangeAt, FencingToken, GtidState, PipelineId, Position};
+use crate::pipeline::transform::{TargetChange, TargetKind, TargetRow, TargetTable};
+use futures_util::future::join_all;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
+use statements::{ROWS_PER_STATEMENT, delete_keys, delete_row, insert, update_row, upsert};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const CREATE_SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS ottr_sys";
+const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (
+    pipeline_key VARCHAR(100) NOT NULL COMMENT 'installation id / pipeline id',
+    partition_no SMALLINT UNSIGNED NOT NULL,
+    pipeline_name VARCHAR(130) NOT NULL,
+    binlog_file VARCHAR(255) NULL,
+    binlog_offset BIGINT UNSIGNED NULL,
+    gtid TEXT NULL,
+    trx_rows_done BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    fencing_token BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (pipeline_key, partition_no)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+const CREATE_DDL: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.ddl (
+    pipeline_key VARCHAR(100) NOT NULL,
+    binlog_file VARCHAR(255) NOT NULL,
+    binlog_offset BIGINT UNSIGNED NOT NULL,
+    state ENUM('applying','applied') NOT NULL,
+    statement MEDIUMTEXT NOT NULL,
+    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (pipeline_key, binlog_file, binlog_offset)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+const ADD_PARTITION: &str = "INSERT IGNORE INTO ottr_sys.applied (pipeline_key, partition_no, pipeline_name) VALUES (?, ?, ?)";
+const CLAIM_PARTITIONS: &str =
+    "UPDATE ottr_sys.applied SET fencing_token = ? WHERE pipeline_key = ? AND fencing_token <= ?";
+const COUNT_PARTITIONS: &str = "SELECT COUNT(*) FROM ottr_sys.applied WHERE pipeline_key = ?";
+const READ_APPLIED: &str = "SELECT partition_no, binlog_file, binlog_offset, gtid, trx_rows_done \
+     FROM ottr_sys.applied WHERE pipeline_key = ? ORDER BY partition_no";
+const FORGET_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = NULL, binlog_offset = NULL, \
+     gtid = NULL, trx_rows_done = 0 WHERE pipeline_key = ? AND fencing_token <= ?";
+const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_offset = ?, gtid = ?, \
+     trx_rows_done = ?, fencing_token = ? WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
+const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
+const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl (pipeline_key, binlog_file, binlog_offset, state, statement) \
+     VALUES (?, ?, ?, 'applying', ?) ON DUPLICATE KEY UPDATE state = 'applying'";
+const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
+const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
+/// Load sessions: UTC, zero values kept as they are, strict, utf8mb4.
+const SESSION: [&str; 2] = [
+    "SET SESSION time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
+    "SET NAMES utf8mb4",
+];
+/// MySQL errors that mean a replayed DDL was already done.
+const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
+const DUPLICATE_KEY: u16 = 1062;
+
+/// `partition_no, binlog_file, binlog_offset, gtid, trx_rows_done` of an applied row.
+type AppliedColumns = (u32, Option<String>, Option<u64>, Option<String>, u64);
+
+/// How a pipeline loads.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub pipeline: PipelineId,
+    /// The pipeline's key in `ottr_sys`: `installation id/pipeline id`, unique across
+    /// installations writing to the same target.
+    pub pipeline_key: String,
+    pub pipeline_name: String,
+    pub token: FencingToken,
+    /// Parallel partitions; one more, serial, partition takes tables without a key.
+    pub parallelism: usize,
+    /// Apply each batch in binlog order in one transaction.
+    pub transactional: bool,
+    pub skip_ddl_errors: bool,
+}
+
+/// The load side of one pipeline, on its target.
+pub struct Loader {
+    pool: Pool,
+    options: LoadOptions,
+    /// Per partition (the last is the serial one): the position applied up to.
+    applied: Vec<Option<Position>>,
+    /// Per target table: the indexes of its columns to write (present, not generated).
+    writable: HashMap<(String, String), Arc<Vec<usize>>>,
+}
+
+/// The resume position just before the change at `at`.
+fn position_at(at: &ChangeAt) -> Position {
+    Position {
+        file: Some(at.transaction.clone()),
+        gtid: None,
+        trx_rows_done: at.index,
+    }
+}
+
+fn change_at(change: &TargetChange) -> &ChangeAt {
+    match change {
+        TargetChange::Row(row) => &row.at,
+        TargetChange::Ddl { at, .. } => at,
+    }
+}
+
+/// Whether an update moves a row to another key.
+fn changes_key(row: &TargetRow) -> bool {
+    !row.table.key.is_empty()
+        && row.kind == TargetKind::Update
+        && matches!((&row.before, &row.after), (Some(before), Some(after))
+            if merge::key_of(&row.table, before) != merge::key_of(&row.table, after))
+}
+
+/// What went wrong in a partition, to decide about a serial re-run.
+enum PartitionError {
+    DuplicateKey(Error),
+    Other(Error),
+}
+
+impl Loader {
+    /// Connects to the target, creates `ottr_sys` if needed, and takes the pipeline's applied
+    /// rows under this fencing token (Err(Fenced) if a newer token holds them).
+    pub async fn open(target: &DataSource, options: LoadOptions) -> Result<Self> {
+        let password = target.password.resolve().map_err(|problem| {
+            Error::Precheck(format!("data source '{}': {problem}", target.name))
+        })?;
+        let constraints = PoolConstraints::new(0, options.parallelism + 2).expect("0 <= n");
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(target.host.clone())
+            .tcp_port(target.port)
+            .user(Some(target.user.clone()))
+            .pass(password)
+            .prefer_socket(false)
+            .client_found_rows(true)
+            .init(SESSION.to_vec())
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
+        let pool = Pool::new(opts);
+        let mut loader = Loader {
+            pool,
+            applied: vec![None; options.parallelism + 1],
+            options,
+            writable: HashMap::new(),
+        };
+        loader.prepare(&target.name).await?;
+        Ok(loader)
+    }
+
+    fn fail(&self, what: &str) -> impl Fn(mysql_async::Error) -> Error {
+        let context = format!(
+            "pipeline {}: cannot {what} on the target",
+            self.options.pipeline
+        );
+        move |error| Error::database(context.clone(), error)
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        self.pool.get_conn().await.map_err(self.fail("connect"))
+    }
+
+    async fn prepare(&mut self, target: &str) -> Result<()> {
+        let mut conn = self.conn().await?;
+        for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL] {
+            conn.query_drop(sql).await.map_err(|error| {
+                Error::database(format!("cannot create ottr_sys on data source '{target}' (it needs CREATE on ottr_sys.*)"), error)
+            })?;
+        }
+        let options = &self.options;
+        for partition in 0..=options.parallelism {
+            conn.exec_drop(
+                ADD_PARTITION,
+                (
+                    &options.pipeline_key,
+                    partition as u32,
+                    &options.pipeline_name,
+                ),
+            )
+            .await
+            .map_err(self.fail("register the partitions"))?;
+        }
+        let token = options.token.0;
+        conn.exec_drop(CLAIM_PARTITIONS, (token, &options.pipeline_key, token))
+            .await
+            .map_err(self.fail("claim the partitions"))?;
+        let claimed = conn.affected_rows();
+        let rows: Option<u64> = conn
+            .exec_first(COUNT_PARTITIONS, (&options.pipeline_key,))
+            .await
+            .map_err(self.fail("count the partitions"))?;
+        if claimed < rows.unwrap_or(0) {
+            return Err(Error::Fenced {
+                pipeline: options.pipeline,
+                token: options.token,
+            });
+        }
+        let applied: Vec<AppliedColumns> = conn
+            .exec(READ_APPLIED, (&options.pipeline_key,))
+            .await
+            .map_err(self.fail("read the applied positions"))?;
+        for (partition, file, offset, gtid, trx_rows_done) in applied {
+            let Some(slot) = self.applied.get_mut(partition as usize) else {
+                // from an earlier, larger parallelism: its rows are not used
+                continue;
+            };
+            *slot = file.zip(offset).map(|(file, offset)| Position {
+                file: Some(BinlogFilePos { file, offset }),
+                gtid: gtid.and_then(|text| text.parse::<GtidState>().ok()),
+                trx_rows_done,
+            });
+        }
+        Ok(())
+    }
+
+    /// Forgets what the target says is applied: the pipeline starts over from a new position.
+    pub async fn forget_applied(&mut self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            FORGET_APPLIED,
+            (&self.options.pipeline_key, self.options.token.0),
+        )
+        .await
+        .map_err(self.fail("reset the applied positions"))?;
+        self.applied.iter_mut().for_each(|slot| *slot = None);
+        Ok(())
+    }
+
+    /// Applies `changes`, a batch whose resume position is `end`. DDL and updates that change
+    /// a key are barriers: what comes before them is applied first, then they alone, so that
+    /// partitions never reorder a key chain (1→2 here, 2→3 in another partition).
+    pub async fn apply(&mut self, changes: Vec<TargetChange>, end: &Position) -> Result<()> {
+        let mut segment = Vec::new();
+        let mut changes = changes.into_iter().peekable();
+        while let Some(change) = changes.next() {
+            match change {
+                TargetChange::Row(row) if changes_key(&row) && !self.options.transactional => {
+                    self.apply_rows(std::mem::take(&mut segment), &position_at(&row.at))
+                        .await?;
+                    let after = changes
+                        .peek()
+                        .map_or_else(|| end.clone(), |next| position_at(change_at(next)));
+                    self.apply_rows(vec![row], &after).await?;
+                }
+                TargetChange::Row(row) => segment.push(row),
+                TargetChange::Ddl { schema, sql, at } => {
+                    self.apply_rows(std::mem::take(&mut segment), &position_at(&at))
+                        .await?;
+                    self.apply_ddl(&schema, &sql, &at).await?;
+                }
+            }
+        }
+        self.apply_rows(segment, end).await
+    }
+
+    /// The partition of a row: by key hash, or the serial one for tables without a key.
+    fn partition(&self, row: &TargetRow) -> usize {
+        if row.table.key.is_empty() || self.options.transactional {
+            self.options.parallelism
+        } else {
+            partition_of(row, self.options.parallelism)
+        }
+    }
+
+    fn is_applied(&self, partition: usize, at: &ChangeAt) -> bool {
+        self.applied[partition]
+            .as_ref()
+            .is_some_and(|applied| at.is_before(applied))
+    }
+
+    async fn apply_rows(&mut self, rows: Vec<TargetRow>, end: &Position) -> Result<()> {
+        let mut partitions: Vec<Vec<TargetRow>> = vec![Vec::new(); self.options.parallelism + 1];
+        for row in rows {
+            let partition = self.partition(&row);
+            if !self.is_applied(partition, &row.at) {
+                partitions[partition].push(row);
+            }
+        }
+        for rows in &partitions {
+            for row in rows {
+                self.writable_columns(&row.table).await?;
+            }
+        }
+        let work: Vec<(usize, Vec<TargetRow>)> = partitions
+            .into_iter()
+            .enumerate()
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect();
+        if work.is_empty() {
+            return Ok(());
+        }
+        let results = join_all(
+            work.iter()
+                .map(|(partition, rows)| self.apply_partition(*partition, rows, end)),
+        )
+        .await;
+        let mut duplicate = false;
+        let mut first_error = None;
+        for ((partition, _), result) in work.iter().zip(results) {
+            match result {
+                Ok(()) => self.applied[*partition] = Some(end.clone()),
+                Err(PartitionError::DuplicateKey(error)) => {
+                    duplicate = true;
+                    first_error.get_or_insert(error);
+                }
+                Err(PartitionError::Other(error)) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(_) if duplicate && work.len() > 1 => {
+                // A unique-key swap across partitions: apply what is left in binlog order.
+                let mut left: Vec<(usize, TargetRow)> = work
+                    .into_iter()
+                    .flat_map(|(partition, rows)| rows.into_iter().map(move |row| (partition, row)))
+                    .filter(|(partition, row)| !self.is_applied(*partition, &row.at))
+                    .collect();
+                left.sort_by(|(_, a), (_, b)| {
+                    (&a.at.transaction, a.at.index).cmp(&(&b.at.transaction, b.at.index))
+                });
+                self.apply_serially(left, end).await
+            }
+            Some(error) => Err(error),
+        }
+    }
+
+    /// One partition's rows in one target transaction, with its applied row moved to `end`.
+    async fn apply_partition(
+        &self,
+        partition: usize,
+        rows: &[TargetRow],
+        end: &Position,
+    ) -> Result<(), PartitionError> {
+        let classify = |error: Error| match &error {
+            Error::Database {
+                source: mysql_async::Error::Server(server),
+                ..
+            } if server.code == DUPLICATE_KEY => PartitionError::DuplicateKey(error),
+            _ => PartitionError::Other(error),
+        };
+        let mut conn = self.conn().await.map_err(classify)?;
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(self.fail("start a transaction"))
+            .map_err(classify)?;
+        let serial = partition == self.options.parallelism;
+        let result = if serial {
+            self.write_in_order(&mut transaction, rows.iter()).await
+        } else {
+            self.write_merged(&mut transaction, rows).await
+        };
+        result.map_err(classify)?;
+        self.move_applied(&mut transaction, &[partition], end)
+            .await
+            .map_err(classify)?;
+        transaction
+            .commit()
+            .await
+            .map_err(self.fail("commit"))
+            .map_err(classify)
+    }
+
+    /// Rows of several partitions in binlog order, in one transaction.
+    async fn apply_serially(
+        &mut self,
+        rows: Vec<(usize, TargetRow)>,
+        end: &Position,
+    ) -> Result<()> {
+        let mut partitions: Vec<usize> = rows.iter().map(|(partition, _)| *partition).collect();
+        partitions.sort();
+        partitions.dedup();
+        let mut conn = self.conn().await?;
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(self.fail("start a transaction"))?;
+        self.write_in_order(&mut transaction, rows.iter().map(|(_, row)| row))
+            .await?;
+        self.move_applied(&mut transaction, &partitions, end)
+            .await?;
+        transaction.commit().await.map_err(self.fail("commit"))?;
+        for partition in partitions {
+            self.applied[partition] = Some(end.clone());
+        }
+        Ok(())
+    }
+
+    /// Merged per key: deletes, then upserts, in multi-row statements.
+    async fn write_merged(
+        &self,
+        transaction: &mut Transaction<'_>,
+        rows: &[TargetRow],
+    ) -> Result<()> {
+        let merged = merge(&rows.iter().collect::<Vec<_>>());
+        for (table, keys) in &merged.deletes {
+            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                let (sql, params) = delete_keys(table, chunk);
+                self.run(transaction, table, &sql, params).await?;
+            }
+        }
+        for (table, images) in &merged.upserts {
+            let columns = self
+                .writable
+                .get(&(table.schema.clone(), table.table.clone()))
+                .cloned()
+                .expect("looked up");
+            for chunk in images.chunks(ROWS_PER_STATEMENT) {
+                let (sql, params) = upsert(table, &columns, chunk);
+                self.run(transaction, table, &sql, params).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Row by row in binlog order: keyed tables by key, others by matching whole rows.
+    async fn write_in_order<'r>(
+        &self,
+        transaction: &mut Transaction<'_>,
+        rows: impl Iterator<Item = &'r TargetRow>,
+    ) -> Result<()> {
+        for row in rows {
+            let table = &row.table;
+            let columns = self
+                .writable
+                .get(&(table.schema.clone(), table.table.clone()))
+                .cloned()
+                .expect("looked up");
+            let statements = if table.key.is_empty() {
+                match (row.kind, &row.before, &row.after) {
+                    (TargetKind::Insert, _, Some(after)) => vec![insert(table, &columns, after)],
+                    (TargetKind::Update, Some(before), Some(after)) => {
+                        vec![update_row(table, &columns, before, after)]
+                    }
+                    (TargetKind::Delete, Some(before), _) => {
+                        vec![delete_row(table, &columns, before)]
+                    }
+                    _ => Vec::new(),
+                }
+            } else {
+                merge::key_ops(row)
+                    .into_iter()
+                    .map(|op| match op {
+                        KeyOp::Delete(key) => delete_keys(table, &[key]),
+                        KeyOp::Upsert(image) => upsert(table, &columns, &[image]),
+                    })
+                    .collect()
+            };
+            for (sql, params) in statements {
+                self.run(transaction, table, &sql, params).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &self,
+        transaction: &mut Transaction<'_>,
+        table: &TargetTable,
+        sql: &str,
+        params: Vec<mysql_async::Value>,
+    ) -> Result<()> {
+        transaction.exec_drop(sql, params).await.map_err(|error| {
+            Error::database(
+                format!(
+                    "pipeline {}: applying to {}.{} failed",
+                    self.options.pipeline, table.schema, table.table
+                ),
+                error,
+            )
+        })
+    }
+
+    /// Moves the applied rows of `partitions` to `end`, guarded by the fencing token.
+    async fn move_applied(
+        &self,
+        transaction: &mut Transaction<'_>,
+        partitions: &[usize],
+        end: &Position,
+    ) -> Result<()> {
+        let options = &self.options;
+        for partition in partitions {
+            let file = end.file.as_ref();
+            transaction
+                .exec_drop(
+                    MOVE_APPLIED,
+                    (
+                        file.map(|file| file.file.clone()),
+                        file.map(|file| file.offset),
+                        end.gtid.as_ref().map(ToString::to_string),
+                        end.trx_rows_done,
+                        options.token.0,
+                        &options.pipeline_key,
+                        *partition as u32,
+                        options.token.0,
+                    ),
+                )
+                .await
+                .map_err(self.fail("record the applied position"))?;
+            if transaction.affected_rows() == 0 {
+                return Err(Error::Fenced {
+                    pipeline: options.pipeline,
+                    token: options.token,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A DDL statement as a barrier, recorded before and after.
+    async fn apply_ddl(&mut self, schema: &str, sql: &str, at: &ChangeAt) -> Result<()> {
+        let options = self.options.clone();
+        let key = (
+            options.pipeline_key.clone(),
+            at.transaction.file.clone(),
+            at.transaction.offset,
+        );
+        let mut conn = self.conn().await?;
+        let state: Option<String> = conn
+            .exec_first(DDL_STATE, key.clone())
+            .await
+            .map_err(self.fail("read the DDL record"))?;
+        if state.as_deref() != Some("applied") {
+            let mut transaction = conn
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(self.fail("start a transaction"))?;
+            transaction
+                .exec_drop(DDL_APPLYING, (&key.0, &key.1, key.2, sql))
+                .await
+                .map_err(self.fail("record the DDL"))?;
+            let all: Vec<usize> = (0..=options.parallelism).collect();
+            self.move_applied(&mut transaction, &all, &position_at(at))
+                .await?;
+            transaction.commit().await.map_err(self.fail("commit"))?;
+            let replay = state.as_deref() == Some("applying");
+            if !schema.is_empty() {
+                conn.query_drop(format!("USE {}", statements::quote(schema)))
+                    .await
+                    .map_err(self.fail("use the DDL's schema"))?;
+            }
+            match conn.query_drop(sql).await {
+                Ok(()) => {}
+                Err(mysql_async::Error::Server(server))
+                    if replay && ALREADY_DONE.contains(&server.code) => {}
+                Err(error) if options.skip_ddl_errors => {
+                    tracing::warn!(pipeline = %options.pipeline, error = %error, sql, "DDL failed and is skipped (skip_ddl_errors)");
+                }
+                Err(error) => {
+                    return Err(Error::database(
+                        format!(
+                            "pipeline {}: DDL `{}` failed on the target",
+                            options.pipeline,
+                            sql.chars().take(200).collect::<String>()
+                        ),
+                        error,
+                    ));
+                }
+            }
+            conn.query_drop("USE ottr_sys")
+                .await
+                .map_err(self.fail("leave the DDL's schema"))?;
+            conn.exec_drop(DDL_APPLIED, key.clone())
+                .await
+                .map_err(self.fail("record the DDL as applied"))?;
+        }
+        // Its tables may have changed: look their columns up again.
+        self.writable.clear();
+        Ok(())
+    }
+
+    /// The columns of `table` to write; fails naming a column the target lacks.
+    async fn writable_columns(&mut self, table: &TargetTable) -> Result<Arc<Vec<usize>>> {
+        let key = (table.schema.clone(), table.table.clone());
+        if let Some(columns) = self.writable.get(&key) {
+            return Ok(columns.clone());
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, String)> = conn
+            .exec(TARGET_COLUMNS, (&table.schema, &table.table))
+            .await
+            .map_err(self.fail("read the target table's columns"))?;
+        if rows.is_empty() {
+            return Err(Error::Precheck(format!(
+                "target table {}.{} does not exist",
+                table.schema, table.table
+            )));
+        }
+        let mut columns = Vec::new();
+        for (index, name) in table.columns.iter().enumerate() {
+            match rows
+                .iter()
+                .find(|(column, _)| column.eq_ignore_ascii_case(name))
+            {
+                Some((_, extra)) if extra.to_ascii_uppercase().contains("GENERATED") => {}
+                Some(_) => columns.push(index),
+                None => {
+                    return Err(Error::Precheck(format!(
+                        "target table {}.{} has no column {name}",
+                        table.schema, table.table
+                    )));
+                }
+            }
+        }
+        let columns = Arc::new(columns);
+        self.writable.insert(key, columns.clone());
+        Ok(columns)
+    }
+
+    /// Closes the target connections.
+    pub async fn close(self) {
+        let _ = self.pool.disconnect().await;
+    }
+}

@@ -1,0 +1,369 @@
+//! One-way sync end to end on three real MariaDB servers (source, target, metadata) with an
+//! `ottr node`: every change of the paired tables reaches the target, compared row by row.
+
+mod common;
+
+use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn source() -> &'static MariaDb {
+    shared(ServerKind::Source)
+}
+
+fn target() -> &'static MariaDb {
+    shared(ServerKind::Target)
+}
+
+fn meta() -> &'static MariaDb {
+    shared(ServerKind::Plain)
+}
+
+struct Sync {
+    meta: Conn,
+    url: String,
+    dir: PathBuf,
+}
+
+/// A metadata schema with short timings, data sources sh → us, and a channel `name` over
+/// `schema` (exact) with the given extra SQL, started.
+async fn channel(
+    schema: &str,
+    pairs: &[(&str, &str, Option<&str>, Option<&str>)],
+    extra: &str,
+) -> Sync {
+    let url = fresh_meta(meta(), &format!("ottr_y_{schema}")).await;
+    let mut conn = conn_to(meta(), &format!("ottr_y_{schema}")).await;
+    conn.query_drop(
+        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200);",
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
+        (source().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "CALL add_data_source('us', 'mariadb', ?, NULL)",
+        (target().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop("CALL create_channel(?, 'sh', 'us')", (schema,))
+        .await
+        .unwrap();
+    for (source_schema, table, target_schema, target_table) in pairs {
+        conn.exec_drop(
+            "CALL add_table_pair(?, ?, ?, ?, ?)",
+            (schema, source_schema, table, target_schema, target_table),
+        )
+        .await
+        .unwrap();
+    }
+    conn.exec_drop(
+        "CALL set_pipeline_option(?, 'batch_timeout_ms', '100')",
+        (schema,),
+    )
+    .await
+    .unwrap();
+    // Every test's pipeline reads the shared source: each needs its own replica server id.
+    let server_id = 5_000_000
+        + schema.bytes().fold(0u32, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(u32::from(byte))
+        }) % 1_000_000;
+    conn.exec_drop(
+        "CALL set_pipeline_option(?, 'server_id', ?)",
+        (schema, server_id.to_string()),
+    )
+    .await
+    .unwrap();
+    if !extra.is_empty() {
+        conn.query_drop(extra).await.unwrap();
+    }
+    conn.exec_drop("CALL start_channel(?)", (schema,))
+        .await
+        .unwrap();
+    Sync {
+        meta: conn,
+        url,
+        dir: temp_dir(schema),
+    }
+}
+
+impl Sync {
+    fn node(&self) -> NodeProcess {
+        NodeProcess::spawn(&self.url, "n1", &self.dir, &[])
+    }
+
+    async fn running(&mut self) {
+        let conn = &mut self.meta;
+        eventually!(
+            Duration::from_secs(30),
+            "the pipeline to run (see its reason in v_pipeline_status)",
+            {
+                let row: Option<(String, Option<String>)> = conn
+                    .query_first("SELECT observed, reason FROM v_pipeline_status")
+                    .await
+                    .unwrap();
+                if let Some((observed, reason)) = &row
+                    && observed == "error"
+                {
+                    panic!("the pipeline failed: {reason:?}");
+                }
+                row.filter(|(observed, reason)| {
+                    observed == "running"
+                        && reason.as_deref().unwrap_or_default().contains("applying")
+                })
+            }
+        );
+    }
+}
+
+/// Every row of `schema.table` on a server, ordered by all columns, as text.
+async fn rows(server: &MariaDb, table: &str) -> Vec<Vec<Option<String>>> {
+    let mut conn = server.conn().await;
+    conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    let rows: Vec<Row> = conn
+        .query(format!("SELECT * FROM {table} ORDER BY 1, 2"))
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|row| {
+            row.unwrap()
+                .into_iter()
+                .map(|value| match value {
+                    mysql_async::Value::NULL => None,
+                    value => Some(value.as_sql(true)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Waits until `target_table` on the target equals `source_table` on the source, row by row.
+async fn converged(source_table: &str, target_table: &str) {
+    converged_or(source_table, target_table, None).await
+}
+
+async fn converged_or(source_table: &str, target_table: &str, status: Option<&mut Conn>) {
+    let mut last = (Vec::new(), Vec::new());
+    for _ in 0..300 {
+        let (on_source, on_target) = (
+            rows(source(), source_table).await,
+            rows(target(), target_table).await,
+        );
+        if on_source == on_target {
+            return;
+        }
+        last = (on_source, on_target);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason: Option<(String, Option<String>)> = match status {
+        Some(conn) => conn
+            .query_first("SELECT observed, reason FROM v_pipeline_status")
+            .await
+            .unwrap(),
+        None => None,
+    };
+    panic!(
+        "{target_table} did not converge to {source_table}:\nsource {:?}\ntarget {:?}\npipeline {reason:?}",
+        last.0, last.1
+    );
+}
+
+async fn both(sql: &str) {
+    for server in [source(), target()] {
+        server.conn().await.query_drop(sql).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn inserts_updates_deletes_and_key_changes_reach_the_target() {
+    both(
+        "DROP DATABASE IF EXISTS y_basic; CREATE DATABASE y_basic;
+         CREATE TABLE y_basic.orders (id INT PRIMARY KEY, customer VARCHAR(20), amount DECIMAL(10,2), at DATETIME(6));
+         CREATE TABLE y_basic.lines (order_id INT, line INT, sku VARCHAR(10), PRIMARY KEY (order_id, line));",
+    )
+    .await;
+    let mut sync = channel(
+        "y_basic",
+        &[
+            ("y_basic", "orders", None, None),
+            ("y_basic", "lines", None, None),
+        ],
+        "",
+    )
+    .await;
+    let _node = sync.node();
+    sync.running().await;
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "INSERT INTO y_basic.orders VALUES (1, 'ada', 12.50, '2026-11-22 01:02:03.456789'), (2, 'bob', 7, NULL), (3, 'cy', 1, NULL);
+         BEGIN; INSERT INTO y_basic.lines VALUES (1, 1, 'a'), (1, 2, 'b'); UPDATE y_basic.orders SET amount = amount + 1 WHERE id = 1; COMMIT;
+         UPDATE y_basic.orders SET customer = 'robert' WHERE id = 2;
+         DELETE FROM y_basic.orders WHERE id = 3;
+         UPDATE y_basic.orders SET id = 10 WHERE id = 1; UPDATE y_basic.orders SET id = 11 WHERE id = 10;
+         INSERT INTO y_basic.orders VALUES (3, 'cy again', 2, NULL);
+         UPDATE y_basic.lines SET line = line + 10;",
+    )
+    .await
+    .unwrap();
+    converged("y_basic.orders", "y_basic.orders").await;
+    converged("y_basic.lines", "y_basic.lines").await;
+}
+
+#[tokio::test]
+async fn regex_pairs_rename_and_columns_are_included_excluded_and_renamed() {
+    both("DROP DATABASE IF EXISTS y_map; CREATE DATABASE y_map; DROP DATABASE IF EXISTS y_map_copy; CREATE DATABASE y_map_copy;").await;
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "CREATE TABLE y_map.order_1 (id INT PRIMARY KEY, v INT); CREATE TABLE y_map.order_2 (id INT PRIMARY KEY, v INT);
+             CREATE TABLE y_map.people (id INT PRIMARY KEY, name VARCHAR(20), secret VARCHAR(20), note VARCHAR(20));
+             CREATE TABLE y_map.ignored (id INT PRIMARY KEY);",
+        )
+        .await
+        .unwrap();
+    target()
+        .conn()
+        .await
+        .query_drop(
+            "CREATE TABLE y_map_copy.order_1 (id INT PRIMARY KEY, v INT); CREATE TABLE y_map_copy.order_2 (id INT PRIMARY KEY, v INT);
+             CREATE TABLE y_map_copy.persons (id INT PRIMARY KEY, full_name VARCHAR(20), note VARCHAR(20));",
+        )
+        .await
+        .unwrap();
+    let mut sync = channel(
+        "y_map",
+        &[
+            ("y_map", "order_[0-9]+", Some("y_map_copy"), None),
+            ("y_map", "people", Some("y_map_copy"), Some("persons")),
+        ],
+        "CALL add_column_pair('y_map', 'y_map', 'people', 'include', 'id', NULL);
+         CALL add_column_pair('y_map', 'y_map', 'people', 'include', 'name', 'full_name');
+         CALL add_column_pair('y_map', 'y_map', 'people', 'include', 'note', NULL);",
+    )
+    .await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "INSERT INTO y_map.order_1 VALUES (1, 10); INSERT INTO y_map.order_2 VALUES (1, 20), (2, 21);
+             INSERT INTO y_map.people VALUES (1, 'ada', 'hunter2', 'n1'), (2, 'bob', 'pw', NULL);
+             UPDATE y_map.people SET secret = 'changed', name = 'ada l.' WHERE id = 1;
+             INSERT INTO y_map.ignored VALUES (1);",
+        )
+        .await
+        .unwrap();
+    converged("y_map.order_1", "y_map_copy.order_1").await;
+    converged("y_map.order_2", "y_map_copy.order_2").await;
+    let mut conn = target().conn().await;
+    let people: Vec<(i32, String, Option<String>)> = {
+        let conn = &mut conn;
+        eventually!(Duration::from_secs(20), "the people to arrive", {
+            let rows: Vec<(i32, String, Option<String>)> = conn
+                .query("SELECT id, full_name, note FROM y_map_copy.persons ORDER BY id")
+                .await
+                .unwrap();
+            (rows.len() == 2 && rows[0].1 == "ada l.").then_some(rows)
+        })
+    };
+    assert_eq!(
+        people,
+        vec![
+            (1, "ada l.".into(), Some("n1".into())),
+            (2, "bob".into(), None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_type_matrix_round_trips_into_the_target() {
+    let schema = "CREATE TABLE y_types.matrix (
+      id INT PRIMARY KEY, ti TINYINT, tiu TINYINT UNSIGNED, mi MEDIUMINT, biu BIGINT UNSIGNED, de DECIMAL(65,30), f FLOAT, d DOUBLE,
+      vc VARCHAR(100), vl VARCHAR(50) CHARACTER SET latin1, vg VARCHAR(50) CHARACTER SET gbk, bn BINARY(4), bl BLOB,
+      dt DATE, tm TIME(6), dt6 DATETIME(6), ts6 TIMESTAMP(6) NULL, y YEAR, e ENUM('small','large'), st SET('a','b','c'),
+      b64 BIT(64), j JSON, g GEOMETRY) DEFAULT CHARSET=utf8mb4";
+    both(&format!(
+        "DROP DATABASE IF EXISTS y_types; CREATE DATABASE y_types; {schema}"
+    ))
+    .await;
+    // The target runs in another time zone: TIMESTAMP must still arrive as the same instant.
+    let mut sync = channel("y_types", &[("y_types", "matrix", None, None)], "").await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "INSERT INTO y_types.matrix VALUES (1, -128, 255, -8388608, 18446744073709551615,
+               -99999999999999999999999999999999999.999999999999999999999999999999, -3.40282e38, 1.7976931348623157e308,
+               '😀 中文', 'café', '中文', x'0001', x'deadbeef00', '0000-00-00', '-838:59:59.000000', '2026-11-22 01:02:03.456789',
+               '2038-01-19 03:14:07.999999', 0, 'large', 'a,c', b'1010101010', '{\"a\": [1, 2.5, null]}', ST_GeomFromText('POINT(1 2)'));
+             INSERT INTO y_types.matrix (id) VALUES (2);
+             UPDATE y_types.matrix SET vc = 'updated' WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    converged("y_types.matrix", "y_types.matrix").await;
+}
+
+#[tokio::test]
+async fn a_table_without_a_key_keeps_its_duplicate_rows() {
+    both("DROP DATABASE IF EXISTS y_nokey; CREATE DATABASE y_nokey; CREATE TABLE y_nokey.log (msg VARCHAR(20), n INT);").await;
+    let mut sync = channel("y_nokey", &[("y_nokey", "log", None, None)], "").await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "INSERT INTO y_nokey.log VALUES ('same', 1), ('same', 1), ('same', 1), ('other', 2);
+             DELETE FROM y_nokey.log WHERE msg = 'same' LIMIT 1;
+             UPDATE y_nokey.log SET n = 5 WHERE msg = 'other';",
+        )
+        .await
+        .unwrap();
+    converged_or("y_nokey.log", "y_nokey.log", Some(&mut sync.meta)).await;
+}
+
+#[tokio::test]
+async fn ddl_on_paired_tables_is_applied_while_rows_flow() {
+    both("DROP DATABASE IF EXISTS y_ddl; CREATE DATABASE y_ddl; CREATE TABLE y_ddl.t (id INT PRIMARY KEY, a INT);").await;
+    let mut sync = channel("y_ddl", &[("y_ddl", ".*", None, None)], "").await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "INSERT INTO y_ddl.t VALUES (1, 1);
+             ALTER TABLE y_ddl.t ADD COLUMN b VARCHAR(10) DEFAULT 'x';
+             INSERT INTO y_ddl.t VALUES (2, 2, 'two');
+             ALTER TABLE y_ddl.t DROP COLUMN a;
+             UPDATE y_ddl.t SET b = 'one' WHERE id = 1;
+             CREATE TABLE y_ddl.created (id INT PRIMARY KEY, v INT);
+             INSERT INTO y_ddl.created VALUES (1, 1);
+             RENAME TABLE y_ddl.created TO y_ddl.renamed;
+             INSERT INTO y_ddl.renamed VALUES (2, 2);
+             CREATE USER IF NOT EXISTS 'never_copied'@'%';",
+        )
+        .await
+        .unwrap();
+    converged("y_ddl.t", "y_ddl.t").await;
+    converged("y_ddl.renamed", "y_ddl.renamed").await;
+    let users: Vec<String> = target()
+        .conn()
+        .await
+        .query("SELECT user FROM mysql.user WHERE user = 'never_copied'")
+        .await
+        .unwrap();
+    assert!(users.is_empty(), "CREATE USER is never applied");
+}
