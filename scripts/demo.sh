@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A first look at ottr on a local sandbox: installs what is missing, starts three MariaDB
 # servers (source with a ROW binlog, target, metadata) in target/demo, seeds the target from a
-# consistent dump, configures a channel with SQL, starts a node and shows its status.
+# consistent dump, configures a channel with SQL (printed), starts a node, writes traffic to
+# the source (including a new table, created on the target by its DDL), and compares source
+# and target by row count and CHECKSUM TABLE. It exits 0 only when they match.
 #
 #   scripts/demo.sh          start (or restart) the sandbox
 #   scripts/demo.sh stop     stop it and remove target/demo
@@ -76,11 +78,40 @@ meta_sql <"$SANDBOX/configure.sql"
 echo "== starting a node"
 "$OTTR" node --meta "$META_URL" --name node-1 >"$SANDBOX/node.log" 2>&1 &
 echo $! >"$SANDBOX/node.pid"
-for _ in $(seq 100); do
+for _ in $(seq 150); do
   state=$(meta_sql -N -e "SELECT observed FROM v_pipeline_status WHERE pipeline = 'orders_sh_us'")
   [ "$state" = "running" ] || [ "$state" = "error" ] && break
   sleep 0.2
 done
+
+echo "== sample traffic on the source"
+source_sql shop <<'SQL'
+INSERT INTO order_2026 VALUES (3, 'alan', 3.14), (4, 'barbara', 42.00), (5, 'edsger', 0.01);
+UPDATE order_2026 SET amount = amount * 2 WHERE id IN (1, 4);
+DELETE FROM order_2026 WHERE id = 2;
+UPDATE order_2026 SET id = 20 WHERE id = 5;
+CREATE TABLE order_2027 (id BIGINT PRIMARY KEY, customer VARCHAR(64), amount DECIMAL(12,2));
+INSERT INTO order_2027 SELECT seq, CONCAT('customer ', seq), seq / 100 FROM seq_1_to_1000;
+SQL
+
+echo "== comparing source and target"
+compare() {
+  local table=$1 source_sum target_sum source_count target_count
+  source_sum=$(source_sql -N -e "CHECKSUM TABLE shop.$table" 2>/dev/null | awk '{print $2}')
+  target_sum=$(target_sql -N -e "CHECKSUM TABLE shop.$table" 2>/dev/null | awk '{print $2}')
+  source_count=$(source_sql -N -e "SELECT COUNT(*) FROM shop.$table" 2>/dev/null)
+  target_count=$(target_sql -N -e "SELECT COUNT(*) FROM shop.$table" 2>/dev/null)
+  printf '   %-12s rows %6s / %6s   checksum %12s / %12s   (source / target)\n' \
+    "$table" "$source_count" "$target_count" "$source_sum" "$target_sum"
+  [ -n "$source_sum" ] && [ "$source_sum" = "$target_sum" ] && [ "$source_count" = "$target_count" ]
+}
+matched=no
+for _ in $(seq 60); do
+  if compare order_2026 >/dev/null && compare order_2027 >/dev/null; then matched=yes; break; fi
+  sleep 0.5
+done
+compare order_2026 || true
+compare order_2027 || true
 "$OTTR" status --meta "$META_URL"
 
 cat <<EOF
@@ -91,6 +122,10 @@ The sandbox is running in $SANDBOX:
   target:    mariadb -h127.0.0.1 -P$TARGET_PORT -uroot shop
   node log:  $SANDBOX/node.log
   check:     $OTTR check --meta $META_URL --data-source sh
-Row streaming (Select, Load) lands with the next issues: today the node prechecks the source,
-saves the start position and reports its state. Stop everything with: scripts/demo.sh stop
+Write to the source and watch the target follow. Stop everything with: scripts/demo.sh stop
 EOF
+if [ "$matched" != yes ]; then
+  echo "source and target differ: see $SANDBOX/node.log and SELECT * FROM v_pipeline_status" >&2
+  exit 1
+fi
+echo "source and target are identical"

@@ -363,16 +363,12 @@ impl PipelineTask {
         let _stop_reader = AbortOnDrop(reader);
         let mut transformer =
             transform::Transformer::new(config.table_pairs.clone(), options.ddl_sync);
-        let running = |position: &Position| {
-            let applied = format!("applying; read and applied up to {position}");
-            match &start.warning {
-                Some(warning) => format!("{warning}; {applied}"),
-                None => applied,
-            }
+        // The position column of v_pipeline_status says how far it has applied.
+        let running = match &start.warning {
+            Some(warning) => format!("{warning}; applying changes"),
+            None => "applying changes".to_owned(),
         };
-        self.report("running", Some(&running(&start.position)))
-            .await?;
-        let mut reported = Instant::now();
+        self.report("running", Some(&running)).await?;
         while let Some(batch) = batches.recv().await {
             let mut batch = batch?;
             let changes = transformer
@@ -388,10 +384,6 @@ impl PipelineTask {
                 }
             }
             *backoff = self.settings.retry_min;
-            if reported.elapsed() >= Duration::from_secs(5) {
-                self.report("running", Some(&running(&batch.end))).await?;
-                reported = Instant::now();
-            }
         }
         Err(Error::Binlog("the binlog reader stopped".into()))
     }
