@@ -142,8 +142,11 @@ impl Setup {
                 )
                 .await
                 .unwrap();
-            row.filter(|(observed, _, _)| observed == state)
-                .map(|(_, node, reason)| (node, reason))
+            row.filter(|(observed, node, _)| {
+                // stopped for good: the node has also released the lease
+                observed == state && (state != "stopped" || node.is_none())
+            })
+            .map(|(_, node, reason)| (node, reason))
         })
     }
 }
@@ -603,9 +606,13 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
         .await
         .unwrap();
     let conn = &mut setup.conn;
+    // It streams from there at once, so look at where it started, not where it is.
     eventually!(Duration::from_secs(10), "the reset position", {
-        let position: Option<Option<String>> = conn.query_first("SELECT position FROM v_pipeline_status WHERE pipeline = 'orders' AND observed = 'running'").await.unwrap();
-        position.flatten().filter(|p| p == "mysql-bin.000001:4")
+        let started: Option<String> = conn
+            .query_first("SELECT message FROM event_log WHERE kind = 'position_resolved' AND message LIKE 'start position mysql-bin.000001:4 %'")
+            .await
+            .unwrap();
+        started
     });
 
     // 'now' is a time: the first transaction at or after it, here the current end.
