@@ -445,3 +445,93 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
     }
     eprintln!("{rows} row changes, {kills} kill -9 of the node: source and target identical");
 }
+
+#[tokio::test]
+async fn a_target_that_goes_away_is_caught_up_with_when_it_returns() {
+    // A target of its own: this test stops it.
+    let own_target = MariaDb::start(ServerKind::Target);
+    both("DROP DATABASE IF EXISTS y_gone; CREATE DATABASE y_gone; CREATE TABLE y_gone.t (id INT PRIMARY KEY, v INT);").await;
+    own_target
+        .conn()
+        .await
+        .query_drop("CREATE DATABASE y_gone; CREATE TABLE y_gone.t (id INT PRIMARY KEY, v INT);")
+        .await
+        .unwrap();
+    let mut sync = channel("y_gone", &[("y_gone", "t", None, None)], "").await;
+    sync.meta
+        .exec_drop("CALL set_data_source('us', ?, NULL)", (own_target.source_url("root"),))
+        .await
+        .unwrap();
+    sync.meta.query_drop("CALL set_setting('retry_max_ms', 2000)").await.unwrap();
+    let _node = sync.node();
+    sync.running().await;
+    let mut conn = source().conn().await;
+    conn.query_drop("INSERT INTO y_gone.t VALUES (1, 1), (2, 2)").await.unwrap();
+    own_target.kill9();
+    conn.query_drop("INSERT INTO y_gone.t VALUES (3, 3); UPDATE y_gone.t SET v = 10 WHERE id = 1; DELETE FROM y_gone.t WHERE id = 2;")
+        .await
+        .unwrap();
+    let meta = &mut sync.meta;
+    let reason: String = eventually!(Duration::from_secs(20), "the pipeline to retry", {
+        let row: Option<(String, Option<String>)> = meta.query_first("SELECT observed, reason FROM v_pipeline_status").await.unwrap();
+        row.filter(|(observed, _)| observed == "retrying").and_then(|(_, reason)| reason)
+    });
+    assert!(reason.contains("cannot connect") || reason.contains("target"), "{reason}");
+    own_target.restart();
+    let expected = rows(source(), "y_gone.t").await;
+    let mut last = Vec::new();
+    for _ in 0..300 {
+        last = rows(&own_target, "y_gone.t").await;
+        if last == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the target did not catch up: {last:?} vs {expected:?}");
+}
+
+#[tokio::test]
+async fn the_node_recovers_by_itself_when_the_metadata_server_restarts() {
+    let own_meta = MariaDb::start(ServerKind::Plain);
+    both("DROP DATABASE IF EXISTS y_meta; CREATE DATABASE y_meta; CREATE TABLE y_meta.t (id INT PRIMARY KEY, v INT);").await;
+    let url = fresh_meta(&own_meta, "ottr").await;
+    let mut conn = conn_to(&own_meta, "ottr").await;
+    conn.query_drop("CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200); CALL set_setting('retry_max_ms', 2000);")
+        .await
+        .unwrap();
+    conn.exec_drop("CALL add_data_source('sh', 'mariadb', ?, NULL)", (source().source_url("root"),)).await.unwrap();
+    conn.exec_drop("CALL add_data_source('us', 'mariadb', ?, NULL)", (target().source_url("root"),)).await.unwrap();
+    conn.query_drop("CALL create_channel('y_meta', 'sh', 'us'); CALL add_table_pair('y_meta', 'y_meta', 't', NULL, NULL);").await.unwrap();
+    conn.exec_drop("CALL set_pipeline_option('y_meta', 'server_id', ?)", (common::server_id_base("y_meta").to_string(),)).await.unwrap();
+    conn.query_drop("CALL set_pipeline_option('y_meta', 'batch_timeout_ms', '100'); CALL start_channel('y_meta');").await.unwrap();
+    drop(conn);
+    let mut node = NodeProcess::spawn(&url, "n1", &temp_dir("y_meta"), &[]);
+    {
+        let mut conn = conn_to(&own_meta, "ottr").await;
+        let conn = &mut conn;
+        eventually!(Duration::from_secs(30), "the pipeline to run", {
+            let row: Option<String> = conn.query_first("SELECT observed FROM v_pipeline_status").await.unwrap();
+            row.filter(|observed| observed == "running")
+        });
+    }
+    let mut source_conn = source().conn().await;
+    source_conn.query_drop("INSERT INTO y_meta.t VALUES (1, 1)").await.unwrap();
+    converged("y_meta.t", "y_meta.t").await;
+
+    own_meta.kill9();
+    source_conn.query_drop("INSERT INTO y_meta.t VALUES (2, 2); UPDATE y_meta.t SET v = 5 WHERE id = 1;").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    own_meta.restart();
+    source_conn.query_drop("INSERT INTO y_meta.t VALUES (3, 3); DELETE FROM y_meta.t WHERE id = 2;").await.unwrap();
+    converged("y_meta.t", "y_meta.t").await;
+    assert!(node.try_exit().is_none(), "the node kept running: {}", node.log_text());
+    let mut conn = conn_to(&own_meta, "ottr").await;
+    let observed: String = {
+        let conn = &mut conn;
+        eventually!(Duration::from_secs(20), "the pipeline to report running again", {
+            let row: Option<String> = conn.query_first("SELECT observed FROM v_pipeline_status").await.unwrap();
+            row.filter(|observed| observed == "running")
+        })
+    };
+    assert_eq!(observed, "running");
+}
