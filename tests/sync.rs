@@ -459,24 +459,39 @@ async fn a_target_that_goes_away_is_caught_up_with_when_it_returns() {
         .unwrap();
     let mut sync = channel("y_gone", &[("y_gone", "t", None, None)], "").await;
     sync.meta
-        .exec_drop("CALL set_data_source('us', ?, NULL)", (own_target.source_url("root"),))
+        .exec_drop(
+            "CALL set_data_source('us', ?, NULL)",
+            (own_target.source_url("root"),),
+        )
         .await
         .unwrap();
-    sync.meta.query_drop("CALL set_setting('retry_max_ms', 2000)").await.unwrap();
+    sync.meta
+        .query_drop("CALL set_setting('retry_max_ms', 2000)")
+        .await
+        .unwrap();
     let _node = sync.node();
     sync.running().await;
     let mut conn = source().conn().await;
-    conn.query_drop("INSERT INTO y_gone.t VALUES (1, 1), (2, 2)").await.unwrap();
+    conn.query_drop("INSERT INTO y_gone.t VALUES (1, 1), (2, 2)")
+        .await
+        .unwrap();
     own_target.kill9();
     conn.query_drop("INSERT INTO y_gone.t VALUES (3, 3); UPDATE y_gone.t SET v = 10 WHERE id = 1; DELETE FROM y_gone.t WHERE id = 2;")
         .await
         .unwrap();
     let meta = &mut sync.meta;
     let reason: String = eventually!(Duration::from_secs(20), "the pipeline to retry", {
-        let row: Option<(String, Option<String>)> = meta.query_first("SELECT observed, reason FROM v_pipeline_status").await.unwrap();
-        row.filter(|(observed, _)| observed == "retrying").and_then(|(_, reason)| reason)
+        let row: Option<(String, Option<String>)> = meta
+            .query_first("SELECT observed, reason FROM v_pipeline_status")
+            .await
+            .unwrap();
+        row.filter(|(observed, _)| observed == "retrying")
+            .and_then(|(_, reason)| reason)
     });
-    assert!(reason.contains("cannot connect") || reason.contains("target"), "{reason}");
+    assert!(
+        reason.contains("cannot connect") || reason.contains("target"),
+        "{reason}"
+    );
     own_target.restart();
     let expected = rows(source(), "y_gone.t").await;
     let mut last = Vec::new();
@@ -499,10 +514,25 @@ async fn the_node_recovers_by_itself_when_the_metadata_server_restarts() {
     conn.query_drop("CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200); CALL set_setting('retry_max_ms', 2000);")
         .await
         .unwrap();
-    conn.exec_drop("CALL add_data_source('sh', 'mariadb', ?, NULL)", (source().source_url("root"),)).await.unwrap();
-    conn.exec_drop("CALL add_data_source('us', 'mariadb', ?, NULL)", (target().source_url("root"),)).await.unwrap();
+    conn.exec_drop(
+        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
+        (source().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    conn.exec_drop(
+        "CALL add_data_source('us', 'mariadb', ?, NULL)",
+        (target().source_url("root"),),
+    )
+    .await
+    .unwrap();
     conn.query_drop("CALL create_channel('y_meta', 'sh', 'us'); CALL add_table_pair('y_meta', 'y_meta', 't', NULL, NULL);").await.unwrap();
-    conn.exec_drop("CALL set_pipeline_option('y_meta', 'server_id', ?)", (common::server_id_base("y_meta").to_string(),)).await.unwrap();
+    conn.exec_drop(
+        "CALL set_pipeline_option('y_meta', 'server_id', ?)",
+        (common::server_id_base("y_meta").to_string(),),
+    )
+    .await
+    .unwrap();
     conn.query_drop("CALL set_pipeline_option('y_meta', 'batch_timeout_ms', '100'); CALL start_channel('y_meta');").await.unwrap();
     drop(conn);
     let mut node = NodeProcess::spawn(&url, "n1", &temp_dir("y_meta"), &[]);
@@ -510,28 +540,106 @@ async fn the_node_recovers_by_itself_when_the_metadata_server_restarts() {
         let mut conn = conn_to(&own_meta, "ottr").await;
         let conn = &mut conn;
         eventually!(Duration::from_secs(30), "the pipeline to run", {
-            let row: Option<String> = conn.query_first("SELECT observed FROM v_pipeline_status").await.unwrap();
+            let row: Option<String> = conn
+                .query_first("SELECT observed FROM v_pipeline_status")
+                .await
+                .unwrap();
             row.filter(|observed| observed == "running")
         });
     }
     let mut source_conn = source().conn().await;
-    source_conn.query_drop("INSERT INTO y_meta.t VALUES (1, 1)").await.unwrap();
+    source_conn
+        .query_drop("INSERT INTO y_meta.t VALUES (1, 1)")
+        .await
+        .unwrap();
     converged("y_meta.t", "y_meta.t").await;
 
     own_meta.kill9();
-    source_conn.query_drop("INSERT INTO y_meta.t VALUES (2, 2); UPDATE y_meta.t SET v = 5 WHERE id = 1;").await.unwrap();
+    source_conn
+        .query_drop("INSERT INTO y_meta.t VALUES (2, 2); UPDATE y_meta.t SET v = 5 WHERE id = 1;")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     own_meta.restart();
-    source_conn.query_drop("INSERT INTO y_meta.t VALUES (3, 3); DELETE FROM y_meta.t WHERE id = 2;").await.unwrap();
+    source_conn
+        .query_drop("INSERT INTO y_meta.t VALUES (3, 3); DELETE FROM y_meta.t WHERE id = 2;")
+        .await
+        .unwrap();
     converged("y_meta.t", "y_meta.t").await;
-    assert!(node.try_exit().is_none(), "the node kept running: {}", node.log_text());
+    assert!(
+        node.try_exit().is_none(),
+        "the node kept running: {}",
+        node.log_text()
+    );
     let mut conn = conn_to(&own_meta, "ottr").await;
     let observed: String = {
         let conn = &mut conn;
-        eventually!(Duration::from_secs(20), "the pipeline to report running again", {
-            let row: Option<String> = conn.query_first("SELECT observed FROM v_pipeline_status").await.unwrap();
-            row.filter(|observed| observed == "running")
-        })
+        eventually!(
+            Duration::from_secs(20),
+            "the pipeline to report running again",
+            {
+                let row: Option<String> = conn
+                    .query_first("SELECT observed FROM v_pipeline_status")
+                    .await
+                    .unwrap();
+                row.filter(|observed| observed == "running")
+            }
+        )
     };
     assert_eq!(observed, "running");
+}
+
+#[tokio::test]
+async fn in_transactional_mode_a_reader_never_sees_half_a_source_transaction() {
+    both(
+        "DROP DATABASE IF EXISTS y_atomic; CREATE DATABASE y_atomic;
+         CREATE TABLE y_atomic.a (id INT PRIMARY KEY); CREATE TABLE y_atomic.b (id INT PRIMARY KEY);",
+    )
+    .await;
+    let mut sync = channel(
+        "y_atomic",
+        &[("y_atomic", ".*", None, None)],
+        "CALL set_pipeline_option('y_atomic', 'transactional', 'on'); CALL set_pipeline_option('y_atomic', 'batch_rows', '100');",
+    )
+    .await;
+    let _node = sync.node();
+    sync.running().await;
+    let watcher = tokio::spawn(async {
+        let mut conn = target().conn().await;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let count: u64 = conn
+                .query_first(
+                    "SELECT (SELECT COUNT(*) FROM y_atomic.a) + (SELECT COUNT(*) FROM y_atomic.b)",
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            seen.insert(count);
+            if count == 3000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    });
+    let mut conn = source().conn().await;
+    for round in 0..3 {
+        // 1,000 rows in two tables: bigger than a batch, still applied whole.
+        conn.query_drop(format!(
+            "USE y_atomic; BEGIN;
+             INSERT INTO a SELECT seq + {round} * 1000 FROM seq_1_to_500;
+             INSERT INTO b SELECT seq + {round} * 1000 FROM seq_1_to_500;
+             COMMIT;"
+        ))
+        .await
+        .unwrap();
+    }
+    converged("y_atomic.a", "y_atomic.a").await;
+    converged("y_atomic.b", "y_atomic.b").await;
+    let seen = watcher.await.unwrap();
+    assert!(
+        seen.iter().all(|count| count % 1000 == 0),
+        "a reader saw part of a transaction: {seen:?}"
+    );
 }

@@ -340,6 +340,7 @@ impl PipelineTask {
             batch_timeout: options.batch_timeout,
             retry_min: self.settings.retry_min,
             retry_max: self.settings.retry_max,
+            split_transactions: !options.transactional,
         };
         let budget = Arc::new(select::ByteBudget::default());
         let mut selector = select::Selector::new(

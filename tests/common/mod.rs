@@ -448,6 +448,7 @@ pub fn select_options(
         batch_timeout: Duration::from_millis(200),
         retry_min: Duration::from_millis(100),
         retry_max: Duration::from_millis(1000),
+        split_transactions: true,
     }
 }
 

@@ -120,6 +120,9 @@ pub struct SelectOptions {
     pub batch_timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Whether a transaction bigger than a batch may be split across batches (bounded memory);
+    /// off in transactional mode, where each source transaction is applied whole.
+    pub split_transactions: bool,
 }
 
 /// The transaction being read.
@@ -447,7 +450,8 @@ impl Selector {
         let size = change.size();
         let full = self.building.len() >= self.options.batch_rows
             || self.building_bytes + size > self.options.batch_bytes;
-        if full && !self.building.is_empty() {
+        let may_cut = self.transaction.is_none() || self.options.split_transactions;
+        if full && may_cut && !self.building.is_empty() {
             let end = match &self.transaction {
                 // Cut inside a transaction: resume at its start, past the rows handed on.
                 Some(transaction) => Position {
@@ -739,6 +743,7 @@ mod tests {
             batch_timeout: Duration::from_secs(60),
             retry_min: Duration::from_millis(10),
             retry_max: Duration::from_millis(10),
+            split_transactions: true,
         };
         let start = Position {
             file: Some(BinlogFilePos {
