@@ -643,3 +643,86 @@ async fn in_transactional_mode_a_reader_never_sees_half_a_source_transaction() {
         "a reader saw part of a transaction: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn target_side_details_hold_on_update_timestamps_foreign_keys_and_unique_swaps() {
+    both(
+        "DROP DATABASE IF EXISTS y_detail; CREATE DATABASE y_detail;
+         CREATE TABLE y_detail.stamped (id INT PRIMARY KEY, v INT,
+           changed TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6));
+         CREATE TABLE y_detail.parent (id INT PRIMARY KEY);
+         CREATE TABLE y_detail.child (id INT PRIMARY KEY, parent INT,
+           FOREIGN KEY (parent) REFERENCES y_detail.parent (id) ON DELETE CASCADE);
+         CREATE TABLE y_detail.uniq (id INT PRIMARY KEY, code VARCHAR(5) NOT NULL, UNIQUE KEY (code));",
+    )
+    .await;
+    let mut sync = channel("y_detail", &[("y_detail", ".*", None, None)], "").await;
+    let _node = sync.node();
+    sync.running().await;
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "USE y_detail; INSERT INTO y_detail.stamped (id, v, changed) VALUES (1, 1, '2001-02-03 04:05:06.070809');
+         INSERT INTO y_detail.parent SELECT seq FROM seq_1_to_50;
+         INSERT INTO y_detail.child SELECT seq, seq FROM seq_1_to_50;
+         INSERT INTO y_detail.uniq VALUES (1, 'a'), (2, 'b');",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.query_drop(
+        "UPDATE y_detail.stamped SET v = 2, changed = '2001-02-03 04:05:06.070809' WHERE id = 1;
+         DELETE FROM y_detail.parent WHERE id <= 25;
+         BEGIN; UPDATE y_detail.uniq SET code = 'tmp' WHERE id = 1; UPDATE y_detail.uniq SET code = 'a' WHERE id = 2;
+         UPDATE y_detail.uniq SET code = 'b' WHERE id = 1; COMMIT;",
+    )
+    .await
+    .unwrap();
+    for table in [
+        "y_detail.stamped",
+        "y_detail.parent",
+        "y_detail.child",
+        "y_detail.uniq",
+    ] {
+        converged_or(table, table, Some(&mut sync.meta)).await;
+    }
+}
+
+#[tokio::test]
+async fn timestamps_arrive_as_the_same_instant_on_a_target_in_another_time_zone() {
+    let own_target = MariaDb::start_with(ServerKind::Target, &["--default-time-zone=+05:00"]);
+    both("DROP DATABASE IF EXISTS y_zone; CREATE DATABASE y_zone; CREATE TABLE y_zone.t (id INT PRIMARY KEY, at TIMESTAMP(6) NULL);").await;
+    own_target
+        .conn()
+        .await
+        .query_drop("CREATE DATABASE y_zone; CREATE TABLE y_zone.t (id INT PRIMARY KEY, at TIMESTAMP(6) NULL);")
+        .await
+        .unwrap();
+    let mut sync = channel("y_zone", &[("y_zone", "t", None, None)], "").await;
+    sync.meta
+        .exec_drop(
+            "CALL set_data_source('us', ?, NULL)",
+            (own_target.source_url("root"),),
+        )
+        .await
+        .unwrap();
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES (1, '2026-11-22 01:02:03.456789'), (2, NULL);")
+        .await
+        .unwrap();
+    let mut target_conn = own_target.conn().await;
+    let at: String = {
+        let conn = &mut target_conn;
+        eventually!(Duration::from_secs(20), "the row on the target", {
+            let at: Option<Option<String>> = conn
+                .query_first("SELECT CAST(CONVERT_TZ(at, @@session.time_zone, '+00:00') AS CHAR) FROM y_zone.t WHERE id = 1")
+                .await
+                .unwrap();
+            at.flatten()
+        })
+    };
+    assert_eq!(at, "2026-11-22 01:02:03.456789");
+}

@@ -68,6 +68,8 @@ const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? A
 const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl (pipeline_key, binlog_file, binlog_offset, state, statement) \
      VALUES (?, ?, ?, 'applying', ?) ON DUPLICATE KEY UPDATE state = 'applying'";
 const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
+const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
+     WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)";
 const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 /// Load sessions: UTC, zero values kept as they are, strict, utf8mb4.
@@ -104,8 +106,8 @@ pub struct Loader {
     options: LoadOptions,
     /// Per partition (the last is the serial one): the position applied up to.
     applied: Vec<Option<Position>>,
-    /// Per target table: the indexes of its columns to write (present, not generated).
-    writable: HashMap<(String, String), Arc<Vec<usize>>>,
+    /// Per target table: what the load side needs to know of it on the target.
+    tables: HashMap<(String, String), TableInfo>,
 }
 
 /// The resume position just before the change at `at`.
@@ -130,6 +132,16 @@ fn changes_key(row: &TargetRow) -> bool {
         && row.kind == TargetKind::Update
         && matches!((&row.before, &row.after), (Some(before), Some(after))
             if merge::key_of(&row.table, before) != merge::key_of(&row.table, after))
+}
+
+/// A target table as found on the target.
+#[derive(Debug, Clone)]
+struct TableInfo {
+    /// The indexes of its columns to write (present, not generated).
+    columns: Arc<Vec<usize>>,
+    /// It has a foreign key or is referenced by one: cascades are not in the binlog, so such
+    /// tables are applied in one partition, in binlog order.
+    linked: bool,
 }
 
 /// What went wrong in a partition, to decide about a serial re-run.
@@ -160,7 +172,7 @@ impl Loader {
             pool,
             applied: vec![None; options.parallelism + 1],
             options,
-            writable: HashMap::new(),
+            tables: HashMap::new(),
         };
         loader.prepare(&target.name).await?;
         Ok(loader)
@@ -273,7 +285,11 @@ impl Loader {
 
     /// The partition of a row: by key hash, or the serial one for tables without a key.
     fn partition(&self, row: &TargetRow) -> usize {
-        if row.table.key.is_empty() || self.options.transactional {
+        let linked = self
+            .tables
+            .get(&(row.table.schema.clone(), row.table.table.clone()))
+            .is_some_and(|info| info.linked);
+        if row.table.key.is_empty() || self.options.transactional || linked {
             self.options.parallelism
         } else {
             partition_of(row, self.options.parallelism)
@@ -287,16 +303,14 @@ impl Loader {
     }
 
     async fn apply_rows(&mut self, rows: Vec<TargetRow>, end: &Position) -> Result<()> {
+        for row in &rows {
+            self.table_info(&row.table).await?;
+        }
         let mut partitions: Vec<Vec<TargetRow>> = vec![Vec::new(); self.options.parallelism + 1];
         for row in rows {
             let partition = self.partition(&row);
             if !self.is_applied(partition, &row.at) {
                 partitions[partition].push(row);
-            }
-        }
-        for rows in &partitions {
-            for row in rows {
-                self.writable_columns(&row.table).await?;
             }
         }
         let work: Vec<(usize, Vec<TargetRow>)> = partitions
@@ -421,9 +435,9 @@ impl Loader {
         }
         for (table, images) in &merged.upserts {
             let columns = self
-                .writable
+                .tables
                 .get(&(table.schema.clone(), table.table.clone()))
-                .cloned()
+                .map(|info| info.columns.clone())
                 .expect("looked up");
             for chunk in images.chunks(ROWS_PER_STATEMENT) {
                 let (sql, params) = upsert(table, &columns, chunk);
@@ -442,9 +456,9 @@ impl Loader {
         for row in rows {
             let table = &row.table;
             let columns = self
-                .writable
+                .tables
                 .get(&(table.schema.clone(), table.table.clone()))
-                .cloned()
+                .map(|info| info.columns.clone())
                 .expect("looked up");
             let statements = if table.key.is_empty() {
                 match (row.kind, &row.before, &row.after) {
@@ -585,15 +599,16 @@ impl Loader {
                 .map_err(self.fail("record the DDL as applied"))?;
         }
         // Its tables may have changed: look their columns up again.
-        self.writable.clear();
+        self.tables.clear();
         Ok(())
     }
 
-    /// The columns of `table` to write; fails naming a column the target lacks.
-    async fn writable_columns(&mut self, table: &TargetTable) -> Result<Arc<Vec<usize>>> {
+    /// What to know of `table` on the target: its columns to write (fails naming a column the
+    /// target lacks) and whether foreign keys link it.
+    async fn table_info(&mut self, table: &TargetTable) -> Result<TableInfo> {
         let key = (table.schema.clone(), table.table.clone());
-        if let Some(columns) = self.writable.get(&key) {
-            return Ok(columns.clone());
+        if let Some(info) = self.tables.get(&key) {
+            return Ok(info.clone());
         }
         let mut conn = self.conn().await?;
         let rows: Vec<(String, String)> = conn
@@ -622,9 +637,19 @@ impl Loader {
                 }
             }
         }
-        let columns = Arc::new(columns);
-        self.writable.insert(key, columns.clone());
-        Ok(columns)
+        let links: Option<u64> = conn
+            .exec_first(
+                FOREIGN_KEYS,
+                (&table.schema, &table.table, &table.schema, &table.table),
+            )
+            .await
+            .map_err(self.fail("read the target table's foreign keys"))?;
+        let info = TableInfo {
+            columns: Arc::new(columns),
+            linked: links.unwrap_or(0) > 0,
+        };
+        self.tables.insert(key, info.clone());
+        Ok(info)
     }
 
     /// Closes the target connections.
