@@ -395,7 +395,7 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
     let workload = tokio::spawn(async move {
         let mut conn = source().conn().await;
         let mut rows = 0u64;
-        for round in 0..400i64 {
+        for round in 0..1500i64 {
             let base = round * 10;
             conn.query_drop(format!(
                 "BEGIN;
@@ -414,7 +414,7 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
             .await
             .unwrap();
             rows += 9;
-            if round == 200 {
+            if round == 700 {
                 conn.query_drop(
                     "ALTER TABLE y_crash.accounts ADD COLUMN flag TINYINT NOT NULL DEFAULT 0",
                 )
