@@ -653,7 +653,11 @@ async fn target_side_details_hold_on_update_timestamps_foreign_keys_and_unique_s
          CREATE TABLE y_detail.parent (id INT PRIMARY KEY);
          CREATE TABLE y_detail.child (id INT PRIMARY KEY, parent INT,
            FOREIGN KEY (parent) REFERENCES y_detail.parent (id) ON DELETE CASCADE);
-         CREATE TABLE y_detail.uniq (id INT PRIMARY KEY, code VARCHAR(5) NOT NULL, UNIQUE KEY (code));",
+         CREATE TABLE y_detail.uniq (id INT PRIMARY KEY, code VARCHAR(5) NOT NULL, UNIQUE KEY (code));
+         CREATE TABLE y_detail.emails (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL, UNIQUE KEY (email));
+         CREATE TABLE y_detail.owner (id INT PRIMARY KEY);
+         CREATE TABLE y_detail.owned (id INT PRIMARY KEY, owner INT,
+           FOREIGN KEY (owner) REFERENCES y_detail.owner (id) ON UPDATE CASCADE ON DELETE RESTRICT);",
     )
     .await;
     let mut sync = channel("y_detail", &[("y_detail", ".*", None, None)], "").await;
@@ -664,7 +668,9 @@ async fn target_side_details_hold_on_update_timestamps_foreign_keys_and_unique_s
         "USE y_detail; INSERT INTO y_detail.stamped (id, v, changed) VALUES (1, 1, '2001-02-03 04:05:06.070809');
          INSERT INTO y_detail.parent SELECT seq FROM seq_1_to_50;
          INSERT INTO y_detail.child SELECT seq, seq FROM seq_1_to_50;
-         INSERT INTO y_detail.uniq VALUES (1, 'a'), (2, 'b');",
+         INSERT INTO y_detail.uniq VALUES (1, 'a'), (2, 'b');
+         INSERT INTO y_detail.emails VALUES (1, 'x');
+         INSERT INTO y_detail.owner VALUES (100); INSERT INTO y_detail.owned VALUES (1, 100);",
     )
     .await
     .unwrap();
@@ -673,7 +679,9 @@ async fn target_side_details_hold_on_update_timestamps_foreign_keys_and_unique_s
         "UPDATE y_detail.stamped SET v = 2, changed = '2001-02-03 04:05:06.070809' WHERE id = 1;
          DELETE FROM y_detail.parent WHERE id <= 25;
          BEGIN; UPDATE y_detail.uniq SET code = 'tmp' WHERE id = 1; UPDATE y_detail.uniq SET code = 'a' WHERE id = 2;
-         UPDATE y_detail.uniq SET code = 'b' WHERE id = 1; COMMIT;",
+         UPDATE y_detail.uniq SET code = 'b' WHERE id = 1; COMMIT;
+         BEGIN; UPDATE y_detail.emails SET email = 'y' WHERE id = 1; INSERT INTO y_detail.emails VALUES (2, 'x'); COMMIT;
+         UPDATE y_detail.owner SET id = 101 WHERE id = 100;",
     )
     .await
     .unwrap();
@@ -725,4 +733,48 @@ async fn timestamps_arrive_as_the_same_instant_on_a_target_in_another_time_zone(
         })
     };
     assert_eq!(at, "2026-11-22 01:02:03.456789");
+    // Later batches reuse pooled connections: their session settings must hold as well.
+    for id in 10..20 {
+        source()
+            .conn()
+            .await
+            .query_drop(format!("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES ({id}, '2030-01-02 03:04:05.000006')"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let conn = &mut target_conn;
+    let later: Vec<String> = eventually!(Duration::from_secs(20), "the later rows", {
+        let rows: Vec<String> = conn
+            .query("SELECT CAST(CONVERT_TZ(at, @@session.time_zone, '+00:00') AS CHAR) FROM y_zone.t WHERE id >= 10")
+            .await
+            .unwrap();
+        (rows.len() == 10).then_some(rows)
+    });
+    assert!(
+        later.iter().all(|at| at == "2030-01-02 03:04:05.000006"),
+        "{later:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_load_layout_may_change_between_runs() {
+    both("DROP DATABASE IF EXISTS y_layout; CREATE DATABASE y_layout; CREATE TABLE y_layout.t (id INT PRIMARY KEY, v INT);").await;
+    let mut sync = channel("y_layout", &[("y_layout", "t", None, None)], "").await;
+    let mut node = sync.node();
+    sync.running().await;
+    let mut conn = source().conn().await;
+    conn.query_drop("USE y_layout; INSERT INTO t SELECT seq, seq FROM seq_1_to_200;")
+        .await
+        .unwrap();
+    converged("y_layout.t", "y_layout.t").await;
+    sync.meta
+        .query_drop("CALL stop_channel('y_layout'); CALL set_pipeline_option('y_layout', 'load_parallelism', '3'); CALL start_channel('y_layout');")
+        .await
+        .unwrap();
+    conn.query_drop("USE y_layout; UPDATE t SET v = v + 1; DELETE FROM t WHERE id > 150; INSERT INTO t VALUES (500, 5);")
+        .await
+        .unwrap();
+    converged_or("y_layout.t", "y_layout.t", Some(&mut sync.meta)).await;
+    assert!(node.try_exit().is_none());
 }

@@ -61,7 +61,9 @@ impl MetaDb {
             .pool_opts(PoolOpts::default().with_constraints(constraints))
             // count matched rows, so that a fenced write that changes nothing still counts
             .client_found_rows(true)
-            .init(vec![
+            // `setup`, not `init`: the pool resets a connection when it comes back, and only
+            // setup commands run again after that (their order is not kept: keep them apart).
+            .setup(vec![
                 "SET SESSION time_zone = '+00:00'",
                 // fenced writes rely on locking reads; keep InnoDB's default isolation
                 "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",

@@ -37,8 +37,6 @@ use tracing::{info, warn};
 #[derive(Debug)]
 struct Start {
     position: Position,
-    /// The position was just resolved: whatever the target recorded as applied is stale.
-    fresh: bool,
     /// A warning to show with the running state (position near the oldest binlog kept).
     warning: Option<String>,
 }
@@ -254,11 +252,9 @@ impl PipelineTask {
         }
         let target = connect(&config.target).await?;
         let _ = target.disconnect().await;
-        let mut fresh = false;
         let position = match meta::read_position(&self.meta, self.pipeline).await? {
             Some(position) => position,
             None => {
-                fresh = true;
                 let resolved = match &config.start {
                     StartPoint::End => select::resolve_end(&mut source, config.source.kind).await?,
                     StartPoint::File(file) => Position {
@@ -275,6 +271,12 @@ impl PipelineTask {
                         select::resolve_timestamp(&config.source, config.server_id, *time).await?
                     }
                 };
+                // Forget what the target recorded as applied before the new position is saved:
+                // a rewind must not be skipped by the target's rows of a later position.
+                let mut loader =
+                    load::Loader::open(&config.target, self.load_options(config)).await?;
+                loader.forget_applied().await?;
+                loader.close().await;
                 meta::write_position(&self.meta, self.pipeline, self.token, &resolved).await?;
                 self.log(
                     EventLevel::Info,
@@ -290,11 +292,7 @@ impl PipelineTask {
             None => None,
         };
         let _ = source.disconnect().await;
-        Ok(Start {
-            position,
-            fresh,
-            warning,
-        })
+        Ok(Start { position, warning })
     }
 
     /// Streams from `start` until something fails: Select → Transform → Load, joined by a
@@ -313,22 +311,7 @@ impl PipelineTask {
         backoff: &mut Duration,
     ) -> Result<std::convert::Infallible> {
         let options = &config.options;
-        let mut loader = load::Loader::open(
-            &config.target,
-            load::LoadOptions {
-                pipeline: self.pipeline,
-                pipeline_key: format!("{}/{}", self.installation, self.pipeline),
-                pipeline_name: config.name.clone(),
-                token: self.token,
-                parallelism: usize::from(options.load_parallelism),
-                transactional: options.transactional,
-                skip_ddl_errors: options.skip_ddl_errors,
-            },
-        )
-        .await?;
-        if start.fresh {
-            loader.forget_applied().await?;
-        }
+        let mut loader = load::Loader::open(&config.target, self.load_options(config)).await?;
         let select_options = select::SelectOptions {
             reader: select::ReaderOptions {
                 server_id: config.server_id,
@@ -387,6 +370,19 @@ impl PipelineTask {
             *backoff = self.settings.retry_min;
         }
         Err(Error::Binlog("the binlog reader stopped".into()))
+    }
+
+    fn load_options(&self, config: &PipelineConfig) -> load::LoadOptions {
+        let options = &config.options;
+        load::LoadOptions {
+            pipeline: self.pipeline,
+            pipeline_key: format!("{}/{}", self.installation, self.pipeline),
+            pipeline_name: config.name.clone(),
+            token: self.token,
+            parallelism: usize::from(options.load_parallelism),
+            transactional: options.transactional,
+            skip_ddl_errors: options.skip_ddl_errors,
+        }
     }
 
     async fn report(&self, state: &str, reason: Option<&str>) -> Result<()> {

@@ -28,7 +28,9 @@ use crate::pipeline::transform::{TargetChange, TargetKind, TargetRow, TargetTabl
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
-use statements::{ROWS_PER_STATEMENT, delete_keys, delete_row, insert, update_row, upsert};
+use statements::{
+    delete_keys, delete_row, insert, rows_per_statement, update_key, update_row, upsert,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (
     gtid TEXT NULL,
     trx_rows_done BIGINT UNSIGNED NOT NULL DEFAULT 0,
     fencing_token BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    layout VARCHAR(32) NOT NULL DEFAULT '' COMMENT 'partitions and mode that routed rows here',
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pipeline_key, partition_no)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
@@ -58,10 +61,15 @@ const ADD_PARTITION: &str = "INSERT IGNORE INTO ottr_sys.applied (pipeline_key, 
 const CLAIM_PARTITIONS: &str =
     "UPDATE ottr_sys.applied SET fencing_token = ? WHERE pipeline_key = ? AND fencing_token <= ?";
 const COUNT_PARTITIONS: &str = "SELECT COUNT(*) FROM ottr_sys.applied WHERE pipeline_key = ?";
-const READ_APPLIED: &str = "SELECT partition_no, binlog_file, binlog_offset, gtid, trx_rows_done \
+const SET_LAYOUT: &str = "UPDATE ottr_sys.applied SET layout = ?, binlog_file = ?, binlog_offset = ?, gtid = ?, \
+     trx_rows_done = ? WHERE pipeline_key = ? AND fencing_token <= ?";
+const MARK_LAYOUT: &str =
+    "UPDATE ottr_sys.applied SET layout = ? WHERE pipeline_key = ? AND layout = ''";
+const READ_APPLIED: &str = "SELECT partition_no, binlog_file, binlog_offset, gtid, trx_rows_done, layout \
      FROM ottr_sys.applied WHERE pipeline_key = ? ORDER BY partition_no";
 const FORGET_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = NULL, binlog_offset = NULL, \
      gtid = NULL, trx_rows_done = 0 WHERE pipeline_key = ? AND fencing_token <= ?";
+const FORGET_DDL: &str = "DELETE FROM ottr_sys.ddl WHERE pipeline_key = ?";
 const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_offset = ?, gtid = ?, \
      trx_rows_done = ?, fencing_token = ? WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
 const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
@@ -70,19 +78,27 @@ const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl (pipeline_key, binlog_file,
 const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
      WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)";
+const UNIQUE_KEYS: &str = "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
 const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
-/// Load sessions: UTC, zero values kept as they are, strict, utf8mb4.
-const SESSION: [&str; 2] = [
-    "SET SESSION time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
-    "SET NAMES utf8mb4",
-];
+/// Load sessions: UTC, zero values kept as they are, strict, utf8mb4, short DDL lock waits.
+/// One statement, since mysql_async runs setup commands in no fixed order.
+const SESSION: [&str; 1] = ["SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
+     sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', lock_wait_timeout = 30"];
 /// MySQL errors that mean a replayed DDL was already done.
 const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
 const DUPLICATE_KEY: u16 = 1062;
 
-/// `partition_no, binlog_file, binlog_offset, gtid, trx_rows_done` of an applied row.
-type AppliedColumns = (u32, Option<String>, Option<u64>, Option<String>, u64);
+/// `partition_no, binlog_file, binlog_offset, gtid, trx_rows_done, layout` of an applied row.
+type AppliedColumns = (
+    u32,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+    u64,
+    String,
+);
 
 /// How a pipeline loads.
 #[derive(Debug, Clone)]
@@ -107,7 +123,7 @@ pub struct Loader {
     /// Per partition (the last is the serial one): the position applied up to.
     applied: Vec<Option<Position>>,
     /// Per target table: what the load side needs to know of it on the target.
-    tables: HashMap<(String, String), TableInfo>,
+    tables: HashMap<TableKey, TableInfo>,
 }
 
 /// The resume position just before the change at `at`.
@@ -134,14 +150,27 @@ fn changes_key(row: &TargetRow) -> bool {
             if merge::key_of(&row.table, before) != merge::key_of(&row.table, after))
 }
 
+/// A target table with the columns a change carries: a source whose layout changed without
+/// a synced DDL maps to another entry, so cached column indexes never go stale.
+type TableKey = (String, String, Vec<String>);
+
+fn table_key(table: &TargetTable) -> TableKey {
+    (
+        table.schema.clone(),
+        table.table.clone(),
+        table.columns.clone(),
+    )
+}
+
 /// A target table as found on the target.
 #[derive(Debug, Clone)]
 struct TableInfo {
     /// The indexes of its columns to write (present, not generated).
     columns: Arc<Vec<usize>>,
-    /// It has a foreign key or is referenced by one: cascades are not in the binlog, so such
-    /// tables are applied in one partition, in binlog order.
-    linked: bool,
+    /// It has a foreign key or is referenced by one (cascades are not in the binlog), or it
+    /// has a unique key besides the primary key (an upsert clashing on it would update
+    /// another row): such tables are applied in one partition, in binlog order.
+    serial: bool,
 }
 
 /// What went wrong in a partition, to decide about a serial re-run.
@@ -165,7 +194,9 @@ impl Loader {
             .pass(password)
             .prefer_socket(false)
             .client_found_rows(true)
-            .init(SESSION.to_vec())
+            // `setup`, not `init`: a pooled connection is reset when it comes back, and only
+            // setup commands run again; without them TIMESTAMPs would shift.
+            .setup(SESSION.to_vec())
             .pool_opts(PoolOpts::default().with_constraints(constraints));
         let pool = Pool::new(opts);
         let mut loader = Loader {
@@ -229,16 +260,85 @@ impl Loader {
             .exec(READ_APPLIED, (&options.pipeline_key,))
             .await
             .map_err(self.fail("read the applied positions"))?;
-        for (partition, file, offset, gtid, trx_rows_done) in applied {
-            let Some(slot) = self.applied.get_mut(partition as usize) else {
-                // from an earlier, larger parallelism: its rows are not used
-                continue;
-            };
-            *slot = file.zip(offset).map(|(file, offset)| Position {
+        let layout = format!(
+            "{}{}",
+            options.parallelism,
+            if options.transactional {
+                " transactional"
+            } else {
+                ""
+            }
+        );
+        let position_of = |file: Option<String>,
+                           offset: Option<u64>,
+                           gtid: Option<String>,
+                           trx_rows_done: u64| {
+            file.zip(offset).map(|(file, offset)| Position {
                 file: Some(BinlogFilePos { file, offset }),
                 gtid: gtid.and_then(|text| text.parse::<GtidState>().ok()),
                 trx_rows_done,
-            });
+            })
+        };
+        let earlier: Vec<(String, Option<Position>)> = applied
+            .iter()
+            .filter(|row| !row.5.is_empty())
+            .map(|row| {
+                (
+                    row.5.clone(),
+                    position_of(row.1.clone(), row.2, row.3.clone(), row.4),
+                )
+            })
+            .collect();
+        if earlier.iter().any(|(used, _)| *used != layout) {
+            // Rows were routed with another layout: safe to change only where every partition
+            // agrees on what is applied (as after every whole batch).
+            let first = earlier
+                .first()
+                .map(|(_, position)| position.clone())
+                .unwrap_or_default();
+            if earlier.iter().any(|(_, position)| *position != first) {
+                let used = &earlier
+                    .iter()
+                    .find(|(used, _)| *used != layout)
+                    .expect("found above")
+                    .0;
+                return Err(Error::Transform(format!(
+                    "the load layout changed from '{used}' to '{layout}' (load_parallelism, transactional) while a batch \
+                     was half applied on the target: set it back until the pipeline has caught up"
+                )));
+            }
+            let file = first.as_ref().and_then(|position| position.file.clone());
+            conn.exec_drop(
+                SET_LAYOUT,
+                (
+                    &layout,
+                    file.as_ref().map(|file| file.file.clone()),
+                    file.as_ref().map(|file| file.offset),
+                    first
+                        .as_ref()
+                        .and_then(|position| position.gtid.as_ref().map(ToString::to_string)),
+                    first.as_ref().map_or(0, |position| position.trx_rows_done),
+                    &options.pipeline_key,
+                    token,
+                ),
+            )
+            .await
+            .map_err(self.fail("record the load layout"))?;
+            self.applied
+                .iter_mut()
+                .for_each(|slot| *slot = first.clone());
+            return Ok(());
+        }
+        let unmarked = applied.iter().any(|row| row.5.is_empty());
+        for (partition, file, offset, gtid, trx_rows_done, _) in applied {
+            if let Some(slot) = self.applied.get_mut(partition as usize) {
+                *slot = position_of(file, offset, gtid, trx_rows_done);
+            }
+        }
+        if unmarked {
+            conn.exec_drop(MARK_LAYOUT, (&layout, &options.pipeline_key))
+                .await
+                .map_err(self.fail("record the load layout"))?;
         }
         Ok(())
     }
@@ -252,6 +352,9 @@ impl Loader {
         )
         .await
         .map_err(self.fail("reset the applied positions"))?;
+        conn.exec_drop(FORGET_DDL, (&self.options.pipeline_key,))
+            .await
+            .map_err(self.fail("reset the DDL records"))?;
         self.applied.iter_mut().for_each(|slot| *slot = None);
         Ok(())
     }
@@ -280,15 +383,48 @@ impl Loader {
                 }
             }
         }
-        self.apply_rows(segment, end).await
+        self.apply_rows(segment, end).await?;
+        self.align(end).await
+    }
+
+    /// Moves the partitions that had nothing to apply to `end` too, so that after every whole
+    /// batch all partitions agree (and the load layout may change).
+    async fn align(&mut self, end: &Position) -> Result<()> {
+        let behind = self.behind(end);
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(self.fail("start a transaction"))?;
+        self.move_applied(&mut transaction, &behind, end).await?;
+        transaction.commit().await.map_err(self.fail("commit"))?;
+        for partition in behind {
+            self.applied[partition] = Some(end.clone());
+        }
+        Ok(())
+    }
+
+    /// The partitions whose applied position is before `end` (positions only move forward).
+    fn behind(&self, end: &Position) -> Vec<usize> {
+        (0..self.applied.len())
+            .filter(|partition| match &self.applied[*partition] {
+                None => true,
+                Some(applied) => {
+                    (&applied.file, applied.trx_rows_done) < (&end.file, end.trx_rows_done)
+                }
+            })
+            .collect()
     }
 
     /// The partition of a row: by key hash, or the serial one for tables without a key.
     fn partition(&self, row: &TargetRow) -> usize {
         let linked = self
             .tables
-            .get(&(row.table.schema.clone(), row.table.table.clone()))
-            .is_some_and(|info| info.linked);
+            .get(&table_key(&row.table))
+            .is_some_and(|info| info.serial);
         if row.table.key.is_empty() || self.options.transactional || linked {
             self.options.parallelism
         } else {
@@ -303,6 +439,14 @@ impl Loader {
     }
 
     async fn apply_rows(&mut self, rows: Vec<TargetRow>, end: &Position) -> Result<()> {
+        // What every partition has applied needs no look-up on the target at all (its table
+        // may be gone by now, after a DDL that was applied too).
+        let rows: Vec<TargetRow> = rows
+            .into_iter()
+            .filter(|row| {
+                (0..self.applied.len()).any(|partition| !self.is_applied(partition, &row.at))
+            })
+            .collect();
         for row in &rows {
             self.table_info(&row.table).await?;
         }
@@ -342,7 +486,7 @@ impl Loader {
         }
         match first_error {
             None => Ok(()),
-            Some(_) if duplicate && work.len() > 1 => {
+            Some(_) if duplicate => {
                 // A unique-key swap across partitions: apply what is left in binlog order.
                 let mut left: Vec<(usize, TargetRow)> = work
                     .into_iter()
@@ -378,7 +522,7 @@ impl Loader {
             .await
             .map_err(self.fail("start a transaction"))
             .map_err(classify)?;
-        let serial = partition == self.options.parallelism;
+        let serial = partition == self.options.parallelism || rows.iter().any(changes_key);
         let result = if serial {
             self.write_in_order(&mut transaction, rows.iter()).await
         } else {
@@ -428,7 +572,7 @@ impl Loader {
     ) -> Result<()> {
         let merged = merge(&rows.iter().collect::<Vec<_>>());
         for (table, keys) in &merged.deletes {
-            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            for chunk in keys.chunks(rows_per_statement(table.key.len())) {
                 let (sql, params) = delete_keys(table, chunk);
                 self.run(transaction, table, &sql, params).await?;
             }
@@ -436,10 +580,10 @@ impl Loader {
         for (table, images) in &merged.upserts {
             let columns = self
                 .tables
-                .get(&(table.schema.clone(), table.table.clone()))
+                .get(&table_key(table))
                 .map(|info| info.columns.clone())
                 .expect("looked up");
-            for chunk in images.chunks(ROWS_PER_STATEMENT) {
+            for chunk in images.chunks(rows_per_statement(columns.len())) {
                 let (sql, params) = upsert(table, &columns, chunk);
                 self.run(transaction, table, &sql, params).await?;
             }
@@ -457,31 +601,47 @@ impl Loader {
             let table = &row.table;
             let columns = self
                 .tables
-                .get(&(table.schema.clone(), table.table.clone()))
+                .get(&table_key(table))
                 .map(|info| info.columns.clone())
                 .expect("looked up");
-            let statements = if table.key.is_empty() {
-                match (row.kind, &row.before, &row.after) {
-                    (TargetKind::Insert, _, Some(after)) => vec![insert(table, &columns, after)],
+            if table.key.is_empty() {
+                let (statement, must_match) = match (row.kind, &row.before, &row.after) {
+                    (TargetKind::Insert, _, Some(after)) => (insert(table, &columns, after), false),
                     (TargetKind::Update, Some(before), Some(after)) => {
-                        vec![update_row(table, &columns, before, after)]
+                        (update_row(table, &columns, before, after), true)
                     }
                     (TargetKind::Delete, Some(before), _) => {
-                        vec![delete_row(table, &columns, before)]
+                        (delete_row(table, &columns, before), true)
                     }
-                    _ => Vec::new(),
+                    _ => continue,
+                };
+                let (sql, params) = statement;
+                self.run(transaction, table, &sql, params).await?;
+                if must_match && transaction.affected_rows() == 0 {
+                    return Err(Error::Transform(format!(
+                        "a row of {}.{} (a table without a primary key) that the source changed is not on the target",
+                        table.schema, table.table
+                    )));
+                }
+            } else if changes_key(row) {
+                let (Some(before), Some(after)) = (&row.before, &row.after) else {
+                    continue;
+                };
+                let old_key = merge::key_of(table, before);
+                let (sql, params) = update_key(table, &columns, &old_key, after);
+                self.run(transaction, table, &sql, params).await?;
+                if transaction.affected_rows() == 0 {
+                    let (sql, params) = upsert(table, &columns, std::slice::from_ref(after));
+                    self.run(transaction, table, &sql, params).await?;
                 }
             } else {
-                merge::key_ops(row)
-                    .into_iter()
-                    .map(|op| match op {
+                for op in merge::key_ops(row) {
+                    let (sql, params) = match op {
                         KeyOp::Delete(key) => delete_keys(table, &[key]),
                         KeyOp::Upsert(image) => upsert(table, &columns, &[image]),
-                    })
-                    .collect()
-            };
-            for (sql, params) in statements {
-                self.run(transaction, table, &sql, params).await?;
+                    };
+                    self.run(transaction, table, &sql, params).await?;
+                }
             }
         }
         Ok(())
@@ -563,10 +723,13 @@ impl Loader {
                 .exec_drop(DDL_APPLYING, (&key.0, &key.1, key.2, sql))
                 .await
                 .map_err(self.fail("record the DDL"))?;
-            let all: Vec<usize> = (0..=options.parallelism).collect();
-            self.move_applied(&mut transaction, &all, &position_at(at))
+            let behind = self.behind(&position_at(at));
+            self.move_applied(&mut transaction, &behind, &position_at(at))
                 .await?;
             transaction.commit().await.map_err(self.fail("commit"))?;
+            for partition in behind {
+                self.applied[partition] = Some(position_at(at));
+            }
             let replay = state.as_deref() == Some("applying");
             if !schema.is_empty() {
                 conn.query_drop(format!("USE {}", statements::quote(schema)))
@@ -606,7 +769,7 @@ impl Loader {
     /// What to know of `table` on the target: its columns to write (fails naming a column the
     /// target lacks) and whether foreign keys link it.
     async fn table_info(&mut self, table: &TargetTable) -> Result<TableInfo> {
-        let key = (table.schema.clone(), table.table.clone());
+        let key = table_key(table);
         if let Some(info) = self.tables.get(&key) {
             return Ok(info.clone());
         }
@@ -627,7 +790,11 @@ impl Loader {
                 .iter()
                 .find(|(column, _)| column.eq_ignore_ascii_case(name))
             {
-                Some((_, extra)) if extra.to_ascii_uppercase().contains("GENERATED") => {}
+                // VIRTUAL/STORED/PERSISTENT GENERATED; not MySQL's DEFAULT_GENERATED
+                Some((_, extra))
+                    if ["VIRTUAL", "STORED", "PERSISTENT"]
+                        .iter()
+                        .any(|kind| extra.to_ascii_uppercase().contains(kind)) => {}
                 Some(_) => columns.push(index),
                 None => {
                     return Err(Error::Precheck(format!(
@@ -644,9 +811,13 @@ impl Loader {
             )
             .await
             .map_err(self.fail("read the target table's foreign keys"))?;
+        let unique: Option<u64> = conn
+            .exec_first(UNIQUE_KEYS, (&table.schema, &table.table))
+            .await
+            .map_err(self.fail("read the target table's unique keys"))?;
         let info = TableInfo {
             columns: Arc::new(columns),
-            linked: links.unwrap_or(0) > 0,
+            serial: links.unwrap_or(0) > 0 || unique.unwrap_or(0) > 0,
         };
         self.tables.insert(key, info.clone());
         Ok(info)

@@ -5,8 +5,11 @@ use super::bind::Bound;
 use crate::pipeline::transform::TargetTable;
 use mysql_async::Value as Param;
 
-/// Rows per multi-row statement.
-pub const ROWS_PER_STATEMENT: usize = 200;
+/// Rows per multi-row statement with `columns` values each: at most 200, and never near the
+/// 65,535 placeholders a prepared statement may have.
+pub fn rows_per_statement(columns: usize) -> usize {
+    (60_000 / columns.max(1)).clamp(1, 200)
+}
 
 /// `name` as a quoted identifier.
 pub fn quote(name: &str) -> String {
@@ -71,6 +74,35 @@ pub fn delete_keys(table: &TargetTable, keys: &[Vec<Bound>]) -> (String, Vec<Par
         .iter()
         .flat_map(|key| key.iter().map(Bound::param))
         .collect();
+    (sql, params)
+}
+
+/// `UPDATE … SET <every column> WHERE (key) = (old key)`: a key change as the source made it,
+/// so that the target's foreign keys see an update, not a delete.
+pub fn update_key(
+    table: &TargetTable,
+    columns: &[usize],
+    old_key: &[Bound],
+    after: &[Bound],
+) -> (String, Vec<Param>) {
+    let sets: Vec<String> = columns
+        .iter()
+        .map(|index| format!("{} = ?", quote(&table.columns[*index])))
+        .collect();
+    let keys: Vec<String> = table
+        .key
+        .iter()
+        .map(|index| quote(&table.columns[*index]))
+        .collect();
+    let sql = format!(
+        "UPDATE {} SET {} WHERE ({}) = ({})",
+        table_name(table),
+        sets.join(", "),
+        keys.join(", "),
+        vec!["?"; keys.len()].join(", ")
+    );
+    let mut params: Vec<Param> = columns.iter().map(|index| after[*index].param()).collect();
+    params.extend(old_key.iter().map(Bound::param));
     (sql, params)
 }
 

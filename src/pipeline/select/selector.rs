@@ -454,10 +454,13 @@ impl Selector {
         if full && may_cut && !self.building.is_empty() {
             let end = match &self.transaction {
                 // Cut inside a transaction: resume at its start, past the rows handed on.
+                // Resume at its start, past the rows before this change (its own index).
                 Some(transaction) => Position {
                     file: Some(transaction.start.clone()),
                     gtid: self.committed.gtid.clone(),
-                    trx_rows_done: transaction.rows_seen - 1 - self.pending.len() as u64,
+                    trx_rows_done: match &change {
+                        Change::Row(_, at) | Change::Ddl { at, .. } => at.index,
+                    },
                 },
                 None => self.committed.clone(),
             };
