@@ -264,6 +264,19 @@ async fn regex_pairs_rename_and_columns_are_included_excluded_and_renamed() {
         .unwrap();
     converged("y_map.order_1", "y_map_copy.order_1").await;
     converged("y_map.order_2", "y_map_copy.order_2").await;
+    // DDL on a renamed table is rewritten to its target.
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "ALTER TABLE y_map.order_1 ADD COLUMN extra INT NOT NULL DEFAULT 7;
+             INSERT INTO y_map.order_1 VALUES (5, 50, 8);
+             CREATE TABLE y_map.order_3 (id INT PRIMARY KEY); INSERT INTO y_map.order_3 VALUES (1);",
+        )
+        .await
+        .unwrap();
+    converged_or("y_map.order_1", "y_map_copy.order_1", Some(&mut sync.meta)).await;
+    converged("y_map.order_3", "y_map_copy.order_3").await;
     let mut conn = target().conn().await;
     let people: Vec<(i32, String, Option<String>)> = {
         let conn = &mut conn;

@@ -6,8 +6,8 @@
 //! TRUNCATE TABLE, CREATE / DROP INDEX … ON), qualified with the event's default schema.
 //! Statements that are not table DDL (CREATE USER, GRANT, FLUSH, …) are never applied; DDL on
 //! tables outside every pair is dropped; DDL on paired tables passes through unchanged when
-//! no pair renames them. Rewriting DDL for renamed tables is not done yet: such a statement
-//! stops the pipeline with the statement in the reason.
+//! no pair renames them, and is rewritten with sqlparser when one does (a statement that cannot
+//! be parsed or safely rewritten then stops the pipeline with the statement in the reason).
 
 use super::extract::{kept_columns, pair_for};
 use super::select::Change;
@@ -172,7 +172,7 @@ impl Transformer {
         if paired.is_empty() {
             return Ok(None);
         }
-        if let Some((table, _)) = paired.iter().find(|(table, pair)| {
+        let renames = paired.iter().any(|(table, pair)| {
             pair.target_schema
                 .as_ref()
                 .is_some_and(|target| *target != table.schema)
@@ -180,12 +180,13 @@ impl Transformer {
                     .target_table
                     .as_ref()
                     .is_some_and(|target| *target != table.table)
-        }) {
-            return Err(format!(
-                "DDL on {table}, which a table pair renames, cannot be rewritten yet: `{}`",
-                sql.chars().take(200).collect::<String>()
-            ));
-        }
+        });
+        let (schema, sql) = if renames {
+            // Fully qualified target names: the statement no longer needs a default schema.
+            (String::new(), rewrite_ddl(&sql, &schema, &self.pairs)?)
+        } else {
+            (schema, sql)
+        };
         // The table layout may change: build mappings again from the next TABLE_MAP.
         for table in &tables {
             self.tables.remove(table);
@@ -231,6 +232,95 @@ fn map_row(mapping: &Mapping, row: RowChange, at: ChangeAt) -> Result<TargetRow,
         after: image(row.after.clone())?,
         at,
     })
+}
+
+/// Rewrites the table names of a DDL statement to their targets (sqlparser, MySQL dialect).
+/// Fails with the statement when it cannot be parsed, or when a renamed table would be left
+/// under its source name.
+pub fn rewrite_ddl(sql: &str, default_schema: &str, pairs: &[TablePair]) -> Result<String, String> {
+    use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, visit_relations_mut};
+    use std::ops::ControlFlow;
+    let shown = || sql.chars().take(200).collect::<String>();
+    let mut statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, sql).map_err(
+            |error| {
+                format!(
+                    "DDL on a renamed table cannot be parsed to rewrite it ({error}): `{}`",
+                    shown()
+                )
+            },
+        )?;
+    let mut expected = Vec::new();
+    let mut map = |name: &mut ObjectName| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|part| match part {
+                ObjectNamePart::Identifier(ident) => Some(ident.value.clone()),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect();
+        let source = match parts.as_slice() {
+            [table] => TableId {
+                schema: default_schema.to_owned(),
+                table: table.clone(),
+            },
+            [schema, table] => TableId {
+                schema: schema.clone(),
+                table: table.clone(),
+            },
+            _ => return,
+        };
+        if let Some(pair) = pair_for(pairs, &source) {
+            let target = TableId {
+                schema: pair
+                    .target_schema
+                    .clone()
+                    .unwrap_or_else(|| source.schema.clone()),
+                table: pair
+                    .target_table
+                    .clone()
+                    .unwrap_or_else(|| source.table.clone()),
+            };
+            *name = ObjectName::from(vec![
+                Ident::with_quote('`', &target.schema),
+                Ident::with_quote('`', &target.table),
+            ]);
+            expected.push(target);
+        }
+    };
+    for statement in &mut statements {
+        // RENAME TABLE's names are not relations to the visitor: map them here.
+        if let sqlparser::ast::Statement::RenameTable(renames) = statement {
+            for rename in renames {
+                map(&mut rename.old_name);
+                map(&mut rename.new_name);
+            }
+        }
+    }
+    let _ = visit_relations_mut(&mut statements, |name| {
+        map(name);
+        ControlFlow::<()>::Continue(())
+    });
+    let rewritten = statements
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(";\n");
+    // Every paired table the statement names must now appear under its target name.
+    let found = ddl_tables(&rewritten, "").unwrap_or_default();
+    let originals = ddl_tables(sql, default_schema).unwrap_or_default();
+    let paired = originals
+        .iter()
+        .filter(|table| pair_for(pairs, table).is_some())
+        .count();
+    if expected.len() < paired || expected.iter().any(|target| !found.contains(target)) {
+        return Err(format!(
+            "DDL on a renamed table cannot be rewritten safely: `{}`",
+            shown()
+        ));
+    }
+    Ok(rewritten)
 }
 
 /// The tables a table DDL statement touches, qualified with `default_schema`; None when the
@@ -436,6 +526,52 @@ mod tests {
         assert_eq!(
             ddl_tables("DROP INDEX i ON t", "s"),
             Some(vec![id("s", "t")])
+        );
+    }
+
+    fn renaming_pair(
+        schema: &str,
+        table: &str,
+        target_schema: Option<&str>,
+        target_table: Option<&str>,
+    ) -> TablePair {
+        TablePair {
+            id: crate::model::TablePairId(1),
+            schema: crate::config::NamePattern::parse(schema).unwrap(),
+            table: crate::config::NamePattern::parse(table).unwrap(),
+            target_schema: target_schema.map(str::to_owned),
+            target_table: target_table.map(str::to_owned),
+            columns: crate::config::ColumnSelection::All,
+        }
+    }
+
+    #[test]
+    fn ddl_on_renamed_tables_is_rewritten_to_the_targets() {
+        let pairs = vec![
+            renaming_pair("shop", "people", Some("copy"), Some("persons")),
+            renaming_pair("shop", "order_.*", Some("copy"), None),
+        ];
+        assert_eq!(
+            rewrite_ddl("ALTER TABLE people ADD COLUMN age INT", "shop", &pairs).unwrap(),
+            "ALTER TABLE `copy`.`persons` ADD COLUMN age INT"
+        );
+        assert_eq!(
+            rewrite_ddl(
+                "CREATE TABLE shop.order_9 (id INT PRIMARY KEY)",
+                "x",
+                &pairs
+            )
+            .unwrap(),
+            "CREATE TABLE `copy`.`order_9` (id INT PRIMARY KEY)"
+        );
+        assert_eq!(
+            rewrite_ddl("RENAME TABLE order_1 TO order_2", "shop", &pairs).unwrap(),
+            "RENAME TABLE `copy`.`order_1` TO `copy`.`order_2`"
+        );
+        assert!(
+            rewrite_ddl("ALTER TABLE people ENGINE=InnoDB", "shop", &pairs)
+                .unwrap_err()
+                .contains("cannot be parsed")
         );
     }
 
