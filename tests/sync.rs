@@ -791,3 +791,54 @@ async fn the_load_layout_may_change_between_runs() {
     converged_or("y_layout.t", "y_layout.t", Some(&mut sync.meta)).await;
     assert!(node.try_exit().is_none());
 }
+
+#[tokio::test]
+async fn a_row_the_target_rejects_stops_the_pipeline_naming_table_and_key() {
+    source()
+        .conn()
+        .await
+        .query_drop("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(50));")
+        .await
+        .unwrap();
+    target()
+        .conn()
+        .await
+        .query_drop("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(3));")
+        .await
+        .unwrap();
+    let mut sync = channel("y_reject", &[("y_reject", "t", None, None)], "").await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop("INSERT INTO y_reject.t VALUES (1, 'ok'), (2, 'far too long for the target')")
+        .await
+        .unwrap();
+    let conn = &mut sync.meta;
+    let reason: String = eventually!(
+        Duration::from_secs(20),
+        "the pipeline to stop with the row",
+        {
+            let row: Option<(String, Option<String>)> = conn
+                .query_first("SELECT observed, reason FROM v_pipeline_status")
+                .await
+                .unwrap();
+            row.filter(|(observed, _)| observed == "error")
+                .and_then(|(_, reason)| reason)
+        }
+    );
+    assert!(
+        reason.contains("y_reject.t")
+            && reason.contains("id=Int(2)")
+            && reason.contains("Data too long"),
+        "{reason}"
+    );
+    let on_target: Vec<i32> = target()
+        .conn()
+        .await
+        .query("SELECT id FROM y_reject.t")
+        .await
+        .unwrap();
+    assert!(!on_target.contains(&2), "nothing was skipped silently");
+}

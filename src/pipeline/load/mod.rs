@@ -142,6 +142,35 @@ fn change_at(change: &TargetChange) -> &ChangeAt {
     }
 }
 
+/// A row for messages: its key (or its first columns when it has none) and where it is in
+/// the source binlog.
+fn describe(row: &TargetRow) -> String {
+    let image = row.after.as_ref().or(row.before.as_ref());
+    let shown: Vec<String> = match image {
+        Some(image) if !row.table.key.is_empty() => row
+            .table
+            .key
+            .iter()
+            .map(|index| format!("{}={:?}", row.table.columns[*index], image[*index]))
+            .collect(),
+        Some(image) => row
+            .table
+            .columns
+            .iter()
+            .zip(image)
+            .take(3)
+            .map(|(name, value)| format!("{name}={value:?}"))
+            .collect(),
+        None => Vec::new(),
+    };
+    format!(
+        "{} at {}#{}",
+        shown.join(", "),
+        row.at.transaction,
+        row.at.index
+    )
+}
+
 /// Whether an update moves a row to another key.
 fn changes_key(row: &TargetRow) -> bool {
     !row.table.key.is_empty()
@@ -487,7 +516,8 @@ impl Loader {
         match first_error {
             None => Ok(()),
             Some(_) if duplicate => {
-                // A unique-key swap across partitions: apply what is left in binlog order.
+                // A unique-key swap across partitions, or a row the target rejects: apply what is
+                // left in binlog order, row by row, so that an error names its row.
                 let mut left: Vec<(usize, TargetRow)> = work
                     .into_iter()
                     .flat_map(|(partition, rows)| rows.into_iter().map(move |row| (partition, row)))
@@ -510,10 +540,13 @@ impl Loader {
         end: &Position,
     ) -> Result<(), PartitionError> {
         let classify = |error: Error| match &error {
+            // Any row the server rejects (a duplicate key above all) is retried in binlog order.
             Error::Database {
                 source: mysql_async::Error::Server(server),
                 ..
-            } if server.code == DUPLICATE_KEY => PartitionError::DuplicateKey(error),
+            } if server.code == DUPLICATE_KEY || !matches!(server.code, 1205 | 1213) => {
+                PartitionError::DuplicateKey(error)
+            }
             _ => PartitionError::Other(error),
         };
         let mut conn = self.conn().await.map_err(classify)?;
@@ -598,6 +631,22 @@ impl Loader {
         rows: impl Iterator<Item = &'r TargetRow>,
     ) -> Result<()> {
         for row in rows {
+            self.write_row(transaction, row)
+                .await
+                .map_err(|error| match error {
+                    Error::Database { context, source } => Error::Database {
+                        context: format!("{context} (row {})", describe(row)),
+                        source,
+                    },
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// One row, by key (or by whole row for a table without a key).
+    async fn write_row(&self, transaction: &mut Transaction<'_>, row: &TargetRow) -> Result<()> {
+        {
             let table = &row.table;
             let columns = self
                 .tables
@@ -613,9 +662,9 @@ impl Loader {
                     (TargetKind::Delete, Some(before), _) => {
                         (delete_row(table, &columns, before), true)
                     }
-                    _ => continue,
+                    _ => return Ok(()),
                 };
-                let (sql, params) = statement;
+                let (sql, params): (String, Vec<mysql_async::Value>) = statement;
                 self.run(transaction, table, &sql, params).await?;
                 if must_match && transaction.affected_rows() == 0 {
                     return Err(Error::Transform(format!(
@@ -625,7 +674,7 @@ impl Loader {
                 }
             } else if changes_key(row) {
                 let (Some(before), Some(after)) = (&row.before, &row.after) else {
-                    continue;
+                    return Ok(());
                 };
                 let old_key = merge::key_of(table, before);
                 let (sql, params) = update_key(table, &columns, &old_key, after);
