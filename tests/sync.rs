@@ -842,3 +842,61 @@ async fn a_row_the_target_rejects_stops_the_pipeline_naming_table_and_key() {
         .unwrap();
     assert!(!on_target.contains(&2), "nothing was skipped silently");
 }
+
+#[tokio::test]
+async fn skip_load_errors_records_the_rejected_rows_and_goes_on() {
+    source()
+        .conn()
+        .await
+        .query_drop("DROP DATABASE IF EXISTS y_skip; CREATE DATABASE y_skip; CREATE TABLE y_skip.t (id INT PRIMARY KEY, v VARCHAR(50));")
+        .await
+        .unwrap();
+    target()
+        .conn()
+        .await
+        .query_drop("DROP DATABASE IF EXISTS y_skip; CREATE DATABASE y_skip; CREATE TABLE y_skip.t (id INT PRIMARY KEY, v VARCHAR(3));")
+        .await
+        .unwrap();
+    let mut sync = channel(
+        "y_skip",
+        &[("y_skip", "t", None, None)],
+        "CALL set_pipeline_option('y_skip', 'skip_load_errors', 'on')",
+    )
+    .await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "INSERT INTO y_skip.t VALUES (1, 'ok'), (2, 'far too long for the target'), (3, 'yes')",
+        )
+        .await
+        .unwrap();
+    let conn = &mut sync.meta;
+    let skipped: (String, String, String) =
+        eventually!(Duration::from_secs(20), "the skipped row", {
+            conn.query_first("SELECT target_table, row_key, error FROM skipped_row")
+                .await
+                .unwrap()
+        });
+    assert_eq!(skipped.0, "y_skip.t");
+    assert!(
+        skipped.1.starts_with("id=Int(2)") && skipped.2.contains("Data too long"),
+        "{skipped:?}"
+    );
+    let on_target: Vec<i32> = target()
+        .conn()
+        .await
+        .query("SELECT id FROM y_skip.t ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(on_target, vec![1, 3]);
+    let observed: String = sync
+        .meta
+        .query_first("SELECT observed FROM v_pipeline_status")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(observed, "running");
+}

@@ -1,6 +1,6 @@
 -- Sets one option of a pipeline (or of every pipeline of a channel). Options:
 -- batch_rows, batch_bytes, batch_timeout_ms, load_parallelism, server_id (numbers);
--- ddl_sync, skip_ddl_errors, transactional (on/off). Nodes restart the pipeline to apply it.
+-- ddl_sync, skip_ddl_errors, skip_load_errors, transactional (on/off). Nodes restart the pipeline to apply it.
 CREATE PROCEDURE set_pipeline_option(IN p_ref VARCHAR(1024), IN p_option VARCHAR(1024),
                                      IN p_value VARCHAR(1024))
   SQL SECURITY INVOKER
@@ -56,6 +56,11 @@ BEGIN
         CALL raise_error(CONCAT('skip_ddl_errors must be on or off, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
       END IF;
       UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.skip_ddl_errors = v_flag WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'skip_load_errors' THEN
+      IF v_flag IS NULL THEN
+        CALL raise_error(CONCAT('skip_load_errors must be on or off, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.skip_load_errors = v_flag WHERE p.name = p_ref OR c.name = p_ref;
     WHEN 'transactional' THEN
       IF v_flag IS NULL THEN
         CALL raise_error(CONCAT('transactional must be on or off, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));

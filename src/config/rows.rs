@@ -40,6 +40,7 @@ pub struct PipelineRow {
     pub ddl_sync: i64,
     pub skip_ddl_errors: i64,
     pub transactional: i64,
+    pub skip_load_errors: i64,
     pub server_id: Option<u32>,
     pub start_kind: String,
     pub start_file: Option<String>,

@@ -38,6 +38,8 @@ pub struct PipelineOptions {
     pub ddl_sync: bool,
     pub skip_ddl_errors: bool,
     pub transactional: bool,
+    /// Rows the target rejects are recorded in `skipped_row` and left out.
+    pub skip_load_errors: bool,
 }
 
 /// Which columns of a table pair travel, and under which target names.
@@ -244,6 +246,7 @@ fn validate_options(row: &PipelineRow) -> Result<PipelineOptions, String> {
         ddl_sync: flag("ddl_sync", row.ddl_sync)?,
         skip_ddl_errors: flag("skip_ddl_errors", row.skip_ddl_errors)?,
         transactional: flag("transactional", row.transactional)?,
+        skip_load_errors: flag("skip_load_errors", row.skip_load_errors)?,
     })
 }
 
@@ -417,6 +420,7 @@ mod tests {
                 ddl_sync: 1,
                 skip_ddl_errors: 0,
                 transactional: 0,
+                skip_load_errors: 0,
                 server_id: None,
                 start_kind: "end".into(),
                 start_file: None,

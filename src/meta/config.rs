@@ -17,7 +17,7 @@ const SELECT_DATA_SOURCE_BY_NAME: &str =
     "SELECT id, name, kind, host, port, user, password FROM data_source WHERE name = ?";
 const SELECT_CHANNELS: &str = "SELECT id, name, mode, desired FROM channel ORDER BY id";
 const SELECT_PIPELINES: &str = "SELECT id, channel_id, name, source_id, target_id, batch_rows, \
-     batch_bytes, batch_timeout_ms, load_parallelism, ddl_sync, skip_ddl_errors, transactional, \
+     batch_bytes, batch_timeout_ms, load_parallelism, ddl_sync, skip_ddl_errors, transactional, skip_load_errors, \
      server_id, start_kind, start_file, start_offset, start_gtid, start_time \
      FROM pipeline ORDER BY id";
 const SELECT_TABLE_PAIRS: &str = "SELECT id, channel_id, source_schema, source_table, \
@@ -175,6 +175,7 @@ fn pipeline_row(row: &mut Row) -> Result<PipelineRow> {
         ddl_sync: take(row, "ddl_sync", context)?,
         skip_ddl_errors: take(row, "skip_ddl_errors", context)?,
         transactional: take(row, "transactional", context)?,
+        skip_load_errors: take(row, "skip_load_errors", context)?,
         server_id: take(row, "server_id", context)?,
         start_kind: take(row, "start_kind", context)?,
         start_file: take(row, "start_file", context)?,

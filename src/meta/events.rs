@@ -8,6 +8,8 @@ use mysql_async::prelude::Queryable;
 
 const INSERT_EVENT: &str =
     "INSERT INTO event_log (node, pipeline_id, level, kind, message) VALUES (?, ?, ?, ?, ?)";
+const INSERT_SKIPPED: &str =
+    "INSERT INTO skipped_row (pipeline_id, target_table, row_key, error) VALUES (?, ?, ?, ?)";
 const PRUNE_EVENTS: &str =
     "DELETE FROM event_log WHERE at < NOW(6) - INTERVAL ? DAY ORDER BY id LIMIT 10000";
 
@@ -66,6 +68,32 @@ pub async fn prune_event_log(meta: &MetaDb, days: u32) -> Result<u64> {
             .await
             .map_err(|error| Error::database(context, error))?;
         Ok(conn.affected_rows())
+    })
+    .await
+}
+
+/// Records rows that `skip_load_errors` left out.
+pub async fn record_skipped(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    rows: &[crate::pipeline::load::SkippedRow],
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot record skipped rows";
+    timed(context, async {
+        conn.exec_batch(
+            INSERT_SKIPPED,
+            rows.iter().map(|row| {
+                (
+                    pipeline.0,
+                    truncate(&row.table, 130),
+                    truncate(&row.row, 1024),
+                    truncate(&row.error, 1024),
+                )
+            }),
+        )
+        .await
+        .map_err(|error| Error::database(context, error))
     })
     .await
 }

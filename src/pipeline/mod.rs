@@ -359,6 +359,19 @@ impl PipelineTask {
                 .transform(batch.take_changes())
                 .map_err(Error::Transform)?;
             loader.apply(changes, &batch.end).await?;
+            let skipped = loader.take_skipped();
+            if !skipped.is_empty() {
+                // Recorded after the target commit: a crash in between loses the record, not rows.
+                if let Err(error) = meta::record_skipped(&self.meta, self.pipeline, &skipped).await
+                {
+                    warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record skipped rows");
+                }
+                let text = format!(
+                    "{} rows rejected by the target were skipped (SELECT * FROM skipped_row)",
+                    skipped.len()
+                );
+                self.log(EventLevel::Warn, "rows_skipped", &text).await;
+            }
             match meta::write_position(&self.meta, self.pipeline, self.token, &batch.end).await {
                 Ok(()) => {}
                 Err(error @ Error::Fenced { .. }) => return Err(error),
@@ -382,6 +395,7 @@ impl PipelineTask {
             parallelism: usize::from(options.load_parallelism),
             transactional: options.transactional,
             skip_ddl_errors: options.skip_ddl_errors,
+            skip_load_errors: options.skip_load_errors,
         }
     }
 

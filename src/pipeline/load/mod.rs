@@ -114,6 +114,17 @@ pub struct LoadOptions {
     /// Apply each batch in binlog order in one transaction.
     pub transactional: bool,
     pub skip_ddl_errors: bool,
+    /// Rows the target rejects are left out and handed back by [`Loader::take_skipped`].
+    pub skip_load_errors: bool,
+}
+
+/// A row the target rejected and `skip_load_errors` left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRow {
+    pub table: String,
+    /// Its key (or first columns) and its source position.
+    pub row: String,
+    pub error: String,
 }
 
 /// The load side of one pipeline, on its target.
@@ -122,8 +133,18 @@ pub struct Loader {
     options: LoadOptions,
     /// Per partition (the last is the serial one): the position applied up to.
     applied: Vec<Option<Position>>,
+    /// Rows left out under `skip_load_errors` since the last [`Loader::take_skipped`].
+    skipped: Vec<SkippedRow>,
     /// Per target table: what the load side needs to know of it on the target.
     tables: HashMap<TableKey, TableInfo>,
+}
+
+/// Whether two applied positions are the same point of the binlog (GTID states may be known
+/// for one and not the other).
+fn same_point(a: &Option<Position>, b: &Option<Position>) -> bool {
+    let point =
+        |position: &Option<Position>| position.as_ref().map(|p| (p.file.clone(), p.trx_rows_done));
+    point(a) == point(b)
 }
 
 /// The resume position just before the change at `at`.
@@ -233,6 +254,7 @@ impl Loader {
             applied: vec![None; options.parallelism + 1],
             options,
             tables: HashMap::new(),
+            skipped: Vec::new(),
         };
         loader.prepare(&target.name).await?;
         Ok(loader)
@@ -325,7 +347,10 @@ impl Loader {
                 .first()
                 .map(|(_, position)| position.clone())
                 .unwrap_or_default();
-            if earlier.iter().any(|(_, position)| *position != first) {
+            if earlier
+                .iter()
+                .any(|(_, position)| !same_point(position, &first))
+            {
                 let used = &earlier
                     .iter()
                     .find(|(used, _)| *used != layout)
@@ -586,8 +611,35 @@ impl Loader {
             .start_transaction(TxOpts::default())
             .await
             .map_err(self.fail("start a transaction"))?;
-        self.write_in_order(&mut transaction, rows.iter().map(|(_, row)| row))
-            .await?;
+        if self.options.skip_load_errors {
+            for (_, row) in &rows {
+                transaction
+                    .query_drop("SAVEPOINT ottr_row")
+                    .await
+                    .map_err(self.fail("set a savepoint"))?;
+                match self.write_row(&mut transaction, row).await {
+                    Ok(()) => {}
+                    Err(Error::Database {
+                        source: mysql_async::Error::Server(server),
+                        ..
+                    }) => {
+                        transaction
+                            .query_drop("ROLLBACK TO SAVEPOINT ottr_row")
+                            .await
+                            .map_err(self.fail("roll back to the savepoint"))?;
+                        self.skipped.push(SkippedRow {
+                            table: format!("{}.{}", row.table.schema, row.table.table),
+                            row: describe(row),
+                            error: format!("ERROR {}: {}", server.code, server.message),
+                        });
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        } else {
+            self.write_in_order(&mut transaction, rows.iter().map(|(_, row)| row))
+                .await?;
+        }
         self.move_applied(&mut transaction, &partitions, end)
             .await?;
         transaction.commit().await.map_err(self.fail("commit"))?;
@@ -870,6 +922,11 @@ impl Loader {
         };
         self.tables.insert(key, info.clone());
         Ok(info)
+    }
+
+    /// The rows left out under `skip_load_errors` since the last call.
+    pub fn take_skipped(&mut self) -> Vec<SkippedRow> {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Closes the target connections.
