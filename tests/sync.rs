@@ -366,12 +366,23 @@ async fn ddl_on_paired_tables_is_applied_while_rows_flow() {
              INSERT INTO y_ddl.created VALUES (1, 1);
              RENAME TABLE y_ddl.created TO y_ddl.renamed;
              INSERT INTO y_ddl.renamed VALUES (2, 2);
+             CREATE TABLE y_ddl.dropped (id INT PRIMARY KEY); INSERT INTO y_ddl.dropped VALUES (1);
+             DROP TABLE y_ddl.dropped;
              CREATE USER IF NOT EXISTS 'never_copied'@'%';",
         )
         .await
         .unwrap();
     converged("y_ddl.t", "y_ddl.t").await;
     converged("y_ddl.renamed", "y_ddl.renamed").await;
+    let mut target_conn = target().conn().await;
+    let conn = &mut target_conn;
+    eventually!(Duration::from_secs(20), "the dropped table to be gone", {
+        let tables: Vec<String> = conn
+            .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'y_ddl' ORDER BY 1")
+            .await
+            .unwrap();
+        (tables == ["renamed", "t"]).then_some(())
+    });
     let users: Vec<String> = target()
         .conn()
         .await
@@ -899,4 +910,65 @@ async fn skip_load_errors_records_the_rejected_rows_and_goes_on() {
         .unwrap()
         .unwrap();
     assert_eq!(observed, "running");
+}
+
+#[tokio::test]
+async fn a_ddl_that_fails_on_the_target_is_not_taken_for_done_when_retried() {
+    source()
+        .conn()
+        .await
+        .query_drop("DROP DATABASE IF EXISTS y_ddlfail; CREATE DATABASE y_ddlfail; CREATE TABLE y_ddlfail.t (id INT PRIMARY KEY);")
+        .await
+        .unwrap();
+    // The target lacks the table: the ALTER fails there with 1146, a code a replay would accept.
+    target()
+        .conn()
+        .await
+        .query_drop("DROP DATABASE IF EXISTS y_ddlfail; CREATE DATABASE y_ddlfail;")
+        .await
+        .unwrap();
+    let mut sync = channel(
+        "y_ddlfail",
+        &[("y_ddlfail", "t", None, None)],
+        "CALL set_setting('retry_max_ms', 1000)",
+    )
+    .await;
+    let _node = sync.node();
+    sync.running().await;
+    source()
+        .conn()
+        .await
+        .query_drop("ALTER TABLE y_ddlfail.t ADD COLUMN c INT")
+        .await
+        .unwrap();
+    let conn = &mut sync.meta;
+    eventually!(Duration::from_secs(20), "the DDL error", {
+        let row: Option<(String, Option<String>)> = conn
+            .query_first("SELECT observed, reason FROM v_pipeline_status")
+            .await
+            .unwrap();
+        row.filter(|(observed, reason)| {
+            observed == "error" && reason.as_deref().unwrap_or_default().contains("DDL")
+        })
+    });
+    // Retried after retry_max_ms: still an error, not "already done".
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (observed, runs): (String, u64) = sync
+        .meta
+        .query_first("SELECT (SELECT observed FROM v_pipeline_status), (SELECT COUNT(*) FROM event_log WHERE kind = 'pipeline_error')")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(observed, "error");
+    assert!(runs >= 2, "it was retried");
+    let state: String = target()
+        .conn()
+        .await
+        .query_first(
+            "SELECT state FROM ottr_sys.ddl WHERE statement LIKE 'ALTER TABLE y_ddlfail.t%'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state, "failed");
 }

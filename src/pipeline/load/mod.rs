@@ -52,7 +52,7 @@ const CREATE_DDL: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.ddl (
     pipeline_key VARCHAR(100) NOT NULL,
     binlog_file VARCHAR(255) NOT NULL,
     binlog_offset BIGINT UNSIGNED NOT NULL,
-    state ENUM('applying','applied') NOT NULL,
+    state ENUM('applying','applied','failed') NOT NULL,
     statement MEDIUMTEXT NOT NULL,
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pipeline_key, binlog_file, binlog_offset)
@@ -75,6 +75,7 @@ const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_
 const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl (pipeline_key, binlog_file, binlog_offset, state, statement) \
      VALUES (?, ?, ?, 'applying', ?) ON DUPLICATE KEY UPDATE state = 'applying'";
+const DDL_FAILED: &str = "UPDATE ottr_sys.ddl SET state = 'failed' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
      WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)";
@@ -831,6 +832,7 @@ impl Loader {
             for partition in behind {
                 self.applied[partition] = Some(position_at(at));
             }
+            // Left applying by an earlier attempt that did not come back: it may be done.
             let replay = state.as_deref() == Some("applying");
             if !schema.is_empty() {
                 conn.query_drop(format!("USE {}", statements::quote(schema)))
@@ -845,6 +847,9 @@ impl Loader {
                     tracing::warn!(pipeline = %options.pipeline, error = %error, sql, "DDL failed and is skipped (skip_ddl_errors)");
                 }
                 Err(error) => {
+                    // Not left at applying: a retry must not take this failure for "already done".
+                    let _ = conn.query_drop("USE ottr_sys").await;
+                    let _ = conn.exec_drop(DDL_FAILED, key.clone()).await;
                     return Err(Error::database(
                         format!(
                             "pipeline {}: DDL `{}` failed on the target",
