@@ -150,8 +150,13 @@ async fn converged(source_table: &str, target_table: &str) {
 }
 
 async fn converged_or(source_table: &str, target_table: &str, status: Option<&mut Conn>) {
+    converged_within(source_table, target_table, status, Duration::from_secs(30)).await
+}
+
+async fn converged_within(source_table: &str, target_table: &str, status: Option<&mut Conn>, limit: Duration) {
     let mut last = (Vec::new(), Vec::new());
-    for _ in 0..300 {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         let (on_source, on_target) = (
             rows(source(), source_table).await,
             rows(target(), target_table).await,
@@ -419,7 +424,9 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
     let workload = tokio::spawn(async move {
         let mut conn = source().conn().await;
         let mut rows = 0u64;
-        for round in 0..1500i64 {
+        // OTTR_CRASH_ROUNDS=22300 gives the issue's 200,000-row workload (9 changes a round).
+        let rounds: i64 = std::env::var("OTTR_CRASH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1500);
+        for round in 0..rounds {
             let base = round * 10;
             conn.query_drop(format!(
                 "BEGIN;
@@ -438,7 +445,7 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
             .await
             .unwrap();
             rows += 9;
-            if round == 700 {
+            if round == rounds / 2 {
                 conn.query_drop(
                     "ALTER TABLE y_crash.accounts ADD COLUMN flag TINYINT NOT NULL DEFAULT 0",
                 )
@@ -464,9 +471,11 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
         node = sync.node();
     }
     let rows = workload.await.unwrap();
+    let started = std::time::Instant::now();
     for table in ["y_crash.accounts", "y_crash.moves", "y_crash.journal"] {
-        converged_or(table, table, Some(&mut sync.meta)).await;
+        converged_within(table, table, Some(&mut sync.meta), Duration::from_secs(600)).await;
     }
+    eprintln!("caught up {:?} after the workload ended", started.elapsed());
     eprintln!("{rows} row changes, {kills} kill -9 of the node: source and target identical");
 }
 
