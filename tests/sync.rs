@@ -153,7 +153,12 @@ async fn converged_or(source_table: &str, target_table: &str, status: Option<&mu
     converged_within(source_table, target_table, status, Duration::from_secs(30)).await
 }
 
-async fn converged_within(source_table: &str, target_table: &str, status: Option<&mut Conn>, limit: Duration) {
+async fn converged_within(
+    source_table: &str,
+    target_table: &str,
+    status: Option<&mut Conn>,
+    limit: Duration,
+) {
     let mut last = (Vec::new(), Vec::new());
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
@@ -425,7 +430,10 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
         let mut conn = source().conn().await;
         let mut rows = 0u64;
         // OTTR_CRASH_ROUNDS=22300 gives the 200,000-row workload (9 changes a round).
-        let rounds: i64 = std::env::var("OTTR_CRASH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1500);
+        let rounds: i64 = std::env::var("OTTR_CRASH_ROUNDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1500);
         for round in 0..rounds {
             let base = round * 10;
             conn.query_drop(format!(

@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A table by schema and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TableId {
     pub schema: String,
     pub table: String,
@@ -18,7 +20,7 @@ impl fmt::Display for TableId {
 }
 
 /// One column of a table as the binlog describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnMeta {
     pub name: String,
     /// The column's type name as the binlog gives it (e.g. `LONGLONG`, `VARCHAR`).
@@ -27,7 +29,7 @@ pub struct ColumnMeta {
 }
 
 /// A table's columns, in order, and its primary key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableMeta {
     pub id: TableId,
     pub columns: Vec<ColumnMeta>,
@@ -36,7 +38,7 @@ pub struct TableMeta {
 }
 
 /// What a row change does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChangeKind {
     Insert,
     Update,
@@ -54,7 +56,7 @@ impl fmt::Display for ChangeKind {
 }
 
 /// One changed row, with its before-image (update, delete) and after-image (insert, update).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RowChange {
     pub table: Arc<TableMeta>,
     pub kind: ChangeKind,

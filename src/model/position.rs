@@ -79,7 +79,9 @@ impl FromStr for BinlogFilePos {
 }
 
 /// One MariaDB GTID, `domain-server-sequence`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct MariaGtid {
     pub domain: u32,
     pub server: u32,
@@ -93,7 +95,7 @@ impl fmt::Display for MariaGtid {
 }
 
 /// The GTID state at a position.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum GtidState {
     /// MariaDB: the last GTID of each replication domain, sorted by domain.
     MariaDb(Vec<MariaGtid>),
@@ -282,7 +284,7 @@ impl ChangeAt {
 
 /// Where a pipeline has read to: always the start of a transaction, plus how many row
 /// changes of that transaction were already handed on when a transaction was split.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// The binlog file and offset; None when only a GTID state is known (a GTID start point
     /// before the first event was read).

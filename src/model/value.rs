@@ -7,7 +7,7 @@ use chrono::DateTime;
 use std::fmt;
 
 /// The character set of a text value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Charset {
     Utf8mb4,
     Utf8mb3,
@@ -47,7 +47,7 @@ impl Charset {
 }
 
 /// One column value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Null,
     /// TINYINT … BIGINT, signed.
@@ -123,7 +123,7 @@ pub enum Value {
 }
 
 /// One operation of a partial JSON update.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JsonOperation {
     /// `replace`, `insert` or `remove`.
     pub operation: String,

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 /// One change handed on by Select.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Change {
     /// A changed row, and where it is in the source binlog.
     Row(RowChange, ChangeAt),
@@ -99,7 +99,23 @@ pub struct Batch {
     reservation: Reservation,
 }
 
+/// What of a batch crosses the network between the select and the load side: its changes
+/// and where reading resumes once they are applied.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchData {
+    pub changes: Vec<Change>,
+    pub end: Position,
+}
+
 impl Batch {
+    /// The serialisable part of this batch (a copy; the batch keeps counting its bytes).
+    pub fn data(&self) -> BatchData {
+        BatchData {
+            changes: self.changes.clone(),
+            end: self.end.clone(),
+        }
+    }
+
     /// Takes the changes out; the batch keeps counting its bytes until it is dropped.
     pub fn take_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)
@@ -936,6 +952,28 @@ mod tests {
         events.push(at(400, SourceEvent::Rollback));
         let error = feed(&mut selector, events).expect_err("fatal").to_string();
         assert!(error.contains("split across batches"), "{error}");
+    }
+
+    #[test]
+    fn a_batch_round_trips_through_json() {
+        let mut selector = selector(100);
+        let batches = feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(110, SourceEvent::Begin),
+                at(200, row(1)),
+                at(300, SourceEvent::Commit),
+                at(400, mysql_gtid(2)),
+                at(500, query("DROP TABLE t")),
+            ],
+        )
+        .unwrap();
+        let data = batches[0].data();
+        let text = serde_json::to_string(&data).unwrap();
+        let back: BatchData = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(ids(&back.changes), vec!["1"]);
     }
 
     #[test]
