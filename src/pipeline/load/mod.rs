@@ -834,7 +834,11 @@ impl Loader {
             }
             // Left applying by an earlier attempt that did not come back: it may be done.
             let replay = state.as_deref() == Some("applying");
-            if !schema.is_empty() {
+            // A statement whose tables are all qualified needs no default schema (which may not
+            // exist on the target).
+            let qualified = crate::pipeline::transform::ddl_tables(sql, "")
+                .is_some_and(|tables| tables.iter().all(|table| !table.schema.is_empty()));
+            if !schema.is_empty() && !qualified {
                 conn.query_drop(format!("USE {}", statements::quote(schema)))
                     .await
                     .map_err(self.fail("use the DDL's schema"))?;
