@@ -370,6 +370,20 @@ async fn a_timestamp_resolves_to_the_first_transaction_at_or_after_it() {
     );
 }
 
+/// A selector on the shared source from `from`.
+fn selector_from(
+    from: BinlogFilePos,
+    options: ottr::pipeline::select::SelectOptions,
+) -> ottr::pipeline::select::Selector {
+    let start = ottr::model::Position {
+        file: Some(from),
+        gtid: None,
+        trx_rows_done: 0,
+    };
+    let budget = std::sync::Arc::new(ottr::pipeline::select::ByteBudget::default());
+    ottr::pipeline::select::Selector::new(data_source(), options, start, budget)
+}
+
 /// Applies decoded changes of one table to a map id → row, as a target would.
 fn replay(
     changes: &[ottr::pipeline::select::Change],
@@ -399,7 +413,6 @@ fn replay(
 
 #[tokio::test]
 async fn transactions_are_handed_on_as_the_server_logged_them() {
-    use ottr::pipeline::select::{ByteBudget, Selector};
     let mut conn = source().conn().await;
     conn.query_drop("SET GLOBAL max_allowed_packet = 67108864")
         .await
@@ -429,17 +442,7 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
     .await
     .unwrap();
     let options = common::select_options(3_000_020, true, 1000, 64 << 20);
-    let start = ottr::model::Position {
-        file: Some(from),
-        gtid: None,
-        trx_rows_done: 0,
-    };
-    let mut selector = Selector::new(
-        data_source(),
-        options,
-        start,
-        std::sync::Arc::new(ByteBudget::default()),
-    );
+    let mut selector = selector_from(from, options);
     let mut changes = Vec::new();
     while let Some(batch) = selector.next_batch().await.unwrap() {
         changes.extend(batch.changes);
@@ -487,7 +490,6 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
 
 #[tokio::test]
 async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly() {
-    use ottr::pipeline::select::{ByteBudget, Selector};
     let mut conn = source().conn().await;
     conn.query_drop(
         "DROP DATABASE IF EXISTS ottr_s_xa; CREATE DATABASE ottr_s_xa; CREATE TABLE ottr_s_xa.t (id INT PRIMARY KEY)",
@@ -501,17 +503,7 @@ async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly(
     .await
     .unwrap();
     let options = common::select_options(3_000_021, true, 1000, 1 << 20);
-    let start = ottr::model::Position {
-        file: Some(from),
-        gtid: None,
-        trx_rows_done: 0,
-    };
-    let mut selector = Selector::new(
-        data_source(),
-        options,
-        start,
-        std::sync::Arc::new(ByteBudget::default()),
-    );
+    let mut selector = selector_from(from, options);
     let error = loop {
         match selector.next_batch().await {
             Ok(Some(_)) => continue,

@@ -187,7 +187,7 @@ async fn converged_within(
 
 async fn both(sql: &str) {
     for server in [source(), target()] {
-        server.conn().await.query_drop(sql).await.unwrap();
+        server.run(sql).await;
     }
 }
 
@@ -756,12 +756,7 @@ async fn timestamps_arrive_as_the_same_instant_on_a_target_in_another_time_zone(
         .unwrap();
     let _node = sync.node();
     sync.running().await;
-    source()
-        .conn()
-        .await
-        .query_drop("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES (1, '2026-11-22 01:02:03.456789'), (2, NULL);")
-        .await
-        .unwrap();
+    source().run("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES (1, '2026-11-22 01:02:03.456789'), (2, NULL);").await;
     let mut target_conn = own_target.conn().await;
     let at: String = {
         let conn = &mut target_conn;
@@ -776,12 +771,7 @@ async fn timestamps_arrive_as_the_same_instant_on_a_target_in_another_time_zone(
     assert_eq!(at, "2026-11-22 01:02:03.456789");
     // Later batches reuse pooled connections: their session settings must hold as well.
     for id in 10..20 {
-        source()
-            .conn()
-            .await
-            .query_drop(format!("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES ({id}, '2030-01-02 03:04:05.000006')"))
-            .await
-            .unwrap();
+        source().run(&format!("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES ({id}, '2030-01-02 03:04:05.000006')")).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let conn = &mut target_conn;
@@ -822,27 +812,14 @@ async fn the_load_layout_may_change_between_runs() {
 
 #[tokio::test]
 async fn a_row_the_target_rejects_stops_the_pipeline_naming_table_and_key() {
-    source()
-        .conn()
-        .await
-        .query_drop("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(50));")
-        .await
-        .unwrap();
-    target()
-        .conn()
-        .await
-        .query_drop("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(3));")
-        .await
-        .unwrap();
+    source().run("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(50));").await;
+    target().run("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(3));").await;
     let mut sync = channel("y_reject", &[("y_reject", "t", None, None)], "").await;
     let _node = sync.node();
     sync.running().await;
     source()
-        .conn()
-        .await
-        .query_drop("INSERT INTO y_reject.t VALUES (1, 'ok'), (2, 'far too long for the target')")
-        .await
-        .unwrap();
+        .run("INSERT INTO y_reject.t VALUES (1, 'ok'), (2, 'far too long for the target')")
+        .await;
     let conn = &mut sync.meta;
     let reason: String = eventually!(
         Duration::from_secs(20),
@@ -873,18 +850,8 @@ async fn a_row_the_target_rejects_stops_the_pipeline_naming_table_and_key() {
 
 #[tokio::test]
 async fn skip_load_errors_records_the_rejected_rows_and_goes_on() {
-    source()
-        .conn()
-        .await
-        .query_drop("DROP DATABASE IF EXISTS y_skip; CREATE DATABASE y_skip; CREATE TABLE y_skip.t (id INT PRIMARY KEY, v VARCHAR(50));")
-        .await
-        .unwrap();
-    target()
-        .conn()
-        .await
-        .query_drop("DROP DATABASE IF EXISTS y_skip; CREATE DATABASE y_skip; CREATE TABLE y_skip.t (id INT PRIMARY KEY, v VARCHAR(3));")
-        .await
-        .unwrap();
+    source().run("DROP DATABASE IF EXISTS y_skip; CREATE DATABASE y_skip; CREATE TABLE y_skip.t (id INT PRIMARY KEY, v VARCHAR(50));").await;
+    target().run("DROP DATABASE IF EXISTS y_skip; CREATE DATABASE y_skip; CREATE TABLE y_skip.t (id INT PRIMARY KEY, v VARCHAR(3));").await;
     let mut sync = channel(
         "y_skip",
         &[("y_skip", "t", None, None)],
@@ -931,19 +898,11 @@ async fn skip_load_errors_records_the_rejected_rows_and_goes_on() {
 
 #[tokio::test]
 async fn a_ddl_that_fails_on_the_target_is_not_taken_for_done_when_retried() {
-    source()
-        .conn()
-        .await
-        .query_drop("DROP DATABASE IF EXISTS y_ddlfail; CREATE DATABASE y_ddlfail; CREATE TABLE y_ddlfail.t (id INT PRIMARY KEY);")
-        .await
-        .unwrap();
+    source().run("DROP DATABASE IF EXISTS y_ddlfail; CREATE DATABASE y_ddlfail; CREATE TABLE y_ddlfail.t (id INT PRIMARY KEY);").await;
     // The target lacks the table: the ALTER fails there with 1146, a code a replay would accept.
     target()
-        .conn()
-        .await
-        .query_drop("DROP DATABASE IF EXISTS y_ddlfail; CREATE DATABASE y_ddlfail;")
-        .await
-        .unwrap();
+        .run("DROP DATABASE IF EXISTS y_ddlfail; CREATE DATABASE y_ddlfail;")
+        .await;
     let mut sync = channel(
         "y_ddlfail",
         &[("y_ddlfail", "t", None, None)],
@@ -953,11 +912,8 @@ async fn a_ddl_that_fails_on_the_target_is_not_taken_for_done_when_retried() {
     let _node = sync.node();
     sync.running().await;
     source()
-        .conn()
-        .await
-        .query_drop("ALTER TABLE y_ddlfail.t ADD COLUMN c INT")
-        .await
-        .unwrap();
+        .run("ALTER TABLE y_ddlfail.t ADD COLUMN c INT")
+        .await;
     let conn = &mut sync.meta;
     eventually!(Duration::from_secs(20), "the DDL error", {
         let row: Option<(String, Option<String>)> = conn

@@ -9,19 +9,24 @@ use std::time::Duration;
 /// How long connecting to a data server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens one connection to `source` in UTC, over TCP.
-pub async fn connect(source: &DataSource) -> Result<Conn> {
+/// Connection options for `source` over TCP, with its password resolved (the error names
+/// the reference, never a password).
+pub fn options(source: &DataSource) -> Result<OptsBuilder> {
     let password = source
         .password
         .resolve()
         .map_err(|problem| Error::Precheck(format!("data source '{}': {problem}", source.name)))?;
-    let opts = OptsBuilder::default()
+    Ok(OptsBuilder::default()
         .ip_or_hostname(source.host.clone())
         .tcp_port(source.port)
         .user(Some(source.user.clone()))
         .pass(password)
-        .prefer_socket(false)
-        .init(vec!["SET SESSION time_zone = '+00:00'"]);
+        .prefer_socket(false))
+}
+
+/// Opens one connection to `source` in UTC, over TCP.
+pub async fn connect(source: &DataSource) -> Result<Conn> {
+    let opts = options(source)?.init(vec!["SET SESSION time_zone = '+00:00'"]);
     let context = format!(
         "cannot connect to data source '{}' ({}:{} as {})",
         source.name, source.host, source.port, source.user

@@ -31,18 +31,10 @@ pub struct TargetTable {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TargetRow {
     pub table: Arc<TargetTable>,
-    pub kind: TargetKind,
+    pub kind: ChangeKind,
     pub before: Option<Vec<TargetValue>>,
     pub after: Option<Vec<TargetValue>>,
     pub at: ChangeAt,
-}
-
-/// [`ChangeKind`], serialisable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TargetKind {
-    Insert,
-    Update,
-    Delete,
 }
 
 /// A value as the load side binds it.
@@ -223,11 +215,7 @@ fn map_row(mapping: &Mapping, row: RowChange, at: ChangeAt) -> Result<TargetRow,
     };
     Ok(TargetRow {
         table: mapping.target.clone(),
-        kind: match row.kind {
-            ChangeKind::Insert => TargetKind::Insert,
-            ChangeKind::Update => TargetKind::Update,
-            ChangeKind::Delete => TargetKind::Delete,
-        },
+        kind: row.kind,
         before: image(row.before.clone())?,
         after: image(row.after.clone())?,
         at,

@@ -265,6 +265,11 @@ impl MariaDb {
         }
     }
 
+    /// Runs `sql` (several statements may follow each other) as root, panicking on an error.
+    pub async fn run(&self, sql: &str) {
+        self.conn().await.query_drop(sql).await.unwrap();
+    }
+
     /// A root connection without a default schema.
     pub async fn conn(&self) -> Conn {
         let opts = Opts::from_url(&format!(

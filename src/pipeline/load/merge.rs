@@ -5,7 +5,8 @@
 //! delete by key. Pure: no IO.
 
 use super::bind::Bound;
-use crate::pipeline::transform::{TargetKind, TargetRow, TargetTable};
+use crate::model::ChangeKind;
+use crate::pipeline::transform::{TargetRow, TargetTable};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -60,8 +61,8 @@ pub fn partition_of(row: &TargetRow, partitions: usize) -> usize {
 pub fn key_ops(row: &TargetRow) -> Vec<KeyOp> {
     let key = |image: &Vec<Bound>| key_of(&row.table, image);
     match (row.kind, &row.before, &row.after) {
-        (TargetKind::Delete, Some(before), _) => vec![KeyOp::Delete(key(before))],
-        (TargetKind::Update, Some(before), Some(after)) if key(before) != key(after) => {
+        (ChangeKind::Delete, Some(before), _) => vec![KeyOp::Delete(key(before))],
+        (ChangeKind::Update, Some(before), Some(after)) if key(before) != key(after) => {
             vec![KeyOp::Delete(key(before)), KeyOp::Upsert(after.clone())]
         }
         (_, _, Some(after)) => vec![KeyOp::Upsert(after.clone())],
@@ -131,7 +132,7 @@ mod tests {
         })
     }
 
-    fn row(kind: TargetKind, before: Option<(i64, &str)>, after: Option<(i64, &str)>) -> TargetRow {
+    fn row(kind: ChangeKind, before: Option<(i64, &str)>, after: Option<(i64, &str)>) -> TargetRow {
         let image =
             |(id, v): (i64, &str)| vec![Bound::Int(id), Bound::Bytes(v.as_bytes().to_vec())];
         TargetRow {
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn otters_merge_rules_hold_per_key() {
-        use TargetKind::*;
+        use ChangeKind::*;
         let rows = [
             row(Insert, None, Some((1, "a"))),
             row(Update, Some((1, "a")), Some((1, "b"))), // I+U → I with the last image
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn key_changes_are_followed_through_chains() {
-        use TargetKind::*;
+        use ChangeKind::*;
         let rows = [
             row(Update, Some((1, "a")), Some((2, "a"))),
             row(Update, Some((2, "a")), Some((3, "a"))),
@@ -191,11 +192,11 @@ mod tests {
 
     #[test]
     fn partitions_are_stable_for_a_key() {
-        let a = row(TargetKind::Insert, None, Some((7, "a")));
-        let b = row(TargetKind::Delete, Some((7, "b")), None);
+        let a = row(ChangeKind::Insert, None, Some((7, "a")));
+        let b = row(ChangeKind::Delete, Some((7, "b")), None);
         assert_eq!(partition_of(&a, 8), partition_of(&b, 8));
         let spread: std::collections::HashSet<usize> = (0..64)
-            .map(|id| partition_of(&row(TargetKind::Insert, None, Some((id, ""))), 8))
+            .map(|id| partition_of(&row(ChangeKind::Insert, None, Some((id, ""))), 8))
             .collect();
         assert!(spread.len() > 4, "keys spread over partitions: {spread:?}");
     }

@@ -23,11 +23,12 @@ pub use merge::{KeyOp, Merged, merge, partition_of};
 
 use crate::config::DataSource;
 use crate::error::{Error, Result};
+use crate::model::ChangeKind;
 use crate::model::{BinlogFilePos, ChangeAt, FencingToken, GtidState, PipelineId, Position};
-use crate::pipeline::transform::{TargetChange, TargetKind, TargetRow, TargetTable};
+use crate::pipeline::transform::{TargetChange, TargetRow, TargetTable};
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
+use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
 use statements::{
     delete_keys, delete_row, insert, rows_per_statement, update_key, update_row, upsert,
 };
@@ -196,7 +197,7 @@ fn describe(row: &TargetRow) -> String {
 /// Whether an update moves a row to another key.
 fn changes_key(row: &TargetRow) -> bool {
     !row.table.key.is_empty()
-        && row.kind == TargetKind::Update
+        && row.kind == ChangeKind::Update
         && matches!((&row.before, &row.after), (Some(before), Some(after))
             if merge::key_of(&row.table, before) != merge::key_of(&row.table, after))
 }
@@ -234,16 +235,8 @@ impl Loader {
     /// Connects to the target, creates `ottr_sys` if needed, and takes the pipeline's applied
     /// rows under this fencing token (Err(Fenced) if a newer token holds them).
     pub async fn open(target: &DataSource, options: LoadOptions) -> Result<Self> {
-        let password = target.password.resolve().map_err(|problem| {
-            Error::Precheck(format!("data source '{}': {problem}", target.name))
-        })?;
         let constraints = PoolConstraints::new(0, options.parallelism + 2).expect("0 <= n");
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(target.host.clone())
-            .tcp_port(target.port)
-            .user(Some(target.user.clone()))
-            .pass(password)
-            .prefer_socket(false)
+        let opts = crate::pipeline::connect::options(target)?
             .client_found_rows(true)
             // `setup`, not `init`: a pooled connection is reset when it comes back, and only
             // setup commands run again; without them TIMESTAMPs would shift.
@@ -708,11 +701,11 @@ impl Loader {
                 .expect("looked up");
             if table.key.is_empty() {
                 let (statement, must_match) = match (row.kind, &row.before, &row.after) {
-                    (TargetKind::Insert, _, Some(after)) => (insert(table, &columns, after), false),
-                    (TargetKind::Update, Some(before), Some(after)) => {
+                    (ChangeKind::Insert, _, Some(after)) => (insert(table, &columns, after), false),
+                    (ChangeKind::Update, Some(before), Some(after)) => {
                         (update_row(table, &columns, before, after), true)
                     }
-                    (TargetKind::Delete, Some(before), _) => {
+                    (ChangeKind::Delete, Some(before), _) => {
                         (delete_row(table, &columns, before), true)
                     }
                     _ => return Ok(()),
