@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Where streaming starts, as the prechecks resolved it.
@@ -151,14 +152,27 @@ impl PipelineTask {
             }
         };
         info!(pipeline = %self.pipeline, token = %self.token, "pipeline started");
+        // A stop lets the batch being applied finish (briefly), so that a stopped pipeline
+        // leaves every partition of the target at one position.
+        let stopping = CancellationToken::new();
+        let work = self.work(&stopping);
+        tokio::pin!(work);
         let reason = tokio::select! {
             biased;
-            reason = stopped => reason.unwrap_or(StopReason::NodeShutdown),
-            () = lapse(deadline) => {
+            reason = stopped => {
+                stopping.cancel();
+                tokio::select! {
+                    _ = &mut work => {}
+                    () = lapse(deadline.clone()) => {}
+                    () = tokio::time::sleep(self.settings.lease / 4) => {}
+                }
+                reason.unwrap_or(StopReason::NodeShutdown)
+            }
+            () = lapse(deadline.clone()) => {
                 warn!(pipeline = %self.pipeline, "lease deadline passed without renewal: stopping");
                 StopReason::LeaseLost
             }
-            error = self.work() => {
+            error = &mut work => {
                 warn!(pipeline = %self.pipeline, error = %chain(&error), "pipeline task ended");
                 StopReason::LeaseLost
             }
@@ -183,7 +197,7 @@ impl PipelineTask {
     }
 
     /// Works until the lease is lost (the only way it returns), reporting state as it goes.
-    async fn work(&self) -> Error {
+    async fn work(&self, stopping: &CancellationToken) -> Error {
         let config = match &self.config {
             Ok(config) => config,
             Err(invalid) => {
@@ -218,7 +232,7 @@ impl PipelineTask {
         let mut backoff = self.settings.retry_min;
         loop {
             let outcome = match self.check_and_resolve(config).await {
-                Ok(start) => self.stream(config, start, &mut backoff).await,
+                Ok(start) => self.stream(config, start, &mut backoff, stopping).await,
                 Err(error) => error,
             };
             let wait = match outcome {
@@ -238,7 +252,10 @@ impl PipelineTask {
                     wait
                 }
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = stopping.cancelled() => return Error::Transform("stopped".into()),
+                () = tokio::time::sleep(wait) => {}
+            }
         }
     }
 
@@ -297,8 +314,14 @@ impl PipelineTask {
 
     /// Streams from `start` until something fails: Select → Transform → Load, joined by a
     /// bounded channel, the metadata position written after each batch is applied.
-    async fn stream(&self, config: &PipelineConfig, start: Start, backoff: &mut Duration) -> Error {
-        match self.try_stream(config, start, backoff).await {
+    async fn stream(
+        &self,
+        config: &PipelineConfig,
+        start: Start,
+        backoff: &mut Duration,
+        stopping: &CancellationToken,
+    ) -> Error {
+        match self.try_stream(config, start, backoff, stopping).await {
             Ok(never) => match never {},
             Err(error) => error,
         }
@@ -309,6 +332,7 @@ impl PipelineTask {
         config: &PipelineConfig,
         start: Start,
         backoff: &mut Duration,
+        stopping: &CancellationToken,
     ) -> Result<std::convert::Infallible> {
         let options = &config.options;
         let mut loader = load::Loader::open(&config.target, self.load_options(config)).await?;
@@ -353,7 +377,16 @@ impl PipelineTask {
             None => "applying changes".to_owned(),
         };
         self.report("running", Some(&running)).await?;
-        while let Some(batch) = batches.recv().await {
+        loop {
+            // Stop between batches, never inside one.
+            let batch = tokio::select! {
+                biased;
+                () = stopping.cancelled() => return Err(Error::Transform("stopped".into())),
+                batch = batches.recv() => match batch {
+                    Some(batch) => batch,
+                    None => break,
+                },
+            };
             let mut batch = batch?;
             let changes = transformer
                 .transform(batch.take_changes())
