@@ -417,6 +417,10 @@ async fn a_config_change_is_acted_on_within_two_seconds() {
             .flatten()
     });
     assert!(delay < 2.0, "the stop was acted on after {delay} s");
+    // The run ends before the node releases the lease: wait for the release too.
+    setup
+        .wait_state("orders", "stopped", Duration::from_secs(5))
+        .await;
     let (observed, node, reason) = setup.status("orders").await;
     assert_eq!(
         (observed.as_str(), node, reason.as_deref()),
