@@ -49,6 +49,8 @@ CREATE TABLE shop.order_2026 (id BIGINT PRIMARY KEY, customer VARCHAR(64), amoun
 INSERT INTO shop.order_2026 VALUES (1, 'ada', 12.50), (2, 'grace', 99.99);
 CREATE USER canal@'%' IDENTIFIED BY 'demo-reader-pw';
 GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO canal@'%';
+-- lag heartbeats: the reader writes one row per pipeline into ottr_sys.heartbeat
+GRANT CREATE, INSERT, UPDATE ON ottr_sys.* TO canal@'%';
 SQL
 
 echo "== seeding the target from a consistent dump (ottr has no initial copy yet)"
@@ -112,6 +114,11 @@ for _ in $(seq 60); do
 done
 compare order_2026 || true
 compare order_2027 || true
+# Lag comes from heartbeat rows: wait for the first to be applied.
+for _ in $(seq 50); do
+  [ -n "$(meta_sql -N -e "SELECT lag_ms FROM v_lag WHERE pipeline = 'orders_sh_us' AND lag_ms IS NOT NULL")" ] && break
+  sleep 0.2
+done
 "$OTTR" status --meta "$META_URL"
 
 cat <<EOF
@@ -122,6 +129,8 @@ The sandbox is running in $SANDBOX:
   target:    mariadb -h127.0.0.1 -P$TARGET_PORT -uroot shop
   node log:  $SANDBOX/node.log
   check:     $OTTR check --meta $META_URL --data-source sh
+  watch:     $OTTR status --meta $META_URL --watch      (lag, rows/s, nodes, open alerts)
+  lag:       SELECT * FROM v_lag\\G   SELECT * FROM v_throughput;   SELECT * FROM v_stage_time;
 Write to the source and watch the target follow. Stop everything with: scripts/demo.sh stop
 EOF
 if [ "$matched" != yes ]; then

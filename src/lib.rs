@@ -14,6 +14,8 @@
 //! - [`node`]: registration, heartbeats, leases, choosing which pipelines to run, shutdown.
 //! - [`pipeline`]: running one claimed pipeline; [`pipeline::select`] owns the source
 //!   connection (prechecks and start positions today, the binlog reader next).
+//! - [`monitor`]: alarm rules checked on their cron schedule, alerts, auto-recovery and
+//!   mail; run by one node at a time under the monitor lease.
 //! - [`status`]: the `ottr status` and `ottr check` reports.
 //! - [`inspect`]: `ottr binlog`, the decoded events of a source, for debugging.
 
@@ -22,6 +24,7 @@ pub mod error;
 pub mod inspect;
 pub mod meta;
 pub mod model;
+pub mod monitor;
 pub mod node;
 pub mod pipeline;
 mod row;

@@ -42,10 +42,13 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
-    /// Prints v_pipeline_status and v_node_status as tables.
+    /// Prints pipelines (with lag and throughput), nodes and open alerts as tables.
     Status {
         #[arg(long, env = "OTTR_META")]
         meta: String,
+        /// Redraw every SECONDS (default 2) until Ctrl-C.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
     },
     /// Prints the decoded binlog events of a data source, one per line (one per changed row).
     Binlog {
@@ -130,9 +133,28 @@ async fn run(command: Command) -> Result<ExitCode> {
             node::run(meta, NodeOptions { name, host }, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { meta } => {
+        Command::Status { meta, watch: None } => {
             let meta = MetaDb::open(&meta)?;
             print!("{}", ottr::status::status_report(&meta).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            meta,
+            watch: Some(seconds),
+        } => {
+            anyhow::ensure!(
+                seconds.is_finite() && (0.1..=3600.0).contains(&seconds),
+                "--watch takes 0.1 to 3600 seconds, not {seconds}"
+            );
+            let meta = MetaDb::open(&meta)?;
+            let stop = CancellationToken::new();
+            let stopper = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stopper.cancel();
+            });
+            let every = std::time::Duration::from_secs_f64(seconds);
+            ottr::status::watch_status(&meta, every, stop, &mut std::io::stdout()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Binlog {

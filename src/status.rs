@@ -1,5 +1,5 @@
-//! The reports of `ottr status` (the two status views as tables) and `ottr check` (the
-//! prechecks of one data source).
+//! The reports of `ottr status` (pipelines with their lag and throughput, nodes, open alerts,
+//! as tables; `--watch` redraws them) and `ottr check` (the prechecks of one data source).
 
 use crate::config::validate_data_source;
 use crate::error::{Error, Result};
@@ -8,16 +8,47 @@ use crate::pipeline::connect;
 use crate::pipeline::select::{Check, Outcome, run_prechecks};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-/// `v_pipeline_status` and `v_node_status`, printed as two tables.
+/// Pipelines (with lag and throughput), nodes and open alerts, printed as tables.
 pub async fn status_report(meta: &MetaDb) -> Result<String> {
     meta::check_schema(meta).await?;
     let pipelines = meta::pipeline_status(meta).await?;
     let nodes = meta::node_status(meta).await?;
+    let alerts = meta::open_alerts(meta).await?;
     Ok(format!(
-        "Pipelines\n{}\n\nNodes\n{}\n",
+        "Pipelines\n{}\n\nNodes\n{}\n\nOpen alerts\n{}\n",
         render(&pipelines, "no pipelines: CALL create_channel(...)"),
-        render(&nodes, "no nodes: start one with `ottr node`")
+        render(&nodes, "no nodes: start one with `ottr node`"),
+        render(&alerts, "none")
     ))
+}
+
+/// Redraws the status report every `every` until `stop` is cancelled. A failed read is shown
+/// in place of the report, and the next refresh tries again.
+pub async fn watch_status(
+    meta: &MetaDb,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    out: &mut (impl std::io::Write + Send),
+) -> std::io::Result<()> {
+    loop {
+        let report = match status_report(meta).await {
+            Ok(report) => report,
+            Err(error) => format!("cannot read the status: {}\n", crate::error::chain(&error)),
+        };
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S");
+        // Clear the screen, cursor home.
+        write!(
+            out,
+            "\x1b[2J\x1b[H{} every {} s, {now} UTC (Ctrl-C to stop)\n\n{report}",
+            meta.display_url(),
+            every.as_secs_f64()
+        )?;
+        out.flush()?;
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 fn render(table: &TextTable, empty: &str) -> String {

@@ -619,31 +619,325 @@ async fn settings_are_bounded_rows() {
     assert!(error.to_string().contains("ck_setting_range"), "{error}");
 }
 
+/// Grafana's MySQL macros and this dashboard's variables, expanded as Grafana would for the
+/// last day and the pipeline `orders`.
+fn expand_grafana(sql: &str) -> String {
+    let macro_call =
+        regex::Regex::new(r"\$__(timeFilter|timeGroup)\(([^,()]+)(?:,\s*'(\d+)([smh])')?\)")
+            .unwrap();
+    let expanded = macro_call.replace_all(sql, |captures: &regex::Captures| {
+        let column = captures[2].trim();
+        match &captures[1] {
+            "timeFilter" => format!(
+                "{column} BETWEEN FROM_UNIXTIME(UNIX_TIMESTAMP() - 86400) AND FROM_UNIXTIME(UNIX_TIMESTAMP() + 3600)"
+            ),
+            _ => {
+                let amount: u64 = captures[3].parse().unwrap();
+                let seconds = amount * match &captures[4] {
+                    "s" => 1,
+                    "m" => 60,
+                    _ => 3600,
+                };
+                format!("UNIX_TIMESTAMP({column}) DIV {seconds} * {seconds}")
+            }
+        }
+    });
+    expanded
+        .replace("$channel", "'orders'")
+        .replace("$pipeline", "'orders'")
+}
+
 #[tokio::test]
-async fn every_dashboard_query_runs_on_the_metadata_schema() {
+async fn every_dashboard_query_runs_on_the_metadata_schema_and_returns_rows() {
     let mut conn = configured("ottr_p_dashboards").await;
+    // What nodes and the monitor would have written: statistics, lag, a node, an alert.
+    conn.query_drop(
+        "INSERT INTO node (name, host, pid, version, instance) VALUES ('n1', 'h', 1, '0.1.0', 1);
+         INSERT INTO event_log (node, pipeline_id, level, kind, message)
+           SELECT 'n1', id, 'info', 'lease_acquired', 'lease acquired with token 1' FROM pipeline;
+         INSERT INTO pipeline_lag (pipeline_id, lag_ms, method, source_time, applied_at, heartbeat_ms)
+           SELECT id, 120, 'heartbeat', NOW(6), NOW(6), 1000 FROM pipeline;
+         INSERT INTO stat_pipeline (pipeline_id, bucket_start, bucket_s, inserts, updates, deletes, ddls,
+             insert_bytes, batches, select_us, extract_us, transform_us, load_us, lag_samples, lag_sum_ms, lag_max_ms)
+           SELECT id, NOW() - INTERVAL 30 SECOND, 10, 5, 3, 1, 1, 900, 2, 100, 20, 30, 800, 10, 1500, 300 FROM pipeline;
+         INSERT INTO stat_lag (pipeline_id, bucket_start, le_ms, samples)
+           SELECT id, NOW() - INTERVAL 30 SECOND, 100, 6 FROM pipeline UNION ALL
+           SELECT id, NOW() - INTERVAL 30 SECOND, 300, 4 FROM pipeline;
+         INSERT INTO stat_table (pipeline_id, bucket_start, schema_name, table_name, inserts, updates, deletes, bytes)
+           SELECT id, NOW() - INTERVAL 30 SECOND, 'shop', 'order_1', 5, 3, 1, 900 FROM pipeline;
+         CALL add_alarm_rule('lag', 'lag', 'orders', '60', '0 * * * * *', 'ops@example.com', 600, NULL);
+         INSERT INTO alert (rule_id, scope, open_scope, first_measured, measured)
+           SELECT id, 'orders', 'orders', 'lag 75.0 s', 'lag 80.0 s' FROM alarm_rule;",
+    )
+    .await
+    .unwrap();
     let mut queries = 0;
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards")).unwrap() {
         let path = entry.unwrap().path();
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for panel in dashboard["panels"].as_array().unwrap() {
-            for target in panel["targets"].as_array().unwrap() {
-                let sql = target["rawSql"]
-                    .as_str()
+        let variables = dashboard["templating"]["list"].as_array().unwrap();
+        let variable_queries = variables
+            .iter()
+            .filter(|variable| variable["type"] == "query")
+            .map(|variable| {
+                (
+                    "variable",
+                    variable["name"].clone(),
+                    variable["query"].as_str().unwrap(),
+                )
+            });
+        let panel_queries = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|panel| {
+                panel["targets"]
+                    .as_array()
                     .unwrap()
-                    .replace("$__timeFilter(at)", "at > NOW() - INTERVAL 1 DAY");
-                let result: Result<Vec<mysql_async::Row>, _> = conn.query(&sql).await;
-                assert!(
-                    result.is_ok(),
-                    "{} panel {}: {sql}: {:?}",
-                    path.display(),
-                    panel["title"],
-                    result.err()
-                );
-                queries += 1;
+                    .iter()
+                    .map(move |target| {
+                        (
+                            "panel",
+                            panel["title"].clone(),
+                            target["rawSql"].as_str().unwrap(),
+                        )
+                    })
+            });
+        for (what, name, raw) in variable_queries.chain(panel_queries) {
+            let sql = expand_grafana(raw);
+            assert!(
+                !sql.contains('$'),
+                "{} {what} {name}: a macro or variable is left: {sql}",
+                path.display()
+            );
+            let result: Result<Vec<mysql_async::Row>, _> = conn.query(&sql).await;
+            match result {
+                Ok(rows) => assert!(
+                    !rows.is_empty(),
+                    "{} {what} {name} returned no rows: {sql}",
+                    path.display()
+                ),
+                Err(error) => panic!("{} {what} {name}: {sql}: {error}", path.display()),
             }
+            queries += 1;
         }
     }
-    assert!(queries >= 7);
+    assert!(queries >= 20, "{queries} queries");
+    // The percentiles come from the summed histogram: 6 samples <= 100 ms, 4 more <= 300 ms.
+    let (p50, p99): (u64, u64) = conn
+        .query_first("SELECT p50_1m_ms, p99_1m_ms FROM v_lag WHERE pipeline = 'orders'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p50, p99), (100, 300));
+}
+
+#[tokio::test]
+async fn alarm_rules_are_validated_with_clear_messages() {
+    let mut conn = configured("ottr_p_alarms").await;
+    let add = |kind: &str, pipeline: &str, threshold: &str, cron: &str, recipients: &str| {
+        format!(
+            "CALL add_alarm_rule('r1', '{kind}', {pipeline}, '{threshold}', '{cron}', '{recipients}', 600, NULL)"
+        )
+    };
+    let cases = [
+        (
+            add("lagg", "NULL", "5", "* * * * * *", "ops@example.com"),
+            "unknown alarm kind 'lagg'",
+        ),
+        (
+            add("lag", "NULL", "5", "every minute", "ops@example.com"),
+            "has 2 fields",
+        ),
+        (
+            add("lag", "NULL", "5", "61 * * * * *", "ops@example.com"),
+            "second field '61' is not valid",
+        ),
+        (
+            add("lag", "NULL", "5", "0 0 * * * 0", "ops@example.com"),
+            "day of week is 1-7, 1 = Sunday",
+        ),
+        (
+            add("lag", "NULL", "5", "* * * * 8", "ops@example.com"),
+            "day of week field '8'",
+        ),
+        (
+            add("lag", "NULL", "5", "* * * * * *", ""),
+            "needs recipients",
+        ),
+        (
+            add("lag", "NULL", "5", "* * * * * *", "ops"),
+            "invalid recipients 'ops'",
+        ),
+        (
+            add("lag", "NULL", "soon", "* * * * * *", "ops@example.com"),
+            "whole number as its threshold",
+        ),
+        (
+            add("lag", "NULL", "0", "* * * * * *", "ops@example.com"),
+            "threshold above 0",
+        ),
+        (
+            add("error_text", "NULL", "(", "* * * * * *", "ops@example.com"),
+            "invalid error_text pattern",
+        ),
+        (
+            add("lag", "'nope'", "5", "* * * * * *", "ops@example.com"),
+            "unknown pipeline or channel 'nope'",
+        ),
+        (
+            add(
+                "node_dead",
+                "'orders'",
+                "5",
+                "* * * * * *",
+                "ops@example.com",
+            ),
+            "give NULL as its pipeline",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let message = error_of(&mut conn, &sql).await;
+        assert!(message.contains(expected), "{sql}: {message}");
+    }
+    conn.query_drop(add(
+        "lag",
+        "'orders'",
+        "30",
+        "*/5 * * * *",
+        "ops@example.com, dba@example.com",
+    ))
+    .await
+    .unwrap();
+    assert!(
+        error_of(
+            &mut conn,
+            &add("lag", "NULL", "5", "* * * * * *", "ops@example.com")
+        )
+        .await
+        .contains("already exists")
+    );
+    conn.query_drop(
+        "CALL add_alarm_window('r1', 'mon, tue', '22:00', '06:00');
+         CALL pause_alarm_rule('r1', 30);
+         CALL set_smtp('smtp.example.com', 587, 'STARTTLS', 'ottr', 'env:SMTP_PASSWORD', 'ottr@example.com');
+         CALL install_default_alarm_rules('ops@example.com');
+         CALL install_default_alarm_rules('ops@example.com');",
+    )
+    .await
+    .unwrap();
+    let (scope, status, windows): (String, String, String) = conn
+        .query_first("SELECT scope, status, windows_utc FROM v_alarm_rule WHERE name = 'r1'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (scope.as_str(), status.as_str(), windows.as_str()),
+        ("orders", "paused", "mon,tue 22:00-06:00")
+    );
+    let defaults: u64 = conn
+        .query_first("SELECT COUNT(*) FROM alarm_rule WHERE name LIKE 'default\\_%'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(defaults, 6);
+    let security: String = conn
+        .query_first("SELECT security FROM smtp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(security, "starttls");
+    for (sql, expected) in [
+        (
+            "CALL add_alarm_window('r1', 'someday', '22:00', '06:00')",
+            "invalid days 'someday'",
+        ),
+        (
+            "CALL add_alarm_window('r1', 'all', '25:00', '06:00')",
+            "invalid window start '25:00'",
+        ),
+        (
+            "CALL add_alarm_window('r2', 'all', '01:00', '06:00')",
+            "unknown alarm rule 'r2'",
+        ),
+        (
+            "CALL set_smtp('smtp.example.com', 587, 'ssl', NULL, NULL, 'ottr@example.com')",
+            "none, starttls or tls",
+        ),
+        (
+            "CALL set_smtp('smtp.example.com', 0, 'tls', NULL, NULL, 'ottr@example.com')",
+            "SMTP port",
+        ),
+        (
+            "CALL set_smtp('smtp.example.com', 465, 'tls', NULL, NULL, 'ottr')",
+            "invalid From address 'ottr'",
+        ),
+        ("CALL pause_alarm_rule('r1', 0)", "pause minutes"),
+        (
+            "CALL set_pipeline_option('orders', 'heartbeat_ms', '50')",
+            "heartbeat_ms must be 0 (off)",
+        ),
+    ] {
+        let message = error_of(&mut conn, sql).await;
+        assert!(message.contains(expected), "{sql}: {message}");
+    }
+    conn.query_drop("CALL disable_alarm_rule('r1'); CALL enable_alarm_rule('r1'); CALL drop_alarm_rule('r1'); CALL restart_pipeline('orders'); CALL set_pipeline_option('orders', 'heartbeat_ms', '0')")
+        .await
+        .unwrap();
+    let (restarts, heartbeat): (u64, u64) = conn
+        .query_first("SELECT restart_seq, heartbeat_ms FROM pipeline")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((restarts, heartbeat), (1, 0));
+}
+
+/// The procedures' cron check and the nodes' cron parser agree on what is a valid expression.
+#[tokio::test]
+async fn sql_and_rust_agree_on_cron_expressions() {
+    let mut conn = configured("ottr_p_cron").await;
+    let expressions = [
+        "* * * * * *",
+        "0 * * * * *",
+        "*/10 * * * * *",
+        "0 30 9 * * Mon-Fri",
+        "0 0 0 1 Jan *",
+        "0 0 12 * * 1,7",
+        "0 0 12 * * 1 2027",
+        "5/15 * * * * *",
+        "0 0 8-18/2 * * *",
+        "* * * * *",
+        "30 9 * * 1-5",
+        "0 22 * * 0",
+        "0 0 * * 7",
+        "0 0 1 */3 *",
+        "every minute",
+        "* * *",
+        "60 * * * * *",
+        "0 60 * * * *",
+        "0 0 24 * * *",
+        "0 0 0 32 * *",
+        "0 0 0 * 13 *",
+        "0 0 0 * * 0",
+        "0 0 0 * * 8",
+        "* * * * 8",
+        "* 24 * * *",
+        "0 0 0 * * * * *",
+        "0 0 0 ? * *",
+    ];
+    for expression in expressions {
+        let problem: Option<String> = conn
+            .exec_first("SELECT cron_problem(?)", (expression,))
+            .await
+            .unwrap()
+            .unwrap();
+        let parsed = ottr::config::parse_cron(expression);
+        assert_eq!(
+            problem.is_none(),
+            parsed.is_ok(),
+            "'{expression}': SQL says {problem:?}, Rust says {:?}",
+            parsed.err()
+        );
+    }
 }

@@ -1,6 +1,7 @@
 -- Sets one option of a pipeline (or of every pipeline of a channel). Options:
 -- batch_rows, batch_bytes, batch_timeout_ms, load_parallelism, server_id (numbers);
--- ddl_sync, skip_ddl_errors, skip_load_errors, transactional (on/off). Nodes restart the pipeline to apply it.
+-- heartbeat_ms (0 = off, else 100 to 3600000); ddl_sync, skip_ddl_errors, skip_load_errors,
+-- transactional (on/off). Nodes restart the pipeline to apply it.
 CREATE PROCEDURE set_pipeline_option(IN p_ref VARCHAR(1024), IN p_option VARCHAR(1024),
                                      IN p_value VARCHAR(1024))
   SQL SECURITY INVOKER
@@ -66,6 +67,11 @@ BEGIN
         CALL raise_error(CONCAT('transactional must be on or off, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
       END IF;
       UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.transactional = v_flag WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'heartbeat_ms' THEN
+      IF v_number IS NULL OR (v_number <> 0 AND v_number NOT BETWEEN 100 AND 3600000) THEN
+        CALL raise_error(CONCAT('heartbeat_ms must be 0 (off) or a number from 100 to 3600000, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.heartbeat_ms = v_number WHERE p.name = p_ref OR c.name = p_ref;
     ELSE
       CALL raise_error(CONCAT('unknown pipeline option ''', LEFT(COALESCE(p_option, 'NULL'), 40),
         ''' (see the pipeline table''s columns)'));

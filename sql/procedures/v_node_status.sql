@@ -1,5 +1,6 @@
 -- Which nodes are alive (a heartbeat younger than the lease_ms setting, and no clean stop),
--- when each last heartbeated, and how many pipelines each holds a live lease on.
+-- when each last heartbeated, how many pipelines each holds a live lease on, and which one
+-- runs the monitor.
 CREATE VIEW v_node_status AS
 SELECT n.name AS node,
        n.host,
@@ -8,6 +9,7 @@ SELECT n.name AS node,
        n.last_heartbeat,
        CAST(TIMESTAMPDIFF(MICROSECOND, n.last_heartbeat, NOW(6)) / 1000 AS SIGNED) AS heartbeat_age_ms,
        (SELECT COUNT(*) FROM pipeline_lease l WHERE l.holder = n.name AND l.expires_at > NOW(6)) AS pipelines,
+       EXISTS (SELECT 1 FROM monitor_lease m WHERE m.holder = n.name AND m.expires_at > NOW(6)) AS monitor,
        n.version,
        n.pid,
        n.started_at,

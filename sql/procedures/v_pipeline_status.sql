@@ -1,7 +1,9 @@
 -- Desired beside observed state for every pipeline, with the reason, the node that holds it,
 -- where it has read to, and since when. A pipeline whose lease lapsed shows as stopped, with
 -- the lapsed holder in the reason, whatever its last reported state was; a new holder shows
--- as starting until it has reported under its own fencing token.
+-- as starting until it has reported under its own fencing token. lag_ms is the lag of the last
+-- heartbeat applied, plus the time since then beyond one heartbeat interval: it grows when
+-- nothing arrives (a target or a pipeline down), and is exact while heartbeats flow.
 CREATE VIEW v_pipeline_status AS
 SELECT c.name AS channel,
        p.name AS pipeline,
@@ -17,7 +19,10 @@ SELECT c.name AS channel,
        CASE WHEN l.expires_at > NOW(6) THEN l.holder END AS node,
        CASE WHEN pos.binlog_file IS NOT NULL THEN CONCAT(pos.binlog_file, ':', pos.binlog_offset)
             ELSE pos.gtid END AS position,
-       CAST(NULL AS SIGNED) AS lag_ms,
+       CASE WHEN lag.pipeline_id IS NULL THEN NULL
+            WHEN lag.heartbeat_ms = 0 THEN lag.lag_ms
+            ELSE CAST(lag.lag_ms + GREATEST(0, TIMESTAMPDIFF(MICROSECOND, lag.measured_at, NOW(6)) / 1000
+                      - lag.heartbeat_ms) AS SIGNED) END AS lag_ms,
        CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN IF(s.token = l.token, s.since, l.acquired_at)
             WHEN l.holder IS NOT NULL THEN l.expires_at
             ELSE COALESCE(s.since, p.created_at) END AS since,
@@ -32,5 +37,6 @@ SELECT c.name AS channel,
   LEFT JOIN pipeline_lease l ON l.pipeline_id = p.id
   LEFT JOIN pipeline_state s ON s.pipeline_id = p.id
   LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id
+  LEFT JOIN pipeline_lag lag ON lag.pipeline_id = p.id
   LEFT JOIN data_source src ON src.id = p.source_id
   LEFT JOIN data_source tgt ON tgt.id = p.target_id

@@ -7,6 +7,7 @@
 //! connects. An invalid row becomes a [`ConfigError`] naming the row, which the node reports
 //! as that pipeline's error; it never stops the node or other pipelines.
 
+mod alarm;
 mod error;
 mod pattern;
 mod rows;
@@ -14,6 +15,10 @@ mod secret;
 mod settings;
 mod validate;
 
+pub use alarm::{
+    AlarmRule, AlarmRuleRow, AlarmWindowRow, Condition, Smtp, SmtpRow, SmtpSecurity, Window,
+    parse_cron, parse_recipients, validate_rule, validate_smtp,
+};
 pub use error::{ConfigError, RowRef};
 pub use pattern::NamePattern;
 pub use rows::{

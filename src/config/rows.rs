@@ -41,6 +41,10 @@ pub struct PipelineRow {
     pub skip_ddl_errors: i64,
     pub transactional: i64,
     pub skip_load_errors: i64,
+    /// Source heartbeat interval; 0 = off.
+    pub heartbeat_ms: u64,
+    /// Bumped to restart the pipeline.
+    pub restart_seq: u64,
     pub server_id: Option<u32>,
     pub start_kind: String,
     pub start_file: Option<String>,

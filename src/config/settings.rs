@@ -22,6 +22,12 @@ pub struct Settings {
     pub retry_max: Duration,
     /// How many days of event_log are kept.
     pub event_log_days: u32,
+    /// Statistics are appended in buckets of this length.
+    pub stat_bucket: Duration,
+    /// How many days of statistics are kept.
+    pub stat_retention_days: u32,
+    /// How often the monitor looks for due rules and mail to send.
+    pub monitor_tick: Duration,
 }
 
 impl Default for Settings {
@@ -33,6 +39,9 @@ impl Default for Settings {
             retry_min: Duration::from_millis(1_000),
             retry_max: Duration::from_millis(60_000),
             event_log_days: 30,
+            stat_bucket: Duration::from_secs(10),
+            stat_retention_days: 14,
+            monitor_tick: Duration::from_millis(1_000),
         }
     }
 }
@@ -45,6 +54,12 @@ impl Settings {
         for (name, value) in rows {
             let invalid =
                 |problem: String| ConfigError::new(RowRef::Setting { name: name.clone() }, problem);
+            let days = || {
+                u32::try_from(*value)
+                    .ok()
+                    .filter(|days| *days > 0)
+                    .ok_or_else(|| invalid(format!("{value} is not a positive number of days")))
+            };
             let millis = || {
                 u64::try_from(*value)
                     .ok()
@@ -58,14 +73,16 @@ impl Settings {
                 "poll_ms" => settings.poll = millis()?,
                 "retry_min_ms" => settings.retry_min = millis()?,
                 "retry_max_ms" => settings.retry_max = millis()?,
-                "event_log_days" => {
-                    settings.event_log_days = u32::try_from(*value)
+                "event_log_days" => settings.event_log_days = days()?,
+                "stat_retention_days" => settings.stat_retention_days = days()?,
+                "stat_bucket_s" => {
+                    settings.stat_bucket = u64::try_from(*value)
                         .ok()
-                        .filter(|days| *days > 0)
-                        .ok_or_else(|| {
-                            invalid(format!("{value} is not a positive number of days"))
-                        })?
+                        .filter(|seconds| (1..=3600).contains(seconds))
+                        .map(Duration::from_secs)
+                        .ok_or_else(|| invalid(format!("{value} is not from 1 to 3600 s")))?
                 }
+                "monitor_tick_ms" => settings.monitor_tick = millis()?,
                 _ => {}
             }
         }

@@ -40,6 +40,12 @@ pub struct PipelineOptions {
     pub transactional: bool,
     /// Rows the target rejects are recorded in `skipped_row` and left out.
     pub skip_load_errors: bool,
+    /// How often a heartbeat row is written into `ottr_sys` on the source, for lag; `None`
+    /// when off (lag then comes from event timestamps, to the second).
+    pub heartbeat: Option<Duration>,
+    /// Part of the configuration so that bumping it (restart_pipeline, auto-recovery)
+    /// restarts the pipeline like any other change.
+    pub restart_seq: u64,
 }
 
 /// Which columns of a table pair travel, and under which target names.
@@ -247,6 +253,16 @@ fn validate_options(row: &PipelineRow) -> Result<PipelineOptions, String> {
         skip_ddl_errors: flag("skip_ddl_errors", row.skip_ddl_errors)?,
         transactional: flag("transactional", row.transactional)?,
         skip_load_errors: flag("skip_load_errors", row.skip_load_errors)?,
+        heartbeat: match row.heartbeat_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(in_range(
+                "heartbeat_ms",
+                ms,
+                100,
+                3_600_000,
+            )?)),
+        },
+        restart_seq: row.restart_seq,
     })
 }
 
@@ -421,6 +437,8 @@ mod tests {
                 skip_ddl_errors: 0,
                 transactional: 0,
                 skip_load_errors: 0,
+                heartbeat_ms: 1000,
+                restart_seq: 0,
                 server_id: None,
                 start_kind: "end".into(),
                 start_file: None,

@@ -18,6 +18,7 @@ const SELECT_DATA_SOURCE_BY_NAME: &str =
 const SELECT_CHANNELS: &str = "SELECT id, name, mode, desired FROM channel ORDER BY id";
 const SELECT_PIPELINES: &str = "SELECT id, channel_id, name, source_id, target_id, batch_rows, \
      batch_bytes, batch_timeout_ms, load_parallelism, ddl_sync, skip_ddl_errors, transactional, skip_load_errors, \
+     heartbeat_ms, restart_seq, \
      server_id, start_kind, start_file, start_offset, start_gtid, start_time \
      FROM pipeline ORDER BY id";
 const SELECT_TABLE_PAIRS: &str = "SELECT id, channel_id, source_schema, source_table, \
@@ -176,6 +177,8 @@ fn pipeline_row(row: &mut Row) -> Result<PipelineRow> {
         skip_ddl_errors: take(row, "skip_ddl_errors", context)?,
         transactional: take(row, "transactional", context)?,
         skip_load_errors: take(row, "skip_load_errors", context)?,
+        heartbeat_ms: take(row, "heartbeat_ms", context)?,
+        restart_seq: take(row, "restart_seq", context)?,
         server_id: take(row, "server_id", context)?,
         start_kind: take(row, "start_kind", context)?,
         start_file: take(row, "start_file", context)?,

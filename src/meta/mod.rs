@@ -9,7 +9,9 @@ mod config;
 mod events;
 mod leases;
 mod migrate;
+pub mod monitor;
 mod nodes;
+mod stats;
 mod views;
 
 pub use config::{read_data_source, read_installation, read_settings, read_snapshot};
@@ -20,7 +22,8 @@ pub use leases::{
 };
 pub use migrate::{MigrateReport, check_schema, known_version, migrate, schema_version};
 pub use nodes::{NodeRegistration, alive_nodes, heartbeat, mark_stopped, register_node};
-pub use views::{TextTable, node_status, pipeline_status};
+pub use stats::{prune_stats, write_stats};
+pub use views::{TextTable, node_status, open_alerts, pipeline_status};
 
 use crate::error::{Error, Result};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};

@@ -5,10 +5,14 @@ use crate::error::{Error, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
-const PIPELINE_STATUS: &str = "SELECT channel, pipeline, desired, observed, node, position, \
-     lag_ms, since, reason FROM v_pipeline_status ORDER BY channel, pipeline";
+const PIPELINE_STATUS: &str = "SELECT s.channel, s.pipeline, s.desired, s.observed, s.node, s.position, \
+     s.lag_ms, l.p99_1m_ms AS lag_p99_1m_ms, t.rows_per_s_1m, s.since, s.reason \
+     FROM v_pipeline_status s LEFT JOIN v_lag l ON l.pipeline = s.pipeline \
+     LEFT JOIN v_throughput t ON t.pipeline = s.pipeline ORDER BY s.channel, s.pipeline";
 const NODE_STATUS: &str = "SELECT node, host, IF(alive, 'yes', 'no') AS alive, last_heartbeat, \
-     pipelines, version FROM v_node_status ORDER BY node";
+     pipelines, IF(monitor, 'yes', '') AS monitor, version FROM v_node_status ORDER BY node";
+const OPEN_ALERTS: &str =
+    "SELECT rule, kind, scope, raised_at, duration_s, measured, mails_sent FROM v_open_alerts";
 
 /// A view's rows as text: the header, then one line of cells per row ("" for NULL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +24,11 @@ pub struct TextTable {
 /// `v_pipeline_status`, as text.
 pub async fn pipeline_status(meta: &MetaDb) -> Result<TextTable> {
     read_table(meta, PIPELINE_STATUS).await
+}
+
+/// `v_open_alerts`, as text.
+pub async fn open_alerts(meta: &MetaDb) -> Result<TextTable> {
+    read_table(meta, OPEN_ALERTS).await
 }
 
 /// `v_node_status`, as text.

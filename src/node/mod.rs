@@ -20,6 +20,7 @@ use crate::config::{ConfigError, ConfigSnapshot, PipelineConfig, Settings, valid
 use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
 use crate::model::{FencingToken, PipelineId};
+use crate::monitor::{self, MonitorHandle};
 use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,8 @@ struct Node {
     /// The last settings error, reported once rather than at every poll.
     settings_error: Option<String>,
     held: BTreeMap<PipelineId, Held>,
+    /// The monitor, while this node holds the monitor lease.
+    monitor: Option<MonitorHandle>,
     last_prune: Option<Instant>,
 }
 
@@ -97,6 +100,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         settings,
         settings_error: None,
         held: BTreeMap::new(),
+        monitor: None,
         last_prune: None,
     };
     let started = format!(
@@ -195,6 +199,7 @@ impl Node {
                 .await;
             }
         }
+        self.beat_monitor().await;
         if self
             .last_prune
             .is_none_or(|last| last.elapsed() > PRUNE_EVERY)
@@ -205,8 +210,74 @@ impl Node {
             {
                 warn!(error = %chain(&error), "cannot prune the event log");
             }
+            if let Err(error) =
+                meta::prune_stats(&self.meta, self.settings.stat_retention_days).await
+            {
+                warn!(error = %chain(&error), "cannot prune the statistics");
+            }
         }
         Ok(())
+    }
+
+    /// Renews the monitor lease while this node holds it, or claims it when it is free or
+    /// expired; starts and stops the monitor task to match.
+    async fn beat_monitor(&mut self) {
+        let lease = self.settings.lease;
+        let name = self.registration.name.clone();
+        let sent = Instant::now();
+        let Some(handle) = &self.monitor else {
+            match meta::monitor::claim_monitor(&self.meta, &name, lease).await {
+                Ok(Some(token)) => {
+                    info!(token, "monitor lease acquired");
+                    self.monitor = Some(monitor::spawn(
+                        self.meta.clone(),
+                        name,
+                        self.settings.clone(),
+                        token,
+                        deadline_after(sent, lease),
+                    ));
+                    self.log(
+                        EventLevel::Info,
+                        None,
+                        "monitor_acquired",
+                        &format!("this node runs the monitor (token {token})"),
+                    )
+                    .await;
+                }
+                Ok(None) => {}
+                Err(error) => warn!(error = %chain(&error), "cannot claim the monitor lease"),
+            }
+            return;
+        };
+        let renewal = meta::monitor::renew_monitor(&self.meta, &name, handle.token, lease);
+        let lost = match tokio::time::timeout(lease / 4, renewal).await {
+            Ok(Ok(true)) if !handle.is_finished() => {
+                handle.deadline.send_replace(deadline_after(sent, lease));
+                None
+            }
+            Ok(Ok(true)) => Some("its task stopped"),
+            Ok(Ok(false)) => Some("expired or taken over"),
+            Ok(Err(error)) => {
+                warn!(error = %chain(&error), "monitor lease renewal failed");
+                (Instant::now() >= *handle.deadline.borrow()).then_some("not renewed in time")
+            }
+            Err(_) => {
+                (Instant::now() >= *handle.deadline.borrow()).then_some("not renewed in time")
+            }
+        };
+        if let Some(why) = lost
+            && let Some(handle) = self.monitor.take()
+        {
+            handle.stop().await;
+            warn!(why, "monitor lease lost");
+            self.log(
+                EventLevel::Warn,
+                None,
+                "monitor_lost",
+                &format!("monitor lease lost: {why}"),
+            )
+            .await;
+        }
     }
 
     /// Reads settings and configuration, reconciles the held pipelines, claims new ones.
@@ -415,6 +486,16 @@ impl Node {
     /// Stops every task at once, then (on a clean stop) releases their leases and marks the
     /// node stopped.
     async fn shut_down(&mut self, clean: bool) {
+        if let Some(monitor) = self.monitor.take() {
+            let token = monitor.token;
+            monitor.stop().await;
+            if clean
+                && let Err(error) =
+                    meta::monitor::release_monitor(&self.meta, &self.registration.name, token).await
+            {
+                warn!(error = %chain(&error), "cannot release the monitor lease");
+            }
+        }
         let held = std::mem::take(&mut self.held);
         let stops = held.into_iter().map(|(pipeline, held)| async move {
             held.handle.stop(StopReason::NodeShutdown).await;

@@ -15,8 +15,10 @@
 
 mod connect;
 pub mod extract;
+pub mod heartbeat;
 pub mod load;
 pub mod select;
+pub mod stats;
 pub mod transform;
 
 pub use connect::connect;
@@ -152,10 +154,18 @@ impl PipelineTask {
             }
         };
         info!(pipeline = %self.pipeline, token = %self.token, "pipeline started");
+        let stats = Arc::new(stats::Recorder::new(self.settings.stat_bucket));
+        let stop_stats = CancellationToken::new();
+        let mut writer = AbortOnDrop(stats::spawn_writer(
+            self.meta.clone(),
+            self.pipeline,
+            stats.clone(),
+            stop_stats.clone(),
+        ));
         // A stop lets the batch being applied finish (briefly), so that a stopped pipeline
         // leaves every partition of the target at one position.
         let stopping = CancellationToken::new();
-        let work = self.work(&stopping);
+        let work = self.work(&stopping, &stats);
         tokio::pin!(work);
         let reason = tokio::select! {
             biased;
@@ -177,6 +187,10 @@ impl PipelineTask {
                 StopReason::LeaseLost
             }
         };
+        stop_stats.cancel();
+        // The last counts are written, within a bound: a metadata server that is away must
+        // not hold up the stop.
+        let _ = tokio::time::timeout(self.settings.lease / 4, &mut writer.0).await;
         if reason != StopReason::LeaseLost {
             let state_reason = reason.to_string();
             let _ = meta::write_state(
@@ -197,7 +211,7 @@ impl PipelineTask {
     }
 
     /// Works until the lease is lost (the only way it returns), reporting state as it goes.
-    async fn work(&self, stopping: &CancellationToken) -> Error {
+    async fn work(&self, stopping: &CancellationToken, stats: &stats::Recorder) -> Error {
         let config = match &self.config {
             Ok(config) => config,
             Err(invalid) => {
@@ -232,7 +246,10 @@ impl PipelineTask {
         let mut backoff = self.settings.retry_min;
         loop {
             let outcome = match self.check_and_resolve(config).await {
-                Ok(start) => self.stream(config, start, &mut backoff, stopping).await,
+                Ok(start) => {
+                    self.stream(config, start, &mut backoff, stopping, stats)
+                        .await
+                }
                 Err(error) => error,
             };
             let wait = match outcome {
@@ -320,8 +337,12 @@ impl PipelineTask {
         start: Start,
         backoff: &mut Duration,
         stopping: &CancellationToken,
+        stats: &stats::Recorder,
     ) -> Error {
-        match self.try_stream(config, start, backoff, stopping).await {
+        match self
+            .try_stream(config, start, backoff, stopping, stats)
+            .await
+        {
             Ok(never) => match never {},
             Err(error) => error,
         }
@@ -333,6 +354,7 @@ impl PipelineTask {
         start: Start,
         backoff: &mut Duration,
         stopping: &CancellationToken,
+        stats: &stats::Recorder,
     ) -> Result<std::convert::Infallible> {
         let options = &config.options;
         let mut loader = load::Loader::open(&config.target, self.load_options(config)).await?;
@@ -369,6 +391,26 @@ impl PipelineTask {
             }
         });
         let _stop_reader = AbortOnDrop(reader);
+        let pipeline_key = self.pipeline_key();
+        let _stop_heartbeats = options.heartbeat.map(|every| {
+            AbortOnDrop(
+                heartbeat::HeartbeatWriter {
+                    meta: self.meta.clone(),
+                    node: self.node.clone(),
+                    pipeline: self.pipeline,
+                    source: config.source.clone(),
+                    key: pipeline_key.clone(),
+                    every,
+                }
+                .spawn(),
+            )
+        });
+        // Lag comes from heartbeats; from event timestamps when they are off or not arriving.
+        let mut last_beat = Instant::now();
+        let beats_missing = |last_beat: Instant| match options.heartbeat {
+            None => true,
+            Some(every) => last_beat.elapsed() > every * 3 + Duration::from_secs(5),
+        };
         let mut transformer =
             transform::Transformer::new(config.table_pairs.clone(), options.ddl_sync);
         // The position column of v_pipeline_status says how far it has applied.
@@ -388,9 +430,31 @@ impl PipelineTask {
                 },
             };
             let mut batch = batch?;
-            let changes = transformer
-                .transform(batch.take_changes())
-                .map_err(Error::Transform)?;
+            let mut counted = stats::BatchStats::default();
+            counted.stages.select = batch.select_time;
+            let started = Instant::now();
+            let changes = batch.take_changes();
+            let beats = heartbeat::beats(&changes, &pipeline_key);
+            let has_rows = changes
+                .iter()
+                .any(|change| matches!(change, select::Change::Row(..)));
+            let changes = transformer.extract(changes).map_err(Error::Transform)?;
+            for change in &changes {
+                match change {
+                    select::Change::Row(row, _) => {
+                        counted.add_row(&row.table.id, row.kind, row.size())
+                    }
+                    select::Change::Ddl { sql, .. } => {
+                        counted.ddls += 1;
+                        counted.ddl_bytes += sql.len() as u64;
+                    }
+                }
+            }
+            counted.stages.extract = started.elapsed();
+            let started = Instant::now();
+            let changes = transformer.transform(changes).map_err(Error::Transform)?;
+            counted.stages.transform = started.elapsed();
+            let started = Instant::now();
             loader.apply(changes, &batch.end).await?;
             let skipped = loader.take_skipped();
             if !skipped.is_empty() {
@@ -414,6 +478,36 @@ impl PipelineTask {
                 }
             }
             *backoff = self.settings.retry_min;
+            if !beats.is_empty() {
+                last_beat = Instant::now();
+                let applied = loader.clock_us().await?;
+                let heartbeat_ms = options
+                    .heartbeat
+                    .map_or(0, |every| every.as_millis() as u64);
+                // Every heartbeat is a sample: one that waited in the batch for the next was
+                // late by that wait.
+                for beat in beats {
+                    stats.record_lag(stats::LagReading {
+                        lag_ms: applied.saturating_sub(beat) / 1000,
+                        method: stats::LagMethod::Heartbeat,
+                        source_us: beat,
+                        applied_us: applied,
+                        heartbeat_ms,
+                    });
+                }
+            } else if has_rows && batch.last_event_time > 0 && beats_missing(last_beat) {
+                let applied = loader.clock_us().await?;
+                let source_us = u64::from(batch.last_event_time) * 1_000_000;
+                stats.record_lag(stats::LagReading {
+                    lag_ms: applied.saturating_sub(source_us) / 1000,
+                    method: stats::LagMethod::EventTime,
+                    source_us,
+                    applied_us: applied,
+                    heartbeat_ms: 0,
+                });
+            }
+            counted.stages.load = started.elapsed();
+            stats.record_batch(counted);
         }
         Err(Error::Binlog("the binlog reader stopped".into()))
     }
@@ -422,7 +516,7 @@ impl PipelineTask {
         let options = &config.options;
         load::LoadOptions {
             pipeline: self.pipeline,
-            pipeline_key: format!("{}/{}", self.installation, self.pipeline),
+            pipeline_key: self.pipeline_key(),
             pipeline_name: config.name.clone(),
             token: self.token,
             parallelism: usize::from(options.load_parallelism),
@@ -430,6 +524,11 @@ impl PipelineTask {
             skip_ddl_errors: options.skip_ddl_errors,
             skip_load_errors: options.skip_load_errors,
         }
+    }
+
+    /// The pipeline's key in `ottr_sys` on data servers: `installation id/pipeline id`.
+    fn pipeline_key(&self) -> String {
+        format!("{}/{}", self.installation, self.pipeline)
     }
 
     async fn report(&self, state: &str, reason: Option<&str>) -> Result<()> {

@@ -78,6 +78,22 @@ impl Transformer {
         }
     }
 
+    /// Extract: keeps the row changes a table pair selects, in order, and every statement
+    /// (transform decides which statements apply). An error names the table at fault.
+    pub fn extract(&mut self, changes: Vec<Change>) -> Result<Vec<Change>, String> {
+        let mut kept = Vec::with_capacity(changes.len());
+        for change in changes {
+            let keep = match &change {
+                Change::Row(row, _) => self.mapping(row)?.is_some(),
+                Change::Ddl { .. } => true,
+            };
+            if keep {
+                kept.push(change);
+            }
+        }
+        Ok(kept)
+    }
+
     /// The target changes of a batch; an error names the table or statement at fault.
     pub fn transform(&mut self, changes: Vec<Change>) -> Result<Vec<TargetChange>, String> {
         let mut out = Vec::with_capacity(changes.len());

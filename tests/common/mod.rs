@@ -465,3 +465,102 @@ pub fn server_id_base(name: &str) -> u32 {
     });
     5_000_000 + (hash % 10_000) * 100
 }
+
+/// A real SMTP server that keeps every message it receives: Debian's python3-aiosmtpd, started
+/// on a free port and killed by a watchdog when the test process exits.
+pub struct SmtpSink {
+    pub port: u16,
+    output: PathBuf,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+/// One received mail: its subject and its whole text (headers and body).
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub subject: String,
+    pub text: String,
+}
+
+impl SmtpSink {
+    /// Starts the sink and waits until it accepts connections.
+    pub fn start() -> SmtpSink {
+        let python = Path::new("/usr/bin/python3");
+        let has_aiosmtpd = Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            has_aiosmtpd,
+            "aiosmtpd not found for /usr/bin/python3: install it with `apt-get install -y python3-aiosmtpd` (scripts/test.sh does it)"
+        );
+        let port = free_port();
+        let dir = temp_dir("smtp");
+        let output = dir.join("smtp.out");
+        let file = std::fs::File::create(&output).unwrap();
+        let child = Command::new(python)
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start aiosmtpd");
+        watch(child.id(), None);
+        watch(std::process::id(), Some(&dir));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpSink {
+            port,
+            output,
+            child: std::sync::Mutex::new(Some(child)),
+        }
+    }
+
+    /// Every message received so far, in order.
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
+        text.split("---------- MESSAGE FOLLOWS ----------")
+            .skip(1)
+            .filter_map(|chunk| {
+                let (message, _) = chunk.split_once("------------ END MESSAGE ------------")?;
+                let subject = message
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Subject: "))?
+                    .trim()
+                    .to_owned();
+                Some(ReceivedMail {
+                    subject,
+                    text: message.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Messages whose subject contains `needle`.
+    pub fn with_subject(&self, needle: &str) -> Vec<ReceivedMail> {
+        self.messages()
+            .into_iter()
+            .filter(|mail| mail.subject.contains(needle))
+            .collect()
+    }
+
+    /// Stops the sink: mail sent from now on fails.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -91,6 +91,8 @@ const SESSION: [&str; 1] = ["SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
 /// MySQL errors that mean a replayed DDL was already done.
 const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
 const DUPLICATE_KEY: u16 = 1062;
+/// The target database's clock, microseconds since the epoch (lag is measured with it).
+const CLOCK_US: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED)";
 
 /// `partition_no, binlog_file, binlog_offset, gtid, trx_rows_done, layout` of an applied row.
 type AppliedColumns = (
@@ -410,6 +412,16 @@ impl Loader {
     /// Applies `changes`, a batch whose resume position is `end`. DDL and updates that change
     /// a key are barriers: what comes before them is applied first, then they alone, so that
     /// partitions never reorder a key chain (1→2 here, 2→3 in another partition).
+    /// The target database's clock, microseconds since the epoch.
+    pub async fn clock_us(&self) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let now: Option<u64> = conn
+            .query_first(CLOCK_US)
+            .await
+            .map_err(self.fail("read the clock"))?;
+        Ok(now.unwrap_or(0))
+    }
+
     pub async fn apply(&mut self, changes: Vec<TargetChange>, end: &Position) -> Result<()> {
         let mut segment = Vec::new();
         let mut changes = changes.into_iter().peekable();

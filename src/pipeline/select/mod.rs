@@ -16,6 +16,6 @@ pub use decode::{ColumnDecoder, collation_map};
 pub use event::{EventDecoder, SourceEvent, TransactionGtid, event_name};
 pub use precheck::{Check, Outcome, first_failure, run_prechecks};
 pub use selector::{Batch, BatchData, ByteBudget, Change, SelectOptions, Selector};
-pub use start::{resolve_end, resolve_timestamp};
+pub use start::{list_binlogs, resolve_end, resolve_timestamp};
 pub use stream::{BinlogReader, ReadEvent, ReaderOptions, check_not_purged};
 pub use table::{TableDecoder, table_decoder};

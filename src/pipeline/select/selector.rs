@@ -96,6 +96,8 @@ pub struct Batch {
     pub end: Position,
     /// The source timestamp of the last event read into the batch.
     pub last_event_time: u32,
+    /// Time Select spent decoding and batching this batch (waiting for the source excluded).
+    pub select_time: Duration,
     reservation: Reservation,
 }
 
@@ -255,6 +257,8 @@ pub struct Selector {
     reconnects: u64,
     /// When the last event (heartbeats included) arrived.
     last_read: Instant,
+    /// Time spent placing events in batches since the last cut (statistics).
+    busy: Duration,
 }
 
 impl Selector {
@@ -284,6 +288,7 @@ impl Selector {
             backoff,
             reconnects: 0,
             last_read: Instant::now(),
+            busy: Duration::ZERO,
         }
     }
 
@@ -340,7 +345,9 @@ impl Selector {
                 }
                 Ok(Ok(Some(read))) => {
                     self.last_read = Instant::now();
-                    if let Some(batch) = self.handle(read)? {
+                    let handled = self.handle(read);
+                    self.busy += self.last_read.elapsed();
+                    if let Some(batch) = handled? {
                         return Ok(Some(batch));
                     }
                 }
@@ -449,10 +456,15 @@ impl Selector {
         self.building_since = None;
         self.handed_on = end.clone();
         self.backoff = self.options.retry_min;
+        let decoding = self
+            .reader
+            .as_mut()
+            .map_or(Duration::ZERO, BinlogReader::take_busy);
         Batch {
             changes,
             end,
             last_event_time: self.last_event_time,
+            select_time: std::mem::take(&mut self.busy) + decoding,
             reservation: Reservation {
                 budget: self.budget.clone(),
                 bytes,

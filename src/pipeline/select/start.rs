@@ -14,6 +14,7 @@ use mysql_async::{Conn, Row};
 use std::time::Duration;
 
 const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
+const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 const SHOW_BINARY_LOG_STATUS: &str = "SHOW BINARY LOG STATUS";
 // The GTID state at exactly that file and offset (two separate reads could disagree).
 const MARIADB_GTID_POS: &str = "SELECT BINLOG_GTID_POS(?, ?)";
@@ -74,15 +75,10 @@ pub async fn resolve_timestamp(
     time: NaiveDateTime,
 ) -> Result<Position> {
     let target = u32::try_from(time.and_utc().timestamp().max(0)).unwrap_or(u32::MAX);
-    let mut conn = connect(source).await?;
-    let logs: Vec<Row> = conn
-        .query("SHOW BINARY LOGS")
-        .await
-        .map_err(|error| Error::database("cannot list the source's binlogs", error))?;
-    let _ = conn.disconnect().await;
-    let files: Vec<String> = logs
+    let files: Vec<String> = list_binlogs(source)
+        .await?
         .into_iter()
-        .filter_map(|mut row| row.take::<String, _>(0))
+        .map(|(file, _)| file)
         .collect();
     let options = ReaderOptions {
         server_id,
@@ -142,6 +138,23 @@ pub async fn resolve_timestamp(
         gtid: None,
         trx_rows_done: 0,
     })
+}
+
+/// The binlog files the source keeps, oldest first, with their sizes (the last one's size is
+/// where its binlog ends now).
+pub async fn list_binlogs(source: &DataSource) -> Result<Vec<(String, u64)>> {
+    let mut conn = connect(source).await?;
+    let logs: Result<Vec<Row>> = conn.query(SHOW_BINARY_LOGS).await.map_err(|error| {
+        Error::database(
+            format!("cannot list the binlogs of data source '{}'", source.name),
+            error,
+        )
+    });
+    let _ = conn.disconnect().await;
+    Ok(logs?
+        .into_iter()
+        .filter_map(|mut row| Some((row.take::<String, _>(0)?, row.take::<u64, _>(1)?)))
+        .collect())
 }
 
 /// When `file` was created: the timestamp of its FORMAT_DESCRIPTION event.

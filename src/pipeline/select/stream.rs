@@ -57,6 +57,8 @@ pub struct BinlogReader {
     server_id: u32,
     /// The end offset of the last event that had one (for messages).
     last_end: u64,
+    /// Time spent decoding events since the last [`BinlogReader::take_busy`] (statistics).
+    busy: std::time::Duration,
     /// Start and end of the TRANSACTION_PAYLOAD whose inflated events are being read: they
     /// carry no positions of their own (log_pos 0), so they take the payload's.
     payload: Option<(BinlogFilePos, BinlogFilePos)>,
@@ -188,7 +190,13 @@ impl BinlogReader {
             server_id: options.server_id,
             last_end: 0,
             payload: None,
+            busy: std::time::Duration::ZERO,
         })
+    }
+
+    /// Time spent decoding events since the last call (waiting for the source excluded).
+    pub fn take_busy(&mut self) -> std::time::Duration {
+        std::mem::take(&mut self.busy)
     }
 
     /// The next event; None at the end of the binlog when reading with `stop_at_end`.
@@ -217,7 +225,9 @@ impl BinlogReader {
             self.payload = None;
             self.last_end = u64::from(header.log_pos());
         }
+        let decoding = std::time::Instant::now();
         let decoded = self.decoder.decode(&event, &end)?;
+        self.busy += decoding.elapsed();
         if decoded == SourceEvent::Meta("TRANSACTION_PAYLOAD") {
             self.payload = Some((start.clone(), end.clone()));
         }

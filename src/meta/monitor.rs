@@ -1,0 +1,598 @@
+//! What the monitor reads and writes: alarm rules and windows, SMTP settings, the monitor
+//! lease, the facts rules are checked against, alerts, and the mail outbox.
+
+use super::{MetaDb, timed};
+use crate::config::{AlarmRuleRow, AlarmWindowRow, SmtpRow};
+use crate::error::{Error, Result};
+use crate::model::PipelineId;
+use mysql_async::prelude::{FromRow, Queryable};
+use mysql_async::{Conn, Params};
+use std::time::Duration;
+
+const READ_RULES: &str = "SELECT id, name, CAST(kind AS CHAR), pipeline_id, threshold, pattern, cron, \
+     recipients, quiet_period_s, auto_recovery_after, CAST(status AS CHAR), \
+     (status = 'paused' AND (paused_until IS NULL OR paused_until > NOW(6))) \
+     FROM alarm_rule WHERE status <> 'disabled' ORDER BY id";
+const READ_WINDOWS: &str = "SELECT rule_id, CAST(days AS CHAR), TIME_TO_SEC(from_time), TIME_TO_SEC(to_time) \
+     FROM alarm_window ORDER BY id";
+const READ_SMTP: &str = "SELECT host, port, CAST(security AS CHAR), user, password, from_address FROM smtp WHERE id = 1";
+const WRITE_RULE_STATE: &str = "INSERT INTO alarm_rule_state (rule_id, checked_at, next_check_at, problem) \
+     VALUES (?, IF(?, NOW(6), NULL), FROM_UNIXTIME(?), ?) \
+     ON DUPLICATE KEY UPDATE checked_at = IF(?, NOW(6), checked_at), \
+     next_check_at = VALUES(next_check_at), problem = VALUES(problem)";
+const CLAIM_MONITOR: &str = "UPDATE monitor_lease SET holder = ?, token = token + 1, acquired_at = NOW(6), \
+     expires_at = NOW(6) + INTERVAL ? MICROSECOND \
+     WHERE id = 1 AND (holder IS NULL OR expires_at IS NULL OR expires_at <= NOW(6))";
+const MONITOR_TOKEN: &str = "SELECT token FROM monitor_lease WHERE id = 1 AND holder = ?";
+const RENEW_MONITOR: &str = "UPDATE monitor_lease SET expires_at = NOW(6) + INTERVAL ? MICROSECOND \
+     WHERE id = 1 AND holder = ? AND token = ? AND expires_at > NOW(6)";
+const RELEASE_MONITOR: &str = "UPDATE monitor_lease SET holder = NULL, expires_at = NULL WHERE id = 1 AND holder = ? AND token = ?";
+const PIPELINE_FACTS: &str = "SELECT p.id, p.name, c.desired, s.observed, s.reason, s.lag_ms, \
+     CAST(TIMESTAMPDIFF(MICROSECOND, s.since, NOW(6)) / 1000 AS SIGNED), \
+     pos.binlog_file, pos.binlog_offset, \
+     CAST(TIMESTAMPDIFF(MICROSECOND, pos.updated_at, NOW(6)) / 1000 AS SIGNED) \
+     FROM pipeline p JOIN channel c ON c.id = p.channel_id \
+     JOIN v_pipeline_status s ON s.pipeline = p.name \
+     LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id ORDER BY p.id";
+const NODE_FACTS: &str =
+    "SELECT node, alive, heartbeat_age_ms, stopped_at IS NOT NULL FROM v_node_status ORDER BY node";
+/// Error and warning events after an id, except those the monitor writes itself.
+const EVENTS_AFTER: &str = "SELECT e.id, p.name, e.node, e.message FROM event_log e \
+     LEFT JOIN pipeline p ON p.id = e.pipeline_id \
+     WHERE e.id > ? AND e.level IN ('error', 'warn') \
+     AND e.kind NOT IN ('auto_recovery', 'invalid_alarm_rule', 'mail_failed') ORDER BY e.id LIMIT 10000";
+const LAST_EVENT_BEFORE: &str =
+    "SELECT COALESCE(MAX(id), 0) FROM event_log WHERE at < NOW(6) - INTERVAL ? SECOND";
+const OPEN_ALERTS: &str = "SELECT a.id, a.rule_id, a.scope, a.repeats, \
+     CAST(TIMESTAMPDIFF(SECOND, COALESCE((SELECT MAX(m.created_at) FROM alert_mail m \
+       WHERE m.alert_id = a.id AND m.state IN ('pending', 'sent')), a.raised_at), NOW(6)) AS SIGNED), \
+     (SELECT COUNT(*) FROM alert_mail m WHERE m.alert_id = a.id AND m.state IN ('pending', 'sent')), \
+     DATE_FORMAT(a.raised_at, '%Y-%m-%d %H:%i:%s UTC'), a.first_measured \
+     FROM alert a WHERE a.state = 'open' ORDER BY a.id";
+const RAISE: &str = "INSERT INTO alert (rule_id, scope, pipeline_id, open_scope, first_measured, measured) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+const SEEN: &str = "UPDATE alert SET last_seen_at = NOW(6), measured = ?, repeats = repeats + 1 \
+     WHERE id = ? AND state = 'open'";
+const RECOVERED: &str = "UPDATE alert SET repeats = 0, recoveries = recoveries + 1 WHERE id = ?";
+const RESOLVE: &str = "UPDATE alert SET state = 'resolved', open_scope = NULL, resolved_at = NOW(6) \
+     WHERE id = ? AND state = 'open'";
+const RECENT_MAILS: &str = "SELECT COUNT(*) FROM alert_mail m JOIN alert a ON a.id = m.alert_id \
+     WHERE a.rule_id = ? AND a.scope = ? AND m.state IN ('pending', 'sent') \
+     AND m.created_at > NOW(6) - INTERVAL ? SECOND";
+const QUEUE_MAIL: &str = "INSERT INTO alert_mail (alert_id, event, recipients, subject, body, state) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+const RESTART_PIPELINE: &str = "UPDATE pipeline SET restart_seq = restart_seq + 1 WHERE id = ?";
+const DUE_MAILS: &str = "SELECT id, alert_id, recipients, subject, body, attempts FROM alert_mail \
+     WHERE state = 'pending' AND next_attempt_at <= NOW(6) ORDER BY id LIMIT 20";
+const MAIL_SENT: &str = "UPDATE alert_mail SET state = 'sent', sent_at = NOW(6), attempts = attempts + 1, \
+     last_error = NULL WHERE id = ?";
+const MAIL_FAILED: &str = "UPDATE alert_mail SET state = IF(attempts + 1 >= ?, 'failed', 'pending'), \
+     attempts = attempts + 1, last_error = ?, next_attempt_at = NOW(6) + INTERVAL ? SECOND WHERE id = ?";
+const ALERT_MAIL_ERROR: &str = "UPDATE alert SET mail_error = ? WHERE id = ?";
+
+/// A mail is given up after this many failed sends (about a day with the backoff).
+pub const MAIL_ATTEMPTS: u32 = 30;
+
+async fn query<T: FromRow + Send + 'static>(
+    meta: &MetaDb,
+    context: &str,
+    sql: &'static str,
+    params: Params,
+) -> Result<Vec<T>> {
+    let mut conn = meta.conn().await?;
+    timed(context, async {
+        conn.exec(sql, params)
+            .await
+            .map_err(|error| Error::database(context, error))
+    })
+    .await
+}
+
+async fn execute(meta: &MetaDb, context: &str, sql: &'static str, params: Params) -> Result<u64> {
+    let mut conn = meta.conn().await?;
+    timed(context, async {
+        exec_on(&mut conn, context, sql, params).await
+    })
+    .await
+}
+
+async fn exec_on(conn: &mut Conn, context: &str, sql: &'static str, params: Params) -> Result<u64> {
+    conn.exec_drop(sql, params)
+        .await
+        .map_err(|error| Error::database(context, error))?;
+    Ok(conn.affected_rows())
+}
+
+/// Every rule that is not disabled, and every window.
+pub async fn read_alarm_rules(meta: &MetaDb) -> Result<(Vec<AlarmRuleRow>, Vec<AlarmWindowRow>)> {
+    type RuleColumns = (
+        u32,
+        String,
+        String,
+        Option<u32>,
+        Option<u64>,
+        Option<String>,
+        String,
+        String,
+        u32,
+        Option<u32>,
+        String,
+        i64,
+    );
+    let context = "cannot read the alarm rules";
+    let rules: Vec<mysql_async::Row> = query(meta, context, READ_RULES, Params::Empty).await?;
+    let rules = rules
+        .into_iter()
+        .map(|row| {
+            let columns: RuleColumns = mysql_async::from_row_opt(row)
+                .map_err(|error| Error::Precheck(format!("{context}: {error}")))?;
+            let (
+                id,
+                name,
+                kind,
+                pipeline_id,
+                threshold,
+                pattern,
+                cron,
+                recipients,
+                quiet,
+                auto,
+                status,
+                paused,
+            ) = columns;
+            Ok(AlarmRuleRow {
+                id,
+                name,
+                kind,
+                pipeline_id,
+                threshold,
+                pattern,
+                cron,
+                recipients,
+                quiet_period_s: quiet,
+                auto_recovery_after: auto,
+                status,
+                paused_now: paused != 0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let windows: Vec<(u32, String, u32, u32)> =
+        query(meta, context, READ_WINDOWS, Params::Empty).await?;
+    let windows = windows
+        .into_iter()
+        .map(|(rule_id, days, from_s, to_s)| AlarmWindowRow {
+            rule_id,
+            days,
+            from_s,
+            to_s,
+        })
+        .collect();
+    Ok((rules, windows))
+}
+
+/// The SMTP settings, if set.
+pub async fn read_smtp(meta: &MetaDb) -> Result<Option<SmtpRow>> {
+    type SmtpColumns = (String, u16, String, Option<String>, Option<String>, String);
+    let rows: Vec<SmtpColumns> = query(
+        meta,
+        "cannot read the SMTP settings",
+        READ_SMTP,
+        Params::Empty,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(
+            |(host, port, security, user, password, from_address)| SmtpRow {
+                host,
+                port,
+                security,
+                user,
+                password,
+                from_address,
+            },
+        ))
+}
+
+/// Records a rule's last check (when `checked`), its next one, and its problem (None = valid).
+pub async fn write_rule_state(
+    meta: &MetaDb,
+    rule: u32,
+    checked: bool,
+    next_check_unix: Option<i64>,
+    problem: Option<&str>,
+) -> Result<()> {
+    let params = (rule, checked, next_check_unix, problem, checked);
+    execute(
+        meta,
+        "cannot record an alarm rule's state",
+        WRITE_RULE_STATE,
+        params.into(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes the monitor lease if it is free or expired (judged by the metadata clock); returns
+/// its new token.
+pub async fn claim_monitor(meta: &MetaDb, node: &str, lease: Duration) -> Result<Option<u64>> {
+    let context = "cannot claim the monitor lease";
+    let claimed = execute(
+        meta,
+        context,
+        CLAIM_MONITOR,
+        (node, lease.as_micros() as u64).into(),
+    )
+    .await?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    let token: Vec<u64> = query(meta, context, MONITOR_TOKEN, (node,).into()).await?;
+    Ok(token.into_iter().next())
+}
+
+/// Renews the monitor lease; false when it is no longer this holder's.
+pub async fn renew_monitor(meta: &MetaDb, node: &str, token: u64, lease: Duration) -> Result<bool> {
+    let params = (lease.as_micros() as u64, node, token);
+    let renewed = execute(
+        meta,
+        "cannot renew the monitor lease",
+        RENEW_MONITOR,
+        params.into(),
+    )
+    .await?;
+    Ok(renewed == 1)
+}
+
+/// Gives the monitor lease up, so that another node takes it at its next heartbeat.
+pub async fn release_monitor(meta: &MetaDb, node: &str, token: u64) -> Result<()> {
+    execute(
+        meta,
+        "cannot release the monitor lease",
+        RELEASE_MONITOR,
+        (node, token).into(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A pipeline as alarm rules see it (durations by the metadata clock).
+#[derive(Debug, Clone)]
+pub struct PipelineFacts {
+    pub id: PipelineId,
+    pub name: String,
+    pub desired_running: bool,
+    pub observed: String,
+    pub reason: Option<String>,
+    pub lag_ms: Option<i64>,
+    /// How long it has been in its observed state.
+    pub state_ms: Option<i64>,
+    pub binlog_file: Option<String>,
+    pub binlog_offset: Option<u64>,
+    /// How long since its position last changed.
+    pub position_age_ms: Option<i64>,
+}
+
+/// A node as alarm rules see it.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    pub name: String,
+    pub alive: bool,
+    pub heartbeat_age_ms: i64,
+    pub stopped_cleanly: bool,
+}
+
+pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
+    let rows: Vec<mysql_async::Row> = query(
+        meta,
+        "cannot read the pipelines' status",
+        PIPELINE_FACTS,
+        Params::Empty,
+    )
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            type Columns = (
+                u32,
+                String,
+                String,
+                String,
+                Option<String>,
+                Option<i64>,
+                Option<i64>,
+                Option<String>,
+                Option<u64>,
+                Option<i64>,
+            );
+            let columns: Columns = mysql_async::from_row_opt(row).map_err(|error| {
+                Error::Precheck(format!("cannot read the pipelines' status: {error}"))
+            })?;
+            let (id, name, desired, observed, reason, lag_ms, state_ms, file, offset, age) =
+                columns;
+            Ok(PipelineFacts {
+                id: PipelineId(id),
+                name,
+                desired_running: desired == "running",
+                observed,
+                reason,
+                lag_ms,
+                state_ms,
+                binlog_file: file,
+                binlog_offset: offset,
+                position_age_ms: age,
+            })
+        })
+        .collect()
+}
+
+pub async fn node_facts(meta: &MetaDb) -> Result<Vec<NodeFacts>> {
+    let rows: Vec<(String, i64, i64, i64)> = query(
+        meta,
+        "cannot read the nodes' status",
+        NODE_FACTS,
+        Params::Empty,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, alive, age, stopped)| NodeFacts {
+            name,
+            alive: alive != 0,
+            heartbeat_age_ms: age,
+            stopped_cleanly: stopped != 0,
+        })
+        .collect())
+}
+
+/// An error or warning event.
+#[derive(Debug, Clone)]
+pub struct EventFacts {
+    pub id: u64,
+    pub pipeline: Option<String>,
+    pub node: Option<String>,
+    pub message: String,
+}
+
+/// Error and warning events after `after` (an event id).
+pub async fn events_after(meta: &MetaDb, after: u64) -> Result<Vec<EventFacts>> {
+    let rows: Vec<(u64, Option<String>, Option<String>, String)> = query(
+        meta,
+        "cannot read the event log",
+        EVENTS_AFTER,
+        (after,).into(),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, pipeline, node, message)| EventFacts {
+            id,
+            pipeline,
+            node,
+            message,
+        })
+        .collect())
+}
+
+/// The id of the last event older than `age`.
+pub async fn last_event_before(meta: &MetaDb, age: Duration) -> Result<u64> {
+    let rows: Vec<u64> = query(
+        meta,
+        "cannot read the event log",
+        LAST_EVENT_BEFORE,
+        (age.as_secs(),).into(),
+    )
+    .await?;
+    Ok(rows.into_iter().next().unwrap_or(0))
+}
+
+/// An open alert.
+#[derive(Debug, Clone)]
+pub struct OpenAlert {
+    pub id: u64,
+    pub rule: u32,
+    pub scope: String,
+    pub repeats: u32,
+    /// Seconds since its last mail (or since it was raised).
+    pub since_mail_s: i64,
+    /// Mails sent or waiting for it.
+    pub mails: u64,
+    pub raised_at: String,
+    pub first_measured: String,
+}
+
+pub async fn open_alerts(meta: &MetaDb) -> Result<Vec<OpenAlert>> {
+    type Columns = (u64, u32, String, u32, i64, u64, String, String);
+    let rows: Vec<Columns> = query(
+        meta,
+        "cannot read the open alerts",
+        OPEN_ALERTS,
+        Params::Empty,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, rule, scope, repeats, since_mail_s, mails, raised_at, first_measured)| {
+                OpenAlert {
+                    id,
+                    rule,
+                    scope,
+                    repeats,
+                    since_mail_s,
+                    mails,
+                    raised_at,
+                    first_measured,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Opens an alert; returns its id, or None when one is open for this rule and scope already.
+pub async fn raise_alert(
+    meta: &MetaDb,
+    rule: u32,
+    scope: &str,
+    pipeline: Option<PipelineId>,
+    measured: &str,
+) -> Result<Option<u64>> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot raise an alert";
+    let measured = super::leases::truncate(measured, 1024);
+    timed(context, async {
+        let params = (
+            rule,
+            scope,
+            pipeline.map(|p| p.0),
+            scope,
+            &measured,
+            &measured,
+        );
+        match conn.exec_drop(RAISE, params).await {
+            Ok(()) => Ok(conn.last_insert_id()),
+            Err(mysql_async::Error::Server(error)) if error.code == 1062 => Ok(None),
+            Err(error) => Err(Error::database(context, error)),
+        }
+    })
+    .await
+}
+
+pub async fn alert_seen(meta: &MetaDb, alert: u64, measured: &str) -> Result<()> {
+    let measured = super::leases::truncate(measured, 1024);
+    execute(
+        meta,
+        "cannot update an alert",
+        SEEN,
+        (measured, alert).into(),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn resolve_alert(meta: &MetaDb, alert: u64) -> Result<()> {
+    execute(meta, "cannot resolve an alert", RESOLVE, (alert,).into()).await?;
+    Ok(())
+}
+
+/// Restarts a pipeline for an alert (auto-recovery) and counts it on the alert.
+pub async fn recover_pipeline(meta: &MetaDb, alert: u64, pipeline: PipelineId) -> Result<()> {
+    let context = "cannot restart a pipeline";
+    execute(meta, context, RESTART_PIPELINE, (pipeline.0,).into()).await?;
+    execute(meta, context, RECOVERED, (alert,).into()).await?;
+    Ok(())
+}
+
+/// Mails sent or waiting for this rule and scope within `window`.
+pub async fn recent_mails(meta: &MetaDb, rule: u32, scope: &str, window: Duration) -> Result<u64> {
+    let rows: Vec<u64> = query(
+        meta,
+        "cannot read the mail outbox",
+        RECENT_MAILS,
+        (rule, scope, window.as_secs()).into(),
+    )
+    .await?;
+    Ok(rows.into_iter().next().unwrap_or(0))
+}
+
+/// What an alert's mail is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailEvent {
+    Raised,
+    Reminder,
+    Resolved,
+}
+
+impl MailEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailEvent::Raised => "raised",
+            MailEvent::Reminder => "reminder",
+            MailEvent::Resolved => "resolved",
+        }
+    }
+}
+
+/// Puts a mail in the outbox (`suppressed`: recorded, never sent).
+pub async fn queue_mail(
+    meta: &MetaDb,
+    alert: u64,
+    event: MailEvent,
+    recipients: &str,
+    subject: &str,
+    body: &str,
+    suppressed: bool,
+) -> Result<()> {
+    let state = if suppressed { "suppressed" } else { "pending" };
+    let params = (
+        alert,
+        event.as_str(),
+        super::leases::truncate(recipients, 1024),
+        super::leases::truncate(subject, 255),
+        body,
+        state,
+    );
+    execute(meta, "cannot queue a mail", QUEUE_MAIL, params.into()).await?;
+    Ok(())
+}
+
+/// A mail due to be sent.
+#[derive(Debug, Clone)]
+pub struct DueMail {
+    pub id: u64,
+    pub alert: u64,
+    pub recipients: String,
+    pub subject: String,
+    pub body: String,
+    /// Failed sends so far.
+    pub attempts: u32,
+}
+
+pub async fn due_mails(meta: &MetaDb) -> Result<Vec<DueMail>> {
+    let rows: Vec<(u64, u64, String, String, String, u32)> = query(
+        meta,
+        "cannot read the mail outbox",
+        DUE_MAILS,
+        Params::Empty,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, alert, recipients, subject, body, attempts)| DueMail {
+            id,
+            alert,
+            recipients,
+            subject,
+            body,
+            attempts,
+        })
+        .collect())
+}
+
+pub async fn mail_sent(meta: &MetaDb, mail: &DueMail) -> Result<()> {
+    let context = "cannot record a sent mail";
+    execute(meta, context, MAIL_SENT, (mail.id,).into()).await?;
+    execute(
+        meta,
+        context,
+        ALERT_MAIL_ERROR,
+        (None::<String>, mail.alert).into(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a failed send on the mail and its alert; it is tried again after `retry_in`.
+pub async fn mail_failed(
+    meta: &MetaDb,
+    mail: &DueMail,
+    error: &str,
+    retry_in: Duration,
+) -> Result<()> {
+    let context = "cannot record a failed mail";
+    let error = super::leases::truncate(error, 1024);
+    let params = (MAIL_ATTEMPTS, &error, retry_in.as_secs(), mail.id);
+    execute(meta, context, MAIL_FAILED, params.into()).await?;
+    execute(meta, context, ALERT_MAIL_ERROR, (&error, mail.alert).into()).await?;
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Lag heartbeats: a row per pipeline in `ottr_sys.heartbeat` on the source, stamped with the
+//! source database's clock (microseconds) at every interval. The row travels through the
+//! binlog like any change; when the batch holding it has been applied, lag is the target
+//! database's clock minus the stamp. So lag is right on an idle source, and it includes every
+//! stage: binlog, Select, batching, Load.
+//!
+//! The writer never stops the pipeline: without write access to `ottr_sys` on the source it
+//! logs the failure once (`heartbeat_failed`), keeps trying, and lag falls back to event
+//! timestamps. It must never write anything but its own row.
+
+use super::connect;
+use super::select::Change;
+use crate::config::DataSource;
+use crate::error::chain;
+use crate::meta::{self, EventLevel, MetaDb};
+use crate::model::{PipelineId, Value};
+use mysql_async::prelude::Queryable;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// The schema and table of heartbeat rows.
+pub const SCHEMA: &str = "ottr_sys";
+pub const TABLE: &str = "heartbeat";
+
+const CREATE_SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS ottr_sys";
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.heartbeat (
+    pipeline_key VARCHAR(100) NOT NULL COMMENT 'installation id / pipeline id',
+    beat_us BIGINT UNSIGNED NOT NULL COMMENT 'this database''s clock, microseconds since the epoch',
+    beat_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (pipeline_key)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+const INSERT_ROW: &str =
+    "INSERT IGNORE INTO ottr_sys.heartbeat (pipeline_key, beat_us) VALUES (?, 0)";
+const BEAT: &str = "UPDATE ottr_sys.heartbeat \
+     SET beat_us = CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED), beat_at = NOW(6) WHERE pipeline_key = ?";
+
+/// Who writes heartbeats, for the event log.
+#[derive(Debug, Clone)]
+pub struct HeartbeatWriter {
+    pub meta: MetaDb,
+    pub node: String,
+    pub pipeline: PipelineId,
+    pub source: DataSource,
+    /// The pipeline's key, as in `ottr_sys.applied` on the target.
+    pub key: String,
+    pub every: Duration,
+}
+
+impl HeartbeatWriter {
+    /// Writes a heartbeat every interval until the task is aborted.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run().await })
+    }
+
+    async fn run(self) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut conn = None;
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let result = self.beat(&mut conn).await;
+            match (result, failing) {
+                (Ok(()), true) => {
+                    failing = false;
+                    info!(pipeline = %self.pipeline, "heartbeats written again");
+                    self.log(
+                        EventLevel::Info,
+                        "heartbeat_restored",
+                        "heartbeats are written again: lag is measured from them",
+                    )
+                    .await;
+                }
+                (Err(problem), false) => {
+                    failing = true;
+                    conn = None;
+                    warn!(pipeline = %self.pipeline, error = %problem, "cannot write a heartbeat");
+                    let text = format!(
+                        "cannot write heartbeats into ottr_sys.heartbeat on data source '{}': {problem}; lag falls back to event timestamps (grant CREATE, INSERT, UPDATE ON ottr_sys.* to the source user, or set_pipeline_option(..., 'heartbeat_ms', '0'))",
+                        self.source.name
+                    );
+                    self.log(EventLevel::Warn, "heartbeat_failed", &text).await;
+                }
+                (Err(_), true) => conn = None,
+                (Ok(()), false) => {}
+            }
+        }
+    }
+
+    async fn beat(&self, conn: &mut Option<mysql_async::Conn>) -> Result<(), String> {
+        if conn.is_none() {
+            let mut opened = connect(&self.source).await.map_err(|error| chain(&error))?;
+            for statement in [CREATE_SCHEMA, CREATE_TABLE] {
+                opened
+                    .query_drop(statement)
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+            opened
+                .exec_drop(INSERT_ROW, (&self.key,))
+                .await
+                .map_err(|error| error.to_string())?;
+            *conn = Some(opened);
+        }
+        let open = conn.as_mut().expect("opened above");
+        let write = open.exec_drop(BEAT, (&self.key,));
+        match tokio::time::timeout(Duration::from_secs(10), write).await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(_) => Err("the write took over 10 s".to_owned()),
+        }
+    }
+
+    async fn log(&self, level: EventLevel, kind: &str, message: &str) {
+        let logged = meta::log_event(
+            &self.meta,
+            level,
+            Some(&self.node),
+            Some(self.pipeline),
+            kind,
+            message,
+        );
+        if let Err(error) = logged.await {
+            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot append to the event log");
+        }
+    }
+}
+
+/// The heartbeat stamps of pipeline `key` among `changes`, in binlog order (source clock,
+/// microseconds since the epoch). Each is a lag sample: a batch that held two heartbeats kept
+/// the first one waiting, and that wait is lag too.
+pub fn beats(changes: &[Change], key: &str) -> Vec<u64> {
+    let mut stamps = Vec::new();
+    for change in changes {
+        let Change::Row(row, _) = change else {
+            continue;
+        };
+        if row.table.id.schema != SCHEMA || row.table.id.table != TABLE {
+            continue;
+        }
+        let column = |name: &str| row.table.columns.iter().position(|c| c.name == name);
+        let (Some(key_at), Some(beat_at), Some(after)) = (
+            column("pipeline_key"),
+            column("beat_us"),
+            row.after.as_ref(),
+        ) else {
+            continue;
+        };
+        let is_ours =
+            matches!(after.get(key_at), Some(Value::Text { bytes, .. }) if bytes == key.as_bytes());
+        let stamp = match after.get(beat_at) {
+            Some(Value::UInt(stamp)) => *stamp,
+            Some(Value::Int(stamp)) => u64::try_from(*stamp).unwrap_or(0),
+            _ => 0,
+        };
+        if is_ours && stamp > 0 {
+            stamps.push(stamp);
+        }
+    }
+    stamps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChangeAt, ChangeKind, ColumnMeta, RowChange, TableId, TableMeta};
+    use std::sync::Arc;
+
+    fn beat(key: &str, stamp: u64) -> Change {
+        let column = |name: &str, type_name: &str| ColumnMeta {
+            name: name.into(),
+            type_name: type_name.into(),
+            unsigned: true,
+        };
+        let table = Arc::new(TableMeta {
+            id: TableId {
+                schema: SCHEMA.into(),
+                table: TABLE.into(),
+            },
+            columns: vec![
+                column("pipeline_key", "VARCHAR"),
+                column("beat_us", "LONGLONG"),
+                column("beat_at", "TIMESTAMP2"),
+            ],
+            primary_key: vec![0],
+        });
+        let after = vec![
+            Value::Text {
+                bytes: key.as_bytes().to_vec(),
+                charset: crate::model::Charset::Utf8mb4,
+            },
+            Value::UInt(stamp),
+            Value::Null,
+        ];
+        Change::Row(
+            RowChange {
+                table,
+                kind: ChangeKind::Update,
+                before: None,
+                after: Some(after),
+            },
+            ChangeAt {
+                transaction: crate::model::BinlogFilePos {
+                    file: "mysql-bin.000001".into(),
+                    offset: 4,
+                },
+                index: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn only_this_pipelines_beats_count() {
+        let changes = vec![
+            beat("i/1", 100),
+            beat("i/2", 900),
+            beat("i/1", 300),
+            beat("i/1", 200),
+        ];
+        assert_eq!(beats(&changes, "i/1"), [100, 300, 200]);
+        assert!(beats(&changes, "i/3").is_empty());
+        assert!(beats(&[beat("i/1", 0)], "i/1").is_empty());
+    }
+}
