@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS alarm_rule (
   kind                ENUM('lag','no_progress','pipeline_error','node_dead','error_text','binlog_retention') NOT NULL,
   pipeline_id         INT UNSIGNED NULL COMMENT 'NULL = every pipeline (every node for node_dead)',
   threshold           BIGINT UNSIGNED NULL COMMENT 'seconds (lag, no_progress, pipeline_error, node_dead) or binlog files (binlog_retention)',
-  pattern             VARCHAR(255) NULL COMMENT 'error_text: a regular expression matched against error and warning events',
+  pattern             VARCHAR(255) NULL COMMENT 'error_text: a regular expression matched against error events',
   cron                VARCHAR(255) NOT NULL COMMENT 'when to check, UTC: 6 fields (sec min hour dom month dow, 1 = Sunday) or 5 unix fields',
   recipients          VARCHAR(1024) NOT NULL COMMENT 'comma-separated email addresses',
   quiet_period_s      INT UNSIGNED NOT NULL DEFAULT 1800 COMMENT 'at most one mail per rule and scope in this time',

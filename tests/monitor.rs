@@ -63,6 +63,21 @@ impl Setup {
     /// A channel `name` from the shared source to `target` over `schema.t`, created on both
     /// sides, and started.
     async fn channel(&mut self, name: &str, target: &MariaDb, schema: &str, create_target: bool) {
+        self.channel_as(name, target, schema, create_target, "root", "")
+            .await
+    }
+
+    /// Like [`Setup::channel`], reading the source as `user`, with `extra` SQL run before the
+    /// channel starts.
+    async fn channel_as(
+        &mut self,
+        name: &str,
+        target: &MariaDb,
+        schema: &str,
+        create_target: bool,
+        user: &str,
+        extra: &str,
+    ) {
         let table = format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(20))");
         let mut src = source().conn().await;
         src.query_drop(format!(
@@ -83,7 +98,7 @@ impl Setup {
         let conn = &mut self.meta;
         conn.exec_drop(
             "CALL add_data_source('sh', 'mariadb', ?, NULL)",
-            (source().source_url("root"),),
+            (source().source_url(user),),
         )
         .await
         .unwrap();
@@ -116,6 +131,9 @@ impl Setup {
         )
         .await
         .unwrap();
+        if !extra.is_empty() {
+            conn.query_drop(extra).await.unwrap();
+        }
         conn.exec_drop("CALL start_channel(?)", (name,))
             .await
             .unwrap();
@@ -342,6 +360,19 @@ async fn the_quiet_period_sends_one_mail_and_then_reminders() {
 async fn a_five_field_cron_fires_on_its_day_and_a_rule_outside_its_window_stays_silent() {
     let mut s = setup("cron").await;
     s.dead_node("gone-cron").await;
+    // "Today" must stay today until the 5-field rule fires (within a minute).
+    loop {
+        let seconds: u32 = s
+            .meta
+            .query_first("SELECT TIME_TO_SEC(UTC_TIME())")
+            .await
+            .unwrap()
+            .unwrap();
+        if seconds < 86_400 - 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
     let (today, tomorrow, hour): (u32, u32, u32) = s
         .meta
         .query_first("SELECT DAYOFWEEK(UTC_TIMESTAMP()) - 1, DAYOFWEEK(UTC_TIMESTAMP()) MOD 7, HOUR(UTC_TIMESTAMP())")
@@ -568,4 +599,196 @@ async fn a_bad_rule_inserted_by_hand_is_reported_and_the_rest_keep_working() {
         "the node died:\n{}",
         node.log_text()
     );
+}
+
+#[tokio::test]
+async fn without_write_access_to_ottr_sys_lag_comes_from_event_times_and_does_not_grow() {
+    // A reader that may not write ottr_sys on the source: heartbeats fail, the pipeline runs.
+    source()
+        .run(
+            "CREATE USER IF NOT EXISTS 'lag_reader'@'%'; \
+             GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'lag_reader'@'%'",
+        )
+        .await;
+    let mut s = setup("nobeat").await;
+    s.channel_as(
+        "nobeat",
+        shared(ServerKind::Target),
+        "mon_nobeat",
+        true,
+        "lag_reader",
+        "",
+    )
+    .await;
+    let _node = s.node("n1");
+    eventually!(
+        Duration::from_secs(30),
+        "the heartbeat failure to be logged",
+        {
+            let message: Option<String> = s
+                .meta
+                .query_first("SELECT message FROM event_log WHERE kind = 'heartbeat_failed'")
+                .await
+                .unwrap();
+            message
+        }
+    );
+    let (observed, _, _) = s.observed().await;
+    assert_eq!(observed, "running");
+    source()
+        .run("INSERT INTO mon_nobeat.t VALUES (1, 'a')")
+        .await;
+    let (method, last): (String, i64) =
+        eventually!(Duration::from_secs(20), "an event-time lag reading", {
+            let reading: Option<(String, i64)> = s
+                .meta
+                .query_first("SELECT method, lag_ms FROM pipeline_lag")
+                .await
+                .unwrap();
+            reading
+        });
+    assert_eq!(method, "event_time");
+    // An idle source without heartbeats: the reading stays as it was while the pipeline runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, _, lag) = s.observed().await;
+    assert_eq!(
+        lag,
+        Some(last),
+        "lag must not grow on an idle source without heartbeats"
+    );
+    // Heartbeats turned off by the operator: the same, without failures.
+    s.meta
+        .query_drop("CALL set_pipeline_option('nobeat', 'heartbeat_ms', '0')")
+        .await
+        .unwrap();
+    source()
+        .run("INSERT INTO mon_nobeat.t VALUES (2, 'b')")
+        .await;
+    eventually!(Duration::from_secs(20), "the second row", {
+        let mut conn = shared(ServerKind::Target).conn().await;
+        let rows: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM mon_nobeat.t")
+            .await
+            .unwrap();
+        rows.filter(|rows| *rows == 2)
+    });
+    let failures: u64 = s
+        .meta
+        .query_first("SELECT COUNT(*) FROM event_log WHERE kind = 'heartbeat_failed'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        failures, 1,
+        "logged once, and not again with heartbeats off"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_send_is_recorded_on_the_alert_and_retried() {
+    let mut s = setup("mailfail").await;
+    // Nothing listens on this port: every send fails.
+    let dead_port = common::free_port();
+    s.meta
+        .exec_drop(
+            "CALL set_smtp('127.0.0.1', ?, 'none', NULL, NULL, 'ottr@example.com')",
+            (dead_port,),
+        )
+        .await
+        .unwrap();
+    s.dead_node("gone-mailfail").await;
+    s.meta
+        .query_drop("CALL add_alarm_rule('dead', 'node_dead', NULL, '0', '* * * * * *', 'ops@example.com', 3600, NULL)")
+        .await
+        .unwrap();
+    let _node = s.node("n1");
+    let error = eventually!(Duration::from_secs(20), "the failed send on the alert", {
+        let error: Option<Option<String>> = s
+            .meta
+            .query_first("SELECT mail_error FROM v_alert WHERE scope = 'gone-mailfail'")
+            .await
+            .unwrap();
+        error.flatten()
+    });
+    assert!(error.contains("SMTP send failed"), "{error}");
+    let (state, attempts): (String, u32) = s
+        .meta
+        .query_first("SELECT state, attempts FROM alert_mail")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    // The mail server is fixed: the retry goes out, and the alert's error is cleared.
+    s.meta
+        .exec_drop(
+            "CALL set_smtp('127.0.0.1', ?, 'none', NULL, NULL, 'ottr@example.com')",
+            (smtp().port,),
+        )
+        .await
+        .unwrap();
+    eventually!(Duration::from_secs(30), "the retried mail", {
+        (!smtp()
+            .with_subject("[ottr] RAISED node_dead gone-mailfail")
+            .is_empty())
+        .then_some(())
+    });
+    eventually!(
+        Duration::from_secs(10),
+        "the alert's mail error to clear",
+        {
+            let row: Option<(Option<String>, u64)> = s
+                .meta
+                .query_first(
+                    "SELECT mail_error, mails_sent FROM v_alert WHERE scope = 'gone-mailfail'",
+                )
+                .await
+                .unwrap();
+            row.filter(|(error, sent)| error.is_none() && *sent == 1)
+        }
+    );
+    let logged: u64 = s
+        .meta
+        .query_first("SELECT COUNT(*) FROM event_log WHERE kind = 'mail_failed'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(logged, 1);
+}
+
+#[tokio::test]
+async fn status_watch_redraws_until_interrupted() {
+    let mut s = setup("watch").await;
+    s.dead_node("gone-watch").await;
+    s.meta
+        .query_drop("CALL add_alarm_rule('dead', 'node_dead', NULL, '0', '* * * * * *', 'ops@example.com', 3600, NULL)")
+        .await
+        .unwrap();
+    let _node = s.node("n1");
+    eventually!(Duration::from_secs(20), "an open alert", {
+        (!s.open_alerts("dead").await.is_empty()).then_some(())
+    });
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ottr"))
+        .args(["status", "--meta", &s.url, "--watch", "0.3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.matches("(Ctrl-C to stop)").count() >= 3, "{text}");
+    assert!(
+        text.contains("Open alerts") && text.contains("gone-watch"),
+        "{text}"
+    );
+    assert!(text.contains("monitor"), "{text}");
 }

@@ -912,6 +912,8 @@ async fn sql_and_rust_agree_on_cron_expressions() {
         "0 22 * * 0",
         "0 0 * * 7",
         "0 0 1 */3 *",
+        "0 0 1 * 1",
+        "0 0 * * 1/2",
         "every minute",
         "* * *",
         "60 * * * * *",

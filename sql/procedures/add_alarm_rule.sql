@@ -1,7 +1,7 @@
 -- Adds an alarm rule. kind: lag (threshold: seconds behind), no_progress (seconds without
 -- moving while the source moves), pipeline_error (seconds in error or retrying, 0 = at once),
 -- node_dead (seconds past its lease), error_text (threshold: a regular expression matched
--- against error and warning events), binlog_retention (the position within this many binlog
+-- against the messages of error events), binlog_retention (the position within this many binlog
 -- files of the oldest one the source keeps). p_pipeline: a pipeline or channel name, or NULL
 -- for every pipeline (node_dead: always NULL). cron: when to check (UTC, 6 fields, or 5 unix
 -- fields). quiet_period_s: at most one mail per rule and scope in this time.

@@ -23,6 +23,10 @@ BEGIN
   END IF;
   IF v_count = 5 THEN
     SET v_offset = 1;
+    IF SUBSTRING_INDEX(SUBSTRING_INDEX(v_expr, ' ', 3), ' ', -1) NOT IN ('*', '?')
+       AND SUBSTRING_INDEX(v_expr, ' ', -1) NOT IN ('*', '?') THEN
+      RETURN CONCAT('cron ''', LEFT(p_expr, 40), ''' restricts both day of month and day of week: keep one of them *');
+    END IF;
   END IF;
   WHILE v_index <= v_count DO
     SET v_field = SUBSTRING_INDEX(SUBSTRING_INDEX(v_expr, ' ', v_index), ' ', -1);

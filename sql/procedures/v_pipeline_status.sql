@@ -3,7 +3,9 @@
 -- the lapsed holder in the reason, whatever its last reported state was; a new holder shows
 -- as starting until it has reported under its own fencing token. lag_ms is the lag of the last
 -- heartbeat applied, plus the time since then beyond one heartbeat interval: it grows when
--- nothing arrives (a target or a pipeline down), and is exact while heartbeats flow.
+-- nothing arrives (a target or a pipeline down), and is exact while heartbeats flow. Without
+-- heartbeats (off, or not writable) it is the last event-time reading while the pipeline runs,
+-- and grows while it does not.
 CREATE VIEW v_pipeline_status AS
 SELECT c.name AS channel,
        p.name AS pipeline,
@@ -20,7 +22,8 @@ SELECT c.name AS channel,
        CASE WHEN pos.binlog_file IS NOT NULL THEN CONCAT(pos.binlog_file, ':', pos.binlog_offset)
             ELSE pos.gtid END AS position,
        CASE WHEN lag.pipeline_id IS NULL THEN NULL
-            WHEN lag.heartbeat_ms = 0 THEN lag.lag_ms
+            WHEN lag.heartbeat_ms = 0 AND l.holder IS NOT NULL AND l.expires_at > NOW(6)
+                 AND s.token = l.token AND s.state = 'running' THEN lag.lag_ms
             ELSE CAST(lag.lag_ms + GREATEST(0, TIMESTAMPDIFF(MICROSECOND, lag.measured_at, NOW(6)) / 1000
                       - lag.heartbeat_ms) AS SIGNED) END AS lag_ms,
        CASE WHEN l.holder IS NOT NULL AND l.expires_at > NOW(6) THEN IF(s.token = l.token, s.since, l.acquired_at)

@@ -54,7 +54,7 @@ pub enum Condition {
     PipelineError(Duration),
     /// A node past its lease for this long (and not stopped cleanly).
     NodeDead(Duration),
-    /// An error or warning event whose message matches.
+    /// An error event whose message matches.
     ErrorText(Regex),
     /// The position is within this many binlog files of the oldest the source keeps.
     BinlogRetention(u64),
@@ -249,6 +249,12 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     let fields: Vec<&str> = text.split_whitespace().collect();
     let expression = match fields.len() {
         5 => {
+            let restricted = |field: &str| field != "*" && field != "?";
+            if restricted(fields[2]) && restricted(fields[4]) {
+                return Err(format!(
+                    "cron '{text}' restricts both day of month and day of week, which unix cron matches as either one: keep one of them '*'"
+                ));
+            }
             let day_of_week = unix_day_of_week(fields[4])
                 .map_err(|problem| format!("cron '{text}': day of week: {problem}"))?;
             format!(
@@ -290,19 +296,23 @@ fn unix_day_of_week(field: &str) -> Result<String, String> {
         let (range, step) = match element.split_once('/') {
             Some((range, step)) => (
                 range,
-                step.parse::<u32>()
-                    .ok()
-                    .filter(|step| *step > 0)
-                    .ok_or_else(|| format!("'{step}' is not a step"))?,
+                Some(
+                    step.parse::<u32>()
+                        .ok()
+                        .filter(|step| *step > 0)
+                        .ok_or_else(|| format!("'{step}' is not a step"))?,
+                ),
             ),
-            None => (element, 1),
+            None => (element, None),
         };
         let (first, last) = match range.split_once('-') {
             _ if range == "*" => (0, 6),
             Some((first, last)) => (value(first)?, value(last)?),
-            None if step > 1 => (value(range)?, 6),
+            // `a/n`: from a to the end of the week (7, Sunday again)
+            None if step.is_some() => (value(range)?, 7),
             None => (value(range)?, value(range)?),
         };
+        let step = step.unwrap_or(1);
         if first > last {
             return Err(format!("range '{range}' runs backwards"));
         }
@@ -391,6 +401,8 @@ mod tests {
         assert_eq!(unix_day_of_week("5-7").unwrap(), "1,6,7");
         assert_eq!(unix_day_of_week("sat,sun").unwrap(), "1,7");
         assert_eq!(unix_day_of_week("*/2").unwrap(), "1,3,5,7");
+        assert_eq!(unix_day_of_week("3/1").unwrap(), "1,4,5,6,7");
+        assert_eq!(unix_day_of_week("1/2").unwrap(), "1,2,4,6");
         assert_eq!(unix_day_of_week("*").unwrap(), "*");
         assert!(unix_day_of_week("8").is_err());
         assert!(unix_day_of_week("5-1").is_err());
@@ -426,6 +438,8 @@ mod tests {
                 .contains("cron '61 * * * * *'")
         );
         assert!(parse_cron("* * * * 9").unwrap_err().contains("day of week"));
+        assert!(parse_cron("0 0 1 * 1").unwrap_err().contains("either one"));
+        assert!(parse_cron("0 0 1 * *").is_ok());
         assert!(parse_cron("*/10 * * * * *").is_ok());
         assert!(parse_cron("0 0 * * * Mon-Fri").is_ok());
     }

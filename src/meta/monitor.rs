@@ -6,7 +6,7 @@ use crate::config::{AlarmRuleRow, AlarmWindowRow, SmtpRow};
 use crate::error::{Error, Result};
 use crate::model::PipelineId;
 use mysql_async::prelude::{FromRow, Queryable};
-use mysql_async::{Conn, Params};
+use mysql_async::{Conn, Params, Transaction, TxOpts};
 use std::time::Duration;
 
 const READ_RULES: &str = "SELECT id, name, CAST(kind AS CHAR), pipeline_id, threshold, pattern, cron, \
@@ -36,10 +36,10 @@ const PIPELINE_FACTS: &str = "SELECT p.id, p.name, c.desired, s.observed, s.reas
      LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id ORDER BY p.id";
 const NODE_FACTS: &str =
     "SELECT node, alive, heartbeat_age_ms, stopped_at IS NOT NULL FROM v_node_status ORDER BY node";
-/// Error and warning events after an id, except those the monitor writes itself.
+/// Error events after an id, except those the monitor writes itself.
 const EVENTS_AFTER: &str = "SELECT e.id, p.name, e.node, e.message FROM event_log e \
      LEFT JOIN pipeline p ON p.id = e.pipeline_id \
-     WHERE e.id > ? AND e.level IN ('error', 'warn') \
+     WHERE e.id > ? AND e.level = 'error' \
      AND e.kind NOT IN ('auto_recovery', 'invalid_alarm_rule', 'mail_failed') ORDER BY e.id LIMIT 10000";
 const LAST_EVENT_BEFORE: &str =
     "SELECT COALESCE(MAX(id), 0) FROM event_log WHERE at < NOW(6) - INTERVAL ? SECOND";
@@ -61,6 +61,11 @@ const RECENT_MAILS: &str = "SELECT COUNT(*) FROM alert_mail m JOIN alert a ON a.
      AND m.created_at > NOW(6) - INTERVAL ? SECOND";
 const QUEUE_MAIL: &str = "INSERT INTO alert_mail (alert_id, event, recipients, subject, body, state) \
      VALUES (?, ?, ?, ?, ?, ?)";
+const CHECK_MONITOR: &str = "SELECT token FROM monitor_lease \
+     WHERE id = 1 AND holder = ? AND token = ? AND expires_at > NOW(6) LOCK IN SHARE MODE";
+/// Takes a due mail for five minutes: a sender that dies meanwhile leaves it to be retried.
+const CLAIM_MAIL: &str = "UPDATE alert_mail SET next_attempt_at = NOW(6) + INTERVAL 300 SECOND \
+     WHERE id = ? AND state = 'pending' AND next_attempt_at <= NOW(6)";
 const RESTART_PIPELINE: &str = "UPDATE pipeline SET restart_seq = restart_seq + 1 WHERE id = ?";
 const DUE_MAILS: &str = "SELECT id, alert_id, recipients, subject, body, attempts FROM alert_mail \
      WHERE state = 'pending' AND next_attempt_at <= NOW(6) ORDER BY id LIMIT 20";
@@ -345,7 +350,7 @@ pub async fn node_facts(meta: &MetaDb) -> Result<Vec<NodeFacts>> {
         .collect())
 }
 
-/// An error or warning event.
+/// An error event.
 #[derive(Debug, Clone)]
 pub struct EventFacts {
     pub id: u64,
@@ -354,7 +359,7 @@ pub struct EventFacts {
     pub message: String,
 }
 
-/// Error and warning events after `after` (an event id).
+/// Error events after `after` (an event id).
 pub async fn events_after(meta: &MetaDb, after: u64) -> Result<Vec<EventFacts>> {
     let rows: Vec<(u64, Option<String>, Option<String>, String)> = query(
         meta,
@@ -429,18 +434,91 @@ pub async fn open_alerts(meta: &MetaDb) -> Result<Vec<OpenAlert>> {
         .collect())
 }
 
-/// Opens an alert; returns its id, or None when one is open for this rule and scope already.
+/// Who may change alerts: the holder of the monitor lease under this token. Every alert
+/// change checks it in its own transaction, so a monitor that lost its lease changes nothing.
+#[derive(Debug, Clone)]
+pub struct MonitorFence {
+    pub node: String,
+    pub token: u64,
+}
+
+/// A mail to queue with an alert change.
+#[derive(Debug, Clone)]
+pub struct MailDraft {
+    pub event: MailEvent,
+    pub recipients: String,
+    pub subject: String,
+    pub body: String,
+    /// Recorded, never sent (the quiet period).
+    pub suppressed: bool,
+}
+
+/// Starts a transaction that holds a shared lock on the monitor lease row, after checking
+/// that the lease is still held under the fence's token.
+async fn fenced_transaction<'c>(
+    conn: &'c mut Conn,
+    fence: &MonitorFence,
+    context: &str,
+) -> Result<Transaction<'c>> {
+    let fail = |error| Error::database(context, error);
+    let mut transaction = conn
+        .start_transaction(TxOpts::default())
+        .await
+        .map_err(fail)?;
+    let held: Option<u64> = transaction
+        .exec_first(CHECK_MONITOR, (&fence.node, fence.token))
+        .await
+        .map_err(fail)?;
+    match held {
+        Some(_) => Ok(transaction),
+        None => Err(Error::Precheck(format!(
+            "{context}: the monitor lease of {} (token {}) is no longer held",
+            fence.node, fence.token
+        ))),
+    }
+}
+
+async fn insert_mail(
+    transaction: &mut Transaction<'_>,
+    alert: u64,
+    mail: &MailDraft,
+    context: &str,
+) -> Result<()> {
+    let state = if mail.suppressed {
+        "suppressed"
+    } else {
+        "pending"
+    };
+    let params = (
+        alert,
+        mail.event.as_str(),
+        super::leases::truncate(&mail.recipients, 1024),
+        super::leases::truncate(&mail.subject, 255),
+        &mail.body,
+        state,
+    );
+    transaction
+        .exec_drop(QUEUE_MAIL, params)
+        .await
+        .map_err(|error| Error::database(context, error))
+}
+
+/// Opens an alert and queues its mail, in one transaction; returns the alert's id, or None
+/// when one is open for this rule and scope already.
 pub async fn raise_alert(
     meta: &MetaDb,
+    fence: &MonitorFence,
     rule: u32,
     scope: &str,
     pipeline: Option<PipelineId>,
     measured: &str,
+    mail: &MailDraft,
 ) -> Result<Option<u64>> {
     let mut conn = meta.conn().await?;
     let context = "cannot raise an alert";
     let measured = super::leases::truncate(measured, 1024);
     timed(context, async {
+        let mut transaction = fenced_transaction(&mut conn, fence, context).await?;
         let params = (
             rule,
             scope,
@@ -449,38 +527,102 @@ pub async fn raise_alert(
             &measured,
             &measured,
         );
-        match conn.exec_drop(RAISE, params).await {
-            Ok(()) => Ok(conn.last_insert_id()),
-            Err(mysql_async::Error::Server(error)) if error.code == 1062 => Ok(None),
-            Err(error) => Err(Error::database(context, error)),
-        }
+        let alert = match transaction.exec_drop(RAISE, params).await {
+            Ok(()) => transaction.last_insert_id().unwrap_or(0),
+            Err(mysql_async::Error::Server(error)) if error.code == 1062 => return Ok(None),
+            Err(error) => return Err(Error::database(context, error)),
+        };
+        insert_mail(&mut transaction, alert, mail, context).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        Ok(Some(alert))
     })
     .await
 }
 
-pub async fn alert_seen(meta: &MetaDb, alert: u64, measured: &str) -> Result<()> {
+/// Records another check that found an open alert's condition, with a reminder mail.
+pub async fn alert_seen(
+    meta: &MetaDb,
+    fence: &MonitorFence,
+    alert: u64,
+    measured: &str,
+    reminder: Option<&MailDraft>,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot update an alert";
     let measured = super::leases::truncate(measured, 1024);
-    execute(
-        meta,
-        "cannot update an alert",
-        SEEN,
-        (measured, alert).into(),
-    )
-    .await?;
-    Ok(())
+    timed(context, async {
+        let mut transaction = fenced_transaction(&mut conn, fence, context).await?;
+        transaction
+            .exec_drop(SEEN, (&measured, alert))
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        if let Some(mail) = reminder {
+            insert_mail(&mut transaction, alert, mail, context).await?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|error| Error::database(context, error))
+    })
+    .await
 }
 
-pub async fn resolve_alert(meta: &MetaDb, alert: u64) -> Result<()> {
-    execute(meta, "cannot resolve an alert", RESOLVE, (alert,).into()).await?;
-    Ok(())
+/// Resolves an open alert and queues its mail, in one transaction; false (and no mail) when
+/// it was no longer open (resolved by a disable, or by another monitor).
+pub async fn resolve_alert(
+    meta: &MetaDb,
+    fence: &MonitorFence,
+    alert: u64,
+    mail: &MailDraft,
+) -> Result<bool> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot resolve an alert";
+    timed(context, async {
+        let mut transaction = fenced_transaction(&mut conn, fence, context).await?;
+        transaction
+            .exec_drop(RESOLVE, (alert,))
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        if transaction.affected_rows() == 0 {
+            return Ok(false);
+        }
+        insert_mail(&mut transaction, alert, mail, context).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        Ok(true)
+    })
+    .await
 }
 
-/// Restarts a pipeline for an alert (auto-recovery) and counts it on the alert.
-pub async fn recover_pipeline(meta: &MetaDb, alert: u64, pipeline: PipelineId) -> Result<()> {
+/// Restarts a pipeline for an alert (auto-recovery) and counts it on the alert, in one
+/// transaction.
+pub async fn recover_pipeline(
+    meta: &MetaDb,
+    fence: &MonitorFence,
+    alert: u64,
+    pipeline: PipelineId,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
     let context = "cannot restart a pipeline";
-    execute(meta, context, RESTART_PIPELINE, (pipeline.0,).into()).await?;
-    execute(meta, context, RECOVERED, (alert,).into()).await?;
-    Ok(())
+    timed(context, async {
+        let fail = |error| Error::database(context, error);
+        let mut transaction = fenced_transaction(&mut conn, fence, context).await?;
+        transaction
+            .exec_drop(RESTART_PIPELINE, (pipeline.0,))
+            .await
+            .map_err(fail)?;
+        transaction
+            .exec_drop(RECOVERED, (alert,))
+            .await
+            .map_err(fail)?;
+        transaction.commit().await.map_err(fail)
+    })
+    .await
 }
 
 /// Mails sent or waiting for this rule and scope within `window`.
@@ -511,29 +653,6 @@ impl MailEvent {
             MailEvent::Resolved => "resolved",
         }
     }
-}
-
-/// Puts a mail in the outbox (`suppressed`: recorded, never sent).
-pub async fn queue_mail(
-    meta: &MetaDb,
-    alert: u64,
-    event: MailEvent,
-    recipients: &str,
-    subject: &str,
-    body: &str,
-    suppressed: bool,
-) -> Result<()> {
-    let state = if suppressed { "suppressed" } else { "pending" };
-    let params = (
-        alert,
-        event.as_str(),
-        super::leases::truncate(recipients, 1024),
-        super::leases::truncate(subject, 255),
-        body,
-        state,
-    );
-    execute(meta, "cannot queue a mail", QUEUE_MAIL, params.into()).await?;
-    Ok(())
 }
 
 /// A mail due to be sent.
@@ -567,6 +686,12 @@ pub async fn due_mails(meta: &MetaDb) -> Result<Vec<DueMail>> {
             attempts,
         })
         .collect())
+}
+
+/// Takes a due mail so that no other sender sends it; false when another one has it.
+pub async fn claim_mail(meta: &MetaDb, mail: &DueMail) -> Result<bool> {
+    let claimed = execute(meta, "cannot claim a mail", CLAIM_MAIL, (mail.id,).into()).await?;
+    Ok(claimed == 1)
 }
 
 pub async fn mail_sent(meta: &MetaDb, mail: &DueMail) -> Result<()> {

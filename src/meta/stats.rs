@@ -29,10 +29,13 @@ const ADD_TABLE_BUCKET: &str = "INSERT INTO stat_table (pipeline_id, bucket_star
 const WRITE_LAG: &str = "INSERT INTO pipeline_lag (pipeline_id, lag_ms, method, source_time, applied_at, \
      heartbeat_ms, measured_at) VALUES (?, ?, ?, \
      FROM_UNIXTIME(? DIV 1000000) + INTERVAL (? MOD 1000000) MICROSECOND, \
-     FROM_UNIXTIME(? DIV 1000000) + INTERVAL (? MOD 1000000) MICROSECOND, ?, NOW(6)) \
+     FROM_UNIXTIME(? DIV 1000000) + INTERVAL (? MOD 1000000) MICROSECOND, ?, \
+     NOW(6) - INTERVAL ? MICROSECOND) \
      ON DUPLICATE KEY UPDATE lag_ms = VALUES(lag_ms), method = VALUES(method), \
      source_time = VALUES(source_time), applied_at = VALUES(applied_at), \
-     heartbeat_ms = VALUES(heartbeat_ms), measured_at = NOW(6)";
+     heartbeat_ms = VALUES(heartbeat_ms), measured_at = VALUES(measured_at)";
+/// Heartbeats stopped being written: the last reading stops growing in the views.
+const FREEZE_LAG: &str = "UPDATE pipeline_lag SET heartbeat_ms = 0 WHERE pipeline_id = ?";
 /// Tables pruned by bucket age, a bounded number of rows per statement.
 const PRUNE: [&str; 3] = [
     "DELETE FROM stat_pipeline WHERE bucket_start < NOW() - INTERVAL ? DAY LIMIT 10000",
@@ -131,9 +134,16 @@ pub async fn write_stats(
                 lag.applied_us.into(),
                 lag.applied_us.into(),
                 lag.heartbeat_ms.into(),
+                (lag.taken.elapsed().as_micros() as u64).into(),
             ];
             transaction
                 .exec_drop(WRITE_LAG, params)
+                .await
+                .map_err(fail)?;
+        }
+        if delta.heartbeats_stopped {
+            transaction
+                .exec_drop(FREEZE_LAG, (pipeline.0,))
                 .await
                 .map_err(fail)?;
         }
@@ -142,17 +152,25 @@ pub async fn write_stats(
     .await
 }
 
-/// Deletes statistics rows older than `days` (a bounded number per table and call).
+/// Deletes statistics rows older than `days`, 10,000 rows per statement, for at most about a
+/// minute per call (a node calls it every hour).
 pub async fn prune_stats(meta: &MetaDb, days: u32) -> Result<()> {
-    let mut conn = meta.conn().await?;
+    let started = std::time::Instant::now();
     let context = "cannot prune the statistics";
-    timed(context, async {
-        for statement in PRUNE {
-            conn.exec_drop(statement, (days,))
-                .await
-                .map_err(|error| Error::database(context, error))?;
+    for statement in PRUNE {
+        loop {
+            let mut conn = meta.conn().await?;
+            let deleted = timed(context, async {
+                conn.exec_drop(statement, (days,))
+                    .await
+                    .map_err(|error| Error::database(context, error))?;
+                Ok(conn.affected_rows())
+            })
+            .await?;
+            if deleted < 10_000 || started.elapsed() > std::time::Duration::from_secs(60) {
+                break;
+            }
         }
-        Ok(())
-    })
-    .await
+    }
+    Ok(())
 }

@@ -29,7 +29,7 @@ fn seconds(ms: i64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
-/// Checks `rule`; `events` are the error and warning events since its last check.
+/// Checks `rule`; `events` are the error events since its last check.
 pub fn check(rule: &AlarmRule, facts: &Facts, events: &[EventFacts]) -> Checked {
     let mut checked = Checked::default();
     let in_scope = |id: PipelineId| rule.pipeline.is_none_or(|only| only == id);

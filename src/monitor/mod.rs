@@ -54,10 +54,22 @@ pub struct MonitorHandle {
 }
 
 impl MonitorHandle {
-    /// Stops the task and waits for it.
+    /// Stops the task: a check or a send under way is abandoned (the outbox and the alert
+    /// rows are left consistent: each change is one transaction). Waits at most a second.
     pub async fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+
+    /// Stops the task at once (its lease is lost: it must not act any more).
+    pub fn abort(self) {
+        self.task.abort();
     }
 
     pub fn is_finished(&self) -> bool {
@@ -76,6 +88,10 @@ pub fn spawn(
     let (stop, stopped) = oneshot::channel();
     let (deadline, lapse) = watch::channel(deadline);
     let monitor = Monitor {
+        fence: store::MonitorFence {
+            node: node.clone(),
+            token,
+        },
         meta,
         node,
         settings,
@@ -94,6 +110,8 @@ pub fn spawn(
 
 struct Monitor {
     meta: MetaDb,
+    /// The monitor lease this task runs under; every alert change checks it.
+    fence: store::MonitorFence,
     node: String,
     settings: Settings,
     /// Per rule: its cron text and when it is next due.
@@ -105,34 +123,40 @@ struct Monitor {
 }
 
 impl Monitor {
-    async fn run(
-        mut self,
-        mut stopped: oneshot::Receiver<()>,
-        mut deadline: watch::Receiver<Instant>,
-    ) {
+    /// Checks and sends at every tick until told to stop or until the lease's local deadline
+    /// passes; either ends a check or a send under way at once.
+    async fn run(mut self, mut stopped: oneshot::Receiver<()>, deadline: watch::Receiver<Instant>) {
         info!(node = %self.node, "monitor started");
         let mut tick = tokio::time::interval(self.settings.monitor_tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lapsed = crate::pipeline::lapse(deadline);
+        tokio::pin!(lapsed);
         loop {
-            let until = *deadline.borrow_and_update();
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                () = tokio::time::sleep_until(until) => {
-                    if *deadline.borrow() <= Instant::now() {
-                        warn!(node = %self.node, "monitor lease deadline passed without renewal: stopping");
-                        break;
-                    }
+                () = &mut lapsed => {
+                    warn!(node = %self.node, "monitor lease deadline passed without renewal: stopping");
+                    break;
                 }
-                _ = deadline.changed() => {}
-                _ = tick.tick() => {
-                    if let Err(error) = self.tick().await {
-                        warn!(error = %chain(&error), "monitor check failed");
-                    }
-                    if let Err(error) = self.send_mail().await {
-                        warn!(error = %chain(&error), "cannot send alert mail");
-                    }
+                _ = tick.tick() => {}
+            }
+            let work = async {
+                if let Err(error) = self.tick().await {
+                    warn!(error = %chain(&error), "monitor check failed");
                 }
+                if let Err(error) = self.send_mail().await {
+                    warn!(error = %chain(&error), "cannot send alert mail");
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                () = &mut lapsed => {
+                    warn!(node = %self.node, "monitor lease deadline passed during a check: stopping");
+                    break;
+                }
+                () = work => {}
             }
         }
         info!(node = %self.node, "monitor stopped");
@@ -245,7 +269,7 @@ impl Monitor {
         Ok(facts)
     }
 
-    /// The error and warning events an error_text rule has not seen yet (the last minute's at
+    /// The error events an error_text rule has not seen yet (the last minute's at
     /// its first check).
     async fn events_for(&mut self, rule: &AlarmRule) -> Result<Vec<EventFacts>> {
         if !matches!(rule.condition, config::Condition::ErrorText(_)) {
@@ -262,14 +286,13 @@ impl Monitor {
     }
 
     /// Raises, updates and resolves the rule's alerts, queues their mail, and restarts
-    /// pipelines for auto-recovery.
+    /// pipelines for auto-recovery. Each alert change and its mail are one transaction.
     async fn act(
         &self,
         rule: &AlarmRule,
         checked: Checked,
         open: &[store::OpenAlert],
     ) -> Result<()> {
-        let recipients = rule.recipients.join(", ");
         let kind = rule.condition.kind();
         let mut still_open = BTreeSet::new();
         for finding in &checked.findings {
@@ -277,7 +300,7 @@ impl Monitor {
             let existing = open
                 .iter()
                 .find(|alert| alert.rule == rule.id && alert.scope == finding.scope);
-            match existing {
+            let (alert, repeats) = match existing {
                 None => {
                     let recent = if rule.quiet_period.is_zero() {
                         0
@@ -285,19 +308,7 @@ impl Monitor {
                         store::recent_mails(&self.meta, rule.id, &finding.scope, rule.quiet_period)
                             .await?
                     };
-                    let Some(alert) = store::raise_alert(
-                        &self.meta,
-                        rule.id,
-                        &finding.scope,
-                        finding.pipeline,
-                        &finding.measured,
-                    )
-                    .await?
-                    else {
-                        continue;
-                    };
-                    info!(rule = %rule.name, scope = %finding.scope, "alert raised");
-                    let (subject, body) = self.mail_text(
+                    let mut mail = self.mail(
                         rule,
                         MailEvent::Raised,
                         &finding.scope,
@@ -305,75 +316,73 @@ impl Monitor {
                         "now",
                         None,
                     );
-                    store::queue_mail(
+                    mail.suppressed = recent > 0;
+                    let raised = store::raise_alert(
                         &self.meta,
-                        alert,
-                        MailEvent::Raised,
-                        &recipients,
-                        &subject,
-                        &body,
-                        recent > 0,
+                        &self.fence,
+                        rule.id,
+                        &finding.scope,
+                        finding.pipeline,
+                        &finding.measured,
+                        &mail,
                     )
                     .await?;
+                    let Some(alert) = raised else { continue };
+                    info!(rule = %rule.name, scope = %finding.scope, "alert raised");
+                    (alert, 1)
                 }
                 Some(alert) => {
-                    store::alert_seen(&self.meta, alert.id, &finding.measured).await?;
-                    let repeats = alert.repeats + 1;
                     let quiet = rule.quiet_period.as_secs() as i64;
-                    if quiet > 0 && alert.since_mail_s >= quiet {
-                        let (subject, body) = self.mail_text(
+                    let reminder = (quiet > 0 && alert.since_mail_s >= quiet).then(|| {
+                        self.mail(
                             rule,
                             MailEvent::Reminder,
                             &finding.scope,
                             &finding.measured,
                             &alert.raised_at,
                             Some(&alert.first_measured),
-                        );
-                        store::queue_mail(
-                            &self.meta,
-                            alert.id,
-                            MailEvent::Reminder,
-                            &recipients,
-                            &subject,
-                            &body,
-                            false,
                         )
-                        .await?;
-                    }
-                    if let (Some(after), Some(pipeline)) =
-                        (rule.auto_recovery_after, finding.pipeline)
-                        && repeats >= after
-                    {
-                        store::recover_pipeline(&self.meta, alert.id, pipeline).await?;
-                        let text = format!(
-                            "alarm rule '{}' ({kind}) found the condition {repeats} times in a row: pipeline {} restarted ({})",
-                            rule.name, finding.scope, finding.measured
-                        );
-                        warn!(rule = %rule.name, scope = %finding.scope, "auto-recovery: restarting the pipeline");
-                        meta::log_event(
-                            &self.meta,
-                            EventLevel::Warn,
-                            Some(&self.node),
-                            Some(pipeline),
-                            "auto_recovery",
-                            &text,
-                        )
-                        .await?;
-                    }
+                    });
+                    store::alert_seen(
+                        &self.meta,
+                        &self.fence,
+                        alert.id,
+                        &finding.measured,
+                        reminder.as_ref(),
+                    )
+                    .await?;
+                    (alert.id, alert.repeats + 1)
                 }
+            };
+            if let (Some(after), Some(pipeline)) = (rule.auto_recovery_after, finding.pipeline)
+                && repeats >= after
+            {
+                store::recover_pipeline(&self.meta, &self.fence, alert, pipeline).await?;
+                let text = format!(
+                    "alarm rule '{}' ({kind}) found the condition {repeats} times in a row: pipeline {} restarted ({})",
+                    rule.name, finding.scope, finding.measured
+                );
+                warn!(rule = %rule.name, scope = %finding.scope, "auto-recovery: restarting the pipeline");
+                meta::log_event(
+                    &self.meta,
+                    EventLevel::Warn,
+                    Some(&self.node),
+                    Some(pipeline),
+                    "auto_recovery",
+                    &text,
+                )
+                .await?;
             }
         }
         for alert in open.iter().filter(|alert| alert.rule == rule.id) {
             if still_open.contains(&alert.scope) || checked.unknown.contains(&alert.scope) {
                 continue;
             }
-            store::resolve_alert(&self.meta, alert.id).await?;
-            info!(rule = %rule.name, scope = %alert.scope, "alert resolved");
             let measured = format!(
                 "the condition no longer holds (it was: {})",
                 alert.first_measured
             );
-            let (subject, body) = self.mail_text(
+            let mut mail = self.mail(
                 rule,
                 MailEvent::Resolved,
                 &alert.scope,
@@ -381,21 +390,18 @@ impl Monitor {
                 &alert.raised_at,
                 Some(&alert.first_measured),
             );
-            store::queue_mail(
-                &self.meta,
-                alert.id,
-                MailEvent::Resolved,
-                &recipients,
-                &subject,
-                &body,
-                alert.mails == 0,
-            )
-            .await?;
+            // Nobody was told of it (its raise fell in a quiet period): nobody is told it ended.
+            mail.suppressed = alert.mails == 0;
+            if store::resolve_alert(&self.meta, &self.fence, alert.id, &mail).await? {
+                info!(rule = %rule.name, scope = %alert.scope, "alert resolved");
+            }
         }
         Ok(())
     }
 
-    fn mail_text(
+    /// The mail of an alert event: the subject names the event, the kind and the scope; the
+    /// body what was measured, since when, and which view to look at.
+    fn mail(
         &self,
         rule: &AlarmRule,
         event: MailEvent,
@@ -403,7 +409,7 @@ impl Monitor {
         measured: &str,
         since: &str,
         first: Option<&str>,
-    ) -> (String, String) {
+    ) -> store::MailDraft {
         let kind = rule.condition.kind();
         let word = match event {
             MailEvent::Raised => "RAISED",
@@ -431,7 +437,13 @@ impl Monitor {
             self.node,
             Utc::now().format("%Y-%m-%d %H:%M:%S")
         ));
-        (subject, body)
+        store::MailDraft {
+            event,
+            recipients: rule.recipients.join(", "),
+            subject,
+            body,
+            suppressed: false,
+        }
     }
 
     /// Sends the mail that is due; failures are recorded and retried with backoff.
@@ -445,6 +457,9 @@ impl Monitor {
             Some(row) => config::validate_smtp(&row).and_then(|smtp| Mailer::new(&smtp)),
         };
         for mail in due {
+            if !store::claim_mail(&self.meta, &mail).await? {
+                continue;
+            }
             let recipients = config::parse_recipients(&mail.recipients);
             let sent = match (&mailer, recipients) {
                 (Err(problem), _) => Err(problem.clone()),

@@ -255,7 +255,11 @@ impl Node {
                 handle.deadline.send_replace(deadline_after(sent, lease));
                 None
             }
-            Ok(Ok(true)) => Some("its task stopped"),
+            Ok(Ok(true)) => {
+                // Still ours, but its task ended: hand the lease back so that a monitor runs again.
+                let _ = meta::monitor::release_monitor(&self.meta, &name, handle.token).await;
+                Some("its task stopped")
+            }
             Ok(Ok(false)) => Some("expired or taken over"),
             Ok(Err(error)) => {
                 warn!(error = %chain(&error), "monitor lease renewal failed");
@@ -268,7 +272,7 @@ impl Node {
         if let Some(why) = lost
             && let Some(handle) = self.monitor.take()
         {
-            handle.stop().await;
+            handle.abort();
             warn!(why, "monitor lease lost");
             self.log(
                 EventLevel::Warn,

@@ -4,17 +4,21 @@
 //! database's clock minus the stamp. So lag is right on an idle source, and it includes every
 //! stage: binlog, Select, batching, Load.
 //!
-//! The writer never stops the pipeline: without write access to `ottr_sys` on the source it
-//! logs the failure once (`heartbeat_failed`), keeps trying, and lag falls back to event
+//! The writer never stops the pipeline: without write access to `ottr_sys` on the source, or
+//! on a read-only source (a replica, where a write would be an errant transaction), it logs
+//! once (`heartbeat_failed`), tries again with backoff, and lag falls back to event
 //! timestamps. It must never write anything but its own row.
 
 use super::connect;
 use super::select::Change;
+use super::stats::Recorder;
 use crate::config::DataSource;
 use crate::error::chain;
 use crate::meta::{self, EventLevel, MetaDb};
 use crate::model::{PipelineId, Value};
 use mysql_async::prelude::Queryable;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -29,6 +33,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.heartbeat (
     beat_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pipeline_key)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+const READ_ONLY: &str = "SELECT @@read_only";
 const INSERT_ROW: &str =
     "INSERT IGNORE INTO ottr_sys.heartbeat (pipeline_key, beat_us) VALUES (?, 0)";
 const BEAT: &str = "UPDATE ottr_sys.heartbeat \
@@ -44,69 +49,97 @@ pub struct HeartbeatWriter {
     /// The pipeline's key, as in `ottr_sys.applied` on the target.
     pub key: String,
     pub every: Duration,
+    /// Set while heartbeats cannot be written: lag then comes from event timestamps, and the
+    /// last heartbeat reading must not grow as if the pipeline were stuck.
+    pub failing: Arc<AtomicBool>,
+    pub stats: Arc<Recorder>,
+}
+
+/// Why no heartbeat is written.
+enum Skipped {
+    /// The source is read-only (a replica): a write there would be an errant transaction.
+    ReadOnly,
+    Failed(String),
 }
 
 impl HeartbeatWriter {
-    /// Writes a heartbeat every interval until the task is aborted.
+    /// Writes a heartbeat every interval until the task is aborted; after a failure it waits
+    /// longer each time (up to a minute) before trying again.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move { self.run().await })
     }
 
     async fn run(self) {
-        let mut tick = tokio::time::interval(self.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut conn = None;
-        let mut failing = false;
+        let mut failures: u32 = 0;
         loop {
-            tick.tick().await;
-            let result = self.beat(&mut conn).await;
-            match (result, failing) {
-                (Ok(()), true) => {
-                    failing = false;
-                    info!(pipeline = %self.pipeline, "heartbeats written again");
-                    self.log(
-                        EventLevel::Info,
-                        "heartbeat_restored",
-                        "heartbeats are written again: lag is measured from them",
-                    )
-                    .await;
+            let wait = if failures == 0 {
+                self.every
+            } else {
+                (self.every * 2u32.saturating_pow(failures.min(10))).min(Duration::from_secs(60))
+            };
+            tokio::time::sleep(wait).await;
+            match self.beat(&mut conn).await {
+                Ok(()) => {
+                    if failures > 0 {
+                        failures = 0;
+                        self.failing.store(false, Ordering::Relaxed);
+                        info!(pipeline = %self.pipeline, "heartbeats written again");
+                        self.log(
+                            EventLevel::Info,
+                            "heartbeat_restored",
+                            "heartbeats are written again: lag is measured from them",
+                        )
+                        .await;
+                    }
                 }
-                (Err(problem), false) => {
-                    failing = true;
+                Err(skipped) => {
                     conn = None;
-                    warn!(pipeline = %self.pipeline, error = %problem, "cannot write a heartbeat");
-                    let text = format!(
-                        "cannot write heartbeats into ottr_sys.heartbeat on data source '{}': {problem}; lag falls back to event timestamps (grant CREATE, INSERT, UPDATE ON ottr_sys.* to the source user, or set_pipeline_option(..., 'heartbeat_ms', '0'))",
-                        self.source.name
-                    );
-                    self.log(EventLevel::Warn, "heartbeat_failed", &text).await;
+                    failures += 1;
+                    if failures == 1 {
+                        self.failing.store(true, Ordering::Relaxed);
+                        self.stats.heartbeats_stopped();
+                        let why = match skipped {
+                            Skipped::ReadOnly => "the source is read-only (a replica?)".to_owned(),
+                            Skipped::Failed(problem) => problem,
+                        };
+                        warn!(pipeline = %self.pipeline, why = %why, "cannot write a heartbeat");
+                        let text = format!(
+                            "no heartbeats into ottr_sys.heartbeat on data source '{}': {why}; lag falls back to event timestamps (grant CREATE, INSERT, UPDATE ON ottr_sys.* to the source user, or set_pipeline_option(..., 'heartbeat_ms', '0'))",
+                            self.source.name
+                        );
+                        self.log(EventLevel::Warn, "heartbeat_failed", &text).await;
+                    }
                 }
-                (Err(_), true) => conn = None,
-                (Ok(()), false) => {}
             }
         }
     }
 
-    async fn beat(&self, conn: &mut Option<mysql_async::Conn>) -> Result<(), String> {
+    async fn beat(&self, conn: &mut Option<mysql_async::Conn>) -> Result<(), Skipped> {
+        let failed = |error: mysql_async::Error| Skipped::Failed(error.to_string());
         if conn.is_none() {
-            let mut opened = connect(&self.source).await.map_err(|error| chain(&error))?;
+            let mut opened = connect(&self.source)
+                .await
+                .map_err(|error| Skipped::Failed(chain(&error)))?;
+            let read_only: Option<i64> = opened.query_first(READ_ONLY).await.map_err(failed)?;
+            if read_only.unwrap_or(0) != 0 {
+                let _ = opened.disconnect().await;
+                return Err(Skipped::ReadOnly);
+            }
             for statement in [CREATE_SCHEMA, CREATE_TABLE] {
-                opened
-                    .query_drop(statement)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                opened.query_drop(statement).await.map_err(failed)?;
             }
             opened
                 .exec_drop(INSERT_ROW, (&self.key,))
                 .await
-                .map_err(|error| error.to_string())?;
+                .map_err(failed)?;
             *conn = Some(opened);
         }
         let open = conn.as_mut().expect("opened above");
         let write = open.exec_drop(BEAT, (&self.key,));
         match tokio::time::timeout(Duration::from_secs(10), write).await {
-            Ok(result) => result.map_err(|error| error.to_string()),
-            Err(_) => Err("the write took over 10 s".to_owned()),
+            Ok(result) => result.map_err(failed),
+            Err(_) => Err(Skipped::Failed("the write took over 10 s".to_owned())),
         }
     }
 

@@ -119,7 +119,7 @@ impl PipelineHandle {
 
 /// Returns when the lease's local deadline has passed without being moved on, or when the
 /// node dropped the deadline.
-async fn lapse(mut deadline: watch::Receiver<Instant>) {
+pub(crate) async fn lapse(mut deadline: watch::Receiver<Instant>) {
     loop {
         let until = *deadline.borrow_and_update();
         tokio::select! {
@@ -211,7 +211,7 @@ impl PipelineTask {
     }
 
     /// Works until the lease is lost (the only way it returns), reporting state as it goes.
-    async fn work(&self, stopping: &CancellationToken, stats: &stats::Recorder) -> Error {
+    async fn work(&self, stopping: &CancellationToken, stats: &Arc<stats::Recorder>) -> Error {
         let config = match &self.config {
             Ok(config) => config,
             Err(invalid) => {
@@ -337,7 +337,7 @@ impl PipelineTask {
         start: Start,
         backoff: &mut Duration,
         stopping: &CancellationToken,
-        stats: &stats::Recorder,
+        stats: &Arc<stats::Recorder>,
     ) -> Error {
         match self
             .try_stream(config, start, backoff, stopping, stats)
@@ -354,7 +354,7 @@ impl PipelineTask {
         start: Start,
         backoff: &mut Duration,
         stopping: &CancellationToken,
-        stats: &stats::Recorder,
+        stats: &Arc<stats::Recorder>,
     ) -> Result<std::convert::Infallible> {
         let options = &config.options;
         let mut loader = load::Loader::open(&config.target, self.load_options(config)).await?;
@@ -392,6 +392,7 @@ impl PipelineTask {
         });
         let _stop_reader = AbortOnDrop(reader);
         let pipeline_key = self.pipeline_key();
+        let beats_failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let _stop_heartbeats = options.heartbeat.map(|every| {
             AbortOnDrop(
                 heartbeat::HeartbeatWriter {
@@ -401,15 +402,17 @@ impl PipelineTask {
                     source: config.source.clone(),
                     key: pipeline_key.clone(),
                     every,
+                    failing: beats_failing.clone(),
+                    stats: stats.clone(),
                 }
                 .spawn(),
             )
         });
-        // Lag comes from heartbeats; from event timestamps when they are off or not arriving.
-        let mut last_beat = Instant::now();
-        let beats_missing = |last_beat: Instant| match options.heartbeat {
-            None => true,
-            Some(every) => last_beat.elapsed() > every * 3 + Duration::from_secs(5),
+        let mut lag = LagMeter {
+            heartbeat: options.heartbeat,
+            failing: beats_failing,
+            last_beat: Instant::now(),
+            last_event_sample: None,
         };
         let mut transformer =
             transform::Transformer::new(config.table_pairs.clone(), options.ddl_sync);
@@ -435,10 +438,10 @@ impl PipelineTask {
             let started = Instant::now();
             let changes = batch.take_changes();
             let beats = heartbeat::beats(&changes, &pipeline_key);
+            let changes = transformer.extract(changes).map_err(Error::Transform)?;
             let has_rows = changes
                 .iter()
                 .any(|change| matches!(change, select::Change::Row(..)));
-            let changes = transformer.extract(changes).map_err(Error::Transform)?;
             for change in &changes {
                 match change {
                     select::Change::Row(row, _) => {
@@ -478,34 +481,9 @@ impl PipelineTask {
                 }
             }
             *backoff = self.settings.retry_min;
-            if !beats.is_empty() {
-                last_beat = Instant::now();
-                let applied = loader.clock_us().await?;
-                let heartbeat_ms = options
-                    .heartbeat
-                    .map_or(0, |every| every.as_millis() as u64);
-                // Every heartbeat is a sample: one that waited in the batch for the next was
-                // late by that wait.
-                for beat in beats {
-                    stats.record_lag(stats::LagReading {
-                        lag_ms: applied.saturating_sub(beat) / 1000,
-                        method: stats::LagMethod::Heartbeat,
-                        source_us: beat,
-                        applied_us: applied,
-                        heartbeat_ms,
-                    });
-                }
-            } else if has_rows && batch.last_event_time > 0 && beats_missing(last_beat) {
-                let applied = loader.clock_us().await?;
-                let source_us = u64::from(batch.last_event_time) * 1_000_000;
-                stats.record_lag(stats::LagReading {
-                    lag_ms: applied.saturating_sub(source_us) / 1000,
-                    method: stats::LagMethod::EventTime,
-                    source_us,
-                    applied_us: applied,
-                    heartbeat_ms: 0,
-                });
-            }
+            let event_time =
+                (has_rows && batch.last_event_time > 0).then_some(batch.last_event_time);
+            lag.measure(&loader, stats, beats, event_time).await;
             counted.stages.load = started.elapsed();
             stats.record_batch(counted);
         }
@@ -556,6 +534,86 @@ impl PipelineTask {
         .await
         {
             warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot append to the event log");
+        }
+    }
+}
+
+/// Measures lag after each applied batch: from the heartbeats it held, or from the
+/// timestamp of its last event when heartbeats are off or not being written.
+struct LagMeter {
+    heartbeat: Option<Duration>,
+    /// Set by the heartbeat writer while it cannot write.
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    /// When a heartbeat last arrived (or streaming started).
+    last_beat: Instant,
+    /// Event-time samples are taken at most once a second (each costs a round trip).
+    last_event_sample: Option<Instant>,
+}
+
+impl LagMeter {
+    fn heartbeats_missing(&self) -> bool {
+        match self.heartbeat {
+            None => true,
+            Some(every) => {
+                self.failing.load(std::sync::atomic::Ordering::Relaxed)
+                    || self.last_beat.elapsed() > every * 3 + Duration::from_secs(5)
+            }
+        }
+    }
+
+    /// Records the lag of an applied batch; a failed clock read is logged, never an error
+    /// of the pipeline.
+    async fn measure(
+        &mut self,
+        loader: &load::Loader,
+        stats: &stats::Recorder,
+        beats: Vec<u64>,
+        event_time: Option<u32>,
+    ) {
+        let from_events = event_time.filter(|_| {
+            beats.is_empty()
+                && self.heartbeats_missing()
+                && self
+                    .last_event_sample
+                    .is_none_or(|last| last.elapsed() >= Duration::from_secs(1))
+        });
+        if beats.is_empty() && from_events.is_none() {
+            return;
+        }
+        let applied = match loader.clock_us().await {
+            Ok(now) => now,
+            Err(error) => {
+                warn!(error = %chain(&error), "cannot read the target's clock for lag");
+                return;
+            }
+        };
+        let taken = std::time::Instant::now();
+        if !beats.is_empty() {
+            self.last_beat = Instant::now();
+            let heartbeat_ms = self.heartbeat.map_or(0, |every| every.as_millis() as u64);
+            // Every heartbeat is a sample: one that waited in the batch for the next was late
+            // by that wait.
+            for beat in beats {
+                stats.record_lag(stats::LagReading {
+                    lag_ms: applied.saturating_sub(beat) / 1000,
+                    method: stats::LagMethod::Heartbeat,
+                    source_us: beat,
+                    applied_us: applied,
+                    heartbeat_ms,
+                    taken,
+                });
+            }
+        } else if let Some(seconds) = from_events {
+            self.last_event_sample = Some(Instant::now());
+            let source_us = u64::from(seconds) * 1_000_000;
+            stats.record_lag(stats::LagReading {
+                lag_ms: applied.saturating_sub(source_us) / 1000,
+                method: stats::LagMethod::EventTime,
+                source_us,
+                applied_us: applied,
+                heartbeat_ms: 0,
+                taken,
+            });
         }
     }
 }

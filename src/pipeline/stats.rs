@@ -163,6 +163,8 @@ pub struct LagReading {
     pub applied_us: u64,
     /// The heartbeat interval in force (0 when off).
     pub heartbeat_ms: u64,
+    /// When it was measured (written later: `measured_at` is set back by the difference).
+    pub taken: std::time::Instant,
 }
 
 /// Counts not written yet, by bucket start (seconds since the epoch, UTC).
@@ -171,11 +173,16 @@ pub struct StatsDelta {
     pub pipeline: BTreeMap<i64, PipelineBucket>,
     pub tables: BTreeMap<(i64, TableId), KindCounts>,
     pub lag: Option<LagReading>,
+    /// Heartbeats stopped being written: the last heartbeat reading must stop growing.
+    pub heartbeats_stopped: bool,
 }
 
 impl StatsDelta {
     pub fn is_empty(&self) -> bool {
-        self.pipeline.is_empty() && self.tables.is_empty() && self.lag.is_none()
+        self.pipeline.is_empty()
+            && self.tables.is_empty()
+            && self.lag.is_none()
+            && !self.heartbeats_stopped
     }
 
     /// Adds `older` back under what was counted since (a write that failed).
@@ -188,6 +195,7 @@ impl StatsDelta {
         }
         if self.lag.is_none() {
             self.lag = older.lag;
+            self.heartbeats_stopped |= older.heartbeats_stopped;
         }
     }
 }
@@ -284,7 +292,16 @@ impl Recorder {
         entry.lag_sum_ms += reading.lag_ms;
         entry.lag_max_ms = entry.lag_max_ms.max(reading.lag_ms);
         entry.lag_histogram[lag_bucket(reading.lag_ms)] += 1;
+        if reading.method == LagMethod::Heartbeat {
+            delta.heartbeats_stopped = false;
+        }
         delta.lag = Some(reading);
+    }
+
+    /// Heartbeats can no longer be written: the saved lag reading is marked as not growing
+    /// (until a new reading replaces it).
+    pub fn heartbeats_stopped(&self) {
+        self.lock().heartbeats_stopped = true;
     }
 
     /// Everything counted since the last call.
@@ -370,6 +387,7 @@ mod tests {
             source_us: 1,
             applied_us: 2,
             heartbeat_ms: 1000,
+            taken: std::time::Instant::now(),
         });
         let taken = recorder.take();
         assert!(recorder.take().is_empty());

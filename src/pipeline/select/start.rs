@@ -15,6 +15,8 @@ use std::time::Duration;
 
 const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
 const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
+/// How long listing a source's binlogs may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 const SHOW_BINARY_LOG_STATUS: &str = "SHOW BINARY LOG STATUS";
 // The GTID state at exactly that file and offset (two separate reads could disagree).
 const MARIADB_GTID_POS: &str = "SELECT BINLOG_GTID_POS(?, ?)";
@@ -143,13 +145,13 @@ pub async fn resolve_timestamp(
 /// The binlog files the source keeps, oldest first, with their sizes (the last one's size is
 /// where its binlog ends now).
 pub async fn list_binlogs(source: &DataSource) -> Result<Vec<(String, u64)>> {
+    let context = format!("cannot list the binlogs of data source '{}'", source.name);
     let mut conn = connect(source).await?;
-    let logs: Result<Vec<Row>> = conn.query(SHOW_BINARY_LOGS).await.map_err(|error| {
-        Error::database(
-            format!("cannot list the binlogs of data source '{}'", source.name),
-            error,
-        )
-    });
+    let logs: Result<Vec<Row>> =
+        match tokio::time::timeout(LIST_TIMEOUT, conn.query(SHOW_BINARY_LOGS)).await {
+            Ok(listed) => listed.map_err(|error| Error::database(context.clone(), error)),
+            Err(_) => Err(Error::Timeout(context, LIST_TIMEOUT.as_millis() as u64)),
+        };
     let _ = conn.disconnect().await;
     Ok(logs?
         .into_iter()
