@@ -31,6 +31,21 @@ impl EventLevel {
     }
 }
 
+/// Appends one event like [`log_event`]; a failure is only logged (the event log is never a
+/// reason to stop working).
+pub async fn log_event_or_warn(
+    meta: &MetaDb,
+    level: EventLevel,
+    node: Option<&str>,
+    pipeline: Option<PipelineId>,
+    kind: &str,
+    message: &str,
+) {
+    if let Err(error) = log_event(meta, level, node, pipeline, kind, message).await {
+        tracing::warn!(kind, error = %crate::error::chain(&error), "cannot append to the event log");
+    }
+}
+
 /// Appends one event; `kind` is a short machine-readable word such as `lease_acquired`.
 pub async fn log_event(
     meta: &MetaDb,

@@ -5,13 +5,14 @@ use super::{MetaDb, timed};
 use crate::config::{AlarmRuleRow, AlarmWindowRow, SmtpRow};
 use crate::error::{Error, Result};
 use crate::model::PipelineId;
+use crate::row::take;
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Params, Transaction, TxOpts};
 use std::time::Duration;
 
-const READ_RULES: &str = "SELECT id, name, CAST(kind AS CHAR), pipeline_id, threshold, pattern, cron, \
-     recipients, quiet_period_s, auto_recovery_after, CAST(status AS CHAR), \
-     (status = 'paused' AND (paused_until IS NULL OR paused_until > NOW(6))) \
+const READ_RULES: &str = "SELECT id, name, CAST(kind AS CHAR) AS kind, pipeline_id, threshold, \
+     pattern, cron, recipients, quiet_period_s, auto_recovery_after, CAST(status AS CHAR) AS status, \
+     (status = 'paused' AND (paused_until IS NULL OR paused_until > NOW(6))) AS paused_now \
      FROM alarm_rule WHERE status <> 'disabled' ORDER BY id";
 const READ_WINDOWS: &str = "SELECT rule_id, CAST(days AS CHAR), TIME_TO_SEC(from_time), TIME_TO_SEC(to_time) \
      FROM alarm_window ORDER BY id";
@@ -110,53 +111,24 @@ async fn exec_on(conn: &mut Conn, context: &str, sql: &'static str, params: Para
 
 /// Every rule that is not disabled, and every window.
 pub async fn read_alarm_rules(meta: &MetaDb) -> Result<(Vec<AlarmRuleRow>, Vec<AlarmWindowRow>)> {
-    type RuleColumns = (
-        u32,
-        String,
-        String,
-        Option<u32>,
-        Option<u64>,
-        Option<String>,
-        String,
-        String,
-        u32,
-        Option<u32>,
-        String,
-        i64,
-    );
     let context = "cannot read the alarm rules";
-    let rules: Vec<mysql_async::Row> = query(meta, context, READ_RULES, Params::Empty).await?;
-    let rules = rules
+    let rows: Vec<mysql_async::Row> = query(meta, context, READ_RULES, Params::Empty).await?;
+    let rules = rows
         .into_iter()
-        .map(|row| {
-            let columns: RuleColumns = mysql_async::from_row_opt(row)
-                .map_err(|error| Error::Precheck(format!("{context}: {error}")))?;
-            let (
-                id,
-                name,
-                kind,
-                pipeline_id,
-                threshold,
-                pattern,
-                cron,
-                recipients,
-                quiet,
-                auto,
-                status,
-                paused,
-            ) = columns;
+        .map(|mut row| {
+            let paused: i64 = take(&mut row, "paused_now", "alarm_rule")?;
             Ok(AlarmRuleRow {
-                id,
-                name,
-                kind,
-                pipeline_id,
-                threshold,
-                pattern,
-                cron,
-                recipients,
-                quiet_period_s: quiet,
-                auto_recovery_after: auto,
-                status,
+                id: take(&mut row, "id", "alarm_rule")?,
+                name: take(&mut row, "name", "alarm_rule")?,
+                kind: take(&mut row, "kind", "alarm_rule")?,
+                pipeline_id: take(&mut row, "pipeline_id", "alarm_rule")?,
+                threshold: take(&mut row, "threshold", "alarm_rule")?,
+                pattern: take(&mut row, "pattern", "alarm_rule")?,
+                cron: take(&mut row, "cron", "alarm_rule")?,
+                recipients: take(&mut row, "recipients", "alarm_rule")?,
+                quiet_period_s: take(&mut row, "quiet_period_s", "alarm_rule")?,
+                auto_recovery_after: take(&mut row, "auto_recovery_after", "alarm_rule")?,
+                status: take(&mut row, "status", "alarm_rule")?,
                 paused_now: paused != 0,
             })
         })

@@ -238,7 +238,7 @@ impl Monitor {
         warn!(rule = name, problem, "invalid alarm rule");
         let text = format!("alarm rule '{name}' (id {rule}) is not used: {problem}");
         let _ = store::write_rule_state(&self.meta, rule, false, None, Some(problem)).await;
-        let _ = meta::log_event(
+        meta::log_event_or_warn(
             &self.meta,
             EventLevel::Error,
             Some(&self.node),
@@ -479,7 +479,7 @@ impl Monitor {
                     store::mail_failed(&self.meta, &mail, &problem, retry_in).await?;
                     if mail.attempts == 0 {
                         let text = format!("mail '{}' not sent, retrying: {problem}", mail.subject);
-                        let _ = meta::log_event(
+                        meta::log_event_or_warn(
                             &self.meta,
                             EventLevel::Warn,
                             Some(&self.node),

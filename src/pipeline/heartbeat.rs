@@ -144,17 +144,8 @@ impl HeartbeatWriter {
     }
 
     async fn log(&self, level: EventLevel, kind: &str, message: &str) {
-        let logged = meta::log_event(
-            &self.meta,
-            level,
-            Some(&self.node),
-            Some(self.pipeline),
-            kind,
-            message,
-        );
-        if let Err(error) = logged.await {
-            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot append to the event log");
-        }
+        let (node, pipeline) = (Some(self.node.as_str()), Some(self.pipeline));
+        meta::log_event_or_warn(&self.meta, level, node, pipeline, kind, message).await;
     }
 }
 

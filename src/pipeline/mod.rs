@@ -523,18 +523,8 @@ impl PipelineTask {
     }
 
     async fn log(&self, level: EventLevel, kind: &str, message: &str) {
-        if let Err(error) = meta::log_event(
-            &self.meta,
-            level,
-            Some(&self.node),
-            Some(self.pipeline),
-            kind,
-            message,
-        )
-        .await
-        {
-            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot append to the event log");
-        }
+        let (node, pipeline) = (Some(self.node.as_str()), Some(self.pipeline));
+        meta::log_event_or_warn(&self.meta, level, node, pipeline, kind, message).await;
     }
 }
 
