@@ -307,7 +307,11 @@ fn unix_day_of_week(field: &str) -> Result<String, String> {
         };
         let (first, last) = match range.split_once('-') {
             _ if range == "*" => (0, 6),
-            Some((first, last)) => (value(first)?, value(last)?),
+            // `mon-sun`: Sunday as 7 at the end of a range
+            Some((first, last)) => match (value(first)?, value(last)?) {
+                (first, 0) if first > 0 => (first, 7),
+                range => range,
+            },
             // `a/n`: from a to the end of the week (7, Sunday again)
             None if step.is_some() => (value(range)?, 7),
             None => (value(range)?, value(range)?),
@@ -403,6 +407,8 @@ mod tests {
         assert_eq!(unix_day_of_week("*/2").unwrap(), "1,3,5,7");
         assert_eq!(unix_day_of_week("3/1").unwrap(), "1,4,5,6,7");
         assert_eq!(unix_day_of_week("1/2").unwrap(), "1,2,4,6");
+        assert_eq!(unix_day_of_week("mon-sun").unwrap(), "1,2,3,4,5,6,7");
+        assert_eq!(unix_day_of_week("fri-0").unwrap(), "1,6,7");
         assert_eq!(unix_day_of_week("*").unwrap(), "*");
         assert!(unix_day_of_week("8").is_err());
         assert!(unix_day_of_week("5-1").is_err());

@@ -35,7 +35,9 @@ const WRITE_LAG: &str = "INSERT INTO pipeline_lag (pipeline_id, lag_ms, method, 
      source_time = VALUES(source_time), applied_at = VALUES(applied_at), \
      heartbeat_ms = VALUES(heartbeat_ms), measured_at = VALUES(measured_at)";
 /// Heartbeats stopped being written: the last reading stops growing in the views.
-const FREEZE_LAG: &str = "UPDATE pipeline_lag SET heartbeat_ms = 0 WHERE pipeline_id = ?";
+/// (`measured_at` kept: the column would take NOW(6) on update.)
+const FREEZE_LAG: &str =
+    "UPDATE pipeline_lag SET heartbeat_ms = 0, measured_at = measured_at WHERE pipeline_id = ?";
 /// Tables pruned by bucket age, a bounded number of rows per statement.
 const PRUNE: [&str; 3] = [
     "DELETE FROM stat_pipeline WHERE bucket_start < NOW() - INTERVAL ? DAY LIMIT 10000",

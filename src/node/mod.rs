@@ -65,6 +65,8 @@ struct Node {
     /// The monitor, while this node holds the monitor lease.
     monitor: Option<MonitorHandle>,
     last_prune: Option<Instant>,
+    /// The pruning of old event log and statistics rows, while it runs.
+    pruning: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The local deadline of a lease renewed (or claimed) by a request sent at `sent`.
@@ -102,6 +104,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         held: BTreeMap::new(),
         monitor: None,
         last_prune: None,
+        pruning: None,
     };
     let started = format!(
         "node {} started on {} (pid {}, version {})",
@@ -200,21 +203,26 @@ impl Node {
             }
         }
         self.beat_monitor().await;
-        if self
-            .last_prune
-            .is_none_or(|last| last.elapsed() > PRUNE_EVERY)
+        let pruning = self
+            .pruning
+            .as_ref()
+            .is_some_and(|task| !task.is_finished());
+        if !pruning
+            && self
+                .last_prune
+                .is_none_or(|last| last.elapsed() > PRUNE_EVERY)
         {
             self.last_prune = Some(Instant::now());
-            if let Err(error) =
-                meta::prune_event_log(&self.meta, self.settings.event_log_days).await
-            {
-                warn!(error = %chain(&error), "cannot prune the event log");
-            }
-            if let Err(error) =
-                meta::prune_stats(&self.meta, self.settings.stat_retention_days).await
-            {
-                warn!(error = %chain(&error), "cannot prune the statistics");
-            }
+            // In a task of its own: pruning may take a while, and this loop renews leases.
+            let (meta, settings) = (self.meta.clone(), self.settings.clone());
+            self.pruning = Some(tokio::spawn(async move {
+                if let Err(error) = meta::prune_event_log(&meta, settings.event_log_days).await {
+                    warn!(error = %chain(&error), "cannot prune the event log");
+                }
+                if let Err(error) = meta::prune_stats(&meta, settings.stat_retention_days).await {
+                    warn!(error = %chain(&error), "cannot prune the statistics");
+                }
+            }));
         }
         Ok(())
     }

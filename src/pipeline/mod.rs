@@ -412,7 +412,6 @@ impl PipelineTask {
             heartbeat: options.heartbeat,
             failing: beats_failing,
             last_beat: Instant::now(),
-            last_event_sample: None,
         };
         let mut transformer =
             transform::Transformer::new(config.table_pairs.clone(), options.ddl_sync);
@@ -536,8 +535,6 @@ struct LagMeter {
     failing: Arc<std::sync::atomic::AtomicBool>,
     /// When a heartbeat last arrived (or streaming started).
     last_beat: Instant,
-    /// Event-time samples are taken at most once a second (each costs a round trip).
-    last_event_sample: Option<Instant>,
 }
 
 impl LagMeter {
@@ -560,13 +557,9 @@ impl LagMeter {
         beats: Vec<u64>,
         event_time: Option<u32>,
     ) {
-        let from_events = event_time.filter(|_| {
-            beats.is_empty()
-                && self.heartbeats_missing()
-                && self
-                    .last_event_sample
-                    .is_none_or(|last| last.elapsed() >= Duration::from_secs(1))
-        });
+        // Without heartbeats every batch with rows is a sample (one round trip to the target):
+        // the last one must be the newest, or an idle pipeline would keep an old, high reading.
+        let from_events = event_time.filter(|_| beats.is_empty() && self.heartbeats_missing());
         if beats.is_empty() && from_events.is_none() {
             return;
         }
@@ -580,7 +573,13 @@ impl LagMeter {
         let taken = std::time::Instant::now();
         if !beats.is_empty() {
             self.last_beat = Instant::now();
-            let heartbeat_ms = self.heartbeat.map_or(0, |every| every.as_millis() as u64);
+            // A heartbeat written before the writer started failing must not make the reading
+            // grow again once it is applied.
+            let failing = self.failing.load(std::sync::atomic::Ordering::Relaxed);
+            let heartbeat_ms = match self.heartbeat {
+                Some(every) if !failing => every.as_millis() as u64,
+                _ => 0,
+            };
             // Every heartbeat is a sample: one that waited in the batch for the next was late
             // by that wait.
             for beat in beats {
@@ -594,7 +593,6 @@ impl LagMeter {
                 });
             }
         } else if let Some(seconds) = from_events {
-            self.last_event_sample = Some(Instant::now());
             let source_us = u64::from(seconds) * 1_000_000;
             stats.record_lag(stats::LagReading {
                 lag_ms: applied.saturating_sub(source_us) / 1000,
