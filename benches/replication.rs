@@ -1,0 +1,770 @@
+//! The benchmark of `scripts/bench.sh`: ottr against MariaDB's own replication, on the same
+//! binlog, on the same machine, in the same run.
+//!
+//! It starts a source, ottr's target, a native replica and a metadata server (binlog ROW /
+//! FULL / FULL metadata, `innodb_flush_log_at_trx_commit=2`, `sync_binlog=0`, the same buffer
+//! pool on all of them), loads a sysbench-like dataset (8 tables, 100,000 rows each, with a
+//! secondary index) on the source, the target and the replica alike, and for each workload
+//! variant writes a fixed, seeded workload into the source's binlog with nothing reading it.
+//! Then, for each repetition, it restores the target and the replica to the dataset and times:
+//!
+//! - ottr catching up from the variant's start to its end (CHECKSUM TABLE compared after every
+//!   run: a run that does not end identical is a failure, not a figure), with its peak RSS;
+//! - the replica's IO thread fetching the workload, then its SQL thread applying it, with
+//!   `slave_parallel_threads=0` and with 4 in optimistic mode.
+//!
+//! It also measures Select alone (decoding to typed rows, no load) and the heartbeat lag at a
+//! steady offered rate. Figures are printed as one table and written to
+//! `target/bench/results.csv` (`variant,system,rows,seconds,rows_per_s`), medians of the
+//! repetitions.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, temp_dir};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use ottr::model::BinlogFilePos;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Tables and rows of the dataset.
+const TABLES: usize = 8;
+const TABLE_ROWS: u64 = 100_000;
+const SCHEMA: &str = "sbtest";
+const BASE: &str = "sbbase";
+/// Settings every server gets.
+const SERVER_ARGS: [&str; 3] = [
+    "--innodb-buffer-pool-size=1G",
+    "--innodb-log-file-size=512M",
+    "--max-allowed-packet=64M",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Every change its own transaction.
+    Autocommit,
+    /// 100 changes per transaction.
+    Trx100,
+    /// Inserts only, autocommit.
+    Insert,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Autocommit => "autocommit",
+            Variant::Trx100 => "trx100",
+            Variant::Insert => "insert",
+        }
+    }
+
+    fn parse(name: &str) -> Variant {
+        match name {
+            "autocommit" => Variant::Autocommit,
+            "trx100" => Variant::Trx100,
+            "insert" => Variant::Insert,
+            other => panic!("unknown variant {other}: use autocommit, trx100, insert"),
+        }
+    }
+}
+
+struct Args {
+    rows: u64,
+    variants: Vec<Variant>,
+    repetitions: usize,
+    lag_seconds: u64,
+    rate: u64,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        rows: 1_000_000,
+        variants: vec![Variant::Autocommit, Variant::Trx100, Variant::Insert],
+        repetitions: 3,
+        lag_seconds: 60,
+        rate: 5_000,
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        let mut value = || {
+            given
+                .next()
+                .unwrap_or_else(|| panic!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--rows" => args.rows = value().parse().expect("--rows N"),
+            "--variants" => args.variants = value().split(',').map(Variant::parse).collect(),
+            "--repetitions" => args.repetitions = value().parse().expect("--repetitions N"),
+            "--lag-seconds" => args.lag_seconds = value().parse().expect("--lag-seconds N"),
+            "--rate" => args.rate = value().parse().expect("--rate N"),
+            "--bench" => {}
+            other => panic!(
+                "unknown argument {other}: --rows N --variants a,b --repetitions N --lag-seconds N --rate N"
+            ),
+        }
+    }
+    args
+}
+
+/// A small deterministic generator (splitmix64): the same workload for every run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+/// Which keys exist in each table, so that every statement changes exactly one row.
+struct Keys {
+    /// Per table: the existing ids, and where each sits in the list.
+    ids: Vec<Vec<u64>>,
+    next: Vec<u64>,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            ids: (0..TABLES).map(|_| (1..=TABLE_ROWS).collect()).collect(),
+            next: vec![TABLE_ROWS + 1; TABLES],
+        }
+    }
+
+    /// One statement that changes exactly one row.
+    fn statement(&mut self, random: &mut Random, variant: Variant) -> String {
+        let table = random.below(TABLES as u64) as usize;
+        let name = format!("{SCHEMA}.sbtest{}", table + 1);
+        let roll = if variant == Variant::Insert {
+            99
+        } else {
+            random.below(100)
+        };
+        let ids = &mut self.ids[table];
+        match roll {
+            0..50 if !ids.is_empty() => {
+                let id = ids[random.below(ids.len() as u64) as usize];
+                let k = random.below(TABLE_ROWS);
+                format!("UPDATE {name} SET k = {k}, c = LPAD({k}, 120, 'u') WHERE id = {id}")
+            }
+            50..75 if !ids.is_empty() => {
+                let at = random.below(ids.len() as u64) as usize;
+                let id = ids.swap_remove(at);
+                format!("DELETE FROM {name} WHERE id = {id}")
+            }
+            _ => {
+                let id = self.next[table];
+                self.next[table] += 1;
+                ids.push(id);
+                let k = random.below(TABLE_ROWS);
+                format!(
+                    "INSERT INTO {name} (id, k, c, pad) VALUES ({id}, {k}, '{:0>120}', '{:0>60}')",
+                    random.next(),
+                    random.next() % 1_000_000
+                )
+            }
+        }
+    }
+}
+
+/// The servers of one benchmark run.
+struct Servers {
+    source: MariaDb,
+    target: MariaDb,
+    replica: MariaDb,
+    meta: MariaDb,
+}
+
+impl Servers {
+    fn start() -> Servers {
+        let with = |extra: &[&str]| {
+            let mut args: Vec<&str> = SERVER_ARGS.to_vec();
+            args.extend_from_slice(extra);
+            MariaDb::start_with(ServerKind::Source, &args)
+        };
+        Servers {
+            source: with(&[]),
+            target: with(&["--server-id=2"]),
+            replica: with(&[
+                "--server-id=3",
+                "--log-slave-updates=ON",
+                "--relay-log=relay-bin",
+                "--skip-slave-start",
+            ]),
+            meta: with(&["--server-id=4"]),
+        }
+    }
+}
+
+/// Creates the dataset in `schema` on `server`, without writing it to the binlog.
+async fn load_dataset(server: &MariaDb, schema: &str) {
+    let mut conn = server.conn().await;
+    conn.query_drop(format!(
+        "SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema}"
+    ))
+    .await
+    .unwrap();
+    for table in 1..=TABLES {
+        conn.query_drop(format!(
+            "SET SESSION sql_log_bin = 0;
+             CREATE TABLE {schema}.sbtest{table} (id INT UNSIGNED NOT NULL, k INT UNSIGNED NOT NULL DEFAULT 0,
+               c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '',
+               PRIMARY KEY (id), KEY k_{table} (k)) ENGINE=InnoDB;
+             INSERT INTO {schema}.sbtest{table} (id, k, c, pad)
+               SELECT seq, (seq * 7919 + {table}) % {TABLE_ROWS}, LPAD(seq * 104729, 120, '7'), LPAD(seq, 60, '3')
+               FROM {schema}.seq_1_to_{TABLE_ROWS}"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+/// Puts `schema` back to the dataset kept in `base`, without writing to the binlog.
+async fn restore(server: &MariaDb) {
+    let mut conn = server.conn().await;
+    for table in 1..=TABLES {
+        conn.query_drop(format!(
+            "SET SESSION sql_log_bin = 0; SET SESSION foreign_key_checks = 0;
+             TRUNCATE TABLE {SCHEMA}.sbtest{table};
+             INSERT INTO {SCHEMA}.sbtest{table} SELECT * FROM {BASE}.sbtest{table}"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+async fn binlog_end(server: &MariaDb) -> BinlogFilePos {
+    let mut conn = server.conn().await;
+    common::binlog_end(&mut conn).await
+}
+
+/// Writes the variant's workload into the source's binlog; returns where it starts and ends.
+async fn generate(source: &MariaDb, variant: Variant, rows: u64) -> (BinlogFilePos, BinlogFilePos) {
+    restore(source).await;
+    let mut conn = source.conn().await;
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let start = binlog_end(source).await;
+    let mut random = Random(0x077e_2026 + variant as u64);
+    let mut keys = Keys::new();
+    let per_transaction = if variant == Variant::Trx100 { 100 } else { 1 };
+    let mut written = 0;
+    let mut sql = String::new();
+    while written < rows {
+        sql.clear();
+        // Many statements per round trip; each is its own transaction unless grouped.
+        for _ in 0..200 {
+            if written >= rows {
+                break;
+            }
+            if per_transaction > 1 && written % per_transaction == 0 {
+                sql.push_str("BEGIN;");
+            }
+            sql.push_str(&keys.statement(&mut random, variant));
+            sql.push(';');
+            written += 1;
+            if per_transaction > 1 && (written % per_transaction == 0 || written == rows) {
+                sql.push_str("COMMIT;");
+            }
+        }
+        conn.query_drop(&sql).await.unwrap();
+    }
+    let end = binlog_end(source).await;
+    (start, end)
+}
+
+/// CHECKSUM TABLE of every table, on both servers; panics when they differ.
+async fn assert_identical(a: &MariaDb, b: &MariaDb, what: &str) {
+    let tables: Vec<String> = (1..=TABLES)
+        .map(|table| format!("{SCHEMA}.sbtest{table}"))
+        .collect();
+    let sql = format!("CHECKSUM TABLE {}", tables.join(", "));
+    let mut left = a.conn().await;
+    let mut right = b.conn().await;
+    let sums_a: Vec<(String, Option<u64>)> = left.query(&sql).await.unwrap();
+    let sums_b: Vec<(String, Option<u64>)> = right.query(&sql).await.unwrap();
+    assert_eq!(
+        sums_a, sums_b,
+        "{what}: source and copy differ after the run"
+    );
+}
+
+fn ahead_of(position: &(String, u64), end: &BinlogFilePos) -> bool {
+    (position.0.as_str(), position.1) >= (end.file.as_str(), end.offset)
+}
+
+/// Peak resident memory of a process, in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The metadata schema and the channel of the catch-up runs.
+async fn configure(servers: &Servers) -> (String, Conn) {
+    let url = fresh_meta(&servers.meta, "ottr_bench").await;
+    let mut meta = conn_to(&servers.meta, "ottr_bench").await;
+    meta.query_drop(
+        "CALL set_setting('lease_ms', 5000); CALL set_setting('heartbeat_ms', 500);
+         CALL set_setting('poll_ms', 200); CALL set_setting('retry_min_ms', 200);
+         CALL set_setting('retry_max_ms', 2000);",
+    )
+    .await
+    .unwrap();
+    meta.exec_drop(
+        "CALL add_data_source('source', 'mariadb', ?, NULL)",
+        (servers.source.source_url("root"),),
+    )
+    .await
+    .unwrap();
+    meta.exec_drop(
+        "CALL add_data_source('target', 'mariadb', ?, NULL)",
+        (servers.target.source_url("root"),),
+    )
+    .await
+    .unwrap();
+    meta.query_drop(format!(
+        "CALL create_channel('bench', 'source', 'target');
+         CALL add_table_pair('bench', '{SCHEMA}', 'sbtest[0-9]+', NULL, NULL);"
+    ))
+    .await
+    .unwrap();
+    (url, meta)
+}
+
+/// One ottr catch-up from `start` to `end`: seconds, peak RSS in MB.
+async fn ottr_catch_up(
+    servers: &Servers,
+    url: &str,
+    meta: &mut Conn,
+    start: &BinlogFilePos,
+    end: &BinlogFilePos,
+    dir: &std::path::Path,
+) -> (f64, f64) {
+    restore(&servers.target).await;
+    meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    meta.exec_drop(
+        "CALL reset_position('bench', ?)",
+        (format!("{}:{}", start.file, start.offset),),
+    )
+    .await
+    .unwrap();
+    meta.query_drop(
+        "CALL set_pipeline_option('bench', 'heartbeat_ms', '0'); CALL start_channel('bench')",
+    )
+    .await
+    .unwrap();
+    let node = NodeProcess::spawn(url, "bench-node", dir, &[("OTTR_LOG", "warn")]);
+    // Timed from the moment the pipeline streams.
+    let began = loop {
+        let observed: Option<(String, Option<String>)> = meta
+            .query_first("SELECT observed, reason FROM v_pipeline_status")
+            .await
+            .unwrap();
+        match observed {
+            Some((state, _)) if state == "running" => break Instant::now(),
+            Some((state, reason)) if state == "error" => panic!("the pipeline failed: {reason:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    loop {
+        let position: Option<(String, u64)> = meta
+            .query_first("SELECT binlog_file, binlog_offset FROM pipeline_position")
+            .await
+            .unwrap();
+        if position.is_some_and(|position| ahead_of(&position, end)) {
+            break;
+        }
+        let observed: Option<(String, Option<String>)> = meta
+            .query_first("SELECT observed, reason FROM v_pipeline_status")
+            .await
+            .unwrap();
+        if let Some((state, reason)) = observed
+            && state == "error"
+        {
+            panic!("the pipeline failed: {reason:?}\n{}", node.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let rss = peak_rss_mb(node.pid());
+    meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    let mut node = node;
+    node.terminate();
+    assert_identical(&servers.source, &servers.target, "ottr").await;
+    (seconds, rss)
+}
+
+async fn slave_status(replica: &mut Conn) -> mysql_async::Row {
+    replica
+        .query_first("SHOW SLAVE STATUS")
+        .await
+        .unwrap()
+        .expect("a replica is configured")
+}
+
+/// MariaDB's replication of `start`..`end`: the IO thread's fetch time, then the SQL thread's
+/// apply time with `threads` parallel threads (0 = single-threaded).
+async fn native(
+    servers: &Servers,
+    start: &BinlogFilePos,
+    end: &BinlogFilePos,
+    threads: u32,
+) -> (f64, f64) {
+    restore(&servers.replica).await;
+    let mut replica = servers.replica.conn().await;
+    replica
+        .query_drop("STOP SLAVE; RESET SLAVE ALL")
+        .await
+        .unwrap();
+    replica
+        .query_drop(format!(
+            "SET GLOBAL slave_parallel_threads = {threads}; SET GLOBAL slave_parallel_mode = 'optimistic';
+             CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root',
+               MASTER_LOG_FILE = '{}', MASTER_LOG_POS = {}, MASTER_USE_GTID = no",
+            servers.source.port, start.file, start.offset
+        ))
+        .await
+        .unwrap();
+    let fetching = Instant::now();
+    replica.query_drop("START SLAVE IO_THREAD").await.unwrap();
+    loop {
+        let status = slave_status(&mut replica).await;
+        let read: (String, u64) = (
+            status.get("Master_Log_File").unwrap(),
+            status.get("Read_Master_Log_Pos").unwrap(),
+        );
+        if ahead_of(&read, end) {
+            break;
+        }
+        let error: String = status.get("Last_IO_Error").unwrap_or_default();
+        assert!(error.is_empty(), "replica IO thread: {error}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fetch = fetching.elapsed().as_secs_f64();
+    let applying = Instant::now();
+    replica.query_drop("START SLAVE SQL_THREAD").await.unwrap();
+    loop {
+        let status = slave_status(&mut replica).await;
+        let done: (String, u64) = (
+            status.get("Relay_Master_Log_File").unwrap(),
+            status.get("Exec_Master_Log_Pos").unwrap(),
+        );
+        if ahead_of(&done, end) {
+            break;
+        }
+        let error: String = status.get("Last_SQL_Error").unwrap_or_default();
+        assert!(error.is_empty(), "replica SQL thread: {error}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let apply = applying.elapsed().as_secs_f64();
+    replica.query_drop("STOP SLAVE").await.unwrap();
+    assert_identical(&servers.source, &servers.replica, "native replication").await;
+    (fetch, apply)
+}
+
+/// Select alone: decoding `start`..`end` into typed row changes. Row changes per second.
+async fn select_alone(source: &MariaDb, start: &BinlogFilePos, rows: u64) -> f64 {
+    use ottr::pipeline::select::{ByteBudget, Selector};
+    let mut options = common::select_options(3_999_001, true, 5000, 16 << 20);
+    options.batch_timeout = Duration::from_secs(1);
+    let position = ottr::model::Position {
+        file: Some(start.clone()),
+        gtid: None,
+        trx_rows_done: 0,
+    };
+    let mut selector = Selector::new(
+        source.data_source(),
+        options,
+        position,
+        std::sync::Arc::new(ByteBudget::default()),
+    );
+    let started = Instant::now();
+    let mut changes = 0u64;
+    while let Some(mut batch) = selector.next_batch().await.unwrap() {
+        changes += batch.take_changes().len() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        changes >= rows,
+        "Select decoded {changes} changes of {rows}"
+    );
+    rows as f64 / seconds
+}
+
+/// Lag at a steady offered rate: heartbeat lag p50/p99 (ms) and the rate achieved.
+async fn steady_lag(
+    servers: &Servers,
+    url: &str,
+    meta: &mut Conn,
+    seconds: u64,
+    rate: u64,
+    dir: &std::path::Path,
+) -> (f64, f64, f64) {
+    restore(&servers.target).await;
+    restore(&servers.source).await;
+    meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    meta.query_drop(
+        "CALL reset_position('bench', 'end'); CALL set_pipeline_option('bench', 'heartbeat_ms', '200');
+         CALL set_pipeline_option('bench', 'batch_timeout_ms', '50'); CALL start_channel('bench')",
+    )
+    .await
+    .unwrap();
+    let _node = NodeProcess::spawn(url, "lag-node", dir, &[("OTTR_LOG", "warn")]);
+    loop {
+        let lag: Option<Option<i64>> = meta
+            .query_first("SELECT lag_ms FROM v_pipeline_status")
+            .await
+            .unwrap();
+        if lag.flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let from: i64 = meta
+        .query_first("SELECT UNIX_TIMESTAMP()")
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let writers: Vec<_> = (0..2u64)
+        .map(|thread| {
+            let port = servers.source.port;
+            tokio::spawn(async move {
+                let url = format!("mysql://root@127.0.0.1:{port}?prefer_socket=false");
+                let mut conn = Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+                    .await
+                    .unwrap();
+                let mut random = Random(0xbeef + thread);
+                let per_thread = rate / 2;
+                let mut done = 0u64;
+                let began = Instant::now();
+                while began.elapsed() < Duration::from_secs(seconds) {
+                    // Paced: every 10 ms, the changes due by then, as autocommit updates.
+                    let due = (began.elapsed().as_secs_f64() * per_thread as f64) as u64;
+                    let mut sql = String::new();
+                    while done < due {
+                        let table = random.below(TABLES as u64) + 1;
+                        let id = random.below(TABLE_ROWS) + 1;
+                        let _ = write!(
+                            sql,
+                            "UPDATE {SCHEMA}.sbtest{table} SET k = k + 1 WHERE id = {id};"
+                        );
+                        done += 1;
+                    }
+                    if !sql.is_empty() {
+                        conn.query_drop(&sql).await.unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut offered = 0;
+    for writer in writers {
+        offered += writer.await.unwrap();
+    }
+    let achieved = offered as f64 / started.elapsed().as_secs_f64();
+    // Let the last heartbeats land, then read the histogram of the run's buckets.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sql = format!(
+        "SELECT MIN(CASE WHEN below >= 0.50 * total THEN le_ms END), MIN(CASE WHEN below >= 0.99 * total THEN le_ms END)
+           FROM (SELECT le_ms, SUM(samples) OVER (ORDER BY le_ms) AS below, SUM(samples) OVER () AS total
+                   FROM (SELECT le_ms, SUM(samples) AS samples FROM stat_lag
+                          WHERE bucket_start >= FROM_UNIXTIME({from}) GROUP BY le_ms) h) c"
+    );
+    let (p50, p99): (Option<u64>, Option<u64>) = meta.query_first(sql).await.unwrap().unwrap();
+    (p50.unwrap_or(0) as f64, p99.unwrap_or(0) as f64, achieved)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+struct Figure {
+    variant: String,
+    system: &'static str,
+    rows: u64,
+    seconds: f64,
+    rows_per_s: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    eprintln!("starting source, target, replica and metadata servers");
+    let servers = Servers::start();
+    eprintln!(
+        "loading {TABLES} tables of {TABLE_ROWS} rows on the source, the target and the replica"
+    );
+    for server in [&servers.source, &servers.target, &servers.replica] {
+        load_dataset(server, BASE).await;
+        load_dataset(server, SCHEMA).await;
+    }
+    let dir = temp_dir("bench");
+    let (url, mut meta) = configure(&servers).await;
+    let mut figures: Vec<Figure> = Vec::new();
+    let mut peak_rss: f64 = 0.0;
+    // One variant at a time: its workload is the end of the source's binlog while it is
+    // replayed, so that every copy can be compared with the source as it is.
+    for variant in &args.variants {
+        let generating = Instant::now();
+        let (start, end) = generate(&servers.source, *variant, args.rows).await;
+        eprintln!(
+            "{}: {} row changes written to the source's binlog in {:.1} s ({start} .. {end})",
+            variant.name(),
+            args.rows,
+            generating.elapsed().as_secs_f64(),
+        );
+        let (mut ottr, mut single, mut parallel, mut fetch) = (vec![], vec![], vec![], vec![]);
+        for repetition in 1..=args.repetitions {
+            let (seconds, rss) = ottr_catch_up(&servers, &url, &mut meta, &start, &end, &dir).await;
+            peak_rss = peak_rss.max(rss);
+            let (fetched, st) = native(&servers, &start, &end, 0).await;
+            let (_, p4) = native(&servers, &start, &end, 4).await;
+            eprintln!(
+                "{} run {repetition}: ottr {seconds:.1} s (peak RSS {rss:.0} MB), native single-threaded {st:.1} s, 4 optimistic {p4:.1} s, IO fetch {fetched:.1} s",
+                variant.name()
+            );
+            ottr.push(seconds);
+            single.push(st);
+            parallel.push(p4);
+            fetch.push(fetched);
+        }
+        for (system, values) in [
+            ("ottr", &mut ottr),
+            ("native_st", &mut single),
+            ("native_p4", &mut parallel),
+            ("native_fetch", &mut fetch),
+        ] {
+            let seconds = median(values);
+            figures.push(Figure {
+                variant: variant.name().to_owned(),
+                system,
+                rows: args.rows,
+                seconds,
+                rows_per_s: args.rows as f64 / seconds,
+            });
+        }
+        if *variant == Variant::Autocommit {
+            let mut rates: Vec<f64> = Vec::new();
+            for _ in 0..args.repetitions {
+                rates.push(select_alone(&servers.source, &start, args.rows).await);
+            }
+            let rate = median(&mut rates);
+            eprintln!("autocommit: Select alone decodes {rate:.0} row changes/s");
+            figures.push(Figure {
+                variant: "autocommit".into(),
+                system: "ottr_select",
+                rows: args.rows,
+                seconds: args.rows as f64 / rate,
+                rows_per_s: rate,
+            });
+        }
+    }
+    figures.push(Figure {
+        variant: "all".into(),
+        system: "ottr_rss_mb",
+        rows: args.rows,
+        seconds: 0.0,
+        rows_per_s: peak_rss,
+    });
+    if args.lag_seconds > 0 {
+        let (p50, p99, achieved) =
+            steady_lag(&servers, &url, &mut meta, args.lag_seconds, args.rate, &dir).await;
+        let void = achieved < args.rate as f64 * 0.95;
+        eprintln!(
+            "lag at {} changes/s offered for {} s: achieved {achieved:.0}/s, p50 {p50} ms, p99 {p99} ms{}",
+            args.rate,
+            args.lag_seconds,
+            if void {
+                " (VOID: below 95 % of the offered rate)"
+            } else {
+                ""
+            }
+        );
+        let rows = (achieved * args.lag_seconds as f64) as u64;
+        for (system, value) in [("ottr_lag_p50_ms", p50), ("ottr_lag_p99_ms", p99)] {
+            figures.push(Figure {
+                variant: if void {
+                    "steady_void".into()
+                } else {
+                    "steady".into()
+                },
+                system,
+                rows,
+                seconds: args.lag_seconds as f64,
+                rows_per_s: value,
+            });
+        }
+    }
+    print_and_save(&figures);
+}
+
+fn print_and_save(figures: &[Figure]) {
+    let mut csv = String::from("variant,system,rows,seconds,rows_per_s\n");
+    let mut table =
+        String::from("variant      system            rows      seconds   rows_per_s (or figure)\n");
+    for figure in figures {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.3},{:.1}",
+            figure.variant, figure.system, figure.rows, figure.seconds, figure.rows_per_s
+        );
+        let _ = writeln!(
+            table,
+            "{:<12} {:<16} {:>9} {:>10.2} {:>12.1}",
+            figure.variant, figure.system, figure.rows, figure.seconds, figure.rows_per_s
+        );
+    }
+    // ottr against the native single-threaded apply, per variant.
+    let by = |variant: &str, system: &str| {
+        figures
+            .iter()
+            .find(|figure| figure.variant == variant && figure.system == system)
+            .map(|figure| figure.rows_per_s)
+    };
+    for variant in ["autocommit", "trx100", "insert"] {
+        if let (Some(ottr), Some(native)) = (by(variant, "ottr"), by(variant, "native_st")) {
+            let _ = writeln!(
+                table,
+                "{variant}: ottr / native single-threaded = {:.2}x",
+                ottr / native
+            );
+        }
+    }
+    if let (Some(select), Some(fetch)) = (
+        by("autocommit", "ottr_select"),
+        by("autocommit", "native_fetch"),
+    ) {
+        let _ = writeln!(
+            table,
+            "autocommit: Select alone / native IO fetch = {:.2}x",
+            select / fetch
+        );
+    }
+    print!("{table}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(path.join("results.csv"), csv).unwrap();
+    println!("written to {}", path.join("results.csv").display());
+}
