@@ -406,6 +406,19 @@ async fn ottr_catch_up(
     let seconds = began.elapsed().as_secs_f64();
     let rss = peak_rss_mb(node.pid());
     meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    // Where the time went (the statistics of the last few minutes are this run's).
+    let stages: Option<(f64, f64, f64, f64, u64)> = meta
+        .query_first(
+            "SELECT SUM(select_us) / 1e6, SUM(extract_us) / 1e6, SUM(transform_us) / 1e6, \
+             SUM(load_us) / 1e6, SUM(batches) FROM stat_pipeline WHERE bucket_start >= NOW() - INTERVAL 1 MINUTE",
+        )
+        .await
+        .unwrap_or(None);
+    if let Some((select, extract, transform, load, batches)) = stages {
+        eprintln!(
+            "  ottr stages in the last minute: select {select:.2} s, extract {extract:.2} s, transform {transform:.2} s, load {load:.2} s, {batches} batches"
+        );
+    }
     let mut node = node;
     node.terminate();
     assert_identical(&servers.source, &servers.target, "ottr").await;

@@ -516,3 +516,50 @@ async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly(
         "{error}"
     );
 }
+
+/// With `cut_when_idle`, a batch is handed on as soon as the source goes quiet between
+/// transactions, long before `batch_timeout`; without it, only when the timeout passes.
+#[tokio::test]
+async fn a_quiet_source_hands_its_batch_on_without_waiting_for_the_timeout() {
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "DROP DATABASE IF EXISTS ottr_s_idle; CREATE DATABASE ottr_s_idle;
+         CREATE TABLE ottr_s_idle.t (id INT PRIMARY KEY)",
+    )
+    .await
+    .unwrap();
+    let from = master_position(&mut conn).await;
+    conn.query_drop(
+        "INSERT INTO ottr_s_idle.t VALUES (1), (2); INSERT INTO ottr_s_idle.t VALUES (3)",
+    )
+    .await
+    .unwrap();
+    for (server_id, idle, expect_fast) in [
+        (3_000_030, Some(Duration::from_millis(5)), true),
+        (3_000_031, None, false),
+    ] {
+        let mut options = common::select_options(server_id, false, 1000, 1 << 20);
+        options.batch_timeout = Duration::from_secs(3);
+        options.cut_when_idle = idle;
+        let mut selector = selector_from(from.clone(), options);
+        let started = std::time::Instant::now();
+        let mut rows = 0;
+        while rows < 3 {
+            let batch = selector.next_batch().await.unwrap().unwrap();
+            rows += batch
+                .changes
+                .iter()
+                .filter(|change| matches!(change, ottr::pipeline::select::Change::Row(row, _) if row.table.id.schema == "ottr_s_idle"))
+                .count();
+        }
+        let took = started.elapsed();
+        if expect_fast {
+            assert!(took < Duration::from_secs(2), "cut when idle took {took:?}");
+        } else {
+            assert!(
+                took >= Duration::from_secs(3),
+                "cut by time took only {took:?}"
+            );
+        }
+    }
+}

@@ -36,6 +36,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// A batch is handed on when the source has sent nothing for this long (between
+/// transactions), without waiting for `batch_timeout_ms`.
+const CUT_WHEN_IDLE: Duration = Duration::from_millis(5);
+
 /// Where streaming starts, as the prechecks resolved it.
 #[derive(Debug)]
 struct Start {
@@ -370,6 +374,7 @@ impl PipelineTask {
             retry_min: self.settings.retry_min,
             retry_max: self.settings.retry_max,
             split_transactions: !options.transactional,
+            cut_when_idle: Some(CUT_WHEN_IDLE),
         };
         let budget = Arc::new(select::ByteBudget::default());
         let mut selector = select::Selector::new(

@@ -454,6 +454,7 @@ pub fn select_options(
         retry_min: Duration::from_millis(100),
         retry_max: Duration::from_millis(1000),
         split_transactions: true,
+        cut_when_idle: None,
     }
 }
 

@@ -141,6 +141,10 @@ pub struct SelectOptions {
     /// Whether a transaction bigger than a batch may be split across batches (bounded memory);
     /// off in transactional mode, where each source transaction is applied whole.
     pub split_transactions: bool,
+    /// Cut a batch between transactions as soon as the source has sent nothing for this long,
+    /// rather than waiting for `batch_timeout` (as Canal hands on what is there): the tail of
+    /// a catch-up and an idle source's heartbeats are not held back. `None`: by time only.
+    pub cut_when_idle: Option<Duration>,
 }
 
 /// The transaction being read.
@@ -433,7 +437,12 @@ impl Selector {
     /// How long to wait for the next event before checking the batch timeout and liveness.
     fn wait(&self) -> Duration {
         let until_cut = self.building_since.map(|since| {
-            (since + self.options.batch_timeout).saturating_duration_since(Instant::now())
+            let timeout =
+                (since + self.options.batch_timeout).saturating_duration_since(Instant::now());
+            match self.options.cut_when_idle {
+                Some(idle) if self.transaction.is_none() => timeout.min(idle),
+                _ => timeout,
+            }
         });
         let until_idle = self.idle_limit().saturating_sub(self.last_read.elapsed());
         until_cut
@@ -441,11 +450,17 @@ impl Selector {
             .max(Duration::from_millis(1))
     }
 
-    /// A batch cut because its time is up, if one may be cut now (between transactions).
+    /// A batch cut because its time is up, or because the source went quiet (with
+    /// `cut_when_idle`), if one may be cut now (between transactions). Called when no event
+    /// came within [`Selector::wait`].
     fn cut_on_time(&mut self) -> Option<Batch> {
-        let due = self
-            .building_since
-            .is_some_and(|since| since.elapsed() >= self.options.batch_timeout);
+        let due = self.building_since.is_some_and(|since| {
+            since.elapsed() >= self.options.batch_timeout
+                || self
+                    .options
+                    .cut_when_idle
+                    .is_some_and(|idle| self.last_read.elapsed() >= idle)
+        });
         (due && self.transaction.is_none()).then(|| self.cut(self.committed.clone()))
     }
 
@@ -775,6 +790,7 @@ mod tests {
             retry_min: Duration::from_millis(10),
             retry_max: Duration::from_millis(10),
             split_transactions: true,
+            cut_when_idle: None,
         };
         let start = Position {
             file: Some(BinlogFilePos {
