@@ -75,6 +75,8 @@ struct Args {
     repetitions: usize,
     lag_seconds: u64,
     rate: u64,
+    /// ottr's `load_parallelism` (None: the pipeline's default).
+    parallelism: Option<u32>,
 }
 
 fn args() -> Args {
@@ -84,6 +86,7 @@ fn args() -> Args {
         repetitions: 3,
         lag_seconds: 60,
         rate: 5_000,
+        parallelism: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
@@ -98,9 +101,10 @@ fn args() -> Args {
             "--repetitions" => args.repetitions = value().parse().expect("--repetitions N"),
             "--lag-seconds" => args.lag_seconds = value().parse().expect("--lag-seconds N"),
             "--rate" => args.rate = value().parse().expect("--rate N"),
+            "--parallelism" => args.parallelism = Some(value().parse().expect("--parallelism N")),
             "--bench" => {}
             other => panic!(
-                "unknown argument {other}: --rows N --variants a,b --repetitions N --lag-seconds N --rate N"
+                "unknown argument {other}: --rows N --variants a,b --repetitions N --lag-seconds N --rate N --parallelism N"
             ),
         }
     }
@@ -153,7 +157,7 @@ impl Keys {
             0..50 if !ids.is_empty() => {
                 let id = ids[random.below(ids.len() as u64) as usize];
                 let k = random.below(TABLE_ROWS);
-                format!("UPDATE {name} SET k = {k}, c = LPAD({k}, 120, 'u') WHERE id = {id}")
+                format!("UPDATE {name} SET k = k + 1, c = LPAD({k}, 120, 'u') WHERE id = {id}")
             }
             50..75 if !ids.is_empty() => {
                 let at = random.below(ids.len() as u64) as usize;
@@ -318,7 +322,7 @@ fn peak_rss_mb(pid: u32) -> f64 {
 }
 
 /// The metadata schema and the channel of the catch-up runs.
-async fn configure(servers: &Servers) -> (String, Conn) {
+async fn configure(servers: &Servers, parallelism: Option<u32>) -> (String, Conn) {
     let url = fresh_meta(&servers.meta, "ottr_bench").await;
     let mut meta = conn_to(&servers.meta, "ottr_bench").await;
     meta.query_drop(
@@ -346,6 +350,14 @@ async fn configure(servers: &Servers) -> (String, Conn) {
     ))
     .await
     .unwrap();
+    if let Some(parallelism) = parallelism {
+        meta.exec_drop(
+            "CALL set_pipeline_option('bench', 'load_parallelism', ?)",
+            (parallelism.to_string(),),
+        )
+        .await
+        .unwrap();
+    }
     (url, meta)
 }
 
@@ -634,7 +646,7 @@ async fn main() {
         load_dataset(server, SCHEMA).await;
     }
     let dir = temp_dir("bench");
-    let (url, mut meta) = configure(&servers).await;
+    let (url, mut meta) = configure(&servers, args.parallelism).await;
     let mut figures: Vec<Figure> = Vec::new();
     let mut peak_rss: f64 = 0.0;
     // One variant at a time: its workload is the end of the source's binlog while it is

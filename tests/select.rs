@@ -521,7 +521,9 @@ async fn an_xa_rollback_after_its_prepare_was_handed_on_stops_the_stream_loudly(
 /// transactions, long before `batch_timeout`; without it, only when the timeout passes.
 #[tokio::test]
 async fn a_quiet_source_hands_its_batch_on_without_waiting_for_the_timeout() {
-    let mut conn = source().conn().await;
+    // A source of its own: other tests' writes would keep the shared one from being quiet.
+    let quiet = MariaDb::start(ServerKind::Source);
+    let mut conn = quiet.conn().await;
     conn.query_drop(
         "DROP DATABASE IF EXISTS ottr_s_idle; CREATE DATABASE ottr_s_idle;
          CREATE TABLE ottr_s_idle.t (id INT PRIMARY KEY)",
@@ -541,7 +543,17 @@ async fn a_quiet_source_hands_its_batch_on_without_waiting_for_the_timeout() {
         let mut options = common::select_options(server_id, false, 1000, 1 << 20);
         options.batch_timeout = Duration::from_secs(3);
         options.cut_when_idle = idle;
-        let mut selector = selector_from(from.clone(), options);
+        let position = ottr::model::Position {
+            file: Some(from.clone()),
+            gtid: None,
+            trx_rows_done: 0,
+        };
+        let mut selector = ottr::pipeline::select::Selector::new(
+            quiet.data_source(),
+            options,
+            position,
+            std::sync::Arc::new(ottr::pipeline::select::ByteBudget::default()),
+        );
         let started = std::time::Instant::now();
         let mut rows = 0;
         while rows < 3 {
