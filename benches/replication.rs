@@ -304,6 +304,24 @@ fn ahead_of(position: &(String, u64), end: &BinlogFilePos) -> bool {
     (position.0.as_str(), position.1) >= (end.file.as_str(), end.offset)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+    };
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => 0.0,
+    }
+}
+
 /// Peak resident memory of a process, in MB.
 fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -384,6 +402,10 @@ async fn ottr_catch_up(
     .await
     .unwrap();
     let node = NodeProcess::spawn(url, "bench-node", dir, &[("OTTR_LOG", "warn")]);
+    let cpu_before = (
+        cpu_seconds(servers.source.pid()),
+        cpu_seconds(servers.target.pid()),
+    );
     // Timed from the moment the pipeline streams.
     let began = loop {
         let observed: Option<(String, Option<String>)> = meta
@@ -417,6 +439,12 @@ async fn ottr_catch_up(
     }
     let seconds = began.elapsed().as_secs_f64();
     let rss = peak_rss_mb(node.pid());
+    eprintln!(
+        "  CPU seconds during the catch-up: node {:.1}, target mariadbd {:.1}, source mariadbd {:.1}",
+        cpu_seconds(node.pid()),
+        cpu_seconds(servers.target.pid()) - cpu_before.1,
+        cpu_seconds(servers.source.pid()) - cpu_before.0
+    );
     meta.query_drop("CALL stop_channel('bench')").await.unwrap();
     // Where the time went (the statistics of the last few minutes are this run's).
     let stages: Option<(f64, f64, f64, f64, u64)> = meta
@@ -485,6 +513,7 @@ async fn native(
     }
     let fetch = fetching.elapsed().as_secs_f64();
     let applying = Instant::now();
+    let cpu_before = cpu_seconds(servers.replica.pid());
     replica.query_drop("START SLAVE SQL_THREAD").await.unwrap();
     loop {
         let status = slave_status(&mut replica).await;
@@ -500,6 +529,10 @@ async fn native(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let apply = applying.elapsed().as_secs_f64();
+    eprintln!(
+        "  CPU seconds of the replica's mariadbd while applying with {threads} threads: {:.1}",
+        cpu_seconds(servers.replica.pid()) - cpu_before
+    );
     replica.query_drop("STOP SLAVE").await.unwrap();
     assert_identical(&servers.source, &servers.replica, "native replication").await;
     (fetch, apply)
