@@ -30,7 +30,8 @@ use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
 use statements::{
-    delete_keys, delete_row, insert, rows_per_statement, update_key, update_row, upsert,
+    delete_keys, delete_row, insert, rows_per_statement, statement_chunks, update_key, update_row,
+    upsert,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +92,8 @@ const SESSION: [&str; 1] = ["SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
 /// MySQL errors that mean a replayed DDL was already done.
 const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
 const DUPLICATE_KEY: u16 = 1062;
+/// Prepared statements kept per target connection.
+const STATEMENT_CACHE: usize = 512;
 /// The target database's clock, microseconds since the epoch (lag is measured with it).
 const CLOCK_US: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED)";
 
@@ -243,6 +246,8 @@ impl Loader {
             // `setup`, not `init`: a pooled connection is reset when it comes back, and only
             // setup commands run again; without them TIMESTAMPs would shift.
             .setup(SESSION.to_vec())
+            // multi-row statements of a few shapes per table (see `statement_chunks`)
+            .stmt_cache_size(STATEMENT_CACHE)
             .pool_opts(PoolOpts::default().with_constraints(constraints));
         let pool = Pool::new(opts);
         let mut loader = Loader {
@@ -663,8 +668,8 @@ impl Loader {
     ) -> Result<()> {
         let merged = merge(&rows.iter().collect::<Vec<_>>());
         for (table, keys) in &merged.deletes {
-            for chunk in keys.chunks(rows_per_statement(table.key.len())) {
-                let (sql, params) = delete_keys(table, chunk);
+            for chunk in statement_chunks(keys.len(), rows_per_statement(table.key.len())) {
+                let (sql, params) = delete_keys(table, &keys[chunk]);
                 self.run(transaction, table, &sql, params).await?;
             }
         }
@@ -674,8 +679,8 @@ impl Loader {
                 .get(&table_key(table))
                 .map(|info| info.columns.clone())
                 .expect("looked up");
-            for chunk in images.chunks(rows_per_statement(columns.len())) {
-                let (sql, params) = upsert(table, &columns, chunk);
+            for chunk in statement_chunks(images.len(), rows_per_statement(columns.len())) {
+                let (sql, params) = upsert(table, &columns, &images[chunk]);
                 self.run(transaction, table, &sql, params).await?;
             }
         }

@@ -11,6 +11,23 @@ pub fn rows_per_statement(columns: usize) -> usize {
     (60_000 / columns.max(1)).clamp(1, 200)
 }
 
+/// Splits `len` rows into runs whose sizes come from a fixed ladder (`max`, `max / 2`, … 1),
+/// largest first: a multi-row statement then has one of a few shapes per table, so its
+/// prepared form is found in the connection's statement cache instead of being prepared anew.
+pub fn statement_chunks(len: usize, max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut size = max.max(1);
+    while start < len {
+        while size > 1 && len - start < size {
+            size /= 2;
+        }
+        chunks.push(start..start + size);
+        start += size;
+    }
+    chunks
+}
+
 /// `name` as a quoted identifier.
 pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -218,5 +235,29 @@ mod tests {
             "UPDATE `shop`.`or``ders` SET `id` = ?, `v` = ? WHERE `id` <=> ? AND `v` <=> ? LIMIT 1"
         );
         assert_eq!(params.len(), 4);
+    }
+
+    #[test]
+    fn rows_are_split_into_a_few_fixed_statement_shapes() {
+        let sizes = |len, max| -> Vec<usize> {
+            statement_chunks(len, max)
+                .iter()
+                .map(|chunk| chunk.len())
+                .collect()
+        };
+        assert_eq!(sizes(78, 200), [50, 25, 3]);
+        assert_eq!(sizes(450, 200), [200, 200, 50]);
+        assert_eq!(sizes(1, 200), [1]);
+        assert!(sizes(0, 200).is_empty());
+        for len in 0..1000 {
+            let chunks = statement_chunks(len, 200);
+            assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), len);
+            assert!(chunks.windows(2).all(|pair| pair[0].end == pair[1].start));
+            assert!(
+                chunks
+                    .iter()
+                    .all(|c| [200, 100, 50, 25, 12, 6, 3, 1].contains(&c.len()))
+            );
+        }
     }
 }
