@@ -230,9 +230,16 @@ async fn a_purged_position_is_refused_with_the_oldest_one_and_the_ways_out() {
     conn.query_drop("CREATE DATABASE p; CREATE TABLE p.t (id INT PRIMARY KEY); FLUSH BINARY LOGS; FLUSH BINARY LOGS;")
         .await
         .unwrap();
-    conn.query_drop("PURGE BINARY LOGS TO 'mysql-bin.000003'")
-        .await
-        .unwrap();
+    // The server keeps a binlog until its binlog checkpoint has passed it, which may take a
+    // moment after FLUSH: purge until the first file is gone.
+    eventually!(Duration::from_secs(20), "mysql-bin.000001 to be purged", {
+        conn.query_drop("PURGE BINARY LOGS TO 'mysql-bin.000003'")
+            .await
+            .unwrap();
+        let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+        let first: Option<String> = logs.first().and_then(|row| row.get(0));
+        (first.as_deref() == Some("mysql-bin.000003")).then_some(())
+    });
     let purged = BinlogFilePos {
         file: "mysql-bin.000001".into(),
         offset: 4,
