@@ -97,16 +97,12 @@ async fn query<T: FromRow + Send + 'static>(
 async fn execute(meta: &MetaDb, context: &str, sql: &'static str, params: Params) -> Result<u64> {
     let mut conn = meta.conn().await?;
     timed(context, async {
-        exec_on(&mut conn, context, sql, params).await
+        conn.exec_drop(sql, params)
+            .await
+            .map_err(|error| Error::database(context, error))?;
+        Ok(conn.affected_rows())
     })
     .await
-}
-
-async fn exec_on(conn: &mut Conn, context: &str, sql: &'static str, params: Params) -> Result<u64> {
-    conn.exec_drop(sql, params)
-        .await
-        .map_err(|error| Error::database(context, error))?;
-    Ok(conn.affected_rows())
 }
 
 /// Every rule that is not disabled, and every window.

@@ -543,17 +543,7 @@ impl Node {
         kind: &str,
         message: &str,
     ) {
-        if let Err(error) = meta::log_event(
-            &self.meta,
-            level,
-            Some(&self.registration.name),
-            pipeline,
-            kind,
-            message,
-        )
-        .await
-        {
-            warn!(error = %chain(&error), "cannot append to the event log");
-        }
+        let node = Some(self.registration.name.as_str());
+        meta::log_event_or_warn(&self.meta, level, node, pipeline, kind, message).await;
     }
 }

@@ -443,20 +443,8 @@ impl PipelineTask {
             let changes = batch.take_changes();
             let beats = heartbeat::beats(&changes, &pipeline_key);
             let changes = transformer.extract(changes).map_err(Error::Transform)?;
-            let has_rows = changes
-                .iter()
-                .any(|change| matches!(change, select::Change::Row(..)));
-            for change in &changes {
-                match change {
-                    select::Change::Row(row, _) => {
-                        counted.add_row(&row.table.id, row.kind, row.size())
-                    }
-                    select::Change::Ddl { sql, .. } => {
-                        counted.ddls += 1;
-                        counted.ddl_bytes += sql.len() as u64;
-                    }
-                }
-            }
+            counted.count(&changes);
+            let has_rows = counted.has_rows();
             counted.stages.extract = started.elapsed();
             let started = Instant::now();
             let changes = transformer.transform(changes).map_err(Error::Transform)?;

@@ -14,6 +14,7 @@
 use crate::error::chain;
 use crate::meta::{self, MetaDb};
 use crate::model::{ChangeKind, PipelineId, TableId};
+use crate::pipeline::select::Change;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -212,6 +213,24 @@ pub struct BatchStats {
 }
 
 impl BatchStats {
+    /// Counts the changes the table pairs selected: rows per table and kind, and statements.
+    pub fn count(&mut self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::Row(row, _) => self.add_row(&row.table.id, row.kind, row.size()),
+                Change::Ddl { sql, .. } => {
+                    self.ddls += 1;
+                    self.ddl_bytes += sql.len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Whether any row change was counted.
+    pub fn has_rows(&self) -> bool {
+        !self.tables.is_empty()
+    }
+
     /// Counts one selected row change of `table`.
     pub fn add_row(&mut self, table: &TableId, kind: ChangeKind, bytes: usize) {
         if let Some(counts) = self.tables.get_mut(table) {
@@ -238,10 +257,6 @@ impl Recorder {
             bucket_s: bucket.as_secs().max(1) as i64,
             delta: Mutex::new(StatsDelta::default()),
         }
-    }
-
-    pub fn bucket_s(&self) -> i64 {
-        self.bucket_s
     }
 
     fn bucket_now(&self) -> i64 {

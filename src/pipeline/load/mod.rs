@@ -414,9 +414,6 @@ impl Loader {
         Ok(())
     }
 
-    /// Applies `changes`, a batch whose resume position is `end`. DDL and updates that change
-    /// a key are barriers: what comes before them is applied first, then they alone, so that
-    /// partitions never reorder a key chain (1→2 here, 2→3 in another partition).
     /// The target database's clock, microseconds since the epoch.
     pub async fn clock_us(&self) -> Result<u64> {
         let mut conn = self.conn().await?;
@@ -427,6 +424,9 @@ impl Loader {
         Ok(now.unwrap_or(0))
     }
 
+    /// Applies `changes`, a batch whose resume position is `end`. DDL and updates that change
+    /// a key are barriers: what comes before them is applied first, then they alone, so that
+    /// partitions never reorder a key chain (1→2 here, 2→3 in another partition).
     pub async fn apply(&mut self, changes: Vec<TargetChange>, end: &Position) -> Result<()> {
         let mut segment = Vec::new();
         let mut changes = changes.into_iter().peekable();

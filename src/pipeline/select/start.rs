@@ -2,7 +2,7 @@
 //! transaction at or after a time.
 
 use super::event::SourceEvent;
-use super::stream::{BinlogReader, ReaderOptions};
+use super::stream::{BinlogReader, ReaderOptions, binlog_files};
 use crate::config::{DataSource, DataSourceKind};
 use crate::error::{Error, Result};
 use crate::model::{BinlogFilePos, GtidState, Position};
@@ -14,7 +14,6 @@ use mysql_async::{Conn, Row};
 use std::time::Duration;
 
 const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
-const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 /// How long listing a source's binlogs may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 const SHOW_BINARY_LOG_STATUS: &str = "SHOW BINARY LOG STATUS";
@@ -145,18 +144,15 @@ pub async fn resolve_timestamp(
 /// The binlog files the source keeps, oldest first, with their sizes (the last one's size is
 /// where its binlog ends now).
 pub async fn list_binlogs(source: &DataSource) -> Result<Vec<(String, u64)>> {
-    let context = format!("cannot list the binlogs of data source '{}'", source.name);
     let mut conn = connect(source).await?;
-    let logs: Result<Vec<Row>> =
-        match tokio::time::timeout(LIST_TIMEOUT, conn.query(SHOW_BINARY_LOGS)).await {
-            Ok(listed) => listed.map_err(|error| Error::database(context.clone(), error)),
-            Err(_) => Err(Error::Timeout(context, LIST_TIMEOUT.as_millis() as u64)),
-        };
+    let listed = tokio::time::timeout(LIST_TIMEOUT, binlog_files(&mut conn, &source.name)).await;
     let _ = conn.disconnect().await;
-    Ok(logs?
-        .into_iter()
-        .filter_map(|mut row| Some((row.take::<String, _>(0)?, row.take::<u64, _>(1)?)))
-        .collect())
+    listed.unwrap_or_else(|_| {
+        Err(Error::Timeout(
+            format!("cannot list the binlogs of data source '{}'", source.name),
+            LIST_TIMEOUT.as_millis() as u64,
+        ))
+    })
 }
 
 /// When `file` was created: the timestamp of its FORMAT_DESCRIPTION event.

@@ -301,20 +301,33 @@ fn mysql_gtid_set(gtid: &GtidState) -> Result<Vec<mysql_async::Sid<'static>>> {
 /// Fails, with the oldest position still available and the ways out, if `position`'s file
 /// has been purged from the source. Returns a warning when it is in the oldest binlog the
 /// source keeps while newer ones exist: the next purge will take it.
-pub async fn check_not_purged(
+/// The binlog files the server of `conn` keeps, oldest first, with their sizes (the last
+/// one's size is where its binlog ends now); `source` names it in the error.
+pub async fn binlog_files(
     conn: &mut mysql_async::Conn,
-    position: &BinlogFilePos,
     source: &str,
-) -> Result<Option<String>> {
+) -> Result<Vec<(String, u64)>> {
     let logs: Vec<mysql_async::Row> = conn.query(SHOW_BINARY_LOGS).await.map_err(|error| {
         Error::database(
             format!("cannot list the binlogs of data source '{source}'"),
             error,
         )
     })?;
-    let names: Vec<String> = logs
+    Ok(logs
         .into_iter()
-        .filter_map(|mut row| row.take::<String, _>(0))
+        .filter_map(|mut row| Some((row.take::<String, _>(0)?, row.take::<u64, _>(1)?)))
+        .collect())
+}
+
+pub async fn check_not_purged(
+    conn: &mut mysql_async::Conn,
+    position: &BinlogFilePos,
+    source: &str,
+) -> Result<Option<String>> {
+    let names: Vec<String> = binlog_files(conn, source)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
         .collect();
     if names.first() == Some(&position.file) && names.len() > 1 {
         return Ok(Some(format!(
