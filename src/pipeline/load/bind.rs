@@ -45,7 +45,11 @@ impl Bound {
     pub fn key_text(&self, out: &mut Vec<u8>) {
         match self {
             Bound::Bytes(bytes) => out.extend_from_slice(bytes),
-            other => out.extend_from_slice(format!("{other:?}").as_bytes()),
+            // the Debug text, written in place (the partition of a key must never change)
+            other => {
+                use std::io::Write as _;
+                let _ = write!(out, "{other:?}");
+            }
         }
         out.push(0);
     }

@@ -12,19 +12,19 @@ use std::sync::Arc;
 
 /// What to do to one key.
 #[derive(Debug, Clone, PartialEq)]
-pub enum KeyOp {
+pub enum KeyOp<'a> {
     /// Write this whole row (insert or replace).
-    Upsert(Vec<Bound>),
+    Upsert(&'a [Bound]),
     /// Delete the row with this key.
     Delete(Vec<Bound>),
 }
 
 /// The merged operations of one partition, per table in first-seen order: deletes first,
-/// then upserts.
+/// then upserts (the images borrowed from the rows merged).
 #[derive(Debug, Default, PartialEq)]
-pub struct Merged {
+pub struct Merged<'a> {
     pub deletes: Vec<(Arc<TargetTable>, Vec<Vec<Bound>>)>,
-    pub upserts: Vec<(Arc<TargetTable>, Vec<Vec<Bound>>)>,
+    pub upserts: Vec<(Arc<TargetTable>, Vec<&'a [Bound]>)>,
 }
 
 /// The key values of `image` for `table`.
@@ -36,6 +36,13 @@ pub fn key_of(table: &TargetTable, image: &[Bound]) -> Vec<Bound> {
         .collect()
 }
 
+/// The key values of `image` as bytes, for hashing and comparing keys.
+fn key_bytes(table: &TargetTable, image: &[Bound], out: &mut Vec<u8>) {
+    for index in &table.key {
+        image[*index].key_text(out);
+    }
+}
+
 /// The partition (0..partitions) of a keyed row: a stable FNV-1a hash of table and key.
 pub fn partition_of(row: &TargetRow, partitions: usize) -> usize {
     let image = row
@@ -43,14 +50,12 @@ pub fn partition_of(row: &TargetRow, partitions: usize) -> usize {
         .as_ref()
         .or(row.before.as_ref())
         .expect("a row has an image");
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(64);
     bytes.extend_from_slice(row.table.schema.as_bytes());
     bytes.push(b'.');
     bytes.extend_from_slice(row.table.table.as_bytes());
     bytes.push(0);
-    for value in key_of(&row.table, image) {
-        value.key_text(&mut bytes);
-    }
+    key_bytes(&row.table, image, &mut bytes);
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -58,37 +63,36 @@ pub fn partition_of(row: &TargetRow, partitions: usize) -> usize {
 }
 
 /// The operations of keyed rows, in binlog order, as single-key operations.
-pub fn key_ops(row: &TargetRow) -> Vec<KeyOp> {
+pub fn key_ops(row: &TargetRow) -> Vec<KeyOp<'_>> {
     let key = |image: &Vec<Bound>| key_of(&row.table, image);
     match (row.kind, &row.before, &row.after) {
         (ChangeKind::Delete, Some(before), _) => vec![KeyOp::Delete(key(before))],
         (ChangeKind::Update, Some(before), Some(after)) if key(before) != key(after) => {
-            vec![KeyOp::Delete(key(before)), KeyOp::Upsert(after.clone())]
+            vec![KeyOp::Delete(key(before)), KeyOp::Upsert(after)]
         }
-        (_, _, Some(after)) => vec![KeyOp::Upsert(after.clone())],
+        (_, _, Some(after)) => vec![KeyOp::Upsert(after)],
         _ => Vec::new(),
     }
 }
 
 /// A key of a row: schema, table, and the key values as bytes.
-type KeySlot = (String, String, Vec<u8>);
+type KeySlot<'a> = (&'a str, &'a str, Vec<u8>);
 
 /// Merges keyed rows per key: each key's last operation wins.
-pub fn merge(rows: &[&TargetRow]) -> Merged {
+pub fn merge<'a>(rows: &[&'a TargetRow]) -> Merged<'a> {
     // (table, key) → (first-seen order, last operation)
-    let mut last: HashMap<KeySlot, (usize, Arc<TargetTable>, KeyOp)> = HashMap::new();
+    let mut last: HashMap<KeySlot<'a>, (usize, &'a Arc<TargetTable>, KeyOp<'a>)> =
+        HashMap::with_capacity(rows.len());
     let mut order = 0;
     for row in rows {
+        let row: &'a TargetRow = row;
         for op in key_ops(row) {
-            let key_values = match &op {
-                KeyOp::Upsert(image) => key_of(&row.table, image),
-                KeyOp::Delete(key) => key.clone(),
-            };
-            let mut key_bytes = Vec::new();
-            for value in &key_values {
-                value.key_text(&mut key_bytes);
+            let mut key = Vec::with_capacity(16);
+            match &op {
+                KeyOp::Upsert(image) => key_bytes(&row.table, image, &mut key),
+                KeyOp::Delete(values) => values.iter().for_each(|value| value.key_text(&mut key)),
             }
-            let slot = (row.table.schema.clone(), row.table.table.clone(), key_bytes);
+            let slot = (row.table.schema.as_str(), row.table.table.as_str(), key);
             let seen = last
                 .get(&slot)
                 .map(|(seen, _, _)| *seen)
@@ -96,26 +100,30 @@ pub fn merge(rows: &[&TargetRow]) -> Merged {
                     order += 1;
                     order
                 });
-            last.insert(slot, (seen, row.table.clone(), op));
+            last.insert(slot, (seen, &row.table, op));
         }
     }
-    let mut ops: Vec<(usize, Arc<TargetTable>, KeyOp)> = last.into_values().collect();
+    let mut ops: Vec<(usize, &Arc<TargetTable>, KeyOp<'a>)> = last.into_values().collect();
     ops.sort_by_key(|(seen, _, _)| *seen);
     let mut merged = Merged::default();
     for (_, table, op) in ops {
-        let (list, values) = match op {
-            KeyOp::Delete(key) => (&mut merged.deletes, key),
-            KeyOp::Upsert(image) => (&mut merged.upserts, image),
-        };
-        match list
-            .iter_mut()
-            .find(|(existing, _)| Arc::ptr_eq(existing, &table) || **existing == *table)
-        {
-            Some((_, rows)) => rows.push(values),
-            None => list.push((table, vec![values])),
+        match op {
+            KeyOp::Delete(key) => push_to(&mut merged.deletes, table, key),
+            KeyOp::Upsert(image) => push_to(&mut merged.upserts, table, image),
         }
     }
     merged
+}
+
+/// Adds `value` to the list of `table` (the same table may come in several `Arc`s).
+fn push_to<T>(lists: &mut Vec<(Arc<TargetTable>, Vec<T>)>, table: &Arc<TargetTable>, value: T) {
+    match lists
+        .iter_mut()
+        .find(|(existing, _)| Arc::ptr_eq(existing, table) || **existing == **table)
+    {
+        Some((_, values)) => values.push(value),
+        None => lists.push((table.clone(), vec![value])),
+    }
 }
 
 #[cfg(test)]
@@ -150,9 +158,9 @@ mod tests {
         }
     }
 
-    fn keys(list: &[(Arc<TargetTable>, Vec<Vec<Bound>>)]) -> Vec<Bound> {
+    fn keys<R: AsRef<[Bound]>>(list: &[(Arc<TargetTable>, Vec<R>)]) -> Vec<Bound> {
         list.iter()
-            .flat_map(|(_, rows)| rows.iter().map(|row| row[0].clone()))
+            .flat_map(|(_, rows)| rows.iter().map(|row| row.as_ref()[0].clone()))
             .collect()
     }
 

@@ -35,6 +35,8 @@ use statements::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
 
 const CREATE_SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS ottr_sys";
 const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (
@@ -87,11 +89,19 @@ const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 /// Load sessions: UTC, zero values kept as they are, strict, utf8mb4, short DDL lock waits.
 /// One statement, since mysql_async runs setup commands in no fixed order.
-const SESSION: [&str; 1] = ["SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
-     sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', lock_wait_timeout = 30"];
+const SESSION: &str = "SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
+     sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', lock_wait_timeout = 30";
+/// Load transactions take no gap locks, so partitions writing neighbouring keys of a
+/// secondary index do not deadlock each other (REPEATABLE READ's next-key locks do).
+const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+/// Whether the target logs statements: READ COMMITTED is then refused by InnoDB.
+const STATEMENT_BINLOG: &str = "SELECT @@log_bin = 1 AND @@binlog_format = 'STATEMENT'";
+/// Times a deadlocked partition runs again, alone, before the batch fails.
+const DEADLOCK_RETRIES: u32 = 5;
 /// MySQL errors that mean a replayed DDL was already done.
 const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
-const DUPLICATE_KEY: u16 = 1062;
+const LOCK_WAIT_TIMEOUT: u16 = 1205;
+const DEADLOCK: u16 = 1213;
 /// Prepared statements kept per target connection.
 const STATEMENT_CACHE: usize = 512;
 /// The target database's clock, microseconds since the epoch (lag is measured with it).
@@ -207,6 +217,20 @@ fn changes_key(row: &TargetRow) -> bool {
             if merge::key_of(&row.table, before) != merge::key_of(&row.table, after))
 }
 
+/// Whether `target` writes its binlog as statements (READ COMMITTED needs row images).
+async fn logs_statements(target: &DataSource) -> Result<bool> {
+    let mut conn = crate::pipeline::connect(target).await?;
+    let statements: Option<bool> = conn.query_first(STATEMENT_BINLOG).await.map_err(|error| {
+        let context = format!(
+            "cannot read the binlog format of data source '{}'",
+            target.name
+        );
+        Error::database(context, error)
+    })?;
+    let _ = conn.disconnect().await;
+    Ok(statements.unwrap_or(false))
+}
+
 /// A target table with the columns a change carries: a source whose layout changed without
 /// a synced DDL maps to another entry, so cached column indexes never go stale.
 type TableKey = (String, String, Vec<String>);
@@ -233,6 +257,8 @@ struct TableInfo {
 /// What went wrong in a partition, to decide about a serial re-run.
 enum PartitionError {
     DuplicateKey(Error),
+    /// A deadlock or lock wait timeout: the transaction was rolled back and may run again.
+    Deadlock(Error),
     Other(Error),
 }
 
@@ -241,14 +267,24 @@ impl Loader {
     /// rows under this fencing token (Err(Fenced) if a newer token holds them).
     pub async fn open(target: &DataSource, options: LoadOptions) -> Result<Self> {
         let constraints = PoolConstraints::new(0, options.parallelism + 2).expect("0 <= n");
+        let mut setup = vec![SESSION];
+        if !logs_statements(target).await? {
+            setup.push(READ_COMMITTED);
+        }
         let opts = crate::pipeline::connect::options(target)?
             .client_found_rows(true)
             // `setup`, not `init`: a pooled connection is reset when it comes back, and only
             // setup commands run again; without them TIMESTAMPs would shift.
-            .setup(SESSION.to_vec())
+            .setup(setup)
             // multi-row statements of a few shapes per table (see `statement_chunks`)
             .stmt_cache_size(STATEMENT_CACHE)
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
+            // A connection keeps its session when it comes back to the pool: a reset would
+            // drop its prepared statements, and each batch would prepare them again.
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            );
         let pool = Pool::new(opts);
         let mut loader = Loader {
             pool,
@@ -537,15 +573,51 @@ impl Loader {
         .await;
         let mut duplicate = false;
         let mut first_error = None;
-        for ((partition, _), result) in work.iter().zip(results) {
+        let mut deadlocked = Vec::new();
+        for ((partition, rows), result) in work.iter().zip(results) {
             match result {
                 Ok(()) => self.applied[*partition] = Some(end.clone()),
+                Err(PartitionError::Deadlock(_)) => deadlocked.push((*partition, rows)),
                 Err(PartitionError::DuplicateKey(error)) => {
                     duplicate = true;
                     first_error.get_or_insert(error);
                 }
                 Err(PartitionError::Other(error)) => {
                     first_error.get_or_insert(error);
+                }
+            }
+        }
+        // A deadlocked partition was rolled back whole: it runs again alone, so that it
+        // meets no other partition of its own (a foreign writer may still hold locks).
+        let mut deadlocked = deadlocked.into_iter();
+        while first_error.is_none()
+            && let Some((partition, rows)) = deadlocked.next()
+        {
+            let mut attempt = 0;
+            loop {
+                match self.apply_partition(partition, rows, end).await {
+                    Ok(()) => {
+                        self.applied[partition] = Some(end.clone());
+                        break;
+                    }
+                    Err(PartitionError::Deadlock(error)) if attempt >= DEADLOCK_RETRIES => {
+                        first_error = Some(error);
+                        break;
+                    }
+                    Err(PartitionError::Deadlock(error)) => {
+                        attempt += 1;
+                        warn!(pipeline = %self.options.pipeline, partition, attempt, error = %error, "deadlock on the target: running the partition again");
+                        tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                    }
+                    Err(PartitionError::DuplicateKey(error)) => {
+                        duplicate = true;
+                        first_error = Some(error);
+                        break;
+                    }
+                    Err(PartitionError::Other(error)) => {
+                        first_error = Some(error);
+                        break;
+                    }
                 }
             }
         }
@@ -580,9 +652,13 @@ impl Loader {
             Error::Database {
                 source: mysql_async::Error::Server(server),
                 ..
-            } if server.code == DUPLICATE_KEY || !matches!(server.code, 1205 | 1213) => {
-                PartitionError::DuplicateKey(error)
+            } if matches!(server.code, LOCK_WAIT_TIMEOUT | DEADLOCK) => {
+                PartitionError::Deadlock(error)
             }
+            Error::Database {
+                source: mysql_async::Error::Server(_),
+                ..
+            } => PartitionError::DuplicateKey(error),
             _ => PartitionError::Other(error),
         };
         let mut conn = self.conn().await.map_err(classify)?;

@@ -39,7 +39,11 @@ pub fn table_name(table: &TargetTable) -> String {
 }
 
 /// `INSERT … VALUES (…),(…) ON DUPLICATE KEY UPDATE c = VALUES(c), …` for `rows` images.
-pub fn upsert(table: &TargetTable, columns: &[usize], rows: &[Vec<Bound>]) -> (String, Vec<Param>) {
+pub fn upsert<R: AsRef<[Bound]>>(
+    table: &TargetTable,
+    columns: &[usize],
+    rows: &[R],
+) -> (String, Vec<Param>) {
     let names: Vec<String> = columns
         .iter()
         .map(|index| quote(&table.columns[*index]))
@@ -68,7 +72,7 @@ pub fn upsert(table: &TargetTable, columns: &[usize], rows: &[Vec<Bound>]) -> (S
     );
     let params = rows
         .iter()
-        .flat_map(|row| columns.iter().map(|index| row[*index].param()))
+        .flat_map(|row| columns.iter().map(|index| row.as_ref()[*index].param()))
         .collect();
     (sql, params)
 }

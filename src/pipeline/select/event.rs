@@ -210,9 +210,16 @@ impl EventDecoder {
                 classify_query(query.schema().into_owned(), query.query().into_owned())
             }
             EventData::TableMapEvent(tme) => {
-                let decoder = table_decoder(&tme, &self.collations, self.geometry_has_charset)?;
-                self.tables
-                    .insert(tme.table_id(), (tme.into_owned(), Arc::new(decoder)));
+                // Every rows event follows a TABLE_MAP of its table, mostly the same as last time.
+                let known = self
+                    .tables
+                    .get(&tme.table_id())
+                    .is_some_and(|(known, _)| *known == tme);
+                if !known {
+                    let decoder = table_decoder(&tme, &self.collations, self.geometry_has_charset)?;
+                    self.tables
+                        .insert(tme.table_id(), (tme.into_owned(), Arc::new(decoder)));
+                }
                 SourceEvent::Meta("TABLE_MAP")
             }
             EventData::RowsEvent(rows) => {
