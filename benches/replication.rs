@@ -75,8 +75,9 @@ struct Args {
     repetitions: usize,
     lag_seconds: u64,
     rate: u64,
-    /// ottr's `load_parallelism` (None: the pipeline's default).
-    parallelism: Option<u32>,
+    /// Pipeline options to set (`--parallelism N` is `load_parallelism=N`); the defaults
+    /// otherwise.
+    options: Vec<(String, String)>,
 }
 
 fn args() -> Args {
@@ -86,7 +87,7 @@ fn args() -> Args {
         repetitions: 3,
         lag_seconds: 60,
         rate: 5_000,
-        parallelism: None,
+        options: Vec::new(),
     };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
@@ -101,10 +102,15 @@ fn args() -> Args {
             "--repetitions" => args.repetitions = value().parse().expect("--repetitions N"),
             "--lag-seconds" => args.lag_seconds = value().parse().expect("--lag-seconds N"),
             "--rate" => args.rate = value().parse().expect("--rate N"),
-            "--parallelism" => args.parallelism = Some(value().parse().expect("--parallelism N")),
+            "--parallelism" => args.options.push(("load_parallelism".into(), value())),
+            "--option" => {
+                let option = value();
+                let (name, setting) = option.split_once('=').expect("--option NAME=VALUE");
+                args.options.push((name.into(), setting.into()));
+            }
             "--bench" => {}
             other => panic!(
-                "unknown argument {other}: --rows N --variants a,b --repetitions N --lag-seconds N --rate N --parallelism N"
+                "unknown argument {other}: --rows N --variants a,b --repetitions N --lag-seconds N --rate N --parallelism N --option NAME=VALUE"
             ),
         }
     }
@@ -340,7 +346,7 @@ fn peak_rss_mb(pid: u32) -> f64 {
 }
 
 /// The metadata schema and the channel of the catch-up runs.
-async fn configure(servers: &Servers, parallelism: Option<u32>) -> (String, Conn) {
+async fn configure(servers: &Servers, options: &[(String, String)]) -> (String, Conn) {
     let url = fresh_meta(&servers.meta, "ottr_bench").await;
     let mut meta = conn_to(&servers.meta, "ottr_bench").await;
     meta.query_drop(
@@ -368,15 +374,55 @@ async fn configure(servers: &Servers, parallelism: Option<u32>) -> (String, Conn
     ))
     .await
     .unwrap();
-    if let Some(parallelism) = parallelism {
-        meta.exec_drop(
-            "CALL set_pipeline_option('bench', 'load_parallelism', ?)",
-            (parallelism.to_string(),),
+    for (name, value) in options {
+        meta.exec_drop("CALL set_pipeline_option('bench', ?, ?)", (name, value))
+            .await
+            .unwrap();
+    }
+    (url, meta)
+}
+
+/// Time per stage and batches, summed over every statistics bucket of the pipeline.
+#[derive(Debug, Default)]
+struct StageSums {
+    select: f64,
+    extract: f64,
+    transform: f64,
+    load: f64,
+    batches: u64,
+}
+
+impl StageSums {
+    fn minus(&self, before: &StageSums) -> StageSums {
+        StageSums {
+            select: self.select - before.select,
+            extract: self.extract - before.extract,
+            transform: self.transform - before.transform,
+            load: self.load - before.load,
+            batches: self.batches - before.batches,
+        }
+    }
+}
+
+async fn stage_sums(meta: &mut Conn) -> StageSums {
+    let sums: Option<(f64, f64, f64, f64, u64)> = meta
+        .query_first(
+            "SELECT COALESCE(SUM(select_us), 0) / 1e6, COALESCE(SUM(extract_us), 0) / 1e6, \
+             COALESCE(SUM(transform_us), 0) / 1e6, COALESCE(SUM(load_us), 0) / 1e6, \
+             CAST(COALESCE(SUM(batches), 0) AS UNSIGNED) FROM stat_pipeline",
         )
         .await
         .unwrap();
-    }
-    (url, meta)
+    sums.map_or_else(
+        StageSums::default,
+        |(select, extract, transform, load, batches)| StageSums {
+            select,
+            extract,
+            transform,
+            load,
+            batches,
+        },
+    )
 }
 
 /// One ottr catch-up from `start` to `end`: seconds, peak RSS in MB.
@@ -401,6 +447,12 @@ async fn ottr_catch_up(
     )
     .await
     .unwrap();
+    let stages_before = stage_sums(meta).await;
+    let events_before: u64 = meta
+        .query_first("SELECT COALESCE(MAX(id), 0) FROM event_log")
+        .await
+        .unwrap()
+        .unwrap_or(0);
     let node = NodeProcess::spawn(url, "bench-node", dir, &[("OTTR_LOG", "warn")]);
     let cpu_before = (
         cpu_seconds(servers.source.pid()),
@@ -418,6 +470,15 @@ async fn ottr_catch_up(
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
+    // OTTR_PERF=FILE: a system-wide profile of the catch-up (each run overwrites it).
+    let perf = std::env::var("OTTR_PERF").ok().map(|out| {
+        std::process::Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-a", "-o", &out])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start perf (OTTR_PERF is set)")
+    });
     loop {
         let position: Option<(String, u64)> = meta
             .query_first("SELECT binlog_file, binlog_offset FROM pipeline_position")
@@ -438,6 +499,12 @@ async fn ottr_catch_up(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = began.elapsed().as_secs_f64();
+    if let Some(mut perf) = perf {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
     let rss = peak_rss_mb(node.pid());
     eprintln!(
         "  CPU seconds during the catch-up: node {:.1}, target mariadbd {:.1}, source mariadbd {:.1}",
@@ -446,21 +513,28 @@ async fn ottr_catch_up(
         cpu_seconds(servers.source.pid()) - cpu_before.0
     );
     meta.query_drop("CALL stop_channel('bench')").await.unwrap();
-    // Where the time went (the statistics of the last few minutes are this run's).
-    let stages: Option<(f64, f64, f64, f64, u64)> = meta
-        .query_first(
-            "SELECT SUM(select_us) / 1e6, SUM(extract_us) / 1e6, SUM(transform_us) / 1e6, \
-             SUM(load_us) / 1e6, SUM(batches) FROM stat_pipeline WHERE bucket_start >= NOW() - INTERVAL 1 MINUTE",
+    let mut node = node;
+    // A node that stops writes its last counts: the statistics are then whole.
+    node.terminate();
+    let stages = stage_sums(meta).await.minus(&stages_before);
+    // A catch-up that had to restart is still timed, but says so.
+    let errors: Vec<String> = meta
+        .exec(
+            "SELECT message FROM event_log WHERE id > ? AND level = 'error' ORDER BY id",
+            (events_before,),
         )
         .await
-        .unwrap_or(None);
-    if let Some((select, extract, transform, load, batches)) = stages {
+        .unwrap();
+    if let Some(first) = errors.first() {
         eprintln!(
-            "  ottr stages in the last minute: select {select:.2} s, extract {extract:.2} s, transform {transform:.2} s, load {load:.2} s, {batches} batches"
+            "  WARNING: {} pipeline errors during the catch-up; the first: {first}",
+            errors.len()
         );
     }
-    let mut node = node;
-    node.terminate();
+    eprintln!(
+        "  ottr stages: select {:.2} s, extract {:.2} s, transform {:.2} s, load {:.2} s, {} batches",
+        stages.select, stages.extract, stages.transform, stages.load, stages.batches
+    );
     assert_identical(&servers.source, &servers.target, "ottr").await;
     (seconds, rss)
 }
@@ -679,7 +753,7 @@ async fn main() {
         load_dataset(server, SCHEMA).await;
     }
     let dir = temp_dir("bench");
-    let (url, mut meta) = configure(&servers, args.parallelism).await;
+    let (url, mut meta) = configure(&servers, &args.options).await;
     let mut figures: Vec<Figure> = Vec::new();
     let mut peak_rss: f64 = 0.0;
     // One variant at a time: its workload is the end of the source's binlog while it is

@@ -4,7 +4,8 @@
 # Prints one table and writes target/bench/results.csv. Not part of scripts/test.sh.
 #
 #   scripts/bench.sh                                   # 1,000,000 row changes, 3 variants, 3 runs each
-#   scripts/bench.sh --rows 100000 --variants autocommit,trx100 --repetitions 1 --lag-seconds 20 [--parallelism 4]
+#   scripts/bench.sh --rows 100000 --variants autocommit,trx100 --repetitions 1 --lag-seconds 20 [--parallelism 4] [--option batch_rows=20000]
+#   OTTR_PERF=/tmp/perf.data scripts/bench.sh …        # also records `perf record -g -a` during each catch-up
 #
 # Every server it starts is stopped when it exits, is interrupted, or gets SIGTERM.
 set -euo pipefail

@@ -369,8 +369,8 @@ impl NodeProcess {
         let file = std::fs::File::create(&log).expect("create the node log");
         let child = Command::new(env!("CARGO_BIN_EXE_ottr"))
             .args(["node", "--meta", meta_url, "--name", name])
-            .envs(env.iter().copied())
             .env("OTTR_LOG", "debug,mysql_async=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
