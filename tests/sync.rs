@@ -331,7 +331,10 @@ async fn the_type_matrix_round_trips_into_the_target() {
                '😀 中文', 'café', '中文', x'0001', x'deadbeef00', '0000-00-00', '-838:59:59.000000', '2026-11-22 01:02:03.456789',
                '2038-01-19 03:14:07.999999', 0, 'large', 'a,c', b'1010101010', '{\"a\": [1, 2.5, null]}', ST_GeomFromText('POINT(1 2)'));
              INSERT INTO y_types.matrix (id) VALUES (2);
-             UPDATE y_types.matrix SET vc = 'updated' WHERE id = 2;",
+             UPDATE y_types.matrix SET vc = 'updated' WHERE id = 2;
+             INSERT INTO y_types.matrix (id, vc, vl, bl, f, d) VALUES (3,
+               CONCAT('it''s \\\\ \"q\" ', CHAR(0), CHAR(26), CHAR(10), CHAR(13), '\\''), 'x\\y''',
+               CONCAT('a\\\\b', CHAR(0)), 0.1, 1e-300);",
         )
         .await
         .unwrap();

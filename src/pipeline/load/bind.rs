@@ -41,6 +41,46 @@ impl Bound {
         }
     }
 
+    /// Writes the value as an SQL literal, as a load session reads it (`utf8mb4`, backslash
+    /// escapes on): text as a quoted string, bytes that are not UTF-8 as `X'…'`, floats in
+    /// their shortest exact form, dates and times quoted.
+    pub fn write_literal(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = match self {
+            Bound::Null => write!(out, "NULL"),
+            Bound::Int(number) => write!(out, "{number}"),
+            Bound::UInt(number) => write!(out, "{number}"),
+            Bound::Float(number) => write!(out, "{number:e}"),
+            Bound::Double(number) => write!(out, "{number:e}"),
+            Bound::Bytes(bytes) => {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => quote_text(text, out),
+                    Err(_) => {
+                        out.push_str("X'");
+                        for byte in bytes {
+                            let _ = write!(out, "{byte:02X}");
+                        }
+                        out.push('\'');
+                    }
+                }
+                Ok(())
+            }
+            Bound::DateTime(year, month, day, 0, 0, 0, 0) => {
+                write!(out, "'{year:04}-{month:02}-{day:02}'")
+            }
+            Bound::DateTime(year, month, day, hour, minute, second, micros) => write!(
+                out,
+                "'{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}.{micros:06}'"
+            ),
+            Bound::Time(negative, days, hours, minutes, seconds, micros) => write!(
+                out,
+                "'{}{:02}:{minutes:02}:{seconds:02}.{micros:06}'",
+                if *negative { "-" } else { "" },
+                days * 24 + u32::from(*hours)
+            ),
+        };
+    }
+
     /// A stable text for hashing keys into partitions.
     pub fn key_text(&self, out: &mut Vec<u8>) {
         match self {
@@ -53,6 +93,25 @@ impl Bound {
         }
         out.push(0);
     }
+}
+
+/// `text` as a quoted string literal, escaped as `mysql_real_escape_string` does.
+fn quote_text(text: &str, out: &mut String) {
+    out.reserve(text.len() + 2);
+    out.push('\'');
+    for char in text.chars() {
+        match char {
+            '\0' => out.push_str("\\0"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{1a}' => out.push_str("\\Z"),
+            other => out.push(other),
+        }
+    }
+    out.push('\'');
 }
 
 /// Converts a decoded value; fails for what cannot be written as it is.
@@ -134,6 +193,51 @@ pub fn bind(value: &Value) -> Result<Bound, String> {
 mod tests {
     use super::*;
     use crate::model::Charset;
+
+    #[test]
+    fn literals_are_escaped_exact_and_quoted() {
+        let literal = |value: Bound| {
+            let mut out = String::new();
+            value.write_literal(&mut out);
+            out
+        };
+        assert_eq!(literal(Bound::Null), "NULL");
+        assert_eq!(literal(Bound::Int(-5)), "-5");
+        assert_eq!(literal(Bound::UInt(u64::MAX)), "18446744073709551615");
+        assert_eq!(literal(Bound::Double(0.1)), "1e-1");
+        assert_eq!(literal(Bound::Double(-1.5e300)), "-1.5e300");
+        assert_eq!(literal(Bound::Float(0.1)), "1e-1");
+        assert_eq!(
+            literal(Bound::Bytes("it's \\ a \"q\"\n\r\0\u{1a} é".into())),
+            "'it\\'s \\\\ a \\\"q\\\"\\n\\r\\0\\Z é'"
+        );
+        assert_eq!(literal(Bound::Bytes(vec![0xff, 0x00, 0x27])), "X'FF0027'");
+        assert_eq!(literal(Bound::Bytes(Vec::new())), "''");
+        assert_eq!(
+            literal(Bound::DateTime(2026, 1, 2, 0, 0, 0, 0)),
+            "'2026-01-02'"
+        );
+        assert_eq!(
+            literal(Bound::DateTime(0, 0, 0, 0, 0, 0, 0)),
+            "'0000-00-00'"
+        );
+        assert_eq!(
+            literal(Bound::DateTime(2026, 1, 2, 3, 4, 5, 60)),
+            "'2026-01-02 03:04:05.000060'"
+        );
+        assert_eq!(
+            literal(Bound::Time(true, 1, 2, 3, 4, 5)),
+            "'-26:03:04.000005'"
+        );
+        for number in [0.1f64, 1.0 / 3.0, 1e-300, 123456.789, f64::MAX, -0.0] {
+            let text = literal(Bound::Double(number));
+            assert_eq!(
+                text.parse::<f64>().unwrap().to_bits(),
+                number.to_bits(),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn values_bind_as_the_target_takes_them() {

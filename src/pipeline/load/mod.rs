@@ -30,8 +30,8 @@ use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
 use statements::{
-    delete_keys, delete_row, insert, rows_per_statement, statement_chunks, update_key, update_row,
-    upsert,
+    TEXT_STATEMENT_BYTES, delete_keys, delete_row, delete_texts, insert, literal_tuple, update_key,
+    update_row, upsert, upsert_texts,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -276,7 +276,7 @@ impl Loader {
             // `setup`, not `init`: a pooled connection is reset when it comes back, and only
             // setup commands run again; without them TIMESTAMPs would shift.
             .setup(setup)
-            // multi-row statements of a few shapes per table (see `statement_chunks`)
+            // the row-by-row statements of the serial paths
             .stmt_cache_size(STATEMENT_CACHE)
             // A connection keeps its session when it comes back to the pool: a reset would
             // drop its prepared statements, and each batch would prepare them again.
@@ -736,7 +736,11 @@ impl Loader {
         Ok(())
     }
 
-    /// Merged per key: deletes, then upserts, in multi-row statements.
+    /// Merged per key: deletes, then upserts, in multi-row statements with their values
+    /// written as literals (a prepared statement would cost the target more per row: it
+    /// writes the values into the statement's text again for its logs). A row too long for
+    /// one text statement is bound to a prepared one instead. After the merge every key
+    /// occurs once, so the order of the upserts does not matter.
     async fn write_merged(
         &self,
         transaction: &mut Transaction<'_>,
@@ -744,9 +748,9 @@ impl Loader {
     ) -> Result<()> {
         let merged = merge(&rows.iter().collect::<Vec<_>>());
         for (table, keys) in &merged.deletes {
-            for chunk in statement_chunks(keys.len(), rows_per_statement(table.key.len())) {
-                let (sql, params) = delete_keys(table, &keys[chunk]);
-                self.run(transaction, table, &sql, params).await?;
+            let tuples: Vec<String> = keys.iter().map(|key| literal_tuple(key.iter())).collect();
+            for sql in delete_texts(table, &tuples) {
+                self.run_text(transaction, table, sql).await?;
             }
         }
         for (table, images) in &merged.upserts {
@@ -755,9 +759,18 @@ impl Loader {
                 .get(&table_key(table))
                 .map(|info| info.columns.clone())
                 .expect("looked up");
-            for chunk in statement_chunks(images.len(), rows_per_statement(columns.len())) {
-                let (sql, params) = upsert(table, &columns, &images[chunk]);
-                self.run(transaction, table, &sql, params).await?;
+            let mut tuples = Vec::with_capacity(images.len());
+            for image in images {
+                let tuple = literal_tuple(columns.iter().map(|index| &image[*index]));
+                if tuple.len() > TEXT_STATEMENT_BYTES {
+                    let (sql, params) = upsert(table, &columns, std::slice::from_ref(image));
+                    self.run(transaction, table, &sql, params).await?;
+                } else {
+                    tuples.push(tuple);
+                }
+            }
+            for sql in upsert_texts(table, &columns, &tuples) {
+                self.run_text(transaction, table, sql).await?;
             }
         }
         Ok(())
@@ -842,15 +855,29 @@ impl Loader {
         sql: &str,
         params: Vec<mysql_async::Value>,
     ) -> Result<()> {
-        transaction.exec_drop(sql, params).await.map_err(|error| {
-            Error::database(
-                format!(
-                    "pipeline {}: applying to {}.{} failed",
-                    self.options.pipeline, table.schema, table.table
-                ),
-                error,
-            )
-        })
+        let result = transaction.exec_drop(sql, params).await;
+        result.map_err(|error| self.applying(table, error))
+    }
+
+    /// Runs a statement with its values written in it.
+    async fn run_text(
+        &self,
+        transaction: &mut Transaction<'_>,
+        table: &TargetTable,
+        sql: String,
+    ) -> Result<()> {
+        let result = transaction.query_drop(sql).await;
+        result.map_err(|error| self.applying(table, error))
+    }
+
+    fn applying(&self, table: &TargetTable, error: mysql_async::Error) -> Error {
+        Error::database(
+            format!(
+                "pipeline {}: applying to {}.{} failed",
+                self.options.pipeline, table.schema, table.table
+            ),
+            error,
+        )
     }
 
     /// Moves the applied rows of `partitions` to `end`, guarded by the fencing token.

@@ -1,32 +1,10 @@
-//! The SQL the load side writes: multi-row upserts and deletes for keyed tables, row-matching
-//! statements for tables without a key. Identifiers are always quoted; values always bound.
+//! The SQL the load side writes: multi-row upserts and deletes for keyed tables, with their
+//! values written as escaped literals; row-by-row statements with bound values for the serial
+//! paths and tables without a key. Identifiers are always quoted.
 
 use super::bind::Bound;
 use crate::pipeline::transform::TargetTable;
 use mysql_async::Value as Param;
-
-/// Rows per multi-row statement with `columns` values each: at most 200, and never near the
-/// 65,535 placeholders a prepared statement may have.
-pub fn rows_per_statement(columns: usize) -> usize {
-    (60_000 / columns.max(1)).clamp(1, 200)
-}
-
-/// Splits `len` rows into runs whose sizes come from a fixed ladder (`max`, `max / 2`, … 1),
-/// largest first: a multi-row statement then has one of a few shapes per table, so its
-/// prepared form is found in the connection's statement cache instead of being prepared anew.
-pub fn statement_chunks(len: usize, max: usize) -> Vec<std::ops::Range<usize>> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut size = max.max(1);
-    while start < len {
-        while size > 1 && len - start < size {
-            size /= 2;
-        }
-        chunks.push(start..start + size);
-        start += size;
-    }
-    chunks
-}
 
 /// `name` as a quoted identifier.
 pub fn quote(name: &str) -> String {
@@ -38,17 +16,18 @@ pub fn table_name(table: &TargetTable) -> String {
     format!("{}.{}", quote(&table.schema), quote(&table.table))
 }
 
-/// `INSERT … VALUES (…),(…) ON DUPLICATE KEY UPDATE c = VALUES(c), …` for `rows` images.
-pub fn upsert<R: AsRef<[Bound]>>(
-    table: &TargetTable,
-    columns: &[usize],
-    rows: &[R],
-) -> (String, Vec<Param>) {
+/// A multi-row statement written as text stays below this many bytes (one row alone may be
+/// longer: it is then bound to a prepared statement instead).
+pub const TEXT_STATEMENT_BYTES: usize = 1 << 20;
+/// Rows per multi-row statement written as text.
+pub const TEXT_STATEMENT_ROWS: usize = 1000;
+
+/// `INSERT INTO t (…) VALUES ` and ` ON DUPLICATE KEY UPDATE c = VALUES(c), …`.
+fn upsert_parts(table: &TargetTable, columns: &[usize]) -> (String, String) {
     let names: Vec<String> = columns
         .iter()
         .map(|index| quote(&table.columns[*index]))
         .collect();
-    let placeholders = format!("({})", vec!["?"; columns.len()].join(", "));
     let updates: Vec<String> = columns
         .iter()
         .filter(|index| !table.key.contains(index))
@@ -64,11 +43,61 @@ pub fn upsert<R: AsRef<[Bound]>>(
     } else {
         updates.join(", ")
     };
+    (
+        format!(
+            "INSERT INTO {} ({}) VALUES ",
+            table_name(table),
+            names.join(", ")
+        ),
+        format!(" ON DUPLICATE KEY UPDATE {on_duplicate}"),
+    )
+}
+
+/// `DELETE FROM t WHERE (k1, k2) IN (` and `)`.
+fn delete_parts(table: &TargetTable) -> (String, String) {
+    let names: Vec<String> = table
+        .key
+        .iter()
+        .map(|index| quote(&table.columns[*index]))
+        .collect();
+    (
+        format!(
+            "DELETE FROM {} WHERE ({}) IN (",
+            table_name(table),
+            names.join(", ")
+        ),
+        ")".to_owned(),
+    )
+}
+
+/// `(?, ?, …)` for `count` values.
+fn placeholders(count: usize) -> String {
+    format!("({})", vec!["?"; count].join(", "))
+}
+
+/// `(v1, v2, …)` with the values written as literals.
+pub fn literal_tuple<'v>(values: impl Iterator<Item = &'v Bound>) -> String {
+    let mut tuple = String::from("(");
+    for (at, value) in values.enumerate() {
+        if at > 0 {
+            tuple.push_str(", ");
+        }
+        value.write_literal(&mut tuple);
+    }
+    tuple.push(')');
+    tuple
+}
+
+/// `INSERT … VALUES (…),(…) ON DUPLICATE KEY UPDATE c = VALUES(c), …` for `rows` images.
+pub fn upsert<R: AsRef<[Bound]>>(
+    table: &TargetTable,
+    columns: &[usize],
+    rows: &[R],
+) -> (String, Vec<Param>) {
+    let (head, tail) = upsert_parts(table, columns);
     let sql = format!(
-        "INSERT INTO {} ({}) VALUES {} ON DUPLICATE KEY UPDATE {on_duplicate}",
-        table_name(table),
-        names.join(", "),
-        vec![placeholders; rows.len()].join(", ")
+        "{head}{}{tail}",
+        vec![placeholders(columns.len()); rows.len()].join(", ")
     );
     let params = rows
         .iter()
@@ -79,23 +108,58 @@ pub fn upsert<R: AsRef<[Bound]>>(
 
 /// `DELETE FROM … WHERE (k1, k2) IN ((?, ?), …)` for `keys`.
 pub fn delete_keys(table: &TargetTable, keys: &[Vec<Bound>]) -> (String, Vec<Param>) {
-    let names: Vec<String> = table
-        .key
-        .iter()
-        .map(|index| quote(&table.columns[*index]))
-        .collect();
-    let tuple = format!("({})", vec!["?"; names.len()].join(", "));
+    let (head, tail) = delete_parts(table);
     let sql = format!(
-        "DELETE FROM {} WHERE ({}) IN ({})",
-        table_name(table),
-        names.join(", "),
-        vec![tuple; keys.len()].join(", ")
+        "{head}{}{tail}",
+        vec![placeholders(table.key.len()); keys.len()].join(", ")
     );
     let params = keys
         .iter()
         .flat_map(|key| key.iter().map(Bound::param))
         .collect();
     (sql, params)
+}
+
+/// Upserts with their values written as literals (`tuples` from [`literal_tuple`]), packed
+/// into statements of at most [`TEXT_STATEMENT_ROWS`] rows and [`TEXT_STATEMENT_BYTES`].
+pub fn upsert_texts(table: &TargetTable, columns: &[usize], tuples: &[String]) -> Vec<String> {
+    let (head, tail) = upsert_parts(table, columns);
+    pack(&head, &tail, tuples)
+}
+
+/// Deletes by key with the keys written as literals, packed as [`upsert_texts`] does.
+pub fn delete_texts(table: &TargetTable, tuples: &[String]) -> Vec<String> {
+    let (head, tail) = delete_parts(table);
+    pack(&head, &tail, tuples)
+}
+
+/// `head` + tuples joined by `, ` + `tail`, as few statements as the limits allow.
+fn pack(head: &str, tail: &str, tuples: &[String]) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut rows = 0;
+    for tuple in tuples {
+        let full = rows == TEXT_STATEMENT_ROWS
+            || current.len() + 2 + tuple.len() + tail.len() > TEXT_STATEMENT_BYTES;
+        if rows > 0 && full {
+            current.push_str(tail);
+            statements.push(std::mem::take(&mut current));
+            rows = 0;
+        }
+        if rows == 0 {
+            current.reserve(head.len() + tail.len() + tuple.len() * 2);
+            current.push_str(head);
+        } else {
+            current.push_str(", ");
+        }
+        current.push_str(tuple);
+        rows += 1;
+    }
+    if rows > 0 {
+        current.push_str(tail);
+        statements.push(current);
+    }
+    statements
 }
 
 /// `UPDATE … SET <every column> WHERE (key) = (old key)`: a key change as the source made it,
@@ -242,26 +306,51 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_split_into_a_few_fixed_statement_shapes() {
-        let sizes = |len, max| -> Vec<usize> {
-            statement_chunks(len, max)
+    fn text_statements_carry_literals_and_respect_their_limits() {
+        let tuples: Vec<String> = (0..2500)
+            .map(|id| literal_tuple([Bound::Int(id), Bound::Bytes(b"it's".to_vec())].iter()))
+            .collect();
+        let upserts = upsert_texts(&table(), &[0, 1], &tuples[..2]);
+        assert_eq!(
+            upserts,
+            [
+                "INSERT INTO `shop`.`or``ders` (`id`, `v`) VALUES (0, 'it\\'s'), (1, 'it\\'s') ON DUPLICATE KEY UPDATE `v` = VALUES(`v`)"
+            ]
+        );
+        let keys: Vec<String> = (0..3)
+            .map(|id| literal_tuple([Bound::Int(id)].iter()))
+            .collect();
+        assert_eq!(
+            delete_texts(&table(), &keys),
+            ["DELETE FROM `shop`.`or``ders` WHERE (`id`) IN ((0), (1), (2))"]
+        );
+        // by rows
+        let statements = upsert_texts(&table(), &[0, 1], &tuples);
+        assert_eq!(statements.len(), 3);
+        assert_eq!(statements[2].matches("'it").count(), 500);
+        // by bytes; a row longer than the limit alone is a statement of its own
+        let big = literal_tuple(
+            [
+                Bound::Int(1),
+                Bound::Bytes(vec![b'x'; TEXT_STATEMENT_BYTES / 3]),
+            ]
+            .iter(),
+        );
+        let huge = literal_tuple(
+            [
+                Bound::Int(2),
+                Bound::Bytes(vec![b'y'; TEXT_STATEMENT_BYTES]),
+            ]
+            .iter(),
+        );
+        let statements = upsert_texts(&table(), &[0, 1], &[big.clone(), big.clone(), huge, big]);
+        assert_eq!(statements.len(), 3);
+        assert!(
+            statements[..1]
                 .iter()
-                .map(|chunk| chunk.len())
-                .collect()
-        };
-        assert_eq!(sizes(78, 200), [50, 25, 3]);
-        assert_eq!(sizes(450, 200), [200, 200, 50]);
-        assert_eq!(sizes(1, 200), [1]);
-        assert!(sizes(0, 200).is_empty());
-        for len in 0..1000 {
-            let chunks = statement_chunks(len, 200);
-            assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), len);
-            assert!(chunks.windows(2).all(|pair| pair[0].end == pair[1].start));
-            assert!(
-                chunks
-                    .iter()
-                    .all(|c| [200, 100, 50, 25, 12, 6, 3, 1].contains(&c.len()))
-            );
-        }
+                .all(|sql| sql.len() <= TEXT_STATEMENT_BYTES)
+        );
+        assert!(statements[1].len() > TEXT_STATEMENT_BYTES);
+        assert!(statements[2].len() <= TEXT_STATEMENT_BYTES);
     }
 }
