@@ -313,13 +313,15 @@ async fn the_type_matrix_round_trips_into_the_target() {
       id INT PRIMARY KEY, ti TINYINT, tiu TINYINT UNSIGNED, mi MEDIUMINT, biu BIGINT UNSIGNED, de DECIMAL(65,30), f FLOAT, d DOUBLE,
       vc VARCHAR(100), vl VARCHAR(50) CHARACTER SET latin1, vg VARCHAR(50) CHARACTER SET gbk, bn BINARY(4), bl BLOB,
       dt DATE, tm TIME(6), dt6 DATETIME(6), ts6 TIMESTAMP(6) NULL, y YEAR, e ENUM('small','large'), st SET('a','b','c'),
-      b64 BIT(64), j JSON, g GEOMETRY) DEFAULT CHARSET=utf8mb4";
+      b64 BIT(64), j JSON, g GEOMETRY) DEFAULT CHARSET=utf8mb4;
+      CREATE TABLE y_types.float_key (f FLOAT PRIMARY KEY, v INT);
+      CREATE TABLE y_types.decimal_key (d DECIMAL(40,20) PRIMARY KEY, v INT)";
     both(&format!(
         "DROP DATABASE IF EXISTS y_types; CREATE DATABASE y_types; {schema}"
     ))
     .await;
     // The target runs in another time zone: TIMESTAMP must still arrive as the same instant.
-    let mut sync = channel("y_types", &[("y_types", "matrix", None, None)], "").await;
+    let mut sync = channel("y_types", &[("y_types", ".*", None, None)], "").await;
     let _node = sync.node();
     sync.running().await;
     source()
@@ -334,11 +336,31 @@ async fn the_type_matrix_round_trips_into_the_target() {
              UPDATE y_types.matrix SET vc = 'updated' WHERE id = 2;
              INSERT INTO y_types.matrix (id, vc, vl, bl, f, d) VALUES (3,
                CONCAT('it''s \\\\ \"q\" ', CHAR(0), CHAR(26), CHAR(10), CHAR(13), '\\''), 'x\\y''',
-               CONCAT('a\\\\b', CHAR(0)), 0.1, 1e-300);",
+               CONCAT('a\\\\b', CHAR(0)), 0.1, 1e-300);
+             INSERT INTO y_types.float_key VALUES (0.1, 1), (-3.3, 2), (1e-30, 3), (7, 4);
+             INSERT INTO y_types.decimal_key VALUES (0.1, 1), (12345678901234567890.12345678901234567890, 2),
+               (12345678901234567890.12345678901234567891, 3), (-0.00000000000000000001, 4);",
         )
         .await
         .unwrap();
     converged("y_types.matrix", "y_types.matrix").await;
+    converged("y_types.float_key", "y_types.float_key").await;
+    converged("y_types.decimal_key", "y_types.decimal_key").await;
+    // Keys of FLOAT and DECIMAL rows already on the target are matched exactly by deletes and
+    // upserts (a FLOAT compared with the literal 0.1 would never match).
+    source()
+        .conn()
+        .await
+        .query_drop(
+            "DELETE FROM y_types.float_key WHERE v IN (1, 3);
+             UPDATE y_types.float_key SET v = 20 WHERE v = 2;
+             DELETE FROM y_types.decimal_key WHERE v IN (2, 4);
+             UPDATE y_types.decimal_key SET v = 30 WHERE v = 3;",
+        )
+        .await
+        .unwrap();
+    converged("y_types.float_key", "y_types.float_key").await;
+    converged("y_types.decimal_key", "y_types.decimal_key").await;
 }
 
 #[tokio::test]

@@ -338,17 +338,15 @@ pub fn ddl_tables(sql: &str, default_schema: &str) -> Option<Vec<TableId>> {
     let word = |index: usize| upper.get(index).map(String::as_str).unwrap_or("");
     let mut names = Vec::new();
     let mut index = 1;
-    // skip OR REPLACE, TEMPORARY, ONLINE/IGNORE, DEFINER-free table verbs
+    // A temporary table lives in its session: never applied (on a pooled load connection it
+    // would hide the real table from the batches that run there next).
+    if upper.iter().take(4).any(|word| word == "TEMPORARY") {
+        return None;
+    }
+    // skip OR REPLACE, ONLINE/IGNORE, DEFINER-free table verbs
     while matches!(
         word(index),
-        "OR" | "REPLACE"
-            | "TEMPORARY"
-            | "ONLINE"
-            | "OFFLINE"
-            | "IGNORE"
-            | "UNIQUE"
-            | "FULLTEXT"
-            | "SPATIAL"
+        "OR" | "REPLACE" | "ONLINE" | "OFFLINE" | "IGNORE" | "UNIQUE" | "FULLTEXT" | "SPATIAL"
     ) {
         index += 1;
     }
@@ -523,6 +521,12 @@ mod tests {
             ])
         );
         assert_eq!(ddl_tables("TRUNCATE t", "s"), Some(vec![id("s", "t")]));
+        assert_eq!(ddl_tables("CREATE TEMPORARY TABLE t (a INT)", "s"), None);
+        assert_eq!(ddl_tables("DROP TEMPORARY TABLE IF EXISTS t", "s"), None);
+        assert_eq!(
+            ddl_tables("create or replace temporary table t (a int)", "s"),
+            None
+        );
         assert_eq!(
             ddl_tables("CREATE UNIQUE INDEX i ON s2.t (a)", "s"),
             Some(vec![id("s2", "t")])

@@ -16,6 +16,9 @@ pub enum Bound {
     Float(f32),
     Double(f64),
     Bytes(Vec<u8>),
+    /// A DECIMAL as the binlog decoder wrote it (`-12.500`): written unquoted, so that a key
+    /// is compared as a DECIMAL, not as a double.
+    Decimal(String),
     /// year, month, day, hour, minute, second, microsecond
     DateTime(u16, u8, u8, u8, u8, u8, u32),
     /// negative, days, hours, minutes, seconds, microseconds
@@ -32,6 +35,7 @@ impl Bound {
             Bound::Float(number) => Param::Float(*number),
             Bound::Double(number) => Param::Double(*number),
             Bound::Bytes(bytes) => Param::Bytes(bytes.clone()),
+            Bound::Decimal(text) => Param::Bytes(text.clone().into_bytes()),
             Bound::DateTime(year, month, day, hour, minute, second, micros) => {
                 Param::Date(*year, *month, *day, *hour, *minute, *second, *micros)
             }
@@ -50,7 +54,8 @@ impl Bound {
             Bound::Null => write!(out, "NULL"),
             Bound::Int(number) => write!(out, "{number}"),
             Bound::UInt(number) => write!(out, "{number}"),
-            Bound::Float(number) => write!(out, "{number:e}"),
+            // the FLOAT's exact value: a key compared with 1e-1 would never match 0.1f32
+            Bound::Float(number) => write!(out, "{:e}", f64::from(*number)),
             Bound::Double(number) => write!(out, "{number:e}"),
             Bound::Bytes(bytes) => {
                 match std::str::from_utf8(bytes) {
@@ -63,6 +68,11 @@ impl Bound {
                         out.push('\'');
                     }
                 }
+                Ok(())
+            }
+            Bound::Decimal(text) if is_decimal(text) => write!(out, "{text}"),
+            Bound::Decimal(text) => {
+                quote_text(text, out);
                 Ok(())
             }
             Bound::DateTime(year, month, day, 0, 0, 0, 0) => {
@@ -84,7 +94,9 @@ impl Bound {
     /// A stable text for hashing keys into partitions.
     pub fn key_text(&self, out: &mut Vec<u8>) {
         match self {
+            // a DECIMAL hashes as it did when it was bound as bytes
             Bound::Bytes(bytes) => out.extend_from_slice(bytes),
+            Bound::Decimal(text) => out.extend_from_slice(text.as_bytes()),
             // the Debug text, written in place (the partition of a key must never change)
             other => {
                 use std::io::Write as _;
@@ -93,6 +105,17 @@ impl Bound {
         }
         out.push(0);
     }
+}
+
+/// Whether `text` is a plain decimal number (`-`, digits, at most one `.`).
+fn is_decimal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || byte == b'.')
+        && digits.bytes().filter(|byte| *byte == b'.').count() <= 1
+        && digits.bytes().any(|byte| byte.is_ascii_digit())
 }
 
 /// `text` as a quoted string literal, escaped as `mysql_real_escape_string` does.
@@ -122,7 +145,8 @@ pub fn bind(value: &Value) -> Result<Bound, String> {
         Value::UInt(number) | Value::Bit { bits: number, .. } => Bound::UInt(*number),
         Value::Float(number) => Bound::Float(*number),
         Value::Double(number) => Bound::Double(*number),
-        Value::Decimal(text) | Value::Json(text) => Bound::Bytes(text.clone().into_bytes()),
+        Value::Decimal(text) => Bound::Decimal(text.clone()),
+        Value::Json(text) => Bound::Bytes(text.clone().into_bytes()),
         Value::Text { bytes, charset } => match charset.decode(bytes) {
             Some(text) => Bound::Bytes(text.into_bytes()),
             None => {
@@ -206,13 +230,20 @@ mod tests {
         assert_eq!(literal(Bound::UInt(u64::MAX)), "18446744073709551615");
         assert_eq!(literal(Bound::Double(0.1)), "1e-1");
         assert_eq!(literal(Bound::Double(-1.5e300)), "-1.5e300");
-        assert_eq!(literal(Bound::Float(0.1)), "1e-1");
+        assert_eq!(literal(Bound::Float(0.1)), "1.0000000149011612e-1");
         assert_eq!(
             literal(Bound::Bytes("it's \\ a \"q\"\n\r\0\u{1a} é".into())),
             "'it\\'s \\\\ a \\\"q\\\"\\n\\r\\0\\Z é'"
         );
         assert_eq!(literal(Bound::Bytes(vec![0xff, 0x00, 0x27])), "X'FF0027'");
         assert_eq!(literal(Bound::Bytes(Vec::new())), "''");
+        assert_eq!(literal(Bound::Decimal("-12.500".into())), "-12.500");
+        assert_eq!(literal(Bound::Decimal("1e5'".into())), "'1e5\\''");
+        let mut decimal = Vec::new();
+        Bound::Decimal("-12.500".into()).key_text(&mut decimal);
+        let mut bytes = Vec::new();
+        Bound::Bytes(b"-12.500".to_vec()).key_text(&mut bytes);
+        assert_eq!(decimal, bytes, "a DECIMAL key stays in its partition");
         assert_eq!(
             literal(Bound::DateTime(2026, 1, 2, 0, 0, 0, 0)),
             "'2026-01-02'"

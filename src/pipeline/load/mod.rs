@@ -102,8 +102,9 @@ const DEADLOCK_RETRIES: u32 = 5;
 const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
 const LOCK_WAIT_TIMEOUT: u16 = 1205;
 const DEADLOCK: u16 = 1213;
-/// Prepared statements kept per target connection.
-const STATEMENT_CACHE: usize = 512;
+/// Prepared statements kept per target connection (the row-by-row paths use a few shapes per
+/// table; the server allows `max_prepared_stmt_count`, 16,382 by default, in all).
+const STATEMENT_CACHE: usize = 64;
 /// The target database's clock, microseconds since the epoch (lag is measured with it).
 const CLOCK_US: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED)";
 
@@ -273,8 +274,8 @@ impl Loader {
         }
         let opts = crate::pipeline::connect::options(target)?
             .client_found_rows(true)
-            // `setup`, not `init`: a pooled connection is reset when it comes back, and only
-            // setup commands run again; without them TIMESTAMPs would shift.
+            // `setup`, not `init`: should a pooled connection be reset, only setup commands run
+            // again; without them TIMESTAMPs would shift.
             .setup(setup)
             // the row-by-row statements of the serial paths
             .stmt_cache_size(STATEMENT_CACHE)
@@ -600,7 +601,7 @@ impl Loader {
                         self.applied[partition] = Some(end.clone());
                         break;
                     }
-                    Err(PartitionError::Deadlock(error)) if attempt >= DEADLOCK_RETRIES => {
+                    Err(PartitionError::Deadlock(error)) if attempt + 1 >= DEADLOCK_RETRIES => {
                         first_error = Some(error);
                         break;
                     }
@@ -668,15 +669,20 @@ impl Loader {
             .map_err(self.fail("start a transaction"))
             .map_err(classify)?;
         let serial = partition == self.options.parallelism || rows.iter().any(changes_key);
-        let result = if serial {
+        let mut result = if serial {
             self.write_in_order(&mut transaction, rows.iter()).await
         } else {
             self.write_merged(&mut transaction, rows).await
         };
-        result.map_err(classify)?;
-        self.move_applied(&mut transaction, &[partition], end)
-            .await
-            .map_err(classify)?;
+        if result.is_ok() {
+            result = self.move_applied(&mut transaction, &[partition], end).await;
+        }
+        if let Err(error) = result {
+            // Rolled back now, not when the pool recycles the connection: a re-run must not
+            // wait on this attempt's locks.
+            let _ = transaction.rollback().await;
+            return Err(classify(error));
+        }
         transaction
             .commit()
             .await
@@ -738,8 +744,8 @@ impl Loader {
 
     /// Merged per key: deletes, then upserts, in multi-row statements with their values
     /// written as literals (a prepared statement would cost the target more per row: it
-    /// writes the values into the statement's text again for its logs). A row too long for
-    /// one text statement is bound to a prepared one instead. After the merge every key
+    /// writes the values into the statement's text again for its logs). A row longer than
+    /// half a text statement is bound to a prepared one instead. After the merge every key
     /// occurs once, so the order of the upserts does not matter.
     async fn write_merged(
         &self,
@@ -762,7 +768,7 @@ impl Loader {
             let mut tuples = Vec::with_capacity(images.len());
             for image in images {
                 let tuple = literal_tuple(columns.iter().map(|index| &image[*index]));
-                if tuple.len() > TEXT_STATEMENT_BYTES {
+                if tuple.len() > TEXT_STATEMENT_BYTES / 2 {
                     let (sql, params) = upsert(table, &columns, std::slice::from_ref(image));
                     self.run(transaction, table, &sql, params).await?;
                 } else {

@@ -16,9 +16,9 @@ pub fn table_name(table: &TargetTable) -> String {
     format!("{}.{}", quote(&table.schema), quote(&table.table))
 }
 
-/// A multi-row statement written as text stays below this many bytes (one row alone may be
-/// longer: it is then bound to a prepared statement instead).
-pub const TEXT_STATEMENT_BYTES: usize = 1 << 20;
+/// A multi-row statement written as text stays below this many bytes, well under the
+/// smallest `max_allowed_packet` in use (1 MiB); a longer row is bound to a prepared statement.
+pub const TEXT_STATEMENT_BYTES: usize = 512 << 10;
 /// Rows per multi-row statement written as text.
 pub const TEXT_STATEMENT_ROWS: usize = 1000;
 
