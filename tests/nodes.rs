@@ -828,3 +828,142 @@ async fn passwords_never_appear_in_logs_views_or_errors() {
         assert!(!seen.contains(password), "{password} leaked:\n{seen}");
     }
 }
+
+#[tokio::test]
+async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
+    let mut setup = setup("ottr_n_drain", 3000, 200, 200).await;
+    let names: Vec<String> = (1..=4).map(|i| format!("d{i}")).collect();
+    for name in &names {
+        setup.channel(name, "sh", false).await;
+    }
+    let mut n1 = setup.node("n1");
+    let _n2 = setup.node("n2");
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(20), "two working nodes", {
+        let working: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_node_status WHERE state = 'working'")
+            .await
+            .unwrap()
+            .unwrap();
+        (working == 2).then_some(())
+    });
+    for name in &names {
+        setup
+            .conn
+            .exec_drop("CALL start_channel(?)", (name,))
+            .await
+            .unwrap();
+    }
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(30), "four pipelines on two nodes", {
+        let spread: Vec<(String, u64)> = conn
+            .query("SELECT node, COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node IS NOT NULL GROUP BY node")
+            .await
+            .unwrap();
+        (spread.len() == 2 && spread.iter().map(|(_, n)| n).sum::<u64>() == 4).then_some(())
+    });
+
+    // A name that never registered is refused, naming it.
+    let refused = setup
+        .conn
+        .query_drop("CALL drain_node('nope')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("no node named 'nope' has registered"),
+        "{refused}"
+    );
+
+    // Drained: n1 stops its pipelines and releases them; n2 takes them from their positions.
+    let started = Instant::now();
+    setup
+        .conn
+        .query_drop("CALL drain_node('n1')")
+        .await
+        .unwrap();
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(15), "every pipeline running on n2", {
+        let on_n2: u64 = conn
+            .query_first(
+                "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'n2'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        (on_n2 == 4).then_some(())
+    });
+    eprintln!("drained in {:?}", started.elapsed());
+    eventually!(
+        Duration::from_secs(10),
+        "n1 drained, n2 running the monitor",
+        {
+            let states: Vec<(String, String, bool)> = conn
+                .query("SELECT node, state, monitor FROM v_node_status ORDER BY node")
+                .await
+                .unwrap();
+            (states
+                == [
+                    ("n1".to_owned(), "drained".to_owned(), false),
+                    ("n2".to_owned(), "working".to_owned(), true),
+                ])
+            .then_some(())
+        }
+    );
+    let stops: Vec<String> = conn
+        .query("SELECT DISTINCT stop_reason FROM pipeline_run WHERE node = 'n1' AND stopped_at IS NOT NULL")
+        .await
+        .unwrap();
+    assert_eq!(stops, ["node drained"]);
+
+    // The flag outlives a restart of the node.
+    n1.terminate();
+    let n1 = setup.node("n1");
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(15), "the restarted n1 to be drained", {
+        let state: Option<String> = conn
+            .query_first("SELECT state FROM v_node_status WHERE node = 'n1'")
+            .await
+            .unwrap();
+        (state.as_deref() == Some("drained")).then_some(())
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let on_n2: u64 = conn
+        .query_first(
+            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'n2'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_n2, 4, "a drained node claims nothing");
+
+    // Undrained: it steals nothing from a healthy holder, but takes the next free pipeline.
+    conn.query_drop("CALL undrain_node('n1')").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let on_n2: u64 = conn
+        .query_first(
+            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'n2'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_n2, 4, "n1 took a pipeline from a healthy holder");
+    conn.query_drop("CALL stop_channel('d4')").await.unwrap();
+    setup
+        .wait_state("d4", "stopped", Duration::from_secs(15))
+        .await;
+    setup
+        .conn
+        .query_drop("CALL start_channel('d4')")
+        .await
+        .unwrap();
+    let (node, _) = setup
+        .wait_state("d4", "running", Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        node.as_deref(),
+        Some("n1"),
+        "the free pipeline goes to the node with room"
+    );
+    drop(n1);
+}

@@ -9,7 +9,7 @@ const PIPELINE_STATUS: &str = "SELECT s.channel, s.pipeline, s.desired, s.observ
      s.lag_ms, l.p99_1m_ms AS lag_p99_1m_ms, t.rows_per_s_1m, s.since, s.reason \
      FROM v_pipeline_status s LEFT JOIN v_lag l ON l.pipeline = s.pipeline \
      LEFT JOIN v_throughput t ON t.pipeline = s.pipeline ORDER BY s.channel, s.pipeline";
-const NODE_STATUS: &str = "SELECT node, host, IF(alive, 'yes', 'no') AS alive, last_heartbeat, \
+const NODE_STATUS: &str = "SELECT node, host, state, last_heartbeat, \
      pipelines, IF(monitor, 'yes', '') AS monitor, version FROM v_node_status ORDER BY node";
 const OPEN_ALERTS: &str =
     "SELECT rule, kind, scope, raised_at, duration_s, measured, mails_sent FROM v_open_alerts";

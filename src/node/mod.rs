@@ -67,6 +67,8 @@ struct Node {
     last_prune: Option<Instant>,
     /// The pruning of old event log and statistics rows, while it runs.
     pruning: Option<tokio::task::JoinHandle<()>>,
+    /// The operator drained this node: it hands everything over and claims nothing.
+    drained: bool,
 }
 
 /// The local deadline of a lease renewed (or claimed) by a request sent at `sent`.
@@ -105,6 +107,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         monitor: None,
         last_prune: None,
         pruning: None,
+        drained: false,
     };
     let started = format!(
         "node {} started on {} (pid {}, version {})",
@@ -233,6 +236,15 @@ impl Node {
         let lease = self.settings.lease;
         let name = self.registration.name.clone();
         let sent = Instant::now();
+        if self.drained {
+            if let Some(handle) = self.monitor.take() {
+                let token = handle.token;
+                handle.abort();
+                let _ = meta::monitor::release_monitor(&self.meta, &name, token).await;
+                info!("monitor handed over: node drained");
+            }
+            return;
+        }
         let Some(handle) = &self.monitor else {
             match meta::monitor::claim_monitor(&self.meta, &name, lease).await {
                 Ok(Some(token)) => {
@@ -317,8 +329,26 @@ impl Node {
             meta::ensure_lease_rows(&self.meta).await?;
             leases = meta::read_leases(&self.meta).await?;
         }
-        let alive = meta::alive_nodes(&self.meta, self.settings.lease).await?;
+        let working = meta::working_nodes(&self.meta, self.settings.lease).await?;
+        let drained = meta::is_drained(&self.meta, &self.registration.name).await?;
+        if drained != self.drained {
+            self.drained = drained;
+            let (kind, text) = if drained {
+                let text = format!("node drained: handing over {} pipelines", self.held.len());
+                ("node_drained", text)
+            } else {
+                (
+                    "node_undrained",
+                    "node undrained: claiming pipelines again".to_owned(),
+                )
+            };
+            info!("{text}");
+            self.log(EventLevel::Info, None, kind, &text).await;
+        }
         self.reconcile(&snapshot, &leases).await;
+        if self.drained {
+            return Ok(());
+        }
         let runnable: Vec<Runnable> = snapshot
             .pipelines
             .iter()
@@ -329,7 +359,7 @@ impl Node {
             })
             .collect();
         let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
-        for pipeline in plan_claims(&self.registration.name, &runnable, &leases, &alive, &held) {
+        for pipeline in plan_claims(&self.registration.name, &runnable, &leases, &working, &held) {
             let sent = Instant::now();
             match meta::claim_lease(
                 &self.meta,
@@ -394,6 +424,7 @@ impl Node {
                     Some((StopReason::ChannelStopped, true))
                 }
                 Some(_) if !allowed => Some((StopReason::Removed, true)),
+                Some(_) if self.drained => Some((StopReason::Drained, true)),
                 Some(row) => {
                     let config = validate_pipeline(snapshot, row);
                     if config != held.config {

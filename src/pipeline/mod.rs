@@ -70,6 +70,8 @@ pub enum StopReason {
     LeaseLost,
     /// The pipeline was deleted, or this node may no longer run it.
     Removed,
+    /// The operator drained the node (`drain_node`).
+    Drained,
 }
 
 impl fmt::Display for StopReason {
@@ -80,6 +82,7 @@ impl fmt::Display for StopReason {
             StopReason::NodeShutdown => "node shutting down",
             StopReason::LeaseLost => "lease lost",
             StopReason::Removed => "removed from this node",
+            StopReason::Drained => "node drained",
         })
     }
 }
