@@ -1054,3 +1054,115 @@ async fn parallel_partitions_on_a_secondary_index_apply_without_a_single_restart
         errors.len()
     );
 }
+
+/// A frozen node (SIGSTOP, not dead) loses its pipeline when its lease runs out; woken
+/// (SIGCONT), it commits nothing more: the fencing token on the target never goes backwards,
+/// the node says it lost the lease, and source and target end identical.
+#[tokio::test]
+async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
+    both(
+        "DROP DATABASE IF EXISTS y_frozen; CREATE DATABASE y_frozen;
+         CREATE TABLE y_frozen.t (id INT PRIMARY KEY, n INT NOT NULL);",
+    )
+    .await;
+    let mut sync = channel("y_frozen", &[("y_frozen", "t", None, None)], "").await;
+    sync.meta
+        .query_drop("CALL set_setting('lease_ms', 2000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200);")
+        .await
+        .unwrap();
+    let frozen = sync.node();
+    sync.running().await;
+    let _other = NodeProcess::spawn(&sync.url, "n2", &sync.dir, &[]);
+
+    // Writes flow all along; a watcher reads the tokens on the target all along.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut conn = source().conn().await;
+            let mut id = 0;
+            while !stop.is_cancelled() {
+                id += 1;
+                conn.query_drop(format!(
+                    "INSERT INTO y_frozen.t VALUES ({id}, 0); UPDATE y_frozen.t SET n = n + 1 WHERE id = {}",
+                    (id + 1) / 2
+                ))
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            id
+        })
+    };
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut conn = target().conn().await;
+            let mut seen: Vec<u64> = Vec::new();
+            while !stop.is_cancelled() {
+                let least: Option<u64> = conn
+                    .query_first("SELECT MIN(fencing_token) FROM ottr_sys.applied WHERE pipeline_name LIKE 'y_frozen%'")
+                    .await
+                    .unwrap_or(None);
+                if let Some(least) = least
+                    && seen.last() != Some(&least)
+                {
+                    seen.push(least);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let frozen_pid = frozen.pid().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &frozen_pid])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let conn = &mut sync.meta;
+    eventually!(Duration::from_secs(15), "n2 to take the pipeline over", {
+        let node: Option<Option<String>> = conn
+            .query_first("SELECT node FROM v_pipeline_status WHERE observed = 'running'")
+            .await
+            .unwrap();
+        (node.flatten().as_deref() == Some("n2")).then_some(())
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(signal("-CONT").success());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let written = writer.await.unwrap();
+    let tokens = watcher.await.unwrap();
+    converged_within(
+        "y_frozen.t",
+        "y_frozen.t",
+        Some(&mut sync.meta),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        tokens.windows(2).all(|pair| pair[0] < pair[1]),
+        "the fencing token on the target went backwards: {tokens:?}"
+    );
+    assert!(
+        tokens.len() >= 2,
+        "no takeover seen on the target: {tokens:?}"
+    );
+    let lost: u64 = sync
+        .meta
+        .query_first("SELECT COUNT(*) FROM event_log WHERE node = 'n1' AND kind = 'lease_lost'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        lost >= 1,
+        "the woken node did not record that it lost its lease"
+    );
+    let log = frozen.log_text();
+    assert!(log.contains("lease lost"), "the woken node's log: {log}");
+    eprintln!("{written} rows written; target tokens over time: {tokens:?}");
+}

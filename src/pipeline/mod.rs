@@ -496,6 +496,7 @@ impl PipelineTask {
             transactional: options.transactional,
             skip_ddl_errors: options.skip_ddl_errors,
             skip_load_errors: options.skip_load_errors,
+            lease: self.settings.lease,
         }
     }
 

@@ -134,6 +134,17 @@ pub struct LoadOptions {
     pub skip_ddl_errors: bool,
     /// Rows the target rejects are left out and handed back by [`Loader::take_skipped`].
     pub skip_load_errors: bool,
+    /// The lease the pipeline runs under: see [`idle_limit`].
+    pub lease: Duration,
+}
+
+/// How long the target keeps a load connection that sends nothing (`wait_timeout`): the lease,
+/// at least 4 s. A node frozen inside a target transaction (SIGSTOP, a stalled VM) then loses
+/// that transaction about when it loses its lease, instead of holding its row locks against
+/// the node that took the pipeline over until it wakes. Idle pooled connections are closed by
+/// the pool first (after a quarter of it), so a healthy pipeline never meets a closed one.
+pub fn idle_limit(lease: Duration) -> Duration {
+    Duration::from_secs(lease.as_secs_f64().ceil().max(4.0) as u64)
 }
 
 /// A row the target rejected and `skip_load_errors` left out.
@@ -268,9 +279,11 @@ impl Loader {
     /// rows under this fencing token (Err(Fenced) if a newer token holds them).
     pub async fn open(target: &DataSource, options: LoadOptions) -> Result<Self> {
         let constraints = PoolConstraints::new(0, options.parallelism + 2).expect("0 <= n");
-        let mut setup = vec![SESSION];
+        let idle = idle_limit(options.lease);
+        let wait_timeout = format!("SET SESSION wait_timeout = {}", idle.as_secs());
+        let mut setup = vec![SESSION.to_owned(), wait_timeout];
         if !logs_statements(target).await? {
-            setup.push(READ_COMMITTED);
+            setup.push(READ_COMMITTED.to_owned());
         }
         let opts = crate::pipeline::connect::options(target)?
             .client_found_rows(true)
@@ -284,7 +297,9 @@ impl Loader {
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(constraints)
-                    .with_reset_connection(false),
+                    .with_reset_connection(false)
+                    .with_inactive_connection_ttl(idle / 4)
+                    .with_ttl_check_interval(Duration::from_secs(1)),
             );
         let pool = Pool::new(opts);
         let mut loader = Loader {
