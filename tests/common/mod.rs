@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use std::net::TcpListener;
