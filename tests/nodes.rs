@@ -967,3 +967,144 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
     );
     drop(n1);
 }
+
+/// `(id, n)` rows of `ha.{table}` on a server.
+async fn ha_rows(server: &MariaDb, table: &str) -> Vec<(i64, i64)> {
+    server
+        .conn()
+        .await
+        .query(format!("SELECT id, n FROM ha.{table} ORDER BY id"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another() {
+    let tables: Vec<String> = (1..=6).map(|i| format!("h{i}")).collect();
+    let ddl: String = tables
+        .iter()
+        .map(|t| format!("CREATE TABLE ha.{t} (id INT PRIMARY KEY, n INT NOT NULL);"))
+        .collect();
+    for server in [source(), target()] {
+        server
+            .run(&format!(
+                "DROP DATABASE IF EXISTS ha; CREATE DATABASE ha; {ddl}"
+            ))
+            .await;
+    }
+    let mut setup = setup("ottr_n_ha", 2000, 200, 200).await;
+    for table in &tables {
+        setup
+            .conn
+            .exec_drop("CALL create_channel(?, 'sh', 'us')", (table,))
+            .await
+            .unwrap();
+        setup
+            .conn
+            .exec_drop(
+                "CALL add_table_pair(?, 'ha', ?, NULL, NULL)",
+                (table, table),
+            )
+            .await
+            .unwrap();
+    }
+    setup
+        .conn
+        .exec_drop(
+            "UPDATE pipeline SET server_id = ? + id",
+            (setup.server_ids,),
+        )
+        .await
+        .unwrap();
+    let mut nodes: BTreeMap<String, NodeProcess> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|name| (name.to_string(), setup.node(name)))
+        .collect();
+    for table in &tables {
+        setup
+            .conn
+            .exec_drop("CALL start_channel(?)", (table,))
+            .await
+            .unwrap();
+    }
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(30), "six pipelines running", {
+        let running: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'")
+            .await
+            .unwrap()
+            .unwrap();
+        (running == 6).then_some(())
+    });
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = {
+        let (stop, tables) = (stop.clone(), tables.clone());
+        tokio::spawn(async move {
+            let mut conn = source().conn().await;
+            let mut round = 0;
+            while !stop.is_cancelled() {
+                round += 1;
+                for table in &tables {
+                    conn.query_drop(format!(
+                        "INSERT INTO ha.{table} VALUES ({round}, 0); UPDATE ha.{table} SET n = n + 1 WHERE id = {};",
+                        (round + 1) / 2
+                    ))
+                    .await
+                    .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            round
+        })
+    };
+    for victim in ["n1", "n2", "n3"] {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        nodes.get_mut(victim).unwrap().kill9();
+        let started = Instant::now();
+        let conn = &mut setup.conn;
+        eventually!(
+            Duration::from_secs(15),
+            &format!("{victim}'s pipelines to move"),
+            {
+                let elsewhere: u64 = conn
+                    .exec_first(
+                        "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node <> ?",
+                        (victim,),
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (elsewhere == 6).then_some(())
+            }
+        );
+        eprintln!(
+            "{victim} killed: its pipelines moved in {:?}",
+            started.elapsed()
+        );
+        nodes.insert(victim.to_owned(), setup.node(victim));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let rounds = writer.await.unwrap();
+    for table in &tables {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (on_source, on_target) = (
+                ha_rows(source(), table).await,
+                ha_rows(target(), table).await,
+            );
+            if on_source == on_target {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ha.{table} did not converge: source {} rows, target {} rows",
+                on_source.len(),
+                on_target.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!("{rounds} rounds of 12 row changes over 6 tables: identical after 3 kills");
+}
