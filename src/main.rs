@@ -33,6 +33,8 @@ enum Command {
     },
     /// Runs a node: registers, claims pipelines through leases and runs them.
     Node {
+        /// The metadata database; several comma-separated URLs (a primary and its replicas)
+        /// make the node follow the writable one after a failover.
         #[arg(long, env = "OTTR_META")]
         meta: String,
         /// This node's name, unique among live nodes and kept across restarts.

@@ -1108,3 +1108,135 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
     }
     eprintln!("{rounds} rounds of 12 row changes over 6 tables: identical after 3 kills");
 }
+
+/// The metadata database is a MariaDB primary with a replica; the node is given both. The
+/// primary dies, the replica is promoted: the node follows it and sync continues.
+#[tokio::test]
+async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
+    let primary = MariaDb::start_with(ServerKind::Source, &["--server-id=71"]);
+    let replica = MariaDb::start_with(ServerKind::Plain, &["--server-id=72", "--read-only=ON"]);
+    let mut on_replica = replica.conn().await;
+    on_replica
+        .query_drop(format!(
+            "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root', \
+             MASTER_PASSWORD = '', MASTER_USE_GTID = current_pos; START SLAVE",
+            primary.port
+        ))
+        .await
+        .unwrap();
+    for server in [source(), target()] {
+        server
+            .run("DROP DATABASE IF EXISTS mf; CREATE DATABASE mf; CREATE TABLE mf.t (id INT PRIMARY KEY, n INT NOT NULL);")
+            .await;
+    }
+    let primary_url = fresh_meta(&primary, "ottr_mf").await;
+    let mut meta = conn_to(&primary, "ottr_mf").await;
+    meta.query_drop(
+        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 300); CALL set_setting('poll_ms', 200);",
+    )
+    .await
+    .unwrap();
+    meta.exec_drop(
+        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
+        (source().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    meta.exec_drop(
+        "CALL add_data_source('us', 'mariadb', ?, NULL)",
+        (target().source_url("root"),),
+    )
+    .await
+    .unwrap();
+    meta.query_drop(format!(
+        "CALL create_channel('mf', 'sh', 'us'); CALL add_table_pair('mf', 'mf', 't', NULL, NULL);
+         UPDATE pipeline SET server_id = {}; CALL start_channel('mf');",
+        common::server_id_base("ottr_mf")
+    ))
+    .await
+    .unwrap();
+    let urls = format!("{primary_url},{}", replica.url("ottr_mf"));
+    let dir = temp_dir("ottr_mf");
+    let node = NodeProcess::spawn(&urls, "n1", &dir, &[]);
+    eventually!(Duration::from_secs(30), "the pipeline to apply changes", {
+        let reason: Option<Option<String>> = meta
+            .query_first("SELECT reason FROM v_pipeline_status WHERE observed = 'running'")
+            .await
+            .unwrap();
+        reason
+            .flatten()
+            .filter(|reason| reason.contains("applying"))
+    });
+    drop(meta);
+
+    let write = |from: i64, to: i64| async move {
+        let mut conn = source().conn().await;
+        for id in from..to {
+            conn.query_drop(format!("INSERT INTO mf.t VALUES ({id}, {id})"))
+                .await
+                .unwrap();
+        }
+    };
+    let converged = |limit: Duration| async move {
+        let deadline = Instant::now() + limit;
+        loop {
+            let query = "SELECT id, n FROM mf.t ORDER BY id";
+            let on_source: Vec<(i64, i64)> = source().conn().await.query(query).await.unwrap();
+            let on_target: Vec<(i64, i64)> = target().conn().await.query(query).await.unwrap();
+            if on_source == on_target {
+                return on_source.len();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mf.t did not converge: source {} rows, target {}",
+                on_source.len(),
+                on_target.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    write(1, 201).await;
+    assert_eq!(converged(Duration::from_secs(30)).await, 200);
+
+    // The primary dies; the replica is promoted (as an operator or a failover tool would).
+    primary.kill9();
+    on_replica
+        .query_drop("STOP SLAVE; SET GLOBAL read_only = OFF")
+        .await
+        .unwrap();
+    write(201, 401).await;
+    assert_eq!(converged(Duration::from_secs(60)).await, 400);
+    // Past two leases: the node renews them on the promoted server and keeps syncing.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    write(401, 501).await;
+    assert_eq!(converged(Duration::from_secs(60)).await, 500);
+    let mut meta = conn_to(&replica, "ottr_mf").await;
+    let pipeline: Option<(String, Option<String>)> = meta
+        .query_first("SELECT observed, node FROM v_pipeline_status")
+        .await
+        .unwrap();
+    assert_eq!(
+        pipeline,
+        Some(("running".to_owned(), Some("n1".to_owned())))
+    );
+    let position_age_ms: Option<i64> = meta
+        .query_first(
+            "SELECT TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(6)) DIV 1000 FROM pipeline_position",
+        )
+        .await
+        .unwrap();
+    assert!(
+        position_age_ms.is_some_and(|age| age < 10_000),
+        "the position is written on the promoted server: {position_age_ms:?} ms old"
+    );
+    let node_state: Option<String> = meta
+        .query_first("SELECT state FROM v_node_status WHERE node = 'n1'")
+        .await
+        .unwrap();
+    assert_eq!(node_state.as_deref(), Some("working"));
+    let log = node.log_text();
+    assert!(
+        log.contains("following the writable server"),
+        "the node's log: {log}"
+    );
+}

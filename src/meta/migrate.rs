@@ -65,9 +65,12 @@ pub async fn migrate(url: &str, target: Option<i64>) -> Result<MigrateReport> {
         runner = runner.set_target(refinery::Target::Version(version));
     }
     runner.set_migration_table_name(HISTORY_TABLE);
-    let mut pool = meta.pool.clone();
+    let mut pool = meta.pool();
     runner.run_async(&mut pool).await.map_err(|error| {
-        Error::Precheck(format!("migration of {} failed: {error}", meta.display_url))
+        Error::Precheck(format!(
+            "migration of {} failed: {error}",
+            meta.display_url()
+        ))
     })?;
     let to = schema_version(&meta).await?;
     let objects = if to == known {

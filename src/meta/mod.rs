@@ -28,55 +28,91 @@ pub use stats::{prune_stats, write_stats};
 pub use views::{TextTable, node_status, open_alerts, pipeline_status};
 
 use crate::error::{Error, Result};
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The longest any one metadata call may take before it counts as a failure.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection pool to the metadata schema.
+/// Connection pools to the metadata schema: one server, or several (a primary and its
+/// replicas), of which the one that is writable (`@@read_only = 0`) is used.
 #[derive(Clone)]
 pub struct MetaDb {
-    /// Connections to the metadata server, with the schema as default database.
-    pool: Pool,
+    servers: Arc<Vec<MetaServer>>,
+    /// The server in use (an index into `servers`).
+    current: Arc<AtomicUsize>,
+    /// When the server in use was last found writable (several servers only).
+    confirmed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// The schema named in the URL (`ottr` by convention).
     schema: String,
+}
+
+/// One metadata server.
+struct MetaServer {
+    /// Connections with the schema as default database.
+    pool: Pool,
     /// The URL without its password, for messages.
     display_url: String,
 }
 
+/// How long a server found writable is used without asking again.
+const WRITABLE_RECHECK: Duration = Duration::from_secs(1);
+const IS_WRITABLE: &str = "SELECT @@read_only = 0";
+
 impl MetaDb {
-    /// Opens a pool on the metadata schema named in `url` (`mysql://user[:pass]@host:port/ottr`).
-    /// Connecting happens lazily, at the first query.
+    /// Opens a pool on the metadata schema named in `url` (`mysql://user[:pass]@host:port/ottr`),
+    /// or on each of several comma-separated URLs (a primary and its replicas, same schema):
+    /// every call then uses the one that is writable, and moves on when it stops being so
+    /// (a failover that promoted a replica). Connecting happens lazily, at the first query.
     pub fn open(url: &str) -> Result<Self> {
-        let opts = parse_url(url)?;
-        let schema = opts
-            .db_name()
-            .map(str::to_owned)
-            .filter(|name| !name.is_empty())
-            .ok_or_else(|| {
-                Error::Precheck(format!(
-                    "the metadata URL {} names no schema: add one, e.g. …/ottr",
-                    redact_url(url)
-                ))
-            })?;
-        let constraints = PoolConstraints::new(0, 8).expect("0 <= 8");
-        let builder = OptsBuilder::from_opts(opts)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
-            // count matched rows, so that a fenced write that changes nothing still counts
-            .client_found_rows(true)
-            // `setup`, not `init`: the pool resets a connection when it comes back, and only
-            // setup commands run again after that (their order is not kept: keep them apart).
-            .setup(vec![
-                "SET SESSION time_zone = '+00:00'",
-                // fenced writes rely on locking reads; keep InnoDB's default isolation
-                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-            ]);
+        let mut servers = Vec::new();
+        let mut schema = None;
+        for url in url.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+            let opts = parse_url(url)?;
+            let named = opts
+                .db_name()
+                .map(str::to_owned)
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| {
+                    Error::Precheck(format!(
+                        "the metadata URL {} names no schema: add one, e.g. …/ottr",
+                        redact_url(url)
+                    ))
+                })?;
+            if schema.as_ref().is_some_and(|schema| *schema != named) {
+                return Err(Error::Precheck(format!(
+                    "the metadata URLs name different schemas ({} and {named}): a replica holds the same schema as its primary",
+                    schema.unwrap_or_default()
+                )));
+            }
+            schema = Some(named);
+            let constraints = PoolConstraints::new(0, 8).expect("0 <= 8");
+            let builder = OptsBuilder::from_opts(opts)
+                .pool_opts(PoolOpts::default().with_constraints(constraints))
+                // count matched rows, so that a fenced write that changes nothing still counts
+                .client_found_rows(true)
+                // `setup`, not `init`: the pool resets a connection when it comes back, and
+                // only setup commands run again after that (their order is not kept).
+                .setup(vec![
+                    "SET SESSION time_zone = '+00:00'",
+                    // fenced writes rely on locking reads; keep InnoDB's default isolation
+                    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                ]);
+            servers.push(MetaServer {
+                pool: Pool::new(builder),
+                display_url: redact_url(url),
+            });
+        }
+        let schema = schema.ok_or_else(|| Error::Precheck("no metadata URL given".into()))?;
         Ok(MetaDb {
-            pool: Pool::new(builder),
+            servers: Arc::new(servers),
+            current: Arc::new(AtomicUsize::new(0)),
+            confirmed: Arc::new(std::sync::Mutex::new(None)),
             schema,
-            display_url: redact_url(url),
         })
     }
 
@@ -85,19 +121,92 @@ impl MetaDb {
         &self.schema
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL of the server in use, with any password replaced by `***`.
     pub fn display_url(&self) -> &str {
-        &self.display_url
+        &self.servers[self.current.load(Ordering::Relaxed)].display_url
     }
 
-    /// A connection from the pool, within [`QUERY_TIMEOUT`].
+    /// The pool of the server in use.
+    pub(crate) fn pool(&self) -> Pool {
+        self.servers[self.current.load(Ordering::Relaxed)]
+            .pool
+            .clone()
+    }
+
+    /// A connection from the pool, within [`QUERY_TIMEOUT`]; with several servers, from the
+    /// writable one (the one in use is asked again at most every [`WRITABLE_RECHECK`]).
     pub(crate) async fn conn(&self) -> Result<Conn> {
+        let start = self.current.load(Ordering::Relaxed);
+        if self.servers.len() == 1 {
+            return self.conn_to(0).await;
+        }
+        let fresh = self
+            .confirmed
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|at| at.elapsed() < WRITABLE_RECHECK);
+        let mut last_error = None;
+        for step in 0..self.servers.len() {
+            let index = (start + step) % self.servers.len();
+            let mut conn = match self.conn_to(index).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    last_error = Some(error);
+                    continue;
+                }
+            };
+            if index == start && fresh {
+                return Ok(conn);
+            }
+            let writable: std::result::Result<Option<bool>, _> =
+                conn.query_first(IS_WRITABLE).await;
+            match writable {
+                Ok(Some(true)) => {
+                    *self.confirmed.lock().expect("not poisoned") = Some(std::time::Instant::now());
+                    if index != start {
+                        self.current.store(index, Ordering::Relaxed);
+                        tracing::warn!(
+                            from = %self.servers[start].display_url,
+                            to = %self.servers[index].display_url,
+                            "metadata database: following the writable server"
+                        );
+                    }
+                    return Ok(conn);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    last_error = Some(Error::database(
+                        format!(
+                            "cannot ask {} whether it is writable",
+                            self.servers[index].display_url
+                        ),
+                        error,
+                    ))
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::Precheck(format!(
+                "none of the metadata servers is writable ({}): promote one (SET GLOBAL read_only = 0)",
+                self.servers
+                    .iter()
+                    .map(|server| server.display_url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }))
+    }
+
+    /// A connection to server `index`, within [`QUERY_TIMEOUT`].
+    async fn conn_to(&self, index: usize) -> Result<Conn> {
+        let server = &self.servers[index];
         let context = format!(
             "cannot connect to the metadata database {}",
-            self.display_url
+            server.display_url
         );
         timed(&context, async {
-            self.pool
+            server
+                .pool
                 .get_conn()
                 .await
                 .map_err(|error| Error::database(context.clone(), error))
@@ -107,13 +216,15 @@ impl MetaDb {
 
     /// Closes every pooled connection.
     pub async fn close(self) {
-        let _ = self.pool.disconnect().await;
+        for server in self.servers.iter() {
+            let _ = server.pool.clone().disconnect().await;
+        }
     }
 }
 
 impl std::fmt::Debug for MetaDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MetaDb({})", self.display_url)
+        write!(f, "MetaDb({})", self.display_url())
     }
 }
 
@@ -173,6 +284,24 @@ mod tests {
             "mysql://root:***@h/ottr"
         );
         assert_eq!(redact_url("mysql://h:3306/ottr"), "mysql://h:3306/ottr");
+    }
+
+    #[test]
+    fn several_urls_must_name_one_schema() {
+        let meta =
+            MetaDb::open("mysql://root@127.0.0.1:3307/ottr, mysql://root@127.0.0.1:3308/ottr")
+                .unwrap();
+        assert_eq!(meta.servers.len(), 2);
+        assert_eq!(meta.display_url(), "mysql://root@127.0.0.1:3307/ottr");
+        let error = MetaDb::open("mysql://root:pw@h1/ottr,mysql://root:pw@h2/other")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("different schemas (ottr and other)"),
+            "{error}"
+        );
+        assert!(!error.contains("pw"), "{error}");
     }
 
     #[test]
