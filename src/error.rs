@@ -43,6 +43,9 @@ pub enum Error {
     /// This process's node row was taken over by another process with the same name.
     #[error("node '{name}' was registered again by another process; this one stops")]
     NodeReplaced { name: String },
+    /// Of several metadata servers, none or more than one is writable.
+    #[error("{0}")]
+    MetaUnavailable(String),
     /// A write was refused because the lease's fencing token has moved on.
     #[error("pipeline {pipeline}: fencing token {token} is no longer current (the lease was lost)")]
     Fenced {
@@ -103,9 +106,10 @@ impl Error {
     /// The class that decides how this error is handled.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Unreachable { .. } | Error::Timeout(..) | Error::ServerIdInUse(_) => {
-                ErrorClass::Transient
-            }
+            Error::Unreachable { .. }
+            | Error::Timeout(..)
+            | Error::ServerIdInUse(_)
+            | Error::MetaUnavailable(_) => ErrorClass::Transient,
             Error::Database { source, .. } if is_transient_server_error(source) => {
                 ErrorClass::Transient
             }

@@ -1239,4 +1239,15 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
         log.contains("following the writable server"),
         "the node's log: {log}"
     );
+    // Two writable servers (an old primary back without read_only): no guess, an error.
+    let split = ottr::meta::MetaDb::open(&format!("{0},{0}", replica.url("ottr_mf"))).unwrap();
+    let refused = ottr::meta::read_settings(&split)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("several metadata servers are writable")
+            && refused.contains("refusing to choose"),
+        "{refused}"
+    );
 }

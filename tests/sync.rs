@@ -1067,7 +1067,8 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
     .await;
     let mut sync = channel("y_frozen", &[("y_frozen", "t", None, None)], "").await;
     sync.meta
-        .query_drop("CALL set_setting('lease_ms', 2000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200);")
+        .query_drop("CALL set_setting('lease_ms', 2000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200); \
+                     CALL set_setting('retry_min_ms', 100); CALL set_setting('retry_max_ms', 1000);")
         .await
         .unwrap();
     let frozen = sync.node();
@@ -1124,7 +1125,7 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
     };
     assert!(signal("-STOP").success());
     let conn = &mut sync.meta;
-    eventually!(Duration::from_secs(15), "n2 to take the pipeline over", {
+    eventually!(Duration::from_secs(30), "n2 to take the pipeline over", {
         let node: Option<Option<String>> = conn
             .query_first("SELECT node FROM v_pipeline_status WHERE observed = 'running'")
             .await

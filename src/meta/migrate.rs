@@ -51,6 +51,11 @@ pub fn known_version() -> i64 {
 /// Migrates the schema named in `url` up to `target` (None: the newest), creating the schema
 /// if it is missing. Views and procedures are installed only at the newest version.
 pub async fn migrate(url: &str, target: Option<i64>) -> Result<MigrateReport> {
+    if url.contains(',') {
+        return Err(Error::Precheck(
+            "ottr migrate takes one metadata URL: the primary's (its replicas get the schema by replication)".into(),
+        ));
+    }
     create_schema(url).await?;
     let meta = MetaDb::open(url)?;
     let known = known_version();

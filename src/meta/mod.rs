@@ -45,8 +45,8 @@ pub struct MetaDb {
     servers: Arc<Vec<MetaServer>>,
     /// The server in use (an index into `servers`).
     current: Arc<AtomicUsize>,
-    /// When the server in use was last found writable (several servers only).
-    confirmed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Which server was last found the one writable server, and when (several servers only).
+    confirmed: Arc<std::sync::Mutex<Option<(usize, std::time::Instant)>>>,
     /// The schema named in the URL (`ottr` by convention).
     schema: String,
 }
@@ -59,15 +59,17 @@ struct MetaServer {
     display_url: String,
 }
 
-/// How long a server found writable is used without asking again.
+/// How long a server found writable is used without asking every server again.
 const WRITABLE_RECHECK: Duration = Duration::from_secs(1);
+/// How long a server may take to say whether it is writable.
+const WRITABLE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const IS_WRITABLE: &str = "SELECT @@read_only = 0";
 
 impl MetaDb {
     /// Opens a pool on the metadata schema named in `url` (`mysql://user[:pass]@host:port/ottr`),
     /// or on each of several comma-separated URLs (a primary and its replicas, same schema):
-    /// every call then uses the one that is writable, and moves on when it stops being so
-    /// (a failover that promoted a replica). Connecting happens lazily, at the first query.
+    /// every call then uses the one server that is writable, and follows a failover that
+    /// promoted a replica. Connecting happens lazily, at the first query.
     pub fn open(url: &str) -> Result<Self> {
         let mut servers = Vec::new();
         let mut schema = None;
@@ -134,67 +136,86 @@ impl MetaDb {
     }
 
     /// A connection from the pool, within [`QUERY_TIMEOUT`]; with several servers, from the
-    /// writable one (the one in use is asked again at most every [`WRITABLE_RECHECK`]).
+    /// one writable server (found again at most every [`WRITABLE_RECHECK`]).
     pub(crate) async fn conn(&self) -> Result<Conn> {
-        let start = self.current.load(Ordering::Relaxed);
         if self.servers.len() == 1 {
             return self.conn_to(0).await;
         }
-        let fresh = self
-            .confirmed
-            .lock()
-            .expect("not poisoned")
-            .is_some_and(|at| at.elapsed() < WRITABLE_RECHECK);
-        let mut last_error = None;
-        for step in 0..self.servers.len() {
-            let index = (start + step) % self.servers.len();
-            let mut conn = match self.conn_to(index).await {
-                Ok(conn) => conn,
-                Err(error) => {
-                    last_error = Some(error);
-                    continue;
-                }
-            };
-            if index == start && fresh {
-                return Ok(conn);
-            }
-            let writable: std::result::Result<Option<bool>, _> =
-                conn.query_first(IS_WRITABLE).await;
-            match writable {
-                Ok(Some(true)) => {
-                    *self.confirmed.lock().expect("not poisoned") = Some(std::time::Instant::now());
-                    if index != start {
-                        self.current.store(index, Ordering::Relaxed);
-                        tracing::warn!(
-                            from = %self.servers[start].display_url,
-                            to = %self.servers[index].display_url,
-                            "metadata database: following the writable server"
-                        );
-                    }
-                    return Ok(conn);
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    last_error = Some(Error::database(
-                        format!(
-                            "cannot ask {} whether it is writable",
-                            self.servers[index].display_url
-                        ),
-                        error,
-                    ))
-                }
-            }
+        let confirmed = *self.confirmed.lock().expect("not poisoned");
+        if let Some((index, at)) = confirmed
+            && at.elapsed() < WRITABLE_RECHECK
+            && let Ok(conn) = self.conn_to(index).await
+        {
+            return Ok(conn);
         }
-        Err(last_error.unwrap_or_else(|| {
-            Error::Precheck(format!(
-                "none of the metadata servers is writable ({}): promote one (SET GLOBAL read_only = 0)",
-                self.servers
-                    .iter()
-                    .map(|server| server.display_url.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        }))
+        let index = self.find_writable().await?;
+        self.conn_to(index).await
+    }
+
+    /// Asks every server at once whether it is writable; exactly one must be. None (a
+    /// failover in progress) or several (a split brain: an old primary back without
+    /// read_only) is an error that the caller retries, never a guess.
+    async fn find_writable(&self) -> Result<usize> {
+        let checks = self.servers.iter().map(|server| async move {
+            let check = async {
+                let mut conn = server.pool.get_conn().await?;
+                conn.query_first::<bool, _>(IS_WRITABLE).await
+            };
+            match tokio::time::timeout(WRITABLE_CHECK_TIMEOUT, check).await {
+                Ok(Ok(Some(true))) => Ok(true),
+                Ok(Ok(_)) => Ok(false),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {} ms",
+                    WRITABLE_CHECK_TIMEOUT.as_millis()
+                )),
+            }
+        });
+        let answers = futures_util::future::join_all(checks).await;
+        let writable: Vec<usize> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, answer)| matches!(answer, Ok(true)))
+            .map(|(index, _)| index)
+            .collect();
+        let describe = || {
+            self.servers
+                .iter()
+                .zip(&answers)
+                .map(|(server, answer)| {
+                    let state = match answer {
+                        Ok(true) => "writable".to_owned(),
+                        Ok(false) => "read-only".to_owned(),
+                        Err(error) => error.clone(),
+                    };
+                    format!("{}: {state}", server.display_url)
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        match writable.as_slice() {
+            [index] => {
+                let previous = self.current.swap(*index, Ordering::Relaxed);
+                *self.confirmed.lock().expect("not poisoned") =
+                    Some((*index, std::time::Instant::now()));
+                if previous != *index {
+                    tracing::warn!(
+                        from = %self.servers[previous].display_url,
+                        to = %self.servers[*index].display_url,
+                        "metadata database: following the writable server"
+                    );
+                }
+                Ok(*index)
+            }
+            [] => Err(Error::MetaUnavailable(format!(
+                "none of the metadata servers is writable ({}): promote one (SET GLOBAL read_only = OFF)",
+                describe()
+            ))),
+            _ => Err(Error::MetaUnavailable(format!(
+                "several metadata servers are writable ({}): refusing to choose; set read_only = ON on all but the primary",
+                describe()
+            ))),
+        }
     }
 
     /// A connection to server `index`, within [`QUERY_TIMEOUT`].

@@ -107,8 +107,12 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         monitor: None,
         last_prune: None,
         pruning: None,
+        // A drained node that restarts must not take the monitor before its first poll.
         drained: false,
     };
+    node.drained = meta::is_drained(&node.meta, &node.registration.name)
+        .await
+        .unwrap_or(false);
     let started = format!(
         "node {} started on {} (pid {}, version {})",
         node.registration.name,

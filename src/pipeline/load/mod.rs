@@ -138,8 +138,9 @@ pub struct LoadOptions {
     pub lease: Duration,
 }
 
-/// How long the target keeps a load connection that sends nothing (`wait_timeout`): the lease,
-/// at least 4 s. A node frozen inside a target transaction (SIGSTOP, a stalled VM) then loses
+/// How long the target keeps a load connection that sends nothing (`wait_timeout`, and
+/// `net_read_timeout` / `net_write_timeout` for a statement stopped halfway): the lease, at
+/// least 4 s. A node frozen inside a target transaction (SIGSTOP, a stalled VM) then loses
 /// that transaction about when it loses its lease, instead of holding its row locks against
 /// the node that took the pipeline over until it wakes. Idle pooled connections are closed by
 /// the pool first (after a quarter of it), so a healthy pipeline never meets a closed one.
@@ -280,7 +281,11 @@ impl Loader {
     pub async fn open(target: &DataSource, options: LoadOptions) -> Result<Self> {
         let constraints = PoolConstraints::new(0, options.parallelism + 2).expect("0 <= n");
         let idle = idle_limit(options.lease);
-        let wait_timeout = format!("SET SESSION wait_timeout = {}", idle.as_secs());
+        // idle between statements, or stopped halfway through sending or reading one
+        let wait_timeout = format!(
+            "SET SESSION wait_timeout = {0}, net_read_timeout = {0}, net_write_timeout = {0}",
+            idle.as_secs()
+        );
         let mut setup = vec![SESSION.to_owned(), wait_timeout];
         if !logs_statements(target).await? {
             setup.push(READ_COMMITTED.to_owned());
