@@ -965,6 +965,19 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         Some("n1"),
         "the free pipeline goes to the node with room"
     );
+    // Draining the only node a pipeline may run on says so.
+    setup
+        .conn
+        .query_drop("CALL allow_node('d4', 'n1')")
+        .await
+        .unwrap();
+    let warnings: Vec<(String, String)> = setup.conn.query("CALL drain_node('n1')").await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].0, "d4");
+    assert!(
+        warnings[0].1.contains("no node but n1 may run it"),
+        "{warnings:?}"
+    );
     drop(n1);
 }
 
