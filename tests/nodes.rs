@@ -37,8 +37,19 @@ struct Setup {
 }
 
 async fn setup(schema: &str, lease_ms: u32, heartbeat_ms: u32, poll_ms: u32) -> Setup {
-    let url = fresh_meta(plain(), schema).await;
-    let mut conn = conn_to(plain(), schema).await;
+    setup_on(plain(), schema, lease_ms, heartbeat_ms, poll_ms).await
+}
+
+/// Like [`setup`], with the metadata schema on `server`.
+async fn setup_on(
+    server: &MariaDb,
+    schema: &str,
+    lease_ms: u32,
+    heartbeat_ms: u32,
+    poll_ms: u32,
+) -> Setup {
+    let url = fresh_meta(server, schema).await;
+    let mut conn = conn_to(server, schema).await;
     conn.exec_drop("CALL set_setting('lease_ms', ?)", (lease_ms,))
         .await
         .unwrap();
@@ -95,6 +106,27 @@ impl Setup {
 
     fn node(&self, name: &str) -> NodeProcess {
         NodeProcess::spawn(&self.url, name, &self.dir, &[])
+    }
+
+    async fn start_channels(&mut self, names: &[String]) {
+        for name in names {
+            self.conn
+                .exec_drop("CALL start_channel(?)", (name,))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// How many pipelines are observed running on `node`.
+    async fn running_on(&mut self, node: &str) -> u64 {
+        self.conn
+            .exec_first(
+                "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = ?",
+                (node,),
+            )
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// `(observed, node, reason)` of a pipeline.
@@ -172,13 +204,7 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
             .unwrap();
         (alive == 3).then_some(())
     });
-    for name in &names {
-        setup
-            .conn
-            .exec_drop("CALL start_channel(?)", (name,))
-            .await
-            .unwrap();
-    }
+    setup.start_channels(&names).await;
     let mut placement = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while placement.len() < 5 {
@@ -847,13 +873,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
             .unwrap();
         (working == 2).then_some(())
     });
-    for name in &names {
-        setup
-            .conn
-            .exec_drop("CALL start_channel(?)", (name,))
-            .await
-            .unwrap();
-    }
+    setup.start_channels(&names).await;
     let conn = &mut setup.conn;
     eventually!(Duration::from_secs(30), "four pipelines on two nodes", {
         let spread: Vec<(String, u64)> = conn
@@ -882,18 +902,11 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         .query_drop("CALL drain_node('n1')")
         .await
         .unwrap();
-    let conn = &mut setup.conn;
     eventually!(Duration::from_secs(15), "every pipeline running on n2", {
-        let on_n2: u64 = conn
-            .query_first(
-                "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'n2'",
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        (on_n2 == 4).then_some(())
+        (setup.running_on("n2").await == 4).then_some(())
     });
     eprintln!("drained in {:?}", started.elapsed());
+    let conn = &mut setup.conn;
     eventually!(
         Duration::from_secs(10),
         "n1 drained, n2 running the monitor",
@@ -928,27 +941,29 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         (state.as_deref() == Some("drained")).then_some(())
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let on_n2: u64 = conn
-        .query_first(
-            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'n2'",
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(on_n2, 4, "a drained node claims nothing");
+    assert_eq!(
+        setup.running_on("n2").await,
+        4,
+        "a drained node claims nothing"
+    );
 
     // Undrained: it steals nothing from a healthy holder, but takes the next free pipeline.
-    conn.query_drop("CALL undrain_node('n1')").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let on_n2: u64 = conn
-        .query_first(
-            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'n2'",
-        )
+    setup
+        .conn
+        .query_drop("CALL undrain_node('n1')")
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(on_n2, 4, "n1 took a pipeline from a healthy holder");
-    conn.query_drop("CALL stop_channel('d4')").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        setup.running_on("n2").await,
+        4,
+        "n1 took a pipeline from a healthy holder"
+    );
+    setup
+        .conn
+        .query_drop("CALL stop_channel('d4')")
+        .await
+        .unwrap();
     setup
         .wait_state("d4", "stopped", Duration::from_secs(15))
         .await;
@@ -1033,13 +1048,7 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
         .iter()
         .map(|name| (name.to_string(), setup.node(name)))
         .collect();
-    for table in &tables {
-        setup
-            .conn
-            .exec_drop("CALL start_channel(?)", (table,))
-            .await
-            .unwrap();
-    }
+    setup.start_channels(&tables).await;
     let conn = &mut setup.conn;
     eventually!(Duration::from_secs(30), "six pipelines running", {
         let running: u64 = conn
@@ -1142,34 +1151,17 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
             .run("DROP DATABASE IF EXISTS mf; CREATE DATABASE mf; CREATE TABLE mf.t (id INT PRIMARY KEY, n INT NOT NULL);")
             .await;
     }
-    let primary_url = fresh_meta(&primary, "ottr_mf").await;
-    let mut meta = conn_to(&primary, "ottr_mf").await;
-    meta.query_drop(
-        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 300); CALL set_setting('poll_ms', 200);",
-    )
-    .await
-    .unwrap();
-    meta.exec_drop(
-        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
-        (source().source_url("root"),),
-    )
-    .await
-    .unwrap();
-    meta.exec_drop(
-        "CALL add_data_source('us', 'mariadb', ?, NULL)",
-        (target().source_url("root"),),
-    )
-    .await
-    .unwrap();
+    let setup = setup_on(&primary, "ottr_mf", 3000, 300, 200).await;
+    let mut meta = setup.conn;
     meta.query_drop(format!(
         "CALL create_channel('mf', 'sh', 'us'); CALL add_table_pair('mf', 'mf', 't', NULL, NULL);
          UPDATE pipeline SET server_id = {}; CALL start_channel('mf');",
-        common::server_id_base("ottr_mf")
+        setup.server_ids
     ))
     .await
     .unwrap();
-    let urls = format!("{primary_url},{}", replica.url("ottr_mf"));
-    let dir = temp_dir("ottr_mf");
+    let urls = format!("{},{}", setup.url, replica.url("ottr_mf"));
+    let dir = setup.dir;
     let node = NodeProcess::spawn(&urls, "n1", &dir, &[]);
     eventually!(Duration::from_secs(30), "the pipeline to apply changes", {
         let reason: Option<Option<String>> = meta

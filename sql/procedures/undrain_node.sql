@@ -3,9 +3,6 @@
 CREATE PROCEDURE undrain_node(IN p_node VARCHAR(1024))
   SQL SECURITY INVOKER
 BEGIN
-  CALL check_name('node', p_node);
-  IF NOT EXISTS (SELECT 1 FROM node WHERE name = p_node) THEN
-    CALL raise_error(CONCAT('no node named ''', p_node, ''' has registered (see v_node_status)'));
-  END IF;
+  CALL check_node_registered(p_node);
   UPDATE node SET drain = 0 WHERE name = p_node;
 END

@@ -21,9 +21,7 @@ pub use leases::{
     renew_lease, start_run, stop_run, write_position, write_state,
 };
 pub use migrate::{MigrateReport, check_schema, known_version, migrate, schema_version};
-pub use nodes::{
-    NodeRegistration, heartbeat, is_drained, mark_stopped, register_node, working_nodes,
-};
+pub use nodes::{NodeRegistration, heartbeat, live_nodes, mark_stopped, register_node};
 pub use stats::{prune_stats, write_stats};
 pub use views::{TextTable, node_status, open_alerts, pipeline_status};
 

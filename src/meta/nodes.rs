@@ -21,9 +21,8 @@ const UPSERT_NODE: &str = "INSERT INTO node \
 const HEARTBEAT: &str = "UPDATE node SET last_heartbeat = NOW(6) WHERE name = ? AND instance = ?";
 const NODE_EXISTS: &str = "SELECT COUNT(*) FROM node WHERE name = ?";
 const MARK_STOPPED: &str = "UPDATE node SET stopped_at = NOW(6) WHERE name = ? AND instance = ?";
-const WORKING_NODES: &str = "SELECT name FROM node \
-     WHERE stopped_at IS NULL AND drain = 0 AND last_heartbeat > NOW(6) - INTERVAL ? MICROSECOND ORDER BY name";
-const DRAINED: &str = "SELECT drain FROM node WHERE name = ?";
+const LIVE_NODES: &str = "SELECT name, drain FROM node \
+     WHERE stopped_at IS NULL AND last_heartbeat > NOW(6) - INTERVAL ? MICROSECOND ORDER BY name";
 
 /// Who this node process is.
 #[derive(Debug, Clone)]
@@ -154,28 +153,14 @@ pub async fn mark_stopped(meta: &MetaDb, node: &NodeRegistration) -> Result<()> 
     .await
 }
 
-/// The names of the nodes alive now that take pipelines (not drained).
-pub async fn working_nodes(meta: &MetaDb, lease: Duration) -> Result<Vec<String>> {
+/// The nodes alive now, by name, with whether the operator drained each (`drain_node`).
+pub async fn live_nodes(meta: &MetaDb, lease: Duration) -> Result<Vec<(String, bool)>> {
     let mut conn = meta.conn().await?;
     let context = "cannot read the live nodes";
     timed(context, async {
-        conn.exec(WORKING_NODES, (lease.as_micros() as u64,))
+        conn.exec(LIVE_NODES, (lease.as_micros() as u64,))
             .await
             .map_err(|error| Error::database(context, error))
-    })
-    .await
-}
-
-/// Whether the operator drained the node `name` (`drain_node`).
-pub async fn is_drained(meta: &MetaDb, name: &str) -> Result<bool> {
-    let mut conn = meta.conn().await?;
-    let context = "cannot read whether the node is drained";
-    timed(context, async {
-        let drained: Option<bool> = conn
-            .exec_first(DRAINED, (name,))
-            .await
-            .map_err(|error| Error::database(context, error))?;
-        Ok(drained.unwrap_or(false))
     })
     .await
 }

@@ -107,12 +107,12 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         monitor: None,
         last_prune: None,
         pruning: None,
-        // A drained node that restarts must not take the monitor before its first poll.
         drained: false,
     };
-    node.drained = meta::is_drained(&node.meta, &node.registration.name)
+    // A drained node that restarts must not take the monitor before its first poll.
+    node.drained = meta::live_nodes(&node.meta, node.settings.lease)
         .await
-        .unwrap_or(false);
+        .is_ok_and(|live| node.drained_in(&live));
     let started = format!(
         "node {} started on {} (pid {}, version {})",
         node.registration.name,
@@ -333,8 +333,13 @@ impl Node {
             meta::ensure_lease_rows(&self.meta).await?;
             leases = meta::read_leases(&self.meta).await?;
         }
-        let working = meta::working_nodes(&self.meta, self.settings.lease).await?;
-        let drained = meta::is_drained(&self.meta, &self.registration.name).await?;
+        let live = meta::live_nodes(&self.meta, self.settings.lease).await?;
+        let working: Vec<String> = live
+            .iter()
+            .filter(|(_, drained)| !drained)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let drained = self.drained_in(&live);
         if drained != self.drained {
             self.drained = drained;
             let (kind, text) = if drained {
@@ -404,6 +409,14 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Whether `live` (name, drained) says this node is drained; unchanged when it does not
+    /// list this node (its own heartbeat is late).
+    fn drained_in(&self, live: &[(String, bool)]) -> bool {
+        live.iter()
+            .find(|(name, _)| *name == self.registration.name)
+            .map_or(self.drained, |(_, drained)| *drained)
     }
 
     /// Stops what should no longer run here; restarts what changed.

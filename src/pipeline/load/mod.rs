@@ -610,35 +610,18 @@ impl Loader {
         }
         // A deadlocked partition was rolled back whole: it runs again alone, so that it
         // meets no other partition of its own (a foreign writer may still hold locks).
-        let mut deadlocked = deadlocked.into_iter();
-        while first_error.is_none()
-            && let Some((partition, rows)) = deadlocked.next()
-        {
-            let mut attempt = 0;
-            loop {
-                match self.apply_partition(partition, rows, end).await {
-                    Ok(()) => {
-                        self.applied[partition] = Some(end.clone());
-                        break;
-                    }
-                    Err(PartitionError::Deadlock(error)) if attempt + 1 >= DEADLOCK_RETRIES => {
-                        first_error = Some(error);
-                        break;
-                    }
-                    Err(PartitionError::Deadlock(error)) => {
-                        attempt += 1;
-                        warn!(pipeline = %self.options.pipeline, partition, attempt, error = %error, "deadlock on the target: running the partition again");
-                        tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-                    }
-                    Err(PartitionError::DuplicateKey(error)) => {
-                        duplicate = true;
-                        first_error = Some(error);
-                        break;
-                    }
-                    Err(PartitionError::Other(error)) => {
-                        first_error = Some(error);
-                        break;
-                    }
+        for (partition, rows) in deadlocked {
+            if first_error.is_some() {
+                break;
+            }
+            match self.rerun_alone(partition, rows, end).await {
+                Ok(()) => self.applied[partition] = Some(end.clone()),
+                Err(PartitionError::DuplicateKey(error)) => {
+                    duplicate = true;
+                    first_error = Some(error);
+                }
+                Err(PartitionError::Deadlock(error) | PartitionError::Other(error)) => {
+                    first_error = Some(error);
                 }
             }
         }
@@ -658,6 +641,26 @@ impl Loader {
                 self.apply_serially(left, end).await
             }
             Some(error) => Err(error),
+        }
+    }
+
+    /// Runs a deadlocked partition again, up to [`DEADLOCK_RETRIES`] times, backing off.
+    async fn rerun_alone(
+        &self,
+        partition: usize,
+        rows: &[TargetRow],
+        end: &Position,
+    ) -> Result<(), PartitionError> {
+        let mut attempt = 1;
+        loop {
+            match self.apply_partition(partition, rows, end).await {
+                Err(PartitionError::Deadlock(error)) if attempt < DEADLOCK_RETRIES => {
+                    warn!(pipeline = %self.options.pipeline, partition, attempt, error = %error, "deadlock on the target: running the partition again");
+                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
         }
     }
 

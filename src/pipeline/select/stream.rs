@@ -298,9 +298,6 @@ fn mysql_gtid_set(gtid: &GtidState) -> Result<Vec<mysql_async::Sid<'static>>> {
         .collect()
 }
 
-/// Fails, with the oldest position still available and the ways out, if `position`'s file
-/// has been purged from the source. Returns a warning when it is in the oldest binlog the
-/// source keeps while newer ones exist: the next purge will take it.
 /// The binlog files the server of `conn` keeps, oldest first, with their sizes (the last
 /// one's size is where its binlog ends now); `source` names it in the error.
 pub async fn binlog_files(
@@ -319,6 +316,9 @@ pub async fn binlog_files(
         .collect())
 }
 
+/// Fails, with the oldest position still available and the ways out, if `position`'s file
+/// has been purged from the source. Returns a warning when it is in the oldest binlog the
+/// source keeps while newer ones exist: the next purge will take it.
 pub async fn check_not_purged(
     conn: &mut mysql_async::Conn,
     position: &BinlogFilePos,
