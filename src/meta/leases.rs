@@ -2,16 +2,18 @@
 //!
 //! A lease row per pipeline names its holder and carries a fencing token that grows at every
 //! acquisition. Expiry is judged by the metadata database's `NOW(6)`, never a node's clock.
-//! Every position and state write locks the lease row (shared) and succeeds only while the
-//! writer's token is current and the lease unexpired, so a node that lost its lease cannot
-//! write. An expired lease cannot be renewed, only claimed again with a new token.
+//! Every position and state write is one statement that reads the lease row and succeeds only
+//! while the writer's token is current and the lease unexpired, so a node that lost its lease
+//! cannot write. An expired lease cannot be renewed, only claimed again with a new token.
+//! Claims and writes are single statements: no lock on a lease row lives across round trips,
+//! so a node frozen or cut off halfway cannot hold up the next holder.
 
 use super::{MetaDb, timed};
 use crate::error::{Error, Result};
 use crate::model::{BinlogFilePos, FencingToken, GtidState, PipelineId, Position};
 use crate::row::take;
+use mysql_async::Row;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, TxOpts};
 use std::time::Duration;
 
 const ENSURE_LEASE_ROWS: &str = "INSERT IGNORE INTO pipeline_lease (pipeline_id) \
@@ -19,21 +21,20 @@ const ENSURE_LEASE_ROWS: &str = "INSERT IGNORE INTO pipeline_lease (pipeline_id)
      WHERE l.pipeline_id IS NULL";
 const SELECT_LEASES: &str = "SELECT pipeline_id, holder, token, \
      (holder IS NOT NULL AND expires_at > NOW(6)) AS live FROM pipeline_lease ORDER BY pipeline_id";
-// `reclaimable`: less than a quarter of the lease is left, so the task of a previous process
-// under the same name has stopped by its own deadline (three quarters of the lease).
-const LOCK_LEASE: &str = "SELECT holder, token, (holder IS NOT NULL AND expires_at > NOW(6)) AS live, \
-     (expires_at IS NULL OR expires_at <= NOW(6) + INTERVAL ? MICROSECOND) AS reclaimable \
-     FROM pipeline_lease WHERE pipeline_id = ? FOR UPDATE";
-const OWN_INSTANCE: &str = "SELECT instance = ? FROM node WHERE name = ? FOR UPDATE";
-const TAKE_LEASE: &str = "UPDATE pipeline_lease SET holder = ?, token = ?, acquired_at = NOW(6), \
-     expires_at = NOW(6) + INTERVAL ? MICROSECOND WHERE pipeline_id = ?";
+// One statement, so that no lock outlives it: a node frozen (SIGSTOP) or cut off in the
+// middle of a claim must not hold the lease row until the server notices. The lease is free,
+// expired, or held under this node's own name by an earlier process whose task has stopped
+// by its own deadline (less than a quarter of the lease left); the node row must still name
+// this process. The new token comes back as LAST_INSERT_ID.
+const CLAIM_LEASE: &str = "UPDATE pipeline_lease l JOIN node n ON n.name = ? AND n.instance = ? \
+     SET l.holder = n.name, l.token = LAST_INSERT_ID(l.token + 1), l.acquired_at = NOW(6), \
+     l.expires_at = NOW(6) + INTERVAL ? MICROSECOND \
+     WHERE l.pipeline_id = ? AND (l.holder IS NULL OR l.expires_at IS NULL OR l.expires_at <= NOW(6) \
+     OR (l.holder = n.name AND l.expires_at <= NOW(6) + INTERVAL ? MICROSECOND))";
+const OWN_INSTANCE: &str = "SELECT instance = ? FROM node WHERE name = ?";
 // A lease that has expired cannot be renewed, only claimed again (with a new token).
 const RENEW_LEASE: &str = "UPDATE pipeline_lease SET expires_at = NOW(6) + INTERVAL ? MICROSECOND \
      WHERE pipeline_id = ? AND holder = ? AND token = ? AND expires_at > NOW(6)";
-// Fenced writes first take a shared lock on the lease row, so that a racing claim waits
-// (and the check holds under READ COMMITTED too).
-const LOCK_LEASE_SHARED: &str = "SELECT token FROM pipeline_lease \
-     WHERE pipeline_id = ? AND token = ? AND holder IS NOT NULL AND expires_at > NOW(6) LOCK IN SHARE MODE";
 const RELEASE_LEASE: &str = "UPDATE pipeline_lease SET holder = NULL, expires_at = NOW(6) \
      WHERE pipeline_id = ? AND token = ? AND holder IS NOT NULL";
 const WRITE_POSITION: &str = "INSERT INTO pipeline_position \
@@ -108,9 +109,6 @@ pub async fn read_leases(meta: &MetaDb) -> Result<Vec<Lease>> {
     .await
 }
 
-/// `holder, token, live, reclaimable` of a locked lease row.
-type LeaseColumns = (Option<String>, u64, Option<bool>, Option<bool>);
-
 /// Takes the lease of `pipeline` for `node` if it is free or expired, or if it is held under
 /// this node's own name by an earlier process whose task has stopped by its deadline (less
 /// than a quarter of the lease left). Fails with [`Error::NodeReplaced`] when another process
@@ -125,11 +123,22 @@ pub async fn claim_lease(
     let context = format!("cannot claim the lease of pipeline {pipeline}");
     timed(&context, async {
         let fail = |error| Error::database(context.clone(), error);
-        let mut transaction = conn
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(fail)?;
-        let ours: Option<Option<bool>> = transaction
+        let params = (
+            &node.name,
+            node.instance,
+            micros(length),
+            pipeline.0,
+            micros(length / 4),
+        );
+        conn.exec_drop(CLAIM_LEASE, params).await.map_err(fail)?;
+        if conn.affected_rows() > 0 {
+            let token = conn.last_insert_id().ok_or_else(|| Error::BadRow {
+                context: context.clone(),
+                problem: "the claim returned no token".into(),
+            })?;
+            return Ok(Some(FencingToken(token)));
+        }
+        let ours: Option<Option<bool>> = conn
             .exec_first(OWN_INSTANCE, (node.instance, &node.name))
             .await
             .map_err(fail)?;
@@ -138,24 +147,7 @@ pub async fn claim_lease(
                 name: node.name.clone(),
             });
         }
-        let row: Option<LeaseColumns> = transaction
-            .exec_first(LOCK_LEASE, (micros(length / 4), pipeline.0))
-            .await
-            .map_err(fail)?;
-        let Some((holder, token, live, reclaimable)) = row else {
-            return Ok(None);
-        };
-        let own = holder.as_deref() == Some(node.name.as_str()) && reclaimable.unwrap_or(false);
-        if live.unwrap_or(false) && !own {
-            return Ok(None);
-        }
-        let token = token + 1;
-        transaction
-            .exec_drop(TAKE_LEASE, (&node.name, token, micros(length), pipeline.0))
-            .await
-            .map_err(fail)?;
-        transaction.commit().await.map_err(fail)?;
-        Ok(Some(FencingToken(token)))
+        Ok(None)
     })
     .await
 }
@@ -195,8 +187,11 @@ pub async fn release_lease(meta: &MetaDb, pipeline: PipelineId, token: FencingTo
     .await
 }
 
-/// Runs `sql` with `params` in a transaction that first takes a shared lock on the lease row
-/// and checks that `token` is current and the lease unexpired; Err([`Error::Fenced`]) if not.
+/// Runs `sql`, a single statement that writes only while `token` is the lease's current
+/// token and the lease is unexpired (its own WHERE clause reads the lease row, which locks it
+/// for the statement's length); Err([`Error::Fenced`]) when it wrote nothing. A single
+/// statement holds no lock between round trips, so a writer frozen halfway never blocks the
+/// next holder's claim.
 async fn fenced_write(
     meta: &MetaDb,
     pipeline: PipelineId,
@@ -207,23 +202,13 @@ async fn fenced_write(
 ) -> Result<()> {
     let mut conn = meta.conn().await?;
     timed(context, async {
-        let fail = |error| Error::database(context, error);
-        let mut transaction = conn
-            .start_transaction(TxOpts::default())
+        conn.exec_drop(sql, params)
             .await
-            .map_err(fail)?;
-        let current: Option<u64> = transaction
-            .exec_first(LOCK_LEASE_SHARED, (pipeline.0, token.0))
-            .await
-            .map_err(fail)?;
-        if current.is_none() {
+            .map_err(|error| Error::database(context, error))?;
+        if conn.affected_rows() == 0 {
             return Err(Error::Fenced { pipeline, token });
         }
-        transaction.exec_drop(sql, params).await.map_err(fail)?;
-        if transaction.affected_rows() == 0 {
-            return Err(Error::Fenced { pipeline, token });
-        }
-        transaction.commit().await.map_err(fail)
+        Ok(())
     })
     .await
 }

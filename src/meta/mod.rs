@@ -57,6 +57,13 @@ struct MetaServer {
     display_url: String,
 }
 
+/// How long a metadata session may stay idle before the server closes it (and rolls back
+/// what a frozen node left open).
+const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(30);
+/// Session limits: idle sessions closed after [`SESSION_IDLE_LIMIT`] (30 s), lock waits given
+/// up before [`QUERY_TIMEOUT`].
+const SESSION_LIMITS: &str = "SET SESSION wait_timeout = 30, innodb_lock_wait_timeout = 5";
+
 /// How long a server found writable is used without asking every server again.
 const WRITABLE_RECHECK: Duration = Duration::from_secs(1);
 /// How long a server may take to say whether it is writable.
@@ -91,8 +98,13 @@ impl MetaDb {
             }
             schema = Some(named);
             let constraints = PoolConstraints::new(0, 8).expect("0 <= 8");
+            let pool_opts = PoolOpts::default()
+                .with_constraints(constraints)
+                // dropped well before the server's wait_timeout closes them
+                .with_inactive_connection_ttl(SESSION_IDLE_LIMIT / 3)
+                .with_ttl_check_interval(SESSION_IDLE_LIMIT / 6);
             let builder = OptsBuilder::from_opts(opts)
-                .pool_opts(PoolOpts::default().with_constraints(constraints))
+                .pool_opts(pool_opts)
                 // count matched rows, so that a fenced write that changes nothing still counts
                 .client_found_rows(true)
                 // `setup`, not `init`: the pool resets a connection when it comes back, and
@@ -101,6 +113,9 @@ impl MetaDb {
                     "SET SESSION time_zone = '+00:00'",
                     // fenced writes rely on locking reads; keep InnoDB's default isolation
                     "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                    // a node frozen or cut off inside a transaction (statistics, the
+                    // monitor's writes) holds its locks until the server closes the session
+                    SESSION_LIMITS,
                 ]);
             servers.push(MetaServer {
                 pool: Pool::new(builder),
