@@ -4,8 +4,8 @@
 mod common;
 
 use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,26 +123,7 @@ impl Sync {
     }
 }
 
-/// Every row of `schema.table` on a server, ordered by all columns, as text.
-async fn rows(server: &MariaDb, table: &str) -> Vec<Vec<Option<String>>> {
-    let mut conn = server.conn().await;
-    conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
-    let rows: Vec<Row> = conn
-        .query(format!("SELECT * FROM {table} ORDER BY 1, 2"))
-        .await
-        .unwrap_or_default();
-    rows.into_iter()
-        .map(|row| {
-            row.unwrap()
-                .into_iter()
-                .map(|value| match value {
-                    mysql_async::Value::NULL => None,
-                    value => Some(value.as_sql(true)),
-                })
-                .collect()
-        })
-        .collect()
-}
+use common::table_rows as rows;
 
 /// Waits until `target_table` on the target equals `source_table` on the source, row by row.
 async fn converged(source_table: &str, target_table: &str) {

@@ -2,7 +2,8 @@
 -- moving while the source moves), pipeline_error (seconds in error or retrying, 0 = at once),
 -- node_dead (seconds past its lease), error_text (threshold: a regular expression matched
 -- against the messages of error events), binlog_retention (the position within this many binlog
--- files of the oldest one the source keeps). p_pipeline: a pipeline or channel name, or NULL
+-- files of the oldest one the source keeps), conflicts (more than this many conflicts in the
+-- last minute, two-way channels). p_pipeline: a pipeline or channel name, or NULL
 -- for every pipeline (node_dead: always NULL). cron: when to check (UTC, 6 fields, or 5 unix
 -- fields). quiet_period_s: at most one mail per rule and scope in this time.
 -- auto_recovery_after: restart the pipeline after this many checks in a row found the
@@ -23,9 +24,9 @@ BEGIN
   IF EXISTS (SELECT 1 FROM alarm_rule WHERE name = p_name) THEN
     CALL raise_error(CONCAT('alarm rule ''', p_name, ''' already exists: drop_alarm_rule it first'));
   END IF;
-  IF p_kind IS NULL OR p_kind NOT IN ('lag', 'no_progress', 'pipeline_error', 'node_dead', 'error_text', 'binlog_retention') THEN
+  IF p_kind IS NULL OR p_kind NOT IN ('lag', 'no_progress', 'pipeline_error', 'node_dead', 'error_text', 'binlog_retention', 'conflicts') THEN
     CALL raise_error(CONCAT('unknown alarm kind ''', LEFT(COALESCE(p_kind, 'NULL'), 30),
-      ''': use lag, no_progress, pipeline_error, node_dead, error_text or binlog_retention'));
+      ''': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts'));
   END IF;
   IF p_pipeline IS NOT NULL THEN
     IF p_kind = 'node_dead' THEN
@@ -50,7 +51,8 @@ BEGIN
   ELSE
     IF p_threshold IS NULL OR p_threshold NOT REGEXP '^[0-9]{1,9}$' THEN
       CALL raise_error(CONCAT('a ', p_kind, ' rule needs a whole number as its threshold (',
-        IF(p_kind = 'binlog_retention', 'binlog files', 'seconds'), '), not ''', LEFT(COALESCE(p_threshold, 'NULL'), 30), ''''));
+        CASE p_kind WHEN 'binlog_retention' THEN 'binlog files' WHEN 'conflicts' THEN 'conflicts per minute' ELSE 'seconds' END,
+        '), not ''', LEFT(COALESCE(p_threshold, 'NULL'), 30), ''''));
     END IF;
     SET v_threshold = CAST(p_threshold AS UNSIGNED);
     IF p_kind IN ('lag', 'no_progress', 'binlog_retention') AND v_threshold = 0 THEN

@@ -22,6 +22,11 @@ BEGIN
      AND COALESCE(p_target_schema, p_schema) = p_schema AND COALESCE(p_target_table, p_table) = p_table THEN
     CALL raise_error(CONCAT('source and target are the same server: ', LEFT(p_schema, 40), '.', LEFT(p_table, 40), ' would be copied onto itself'));
   END IF;
+  IF EXISTS (SELECT 1 FROM channel WHERE id = v_id AND mode = 'two_way')
+     AND (COALESCE(p_target_schema, p_schema) <> p_schema OR COALESCE(p_target_table, p_table) <> p_table)
+     AND (p_schema REGEXP '[*?+|(){}$^.\\[\\]\\\\]' OR p_table REGEXP '[*?+|(){}$^.\\[\\]\\\\]') THEN
+    CALL raise_error('a two-way pair that renames must use exact names: a renaming regex cannot be inverted');
+  END IF;
   INSERT INTO table_pair (channel_id, source_schema, source_table, target_schema, target_table)
   VALUES (v_id, p_schema, p_table, p_target_schema, p_target_table);
 END

@@ -18,6 +18,9 @@ BEGIN
   IF v_target IS NULL THEN
     CALL raise_error(CONCAT('unknown target data source ''', LEFT(COALESCE(p_target, 'NULL'), 64), ''''));
   END IF;
+  IF v_source <> v_target THEN
+    CALL check_no_ring(v_source, v_target);
+  END IF;
   INSERT INTO channel (name, mode) VALUES (p_name, 'one_way');
   INSERT INTO pipeline (channel_id, name, source_id, target_id)
   VALUES (LAST_INSERT_ID(), p_name, v_source, v_target);

@@ -58,6 +58,8 @@ pub enum Condition {
     ErrorText(Regex),
     /// The position is within this many binlog files of the oldest the source keeps.
     BinlogRetention(u64),
+    /// More conflicts than this in the last minute (two-way channels).
+    Conflicts(u64),
 }
 
 impl Condition {
@@ -70,6 +72,7 @@ impl Condition {
             Condition::NodeDead(_) => "node_dead",
             Condition::ErrorText(_) => "error_text",
             Condition::BinlogRetention(_) => "binlog_retention",
+            Condition::Conflicts(_) => "conflicts",
         }
     }
 
@@ -82,6 +85,7 @@ impl Condition {
             | Condition::NodeDead(limit) => format!("{} s", limit.as_secs()),
             Condition::ErrorText(pattern) => format!("/{}/", pattern.as_str()),
             Condition::BinlogRetention(files) => format!("{files} binlog file(s)"),
+            Condition::Conflicts(per_minute) => format!("{per_minute} conflicts per minute"),
         }
     }
 }
@@ -162,9 +166,13 @@ pub fn validate_rule(row: &AlarmRuleRow, windows: &[AlarmWindowRow]) -> Result<A
                 .filter(|files| *files > 0)
                 .ok_or("a binlog_retention rule needs a threshold of 1 or more binlog files")?,
         ),
+        "conflicts" => Condition::Conflicts(
+            row.threshold
+                .ok_or("a conflicts rule needs a threshold: conflicts per minute")?,
+        ),
         other => {
             return Err(format!(
-                "unknown kind '{other}': use lag, no_progress, pipeline_error, node_dead, error_text or binlog_retention"
+                "unknown kind '{other}': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention or conflicts"
             ));
         }
     };

@@ -28,6 +28,6 @@ pub use rows::{
 pub use secret::Secret;
 pub use settings::Settings;
 pub use validate::{
-    ColumnSelection, DataSource, DataSourceKind, PipelineConfig, PipelineOptions, SYSTEM_SCHEMAS,
-    TablePair, validate_data_source, validate_pipeline,
+    ColumnSelection, ConflictPolicy, ConflictRule, DataSource, DataSourceKind, PipelineConfig,
+    PipelineOptions, SYSTEM_SCHEMAS, TablePair, validate_data_source, validate_pipeline,
 };

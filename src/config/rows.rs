@@ -22,6 +22,10 @@ pub struct ChannelRow {
     pub name: String,
     pub mode: String,
     pub desired: String,
+    /// two_way: the data source whose version wins conflicts (or ties).
+    pub primary_source_id: Option<DataSourceId>,
+    pub conflict_policy: String,
+    pub conflict_column: Option<String>,
 }
 
 /// A `pipeline` row.
@@ -52,6 +56,8 @@ pub struct PipelineRow {
     pub start_gtid: Option<String>,
     /// As stored: text, since MariaDB accepts zero dates that are no time at all.
     pub start_time: Option<String>,
+    /// two_way: the pipeline from data_source_b to data_source_a (table pairs inverted).
+    pub reverse: i64,
 }
 
 /// A `table_pair` row.
@@ -63,6 +69,9 @@ pub struct TablePairRow {
     pub source_table: String,
     pub target_schema: Option<String>,
     pub target_table: Option<String>,
+    /// two_way: overrides the channel's conflict policy.
+    pub conflict_policy: Option<String>,
+    pub conflict_column: Option<String>,
 }
 
 /// A `column_pair` row.

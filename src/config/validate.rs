@@ -1,8 +1,8 @@
 //! Pure validation of configuration rows into the typed configuration a pipeline runs with.
 
 use super::{
-    ColumnPairRow, ConfigError, ConfigSnapshot, DataSourceRow, NamePattern, PipelineRow, RowRef,
-    Secret, TablePairRow,
+    ChannelRow, ColumnPairRow, ConfigError, ConfigSnapshot, DataSourceRow, NamePattern,
+    PipelineRow, RowRef, Secret, TablePairRow,
 };
 use crate::model::{
     BinlogFilePos, ChannelId, DataSourceId, GtidState, PipelineId, StartPoint, TablePairId,
@@ -68,6 +68,23 @@ pub const SYSTEM_SCHEMAS: &[&str] = &[
     "sys",
 ];
 
+/// How a two-way channel resolves a row changed on both sides between syncs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConflictPolicy {
+    /// The primary data source's version wins.
+    PrimaryWins,
+    /// The version with the greater value in this column wins; a tie goes to the primary.
+    NewerWins { column: String },
+}
+
+/// The conflict policy a pipeline of a two-way channel applies to one table pair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConflictRule {
+    pub policy: ConflictPolicy,
+    /// Whether the pipeline's source is the channel's primary.
+    pub source_is_primary: bool,
+}
+
 /// A validated table pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TablePair {
@@ -79,6 +96,8 @@ pub struct TablePair {
     /// None: the same table as the source.
     pub target_table: Option<String>,
     pub columns: ColumnSelection,
+    /// Two-way channels: how conflicts on this pair's tables are resolved.
+    pub conflict: Option<ConflictRule>,
 }
 
 impl TablePair {
@@ -105,6 +124,10 @@ pub struct PipelineConfig {
     /// Where to start when no position is saved.
     pub start: StartPoint,
     pub table_pairs: Vec<TablePair>,
+    /// The pipelines that write into this pipeline's source from its target (the other
+    /// direction of a two-way channel, or a one-way channel back): what they wrote is this
+    /// pipeline's own data coming back, and is dropped.
+    pub echo_pipelines: Vec<PipelineId>,
 }
 
 /// Validates one `data_source` row.
@@ -169,12 +192,17 @@ pub fn validate_pipeline(
     let channel = snapshot
         .channel_of(row)
         .ok_or_else(|| invalid(format!("channel id {} does not exist", row.channel_id)))?;
-    if channel.mode != "one_way" {
-        return Err(invalid(format!(
-            "channel '{}' has mode '{}', which this ottr does not run yet",
-            channel.name, channel.mode
-        )));
-    }
+    let two_way = match channel.mode.as_str() {
+        "one_way" => false,
+        "two_way" => true,
+        other => {
+            return Err(invalid(format!(
+                "channel '{}' has mode '{other}', which this ottr does not run",
+                channel.name
+            )));
+        }
+    };
+    let reverse = flag("reverse", row.reverse).map_err(invalid)?;
     let data_source = |id: DataSourceId, role: &str| {
         snapshot
             .data_sources
@@ -209,8 +237,29 @@ pub fn validate_pipeline(
             .collect();
         let same_server =
             source.id == target.id || (source.host == target.host && source.port == target.port);
-        table_pairs.push(validate_table_pair(pair, &columns, same_server)?);
+        let mut pair = validate_table_pair(pair, &columns, same_server)?;
+        if reverse {
+            pair = invert_pair(pair)?;
+        }
+        if two_way {
+            pair.conflict = Some(conflict_rule(channel, row, pair_row(snapshot, pair.id))?);
+        }
+        table_pairs.push(pair);
     }
+    let same_server = |a: &DataSourceRow, b: &DataSource| {
+        a.id == b.id || (a.host == b.host && u32::from(b.port) == a.port)
+    };
+    let server = |id: DataSourceId| snapshot.data_sources.iter().find(|source| source.id == id);
+    let echo_pipelines = snapshot
+        .pipelines
+        .iter()
+        .filter(|other| other.id != row.id)
+        .filter(|other| {
+            server(other.source_id).is_some_and(|from| same_server(from, &target))
+                && server(other.target_id).is_some_and(|to| same_server(to, &source))
+        })
+        .map(|other| other.id)
+        .collect();
     if table_pairs.is_empty() {
         return Err(invalid(format!(
             "channel '{}' has no table pairs: CALL add_table_pair",
@@ -228,6 +277,126 @@ pub fn validate_pipeline(
         server_id,
         start,
         table_pairs,
+        echo_pipelines,
+    })
+}
+
+fn pair_row(snapshot: &ConfigSnapshot, id: TablePairId) -> &TablePairRow {
+    snapshot
+        .table_pairs
+        .iter()
+        .find(|pair| pair.id == id)
+        .expect("validated from this snapshot")
+}
+
+/// The conflict rule of a two-way pipeline for one table pair: the pair's policy, else the
+/// channel's; the primary is the channel's (its first data source unless set otherwise).
+fn conflict_rule(
+    channel: &ChannelRow,
+    pipeline: &PipelineRow,
+    pair: &TablePairRow,
+) -> Result<ConflictRule, ConfigError> {
+    let (policy, column, row) = match &pair.conflict_policy {
+        Some(policy) => (
+            policy.as_str(),
+            &pair.conflict_column,
+            RowRef::TablePair { id: pair.id },
+        ),
+        None => (
+            channel.conflict_policy.as_str(),
+            &channel.conflict_column,
+            RowRef::Channel {
+                id: channel.id,
+                name: channel.name.clone(),
+            },
+        ),
+    };
+    let policy = match (policy, column) {
+        ("primary_wins", _) => ConflictPolicy::PrimaryWins,
+        ("newer_wins", Some(column)) if !column.is_empty() => ConflictPolicy::NewerWins {
+            column: column.clone(),
+        },
+        ("newer_wins", _) => {
+            return Err(ConfigError::new(
+                row,
+                "conflict policy newer_wins names no column to compare: CALL set_conflict_policy"
+                    .to_owned(),
+            ));
+        }
+        (other, _) => {
+            return Err(ConfigError::new(
+                row,
+                format!("unknown conflict policy '{other}': use primary_wins or newer_wins"),
+            ));
+        }
+    };
+    // Without a primary set, the forward pipeline's source (data_source_a) is the primary.
+    let source_is_primary = match channel.primary_source_id {
+        Some(primary) => primary == pipeline.source_id,
+        None => pipeline.reverse == 0,
+    };
+    Ok(ConflictRule {
+        policy,
+        source_is_primary,
+    })
+}
+
+/// A table pair as the reverse pipeline of a two-way channel applies it: from the pair's
+/// target names back to its source names, column renames undone. A pair that renames must
+/// name exact tables, since a regex cannot be inverted.
+fn invert_pair(pair: TablePair) -> Result<TablePair, ConfigError> {
+    let invalid = |problem: String| ConfigError::new(RowRef::TablePair { id: pair.id }, problem);
+    let renames = |target: &Option<String>, source: &NamePattern| {
+        target
+            .as_deref()
+            .is_some_and(|target| target != source.as_str())
+    };
+    let schema_renamed = renames(&pair.target_schema, &pair.schema);
+    let table_renamed = renames(&pair.target_table, &pair.table);
+    if (schema_renamed || table_renamed) && (pair.schema.is_regex() || pair.table.is_regex()) {
+        return Err(invalid(
+            "a pair of a two-way channel that renames must use exact names: a renaming regex cannot be inverted"
+                .into(),
+        ));
+    }
+    let (schema, target_schema) = if schema_renamed {
+        let target = pair.target_schema.clone().expect("renamed");
+        (
+            NamePattern::Exact(target),
+            Some(pair.schema.as_str().to_owned()),
+        )
+    } else {
+        (pair.schema.clone(), None)
+    };
+    let (table, target_table) = if table_renamed {
+        let target = pair.target_table.clone().expect("renamed");
+        (
+            NamePattern::Exact(target),
+            Some(pair.table.as_str().to_owned()),
+        )
+    } else {
+        (pair.table.clone(), None)
+    };
+    let columns = match pair.columns {
+        ColumnSelection::Include(columns) => ColumnSelection::Include(
+            columns
+                .into_iter()
+                .map(|(source, target)| match target {
+                    Some(target) if target != source => (target, Some(source)),
+                    _ => (source, None),
+                })
+                .collect(),
+        ),
+        other => other,
+    };
+    Ok(TablePair {
+        id: pair.id,
+        schema,
+        table,
+        target_schema,
+        target_table,
+        columns,
+        conflict: None,
     })
 }
 
@@ -359,6 +528,7 @@ fn validate_table_pair(
         target_schema: row.target_schema.clone(),
         target_table: row.target_table.clone(),
         columns: validate_columns(columns)?,
+        conflict: None,
     })
 }
 
@@ -422,6 +592,9 @@ mod tests {
                 name: "orders".into(),
                 mode: "one_way".into(),
                 desired: "running".into(),
+                primary_source_id: None,
+                conflict_policy: "primary_wins".into(),
+                conflict_column: None,
             }],
             pipelines: vec![PipelineRow {
                 id: PipelineId(3),
@@ -445,6 +618,7 @@ mod tests {
                 start_offset: None,
                 start_gtid: None,
                 start_time: None,
+                reverse: 0,
             }],
             table_pairs: vec![TablePairRow {
                 id: TablePairId(7),
@@ -453,6 +627,8 @@ mod tests {
                 source_table: "order_.*".into(),
                 target_schema: None,
                 target_table: None,
+                conflict_policy: None,
+                conflict_column: None,
             }],
             column_pairs: vec![],
             pipeline_nodes: vec![],
@@ -546,6 +722,63 @@ mod tests {
             .push(column(3, "exclude", "secret", None));
         let error = validate(&snapshot).unwrap_err();
         assert_eq!(error.row, RowRef::ColumnPair { id: 3 });
+    }
+
+    #[test]
+    fn the_reverse_pipeline_of_a_two_way_channel_inverts_its_pairs_and_drops_the_echo() {
+        let mut snapshot = snapshot();
+        snapshot.channels[0].mode = "two_way".into();
+        let mut reverse = snapshot.pipelines[0].clone();
+        reverse.id = PipelineId(4);
+        reverse.name = "orders.us.to.sh".into();
+        reverse.source_id = DataSourceId(2);
+        reverse.target_id = DataSourceId(1);
+        reverse.reverse = 1;
+        snapshot.pipelines.push(reverse);
+        let pair = &mut snapshot.table_pairs[0];
+        pair.source_table = "orders".into();
+        pair.target_schema = Some("dc".into());
+        pair.target_table = Some("orders_copy".into());
+        snapshot.column_pairs.push(ColumnPairRow {
+            id: 1,
+            table_pair_id: TablePairId(7),
+            mode: "include".into(),
+            source_column: "id".into(),
+            target_column: Some("order_id".into()),
+        });
+        let backwards = validate_pipeline(&snapshot, &snapshot.pipelines[1]).unwrap();
+        let pair = &backwards.table_pairs[0];
+        assert!(pair.matches("dc", "orders_copy") && !pair.matches("shop", "orders"));
+        assert_eq!(
+            (pair.target_schema.as_deref(), pair.target_table.as_deref()),
+            (Some("shop"), Some("orders"))
+        );
+        assert_eq!(
+            pair.columns,
+            ColumnSelection::Include(vec![("order_id".into(), Some("id".into()))])
+        );
+        let rule = pair.conflict.clone().unwrap();
+        assert_eq!(rule.policy, ConflictPolicy::PrimaryWins);
+        assert!(!rule.source_is_primary, "data_source_a is the primary");
+        assert_eq!(backwards.echo_pipelines, vec![PipelineId(3)]);
+        let forward = validate(&snapshot).unwrap();
+        assert!(
+            forward.table_pairs[0]
+                .conflict
+                .as_ref()
+                .unwrap()
+                .source_is_primary
+        );
+        assert_eq!(forward.echo_pipelines, vec![PipelineId(4)]);
+        // A renaming regex cannot be inverted.
+        snapshot.table_pairs[0].source_table = "order_.*".into();
+        let error = validate_pipeline(&snapshot, &snapshot.pipelines[1]).unwrap_err();
+        assert!(error.to_string().contains("cannot be inverted"), "{error}");
+        // newer_wins needs its column.
+        snapshot.table_pairs[0].source_table = "orders".into();
+        snapshot.channels[0].conflict_policy = "newer_wins".into();
+        let error = validate(&snapshot).unwrap_err();
+        assert!(error.to_string().contains("names no column"), "{error}");
     }
 
     #[test]

@@ -15,14 +15,15 @@ const SELECT_DATA_SOURCES: &str =
     "SELECT id, name, kind, host, port, user, password FROM data_source ORDER BY id";
 const SELECT_DATA_SOURCE_BY_NAME: &str =
     "SELECT id, name, kind, host, port, user, password FROM data_source WHERE name = ?";
-const SELECT_CHANNELS: &str = "SELECT id, name, mode, desired FROM channel ORDER BY id";
+const SELECT_CHANNELS: &str = "SELECT id, name, mode, desired, primary_source_id, \
+     conflict_policy, conflict_column FROM channel ORDER BY id";
 const SELECT_PIPELINES: &str = "SELECT id, channel_id, name, source_id, target_id, batch_rows, \
      batch_bytes, batch_timeout_ms, load_parallelism, ddl_sync, skip_ddl_errors, transactional, skip_load_errors, \
      heartbeat_ms, restart_seq, \
-     server_id, start_kind, start_file, start_offset, start_gtid, start_time \
+     server_id, start_kind, start_file, start_offset, start_gtid, start_time, reverse \
      FROM pipeline ORDER BY id";
 const SELECT_TABLE_PAIRS: &str = "SELECT id, channel_id, source_schema, source_table, \
-     target_schema, target_table FROM table_pair ORDER BY id";
+     target_schema, target_table, conflict_policy, conflict_column FROM table_pair ORDER BY id";
 const SELECT_COLUMN_PAIRS: &str = "SELECT id, table_pair_id, mode, source_column, target_column \
      FROM column_pair ORDER BY id";
 const SELECT_PIPELINE_NODES: &str =
@@ -56,6 +57,10 @@ async fn read_rows(conn: &mut Conn) -> Result<ConfigSnapshot> {
                 name: take(row, "name", "channel")?,
                 mode: take(row, "mode", "channel")?,
                 desired: take(row, "desired", "channel")?,
+                primary_source_id: take::<Option<u32>>(row, "primary_source_id", "channel")?
+                    .map(DataSourceId),
+                conflict_policy: take(row, "conflict_policy", "channel")?,
+                conflict_column: take(row, "conflict_column", "channel")?,
             })
         })
         .await?,
@@ -69,6 +74,8 @@ async fn read_rows(conn: &mut Conn) -> Result<ConfigSnapshot> {
                 source_table: take(row, "source_table", context)?,
                 target_schema: take(row, "target_schema", context)?,
                 target_table: take(row, "target_table", context)?,
+                conflict_policy: take(row, "conflict_policy", context)?,
+                conflict_column: take(row, "conflict_column", context)?,
             })
         })
         .await?,
@@ -185,5 +192,6 @@ fn pipeline_row(row: &mut Row) -> Result<PipelineRow> {
         start_offset: take(row, "start_offset", context)?,
         start_gtid: take(row, "start_gtid", context)?,
         start_time: take(row, "start_time", context)?,
+        reverse: take(row, "reverse", context)?,
     })
 }

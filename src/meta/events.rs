@@ -10,8 +10,13 @@ const INSERT_EVENT: &str =
     "INSERT INTO event_log (node, pipeline_id, level, kind, message) VALUES (?, ?, ?, ?, ?)";
 const INSERT_SKIPPED: &str =
     "INSERT INTO skipped_row (pipeline_id, target_table, row_key, error) VALUES (?, ?, ?, ?)";
+const INSERT_CONFLICT: &str = "INSERT INTO conflict_log \
+     (pipeline_id, table_name, row_key, kind, source_row, target_row, decision, policy) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 const PRUNE_EVENTS: &str =
     "DELETE FROM event_log WHERE at < NOW(6) - INTERVAL ? DAY ORDER BY id LIMIT 10000";
+const PRUNE_CONFLICTS: &str =
+    "DELETE FROM conflict_log WHERE detected_at < NOW(6) - INTERVAL ? DAY ORDER BY id LIMIT 10000";
 
 /// How serious an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +79,59 @@ pub async fn log_event(
     .await
 }
 
-/// Deletes up to 10,000 events older than `days`; returns how many went.
+/// Deletes up to 10,000 events and 10,000 conflicts older than `days`; returns how many went.
 pub async fn prune_event_log(meta: &MetaDb, days: u32) -> Result<u64> {
     let mut conn = meta.conn().await?;
     let context = "cannot prune the event log";
     timed(context, async {
-        conn.exec_drop(PRUNE_EVENTS, (days,))
-            .await
-            .map_err(|error| Error::database(context, error))?;
-        Ok(conn.affected_rows())
+        let mut pruned = 0;
+        for sql in [PRUNE_EVENTS, PRUNE_CONFLICTS] {
+            conn.exec_drop(sql, (days,))
+                .await
+                .map_err(|error| Error::database(context, error))?;
+            pruned += conn.affected_rows();
+        }
+        Ok(pruned)
+    })
+    .await
+}
+
+/// Records the conflicts a two-way pipeline met and resolved.
+pub async fn record_conflicts(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    conflicts: &[crate::pipeline::load::ConflictRecord],
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = "cannot record conflicts";
+    timed(context, async {
+        conn.exec_batch(
+            INSERT_CONFLICT,
+            conflicts.iter().map(|conflict| {
+                (
+                    pipeline.0,
+                    truncate(&conflict.table, 130),
+                    truncate(&conflict.key, 1024),
+                    conflict.kind,
+                    conflict
+                        .source_row
+                        .as_deref()
+                        .map(|row| truncate(row, 4000)),
+                    conflict
+                        .target_row
+                        .as_deref()
+                        .map(|row| truncate(row, 4000)),
+                    if conflict.source_applied {
+                        "source_applied"
+                    } else {
+                        "target_kept"
+                    },
+                    truncate(&conflict.policy, 100),
+                )
+            }),
+        )
+        .await
+        .map_err(|error| Error::database(context, error))
     })
     .await
 }

@@ -15,7 +15,9 @@ mod stats;
 mod views;
 
 pub use config::{read_data_source, read_installation, read_settings, read_snapshot};
-pub use events::{EventLevel, log_event, log_event_or_warn, prune_event_log, record_skipped};
+pub use events::{
+    EventLevel, log_event, log_event_or_warn, prune_event_log, record_conflicts, record_skipped,
+};
 pub use leases::{
     Lease, RunId, claim_lease, ensure_lease_rows, read_leases, read_position, release_lease,
     renew_lease, start_run, stop_run, write_position, write_state,

@@ -31,7 +31,9 @@ const RELEASE_MONITOR: &str = "UPDATE monitor_lease SET holder = NULL, expires_a
 const PIPELINE_FACTS: &str = "SELECT p.id, p.name, c.desired, s.observed, s.reason, s.lag_ms, \
      CAST(TIMESTAMPDIFF(MICROSECOND, s.since, NOW(6)) / 1000 AS SIGNED), \
      pos.binlog_file, pos.binlog_offset, \
-     CAST(TIMESTAMPDIFF(MICROSECOND, pos.updated_at, NOW(6)) / 1000 AS SIGNED) \
+     CAST(TIMESTAMPDIFF(MICROSECOND, pos.updated_at, NOW(6)) / 1000 AS SIGNED), \
+     (SELECT COUNT(*) FROM conflict_log cl WHERE cl.pipeline_id = p.id \
+       AND cl.detected_at > NOW(6) - INTERVAL 1 MINUTE) \
      FROM pipeline p JOIN channel c ON c.id = p.channel_id \
      JOIN v_pipeline_status s ON s.pipeline = p.name \
      LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id ORDER BY p.id";
@@ -245,6 +247,8 @@ pub struct PipelineFacts {
     pub binlog_offset: Option<u64>,
     /// How long since its position last changed.
     pub position_age_ms: Option<i64>,
+    /// Conflicts it met in the last minute (two-way channels).
+    pub conflicts_per_minute: u64,
 }
 
 /// A node as alarm rules see it.
@@ -277,12 +281,24 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
                 Option<String>,
                 Option<u64>,
                 Option<i64>,
+                u64,
             );
             let columns: Columns = mysql_async::from_row_opt(row).map_err(|error| {
                 Error::Precheck(format!("cannot read the pipelines' status: {error}"))
             })?;
-            let (id, name, desired, observed, reason, lag_ms, state_ms, file, offset, age) =
-                columns;
+            let (
+                id,
+                name,
+                desired,
+                observed,
+                reason,
+                lag_ms,
+                state_ms,
+                file,
+                offset,
+                age,
+                conflicts,
+            ) = columns;
             Ok(PipelineFacts {
                 id: PipelineId(id),
                 name,
@@ -294,6 +310,7 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
                 binlog_file: file,
                 binlog_offset: offset,
                 position_age_ms: age,
+                conflicts_per_minute: conflicts,
             })
         })
         .collect()

@@ -158,6 +158,20 @@ pub fn check(rule: &AlarmRule, facts: &Facts, events: &[EventFacts]) -> Checked 
                 }
             }
         }
+        Condition::Conflicts(limit) => {
+            for p in pipelines {
+                if p.conflicts_per_minute > *limit {
+                    found(
+                        &p.name,
+                        Some(p.id),
+                        format!(
+                            "{} conflicts in the last minute (threshold {limit}; SELECT * FROM v_conflicts)",
+                            p.conflicts_per_minute
+                        ),
+                    );
+                }
+            }
+        }
         Condition::ErrorText(pattern) => {
             let mut seen: BTreeSet<String> = BTreeSet::new();
             for event in events {

@@ -70,6 +70,7 @@ mod tests {
             target_schema: None,
             target_table: None,
             columns,
+            conflict: None,
         }
     }
 

@@ -291,7 +291,26 @@ impl PipelineTask {
         if let Some(failure) = select::first_failure(&checks) {
             return Err(failure);
         }
-        let target = connect(&config.target).await?;
+        let mut target = connect(&config.target).await?;
+        if !config.echo_pipelines.is_empty() {
+            let marks = select::check_marks_logged(&mut source).await?;
+            if let Some(failure) = select::first_failure(std::slice::from_ref(&marks)) {
+                return Err(failure);
+            }
+        }
+        let two_way = config
+            .table_pairs
+            .iter()
+            .any(|pair| pair.conflict.is_some());
+        if two_way
+            && let select::Outcome::Warning(text) =
+                select::check_auto_increment(&mut source, &mut target)
+                    .await?
+                    .outcome
+        {
+            self.log(EventLevel::Warn, "auto_increment_collision", &text)
+                .await;
+        }
         let _ = target.disconnect().await;
         let position = match meta::read_position(&self.meta, self.pipeline).await? {
             Some(position) => position,
@@ -378,6 +397,14 @@ impl PipelineTask {
             retry_max: self.settings.retry_max,
             split_transactions: !options.transactional,
             cut_when_idle: Some(CUT_WHEN_IDLE),
+            // and this pipeline's own writes into its source (a conflict's winner, see
+            // `load::conflict`)
+            echo_keys: config
+                .echo_pipelines
+                .iter()
+                .chain(std::iter::once(&self.pipeline))
+                .map(|pipeline| format!("{}/{}", self.installation, pipeline))
+                .collect(),
         };
         let budget = Arc::new(select::ByteBudget::default());
         let mut selector = select::Selector::new(
@@ -454,6 +481,15 @@ impl PipelineTask {
             counted.stages.transform = started.elapsed();
             let started = Instant::now();
             loader.apply(changes, &batch.end).await?;
+            let conflicts = loader.take_conflicts();
+            if !conflicts.is_empty() {
+                // Recorded after the target commit, like skipped rows.
+                if let Err(error) =
+                    meta::record_conflicts(&self.meta, self.pipeline, &conflicts).await
+                {
+                    warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record conflicts");
+                }
+            }
             let skipped = loader.take_skipped();
             if !skipped.is_empty() {
                 // Recorded after the target commit: a crash in between loses the record, not rows.
@@ -497,6 +533,11 @@ impl PipelineTask {
             skip_ddl_errors: options.skip_ddl_errors,
             skip_load_errors: options.skip_load_errors,
             lease: self.settings.lease,
+            source: config
+                .table_pairs
+                .iter()
+                .any(|pair| pair.conflict.is_some())
+                .then(|| config.source.clone()),
         }
     }
 

@@ -25,6 +25,20 @@ pub struct TargetTable {
     pub columns: Vec<String>,
     /// Indexes into `columns` of the primary key; empty when the table has none.
     pub key: Vec<usize>,
+    /// Two-way channels: changes are checked against the target row and conflicts resolved
+    /// by this rule. None: the target follows the source blindly (one-way).
+    pub conflict: Option<crate::config::ConflictRule>,
+    /// Two-way channels: where the rows come from, so that a conflict is resolved with the
+    /// source row's current version.
+    pub source: Option<SourceNames>,
+}
+
+/// The source table of a target table and the source column of each target column.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceNames {
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<String>,
 }
 
 /// A changed row for the target.
@@ -152,6 +166,15 @@ impl Transformer {
                             .unwrap_or_else(|| meta.id.table.clone()),
                         columns: kept.iter().map(|(_, name)| name.clone()).collect(),
                         key,
+                        conflict: pair.conflict.clone(),
+                        source: pair.conflict.as_ref().map(|_| SourceNames {
+                            schema: meta.id.schema.clone(),
+                            table: meta.id.table.clone(),
+                            columns: kept
+                                .iter()
+                                .map(|(index, _)| meta.columns[*index].name.clone())
+                                .collect(),
+                        }),
                     }),
                     sources: kept.iter().map(|(index, _)| *index).collect(),
                 }))
@@ -550,6 +573,7 @@ mod tests {
             target_schema: target_schema.map(str::to_owned),
             target_table: target_table.map(str::to_owned),
             columns: crate::config::ColumnSelection::All,
+            conflict: None,
         }
     }
 

@@ -437,6 +437,28 @@ pub async fn binlog_end(conn: &mut Conn) -> ottr::model::BinlogFilePos {
     }
 }
 
+/// Every row of `schema.table` on a server, ordered by its first two columns, as text
+/// (empty when the table is missing).
+pub async fn table_rows(server: &MariaDb, table: &str) -> Vec<Vec<Option<String>>> {
+    let mut conn = server.conn().await;
+    conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    let rows: Vec<mysql_async::Row> = conn
+        .query(format!("SELECT * FROM {table} ORDER BY 1, 2"))
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|row| {
+            row.unwrap()
+                .into_iter()
+                .map(|value| match value {
+                    mysql_async::Value::NULL => None,
+                    value => Some(value.as_sql(true)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Select options with short timings for tests.
 pub fn select_options(
     server_id: u32,
@@ -457,6 +479,7 @@ pub fn select_options(
         retry_max: Duration::from_millis(1000),
         split_transactions: true,
         cut_when_idle: None,
+        echo_keys: Default::default(),
     }
 }
 

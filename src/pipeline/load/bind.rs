@@ -107,6 +107,24 @@ impl Bound {
     }
 }
 
+/// A value read from a server with the binary protocol, to write it elsewhere as it is.
+pub fn from_param(value: Param) -> Bound {
+    match value {
+        Param::NULL => Bound::Null,
+        Param::Int(number) => Bound::Int(number),
+        Param::UInt(number) => Bound::UInt(number),
+        Param::Float(number) => Bound::Float(number),
+        Param::Double(number) => Bound::Double(number),
+        Param::Bytes(bytes) => Bound::Bytes(bytes),
+        Param::Date(year, month, day, hour, minute, second, micros) => {
+            Bound::DateTime(year, month, day, hour, minute, second, micros)
+        }
+        Param::Time(negative, days, hours, minutes, seconds, micros) => {
+            Bound::Time(negative, days, hours, minutes, seconds, micros)
+        }
+    }
+}
+
 /// Whether `text` is a plain decimal number (`-`, digits, at most one `.`).
 fn is_decimal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);

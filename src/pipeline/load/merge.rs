@@ -115,6 +115,50 @@ pub fn merge<'a>(rows: &[&'a TargetRow]) -> Merged<'a> {
     merged
 }
 
+/// One step of a key, for a two-way channel's checks: the version the change expects on the
+/// target (None: it inserts the row) and the version it leaves (None: it deletes the row). An
+/// update that changes the key is a delete of the old key and an insert of the new one.
+///
+/// Steps are never merged across changes: a change made on the other side after it received
+/// this side's forced version (an echo, dropped by Select) expects that version, and merging
+/// it with the change before would make it expect a version the target never had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyStep<'a> {
+    pub table: &'a Arc<TargetTable>,
+    pub key: Vec<Bound>,
+    pub expected: Option<&'a [Bound]>,
+    pub last: Option<&'a [Bound]>,
+}
+
+/// The steps of `rows`, in binlog order.
+pub fn key_steps<'a>(rows: &[&'a TargetRow]) -> Vec<KeyStep<'a>> {
+    let mut steps = Vec::with_capacity(rows.len());
+    for row in rows {
+        let row: &'a TargetRow = row;
+        let step = |keyed: &'a [Bound], expected, last| KeyStep {
+            table: &row.table,
+            key: key_of(&row.table, keyed),
+            expected,
+            last,
+        };
+        match (row.kind, row.before.as_deref(), row.after.as_deref()) {
+            (ChangeKind::Delete, Some(before), _) => steps.push(step(before, Some(before), None)),
+            (ChangeKind::Update, Some(before), Some(after))
+                if key_of(&row.table, before) != key_of(&row.table, after) =>
+            {
+                steps.push(step(before, Some(before), None));
+                steps.push(step(after, None, Some(after)));
+            }
+            (ChangeKind::Update, Some(before), Some(after)) => {
+                steps.push(step(after, Some(before), Some(after)));
+            }
+            (_, _, Some(after)) => steps.push(step(after, None, Some(after))),
+            _ => {}
+        }
+    }
+    steps
+}
+
 /// Adds `value` to the list of `table` (the same table may come in several `Arc`s).
 fn push_to<T>(lists: &mut Vec<(Arc<TargetTable>, Vec<T>)>, table: &Arc<TargetTable>, value: T) {
     match lists
@@ -137,6 +181,8 @@ mod tests {
             table: "t".into(),
             columns: vec!["id".into(), "v".into()],
             key: vec![0],
+            conflict: None,
+            source: None,
         })
     }
 
@@ -184,6 +230,35 @@ mod tests {
         assert_eq!(upserts[0][1], Bound::Bytes(b"b".to_vec()));
         assert_eq!(upserts[1][1], Bound::Bytes(b"r".to_vec()));
         assert_eq!(upserts[2][1], Bound::Bytes(b"again".to_vec()));
+    }
+
+    #[test]
+    fn key_steps_keep_every_change_and_split_key_changes() {
+        let rows = [
+            row(ChangeKind::Update, Some((1, "a")), Some((1, "b"))),
+            row(ChangeKind::Insert, None, Some((2, "x"))),
+            row(ChangeKind::Update, Some((1, "b")), Some((1, "c"))),
+            row(ChangeKind::Delete, Some((2, "x")), None),
+            row(ChangeKind::Update, Some((3, "p")), Some((4, "p"))),
+        ];
+        let refs: Vec<&TargetRow> = rows.iter().collect();
+        let text = |image: Option<&[Bound]>| image.map(|image| image[1].clone());
+        let summary: Vec<(Bound, Option<Bound>, Option<Bound>)> = key_steps(&refs)
+            .iter()
+            .map(|step| (step.key[0].clone(), text(step.expected), text(step.last)))
+            .collect();
+        let bytes = |text: &str| Some(Bound::Bytes(text.as_bytes().to_vec()));
+        assert_eq!(
+            summary,
+            vec![
+                (Bound::Int(1), bytes("a"), bytes("b")),
+                (Bound::Int(2), None, bytes("x")),
+                (Bound::Int(1), bytes("b"), bytes("c")),
+                (Bound::Int(2), bytes("x"), None),
+                (Bound::Int(3), bytes("p"), None),
+                (Bound::Int(4), None, bytes("p")),
+            ]
+        );
     }
 
     #[test]

@@ -15,10 +15,13 @@
 //! is applied.
 
 mod bind;
+mod conflict;
 mod merge;
 mod statements;
 
-pub use bind::{Bound, bind};
+pub use bind::{Bound, bind, from_param};
+use conflict::CheckedOutcome;
+pub use conflict::ConflictRecord;
 pub use merge::{KeyOp, Merged, merge, partition_of};
 
 use crate::config::DataSource;
@@ -49,6 +52,7 @@ const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (
     trx_rows_done BIGINT UNSIGNED NOT NULL DEFAULT 0,
     fencing_token BIGINT UNSIGNED NOT NULL DEFAULT 0,
     layout VARCHAR(32) NOT NULL DEFAULT '' COMMENT 'partitions and mode that routed rows here',
+    marks BIGINT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'bumped first in every transaction the pipeline writes: how its writes are recognised in this server''s binlog',
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pipeline_key, partition_no)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
@@ -58,9 +62,33 @@ const CREATE_DDL: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.ddl (
     binlog_offset BIGINT UNSIGNED NOT NULL,
     state ENUM('applying','applied','failed') NOT NULL,
     statement MEDIUMTEXT NOT NULL,
+    connection_id BIGINT UNSIGNED NULL COMMENT 'the connection that runs the statement: its DDL event is recognised by this thread id',
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pipeline_key, binlog_file, binlog_offset)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+/// Columns added to `ottr_sys` tables after their first release: table, column, and how to
+/// add it to a target whose table predates it.
+const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+    (
+        "applied",
+        "marks",
+        "ALTER TABLE ottr_sys.applied ADD COLUMN marks BIGINT UNSIGNED NOT NULL DEFAULT 0",
+    ),
+    (
+        "ddl",
+        "connection_id",
+        "ALTER TABLE ottr_sys.ddl ADD COLUMN connection_id BIGINT UNSIGNED NULL",
+    ),
+];
+const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = 'ottr_sys' AND TABLE_NAME = ? AND COLUMN_NAME = ?";
+/// The first statement of every transaction that writes rows or announces a DDL: a change in
+/// the binlog that names the pipeline (see `select::echo`), and the fencing check.
+const MARK: &str = "UPDATE ottr_sys.applied SET marks = marks + 1 \
+     WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
+/// The `ottr_sys.applied` row a two-way pipeline marks on its *source* when it writes the
+/// winner of a conflict back there (see `conflict`).
+const WRITE_BACK_PARTITION: u32 = 65_535;
 const ADD_PARTITION: &str = "INSERT IGNORE INTO ottr_sys.applied (pipeline_key, partition_no, pipeline_name) VALUES (?, ?, ?)";
 const CLAIM_PARTITIONS: &str =
     "UPDATE ottr_sys.applied SET fencing_token = ? WHERE pipeline_key = ? AND fencing_token <= ?";
@@ -77,20 +105,27 @@ const FORGET_DDL: &str = "DELETE FROM ottr_sys.ddl WHERE pipeline_key = ?";
 const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_offset = ?, gtid = ?, \
      trx_rows_done = ?, fencing_token = ? WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
 const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
-const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl (pipeline_key, binlog_file, binlog_offset, state, statement) \
-     VALUES (?, ?, ?, 'applying', ?) ON DUPLICATE KEY UPDATE state = 'applying'";
+const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl \
+     (pipeline_key, binlog_file, binlog_offset, state, statement, connection_id) \
+     VALUES (?, ?, ?, 'applying', ?, CONNECTION_ID()) \
+     ON DUPLICATE KEY UPDATE state = 'applying', connection_id = CONNECTION_ID()";
 const DDL_FAILED: &str = "UPDATE ottr_sys.ddl SET state = 'failed' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
      WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)";
 const UNIQUE_KEYS: &str = "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
+const UNIQUE_KEY_COLUMNS: &str = "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY' \
+     ORDER BY INDEX_NAME, SEQ_IN_INDEX";
 const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 /// Load sessions: UTC, zero values kept as they are, strict, utf8mb4, short DDL lock waits.
 /// One statement, since mysql_async runs setup commands in no fixed order.
 const SESSION: &str = "SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
      sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', lock_wait_timeout = 30";
+/// Reading a source row for a conflict: UTC and utf8mb4, as the load sessions.
+const SOURCE_SESSION: &str = "SET NAMES utf8mb4, SESSION time_zone = '+00:00'";
 /// Load transactions take no gap locks, so partitions writing neighbouring keys of a
 /// secondary index do not deadlock each other (REPEATABLE READ's next-key locks do).
 const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
@@ -136,6 +171,9 @@ pub struct LoadOptions {
     pub skip_load_errors: bool,
     /// The lease the pipeline runs under: see [`idle_limit`].
     pub lease: Duration,
+    /// Two-way channels: the pipeline's source, read for a row's current version when a
+    /// change conflicts.
+    pub source: Option<DataSource>,
 }
 
 /// How long the target keeps a load connection that sends nothing (`wait_timeout`, and
@@ -146,6 +184,74 @@ pub struct LoadOptions {
 /// the pool first (after a quarter of it), so a healthy pipeline never meets a closed one.
 pub fn idle_limit(lease: Duration) -> Duration {
     Duration::from_secs(lease.as_secs_f64().ceil().max(4.0) as u64)
+}
+
+/// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
+/// create).
+async fn create_system_tables(conn: &mut Conn, server: &str) -> Result<()> {
+    for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL] {
+        conn.query_drop(sql).await.map_err(|error| {
+            Error::database(format!("cannot create ottr_sys on data source '{server}' (it needs CREATE on ottr_sys.*)"), error)
+        })?;
+    }
+    for (table, column, add) in ADDED_COLUMNS {
+        let present: Option<u64> =
+            conn.exec_first(HAS_COLUMN, (table, column))
+                .await
+                .map_err(|error| {
+                    Error::database(
+                        format!("cannot read the columns of ottr_sys on data source '{server}'"),
+                        error,
+                    )
+                })?;
+        if present == Some(0) {
+            conn.query_drop(add).await.map_err(|error| {
+                Error::database(format!("cannot add column {column} to ottr_sys.{table} on data source '{server}' (it needs ALTER on ottr_sys.*)"), error)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The unique keys of `table` from `(index name, column name)` rows in key order, as indexes
+/// into its columns; a key on a column that is not synced cannot be compared and is left out.
+fn unique_key_columns(table: &TargetTable, rows: &[(String, String)]) -> Vec<Vec<usize>> {
+    let mut keys: Vec<(String, Option<Vec<usize>>)> = Vec::new();
+    for (index, column) in rows {
+        if keys.last().is_none_or(|(name, _)| name != index) {
+            keys.push((index.clone(), Some(Vec::new())));
+        }
+        let (_, columns) = keys.last_mut().expect("pushed");
+        let position = table
+            .columns
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(column));
+        match (columns.as_mut(), position) {
+            (Some(columns), Some(position)) => columns.push(position),
+            _ => *columns = None,
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(_, columns)| columns)
+        .collect()
+}
+
+/// The index of the column a newer_wins rule compares, or an error naming it.
+fn newer_column(table: &TargetTable, rule: &crate::config::ConflictRule) -> Result<Option<usize>> {
+    match &rule.policy {
+        crate::config::ConflictPolicy::PrimaryWins => Ok(None),
+        crate::config::ConflictPolicy::NewerWins { column } => table
+            .columns
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(column))
+            .map(Some)
+            .ok_or_else(|| {
+                Error::Precheck(format!(
+                    "conflict policy newer_wins compares column {column}, which {}.{} does not sync",
+                    table.schema, table.table
+                ))
+            }),
+    }
 }
 
 /// A row the target rejected and `skip_load_errors` left out.
@@ -167,6 +273,10 @@ pub struct Loader {
     skipped: Vec<SkippedRow>,
     /// Per target table: what the load side needs to know of it on the target.
     tables: HashMap<TableKey, TableInfo>,
+    /// Conflicts met by committed transactions since the last [`Loader::take_conflicts`].
+    conflicts: std::sync::Mutex<Vec<ConflictRecord>>,
+    /// Two-way channels: connections to the source, for conflicts.
+    source: Option<Pool>,
 }
 
 /// Whether two applied positions are the same point of the binlog (GTID states may be known
@@ -265,6 +375,11 @@ struct TableInfo {
     /// has a unique key besides the primary key (an upsert clashing on it would update
     /// another row): such tables are applied in one partition, in binlog order.
     serial: bool,
+    /// Two-way channels: the unique keys besides the primary key (indexes into the target
+    /// table's columns; keys on columns that are not synced are left out).
+    unique_keys: Arc<Vec<Vec<usize>>>,
+    /// Two-way channels under newer_wins: the index of the column compared.
+    newer: Option<usize>,
 }
 
 /// What went wrong in a partition, to decide about a serial re-run.
@@ -307,14 +422,32 @@ impl Loader {
                     .with_ttl_check_interval(Duration::from_secs(1)),
             );
         let pool = Pool::new(opts);
+        let source = match &options.source {
+            None => None,
+            Some(source) => Some(Pool::new(
+                crate::pipeline::connect::options(source)?
+                    .setup(vec![SOURCE_SESSION])
+                    .stmt_cache_size(STATEMENT_CACHE)
+                    .pool_opts(
+                        PoolOpts::default()
+                            .with_constraints(constraints)
+                            .with_reset_connection(false),
+                    ),
+            )),
+        };
         let mut loader = Loader {
+            source,
             pool,
             applied: vec![None; options.parallelism + 1],
             options,
             tables: HashMap::new(),
             skipped: Vec::new(),
+            conflicts: std::sync::Mutex::new(Vec::new()),
         };
         loader.prepare(&target.name).await?;
+        if let Some(source) = &loader.options.source {
+            loader.prepare_source(&source.name).await?;
+        }
         Ok(loader)
     }
 
@@ -332,11 +465,7 @@ impl Loader {
 
     async fn prepare(&mut self, target: &str) -> Result<()> {
         let mut conn = self.conn().await?;
-        for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL] {
-            conn.query_drop(sql).await.map_err(|error| {
-                Error::database(format!("cannot create ottr_sys on data source '{target}' (it needs CREATE on ottr_sys.*)"), error)
-            })?;
-        }
+        create_system_tables(&mut conn, target).await?;
         let options = &self.options;
         for partition in 0..=options.parallelism {
             conn.exec_drop(
@@ -453,6 +582,31 @@ impl Loader {
                 .map_err(self.fail("record the load layout"))?;
         }
         Ok(())
+    }
+
+    /// Two-way: the row of `ottr_sys.applied` on the source that marks what this pipeline
+    /// writes back there (the winners of conflicts).
+    async fn prepare_source(&self, source: &str) -> Result<()> {
+        let pool = self.source.as_ref().expect("a two-way loader");
+        let fail = |error| {
+            Error::database(
+                format!("cannot prepare ottr_sys on data source '{source}' for conflicts"),
+                error,
+            )
+        };
+        let mut conn = pool.get_conn().await.map_err(fail)?;
+        create_system_tables(&mut conn, source).await?;
+        let options = &self.options;
+        conn.exec_drop(
+            ADD_PARTITION,
+            (
+                &options.pipeline_key,
+                WRITE_BACK_PARTITION,
+                &options.pipeline_name,
+            ),
+        )
+        .await
+        .map_err(fail)
     }
 
     /// Forgets what the target says is applied: the pipeline starts over from a new position.
@@ -692,11 +846,19 @@ impl Loader {
             .map_err(self.fail("start a transaction"))
             .map_err(classify)?;
         let serial = partition == self.options.parallelism || rows.iter().any(changes_key);
-        let mut result = if serial {
-            self.write_in_order(&mut transaction, rows.iter()).await
-        } else {
-            self.write_merged(&mut transaction, rows).await
-        };
+        let mut checked = CheckedOutcome::default();
+        let mut result = self.mark(&mut transaction, partition).await;
+        if result.is_ok() {
+            result = if rows.iter().any(|row| row.table.conflict.is_some()) {
+                let rows: Vec<&TargetRow> = rows.iter().collect();
+                self.write_checked(&mut transaction, &rows, &mut checked)
+                    .await
+            } else if serial {
+                self.write_in_order(&mut transaction, rows.iter()).await
+            } else {
+                self.write_merged(&mut transaction, rows).await
+            };
+        }
         if result.is_ok() {
             result = self.move_applied(&mut transaction, &[partition], end).await;
         }
@@ -710,7 +872,52 @@ impl Loader {
             .commit()
             .await
             .map_err(self.fail("commit"))
-            .map_err(classify)
+            .map_err(classify)?;
+        self.after_checked(checked)
+            .await
+            .map_err(PartitionError::Other)
+    }
+
+    /// Marks a transaction as this pipeline's (its first statement), under the fencing token.
+    async fn mark(&self, transaction: &mut Transaction<'_>, partition: usize) -> Result<()> {
+        let options = &self.options;
+        transaction
+            .exec_drop(
+                MARK,
+                (&options.pipeline_key, partition as u32, options.token.0),
+            )
+            .await
+            .map_err(self.fail("mark the transaction"))?;
+        if transaction.affected_rows() == 0 {
+            return Err(Error::Fenced {
+                pipeline: options.pipeline,
+                token: options.token,
+            });
+        }
+        Ok(())
+    }
+
+    /// After a committed transaction with checked writes: its conflicts are kept for the
+    /// conflict log, and the winning versions of the target are written back to the source.
+    async fn after_checked(&self, checked: CheckedOutcome) -> Result<()> {
+        if !checked.conflicts.is_empty() {
+            self.conflicts
+                .lock()
+                .expect("not poisoned")
+                .extend(checked.conflicts);
+        }
+        // The target committed: a failure here costs the write-back, never the batch (the
+        // other side keeps its version until the row changes again).
+        if let Err(error) = self.write_back(&checked.write_back).await {
+            warn!(pipeline = %self.options.pipeline, keys = checked.write_back.len(), error = %crate::error::chain(&error),
+                "cannot write the winning versions of conflicts back onto the source");
+        }
+        Ok(())
+    }
+
+    /// The conflicts met by committed transactions since the last call.
+    pub fn take_conflicts(&self) -> Vec<ConflictRecord> {
+        std::mem::take(&mut *self.conflicts.lock().expect("not poisoned"))
     }
 
     /// Rows of several partitions in binlog order, in one transaction.
@@ -727,7 +934,13 @@ impl Loader {
             .start_transaction(TxOpts::default())
             .await
             .map_err(self.fail("start a transaction"))?;
-        if self.options.skip_load_errors {
+        self.mark(&mut transaction, partitions[0]).await?;
+        let mut checked = CheckedOutcome::default();
+        if rows.iter().any(|(_, row)| row.table.conflict.is_some()) {
+            let rows: Vec<&TargetRow> = rows.iter().map(|(_, row)| row).collect();
+            self.write_checked(&mut transaction, &rows, &mut checked)
+                .await?;
+        } else if self.options.skip_load_errors {
             for (_, row) in &rows {
                 transaction
                     .query_drop("SAVEPOINT ottr_row")
@@ -759,6 +972,10 @@ impl Loader {
         self.move_applied(&mut transaction, &partitions, end)
             .await?;
         transaction.commit().await.map_err(self.fail("commit"))?;
+        for partition in &partitions {
+            self.applied[*partition] = Some(end.clone());
+        }
+        self.after_checked(checked).await?;
         for partition in partitions {
             self.applied[partition] = Some(end.clone());
         }
@@ -963,6 +1180,9 @@ impl Loader {
                 .start_transaction(TxOpts::default())
                 .await
                 .map_err(self.fail("start a transaction"))?;
+            // Marked, and committed just before the DDL on this connection: the DDL is
+            // recognised as this pipeline's in the target's binlog (see `select::echo`).
+            self.mark(&mut transaction, options.parallelism).await?;
             transaction
                 .exec_drop(DDL_APPLYING, (&key.0, &key.1, key.2, sql))
                 .await
@@ -1067,9 +1287,21 @@ impl Loader {
             .exec_first(UNIQUE_KEYS, (&table.schema, &table.table))
             .await
             .map_err(self.fail("read the target table's unique keys"))?;
+        let (unique_keys, newer) = match &table.conflict {
+            None => (Vec::new(), None),
+            Some(rule) => {
+                let rows: Vec<(String, String)> = conn
+                    .exec(UNIQUE_KEY_COLUMNS, (&table.schema, &table.table))
+                    .await
+                    .map_err(self.fail("read the target table's unique keys"))?;
+                (unique_key_columns(table, &rows), newer_column(table, rule)?)
+            }
+        };
         let info = TableInfo {
             columns: Arc::new(columns),
             serial: links.unwrap_or(0) > 0 || unique.unwrap_or(0) > 0,
+            unique_keys: Arc::new(unique_keys),
+            newer,
         };
         self.tables.insert(key, info.clone());
         Ok(info)
@@ -1082,6 +1314,9 @@ impl Loader {
 
     /// Closes the target connections.
     pub async fn close(self) {
+        if let Some(source) = self.source {
+            let _ = source.disconnect().await;
+        }
         let _ = self.pool.disconnect().await;
     }
 }

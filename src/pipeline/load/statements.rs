@@ -3,7 +3,7 @@
 //! paths and tables without a key. Identifiers are always quoted.
 
 use super::bind::Bound;
-use crate::pipeline::transform::TargetTable;
+use crate::pipeline::transform::{SourceNames, TargetTable};
 use mysql_async::Value as Param;
 
 /// `name` as a quoted identifier.
@@ -262,6 +262,257 @@ pub fn update_row(
     )
 }
 
+/// `c1 <=> v1 AND c2 <=> v2 …` over `columns`: the row holds exactly this version, as the
+/// server compares the literal the upsert would write.
+fn same_version(table: &TargetTable, columns: &[usize], image: &[Bound]) -> String {
+    let mut out = String::new();
+    for (at, index) in columns.iter().enumerate() {
+        if at > 0 {
+            out.push_str(" AND ");
+        }
+        out.push_str(&quote(&table.columns[*index]));
+        out.push_str(" <=> ");
+        image[*index].write_literal(&mut out);
+    }
+    out
+}
+
+/// `(k1, k2) = (v1, v2)` for a key.
+fn key_is(table: &TargetTable, key: &[Bound]) -> String {
+    let names: Vec<String> = table
+        .key
+        .iter()
+        .map(|index| quote(&table.columns[*index]))
+        .collect();
+    format!("({}) = {}", names.join(", "), literal_tuple(key.iter()))
+}
+
+/// `c1 = v1, c2 = v2 …` for the columns outside the key (`k = k` when every column is in it).
+fn set_all(table: &TargetTable, columns: &[usize], image: &[Bound]) -> String {
+    let sets: Vec<String> = columns
+        .iter()
+        .filter(|index| !table.key.contains(index))
+        .map(|index| {
+            let mut set = format!("{} = ", quote(&table.columns[*index]));
+            image[*index].write_literal(&mut set);
+            set
+        })
+        .collect();
+    if sets.is_empty() {
+        let first = quote(&table.columns[table.key[0]]);
+        format!("{first} = {first}")
+    } else {
+        sets.join(", ")
+    }
+}
+
+/// `INSERT INTO t (…) VALUES (…)`: fails on any duplicate key.
+pub fn insert_text(table: &TargetTable, columns: &[usize], image: &[Bound]) -> String {
+    let names: Vec<String> = columns
+        .iter()
+        .map(|index| quote(&table.columns[*index]))
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        table_name(table),
+        names.join(", "),
+        literal_tuple(columns.iter().map(|index| &image[*index]))
+    )
+}
+
+/// `UPDATE t SET … WHERE key = … [AND <the row is version expected>]`.
+pub fn update_text(
+    table: &TargetTable,
+    columns: &[usize],
+    key: &[Bound],
+    expected: Option<&[Bound]>,
+    image: &[Bound],
+) -> String {
+    let mut sql = format!(
+        "UPDATE {} SET {} WHERE {}",
+        table_name(table),
+        set_all(table, columns, image),
+        key_is(table, key)
+    );
+    if let Some(expected) = expected {
+        sql.push_str(" AND ");
+        sql.push_str(&same_version(table, columns, expected));
+    }
+    sql
+}
+
+/// `DELETE FROM t WHERE key = … [AND <the row is version expected>]`.
+pub fn delete_text(
+    table: &TargetTable,
+    columns: &[usize],
+    key: &[Bound],
+    expected: Option<&[Bound]>,
+) -> String {
+    let mut sql = format!(
+        "DELETE FROM {} WHERE {}",
+        table_name(table),
+        key_is(table, key)
+    );
+    if let Some(expected) = expected {
+        sql.push_str(" AND ");
+        sql.push_str(&same_version(table, columns, expected));
+    }
+    sql
+}
+
+/// `CONCAT_WS(', ', CONCAT('c1=', QUOTE(c1)), …)`: a row as the conflict log shows it.
+fn row_text(table: &TargetTable, columns: &[usize]) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|index| {
+            let name = &table.columns[*index];
+            let mut label = String::new();
+            Bound::Bytes(format!("{name}=").into_bytes()).write_literal(&mut label);
+            format!("CONCAT({label}, QUOTE({}))", quote(name))
+        })
+        .collect();
+    format!("LEFT(CONCAT_WS(', ', {}), 2000)", parts.join(", "))
+}
+
+/// `CASE …`: 1 when `image`'s value of `column` is greater than the row's (a NULL is less
+/// than any value), 0 when equal, -1 when less.
+fn newer_than_row(table: &TargetTable, column: usize, image: &[Bound]) -> String {
+    let name = quote(&table.columns[column]);
+    let mut value = String::new();
+    image[column].write_literal(&mut value);
+    format!(
+        "CASE WHEN {name} <=> {value} THEN 0 WHEN {name} IS NULL THEN 1 WHEN {value} IS NULL THEN -1 \
+         WHEN {value} > {name} THEN 1 ELSE -1 END"
+    )
+}
+
+/// Locks and reads the target row of `key`: `is_last` (it holds `last` already), how `last`
+/// compares on the newer_wins column (0 without one), and the row as text.
+pub fn check_text(
+    table: &TargetTable,
+    columns: &[usize],
+    key: &[Bound],
+    last: Option<&[Bound]>,
+    newer: Option<usize>,
+) -> String {
+    let is_last = last.map_or("0".to_owned(), |last| {
+        format!("({})", same_version(table, columns, last))
+    });
+    let compare = match (newer, last) {
+        (Some(column), Some(last)) => newer_than_row(table, column, last),
+        _ => "0".to_owned(),
+    };
+    format!(
+        "SELECT {is_last}, {compare}, {} FROM {} WHERE {} FOR UPDATE",
+        row_text(table, columns),
+        table_name(table),
+        key_is(table, key)
+    )
+}
+
+/// `WHERE (u1, u2) = (…) AND NOT (key = …)`: the rows other than `key` that hold `image`'s
+/// values in the unique key `unique` (column indexes).
+fn colliding(table: &TargetTable, unique: &[usize], key: &[Bound], image: &[Bound]) -> String {
+    let names: Vec<String> = unique
+        .iter()
+        .map(|index| quote(&table.columns[*index]))
+        .collect();
+    format!(
+        "WHERE ({}) = {} AND NOT ({})",
+        names.join(", "),
+        literal_tuple(unique.iter().map(|index| &image[*index])),
+        key_is(table, key)
+    )
+}
+
+/// Locks and reads the rows that collide with `image` on the unique key `unique`: how
+/// `image` compares on the newer_wins column (0 without one), and the rows as text.
+pub fn colliding_text(
+    table: &TargetTable,
+    columns: &[usize],
+    unique: &[usize],
+    key: &[Bound],
+    image: &[Bound],
+    newer: Option<usize>,
+) -> String {
+    let compare = newer.map_or("0".to_owned(), |column| {
+        newer_than_row(table, column, image)
+    });
+    format!(
+        "SELECT {compare}, {} FROM {} {} FOR UPDATE",
+        row_text(table, columns),
+        table_name(table),
+        colliding(table, unique, key, image)
+    )
+}
+
+/// The keys of the rows that collide with `image` on the unique key `unique`.
+pub fn colliding_keys(
+    table: &TargetTable,
+    unique: &[usize],
+    key: &[Bound],
+    image: &[Bound],
+) -> String {
+    let keys: Vec<String> = table
+        .key
+        .iter()
+        .map(|index| quote(&table.columns[*index]))
+        .collect();
+    format!(
+        "SELECT {} FROM {} {} FOR UPDATE",
+        keys.join(", "),
+        table_name(table),
+        colliding(table, unique, key, image)
+    )
+}
+
+/// Deletes the rows that collide with `image` on the unique key `unique`.
+pub fn delete_colliding_text(
+    table: &TargetTable,
+    unique: &[usize],
+    key: &[Bound],
+    image: &[Bound],
+) -> String {
+    format!(
+        "DELETE FROM {} {}",
+        table_name(table),
+        colliding(table, unique, key, image)
+    )
+}
+
+/// `SELECT <columns> FROM <table> WHERE (<key>) = (?, …)` with the names of `names` (a
+/// target table's own, or its source's): a row in the target table's column order.
+pub fn row_by_key(table: &TargetTable, source: &SourceNames) -> String {
+    let columns: Vec<String> = source.columns.iter().map(|name| quote(name)).collect();
+    let key: Vec<String> = table
+        .key
+        .iter()
+        .map(|index| quote(&source.columns[*index]))
+        .collect();
+    format!(
+        "SELECT {} FROM {}.{} WHERE ({}) = ({})",
+        columns.join(", "),
+        quote(&source.schema),
+        quote(&source.table),
+        key.join(", "),
+        vec!["?"; key.len()].join(", ")
+    )
+}
+
+/// A row image as the conflict log shows it (`c1=v1, c2=v2`).
+pub fn image_text(table: &TargetTable, columns: &[usize], image: &[Bound]) -> String {
+    let mut out = String::new();
+    for (at, index) in columns.iter().enumerate() {
+        if at > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&table.columns[*index]);
+        out.push('=');
+        image[*index].write_literal(&mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +523,8 @@ mod tests {
             table: "or`ders".into(),
             columns: vec!["id".into(), "v".into()],
             key: vec![0],
+            conflict: None,
+            source: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! every event into typed values and never skips one silently.
 
 mod decode;
+mod echo;
 mod event;
 #[cfg(test)]
 mod format_tests;
@@ -14,7 +15,9 @@ mod table;
 
 pub use decode::{ColumnDecoder, collation_map};
 pub use event::{EventDecoder, SourceEvent, TransactionGtid, event_name};
-pub use precheck::{Check, Outcome, first_failure, run_prechecks};
+pub use precheck::{
+    Check, Outcome, check_auto_increment, check_marks_logged, first_failure, run_prechecks,
+};
 pub use selector::{Batch, BatchData, ByteBudget, Change, SelectOptions, Selector};
 pub use start::{list_binlogs, resolve_end, resolve_timestamp};
 pub use stream::{BinlogReader, ReadEvent, ReaderOptions, check_not_purged};

@@ -12,6 +12,9 @@ const SELECT_VARIABLES: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
      ('version', 'version_comment', 'log_bin', 'binlog_format', 'binlog_row_image', \
       'binlog_row_metadata', 'log_bin_compress', 'server_id')";
 const SHOW_GRANTS: &str = "SHOW GRANTS FOR CURRENT_USER()";
+const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
+const AUTO_INCREMENT: &str =
+    "SELECT @@GLOBAL.auto_increment_increment, @@GLOBAL.auto_increment_offset";
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,89 @@ pub async fn run_prechecks(conn: &mut Conn, kind: DataSourceKind) -> Result<Vec<
         .await
         .map_err(|error| Error::database("cannot read the reader's grants", error))?;
     Ok(evaluate(&variables, &grants, kind))
+}
+
+/// Loop avoidance needs ottr's marks in the source's binlog: fails when a binlog filter
+/// (`binlog_do_db` / `binlog_ignore_db`) leaves `ottr_sys` out.
+pub async fn check_marks_logged(conn: &mut Conn) -> Result<Check> {
+    let row: Option<mysql_async::Row> = conn
+        .query_first(SHOW_MASTER_STATUS)
+        .await
+        .map_err(|error| Error::database("cannot read the source's binlog filters", error))?;
+    let column = |row: &mysql_async::Row, name: &str| -> String {
+        row.columns_ref()
+            .iter()
+            .position(|column| column.name_str().eq_ignore_ascii_case(name))
+            .and_then(|index| row.get_opt::<String, _>(index))
+            .and_then(std::result::Result::ok)
+            .unwrap_or_default()
+    };
+    let (only, ignored) = row.as_ref().map_or((String::new(), String::new()), |row| {
+        (column(row, "Binlog_Do_DB"), column(row, "Binlog_Ignore_DB"))
+    });
+    Ok(Check {
+        name: "loop_marks_logged",
+        outcome: marks_outcome(&only, &ignored),
+    })
+}
+
+fn marks_outcome(only: &str, ignored: &str) -> Outcome {
+    let listed = |list: &str| list.split(',').any(|name| name.trim() == "ottr_sys");
+    let fix =
+        "ottr recognises its own writes by rows of ottr_sys in the binlog: remove the filter \
+               (binlog_do_db must list ottr_sys, binlog_ignore_db must not)"
+            .to_owned();
+    if listed(ignored) {
+        Outcome::Failed {
+            found: format!("binlog_ignore_db = {ignored} leaves ottr_sys out of the binlog"),
+            fix,
+        }
+    } else if !only.trim().is_empty() && !listed(only) {
+        Outcome::Failed {
+            found: format!("binlog_do_db = {only} leaves ottr_sys out of the binlog"),
+            fix,
+        }
+    } else {
+        Outcome::Passed("ottr_sys is in the binlog".into())
+    }
+}
+
+/// Two-way: both servers hand out auto-increment values; the same increment and offset on
+/// both means inserts on the two sides take the same ids (a conflict each time).
+pub async fn check_auto_increment(source: &mut Conn, target: &mut Conn) -> Result<Check> {
+    let fail = |error| Error::database("cannot read auto_increment_increment/offset", error);
+    let source = source
+        .query_first::<(u64, u64), _>(AUTO_INCREMENT)
+        .await
+        .map_err(fail)?
+        .unwrap_or((1, 1));
+    let target = target
+        .query_first::<(u64, u64), _>(AUTO_INCREMENT)
+        .await
+        .map_err(fail)?
+        .unwrap_or((1, 1));
+    Ok(Check {
+        name: "auto_increment",
+        outcome: auto_increment_outcome(source, target),
+    })
+}
+
+fn auto_increment_outcome(source: (u64, u64), target: (u64, u64)) -> Outcome {
+    let (increment, offset) = source;
+    let (other_increment, other_offset) = target;
+    let collide = increment == other_increment
+        && offset % increment.max(1) == other_offset % other_increment.max(1);
+    if collide {
+        Outcome::Warning(format!(
+            "both servers have auto_increment_increment = {increment} and auto_increment_offset = {offset}: \
+             rows inserted on both sides take the same ids and collide; set auto_increment_increment = 2 \
+             on both and auto_increment_offset = 1 on one, 2 on the other"
+        ))
+    } else {
+        Outcome::Passed(format!(
+            "auto_increment {increment}/{offset} and {other_increment}/{other_offset} hand out distinct ids"
+        ))
+    }
 }
 
 /// The first failed check as an error whose message holds the fix.
@@ -229,6 +315,32 @@ fn check_grants(grants: &[String], kind: DataSourceKind) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binlog_filters_that_drop_the_marks_and_colliding_auto_increments_are_caught() {
+        assert!(matches!(marks_outcome("", ""), Outcome::Passed(_)));
+        assert!(matches!(
+            marks_outcome("shop,ottr_sys", ""),
+            Outcome::Passed(_)
+        ));
+        assert!(matches!(marks_outcome("shop", ""), Outcome::Failed { .. }));
+        assert!(matches!(
+            marks_outcome("", "tmp,ottr_sys"),
+            Outcome::Failed { .. }
+        ));
+        assert!(matches!(
+            auto_increment_outcome((1, 1), (1, 1)),
+            Outcome::Warning(_)
+        ));
+        assert!(matches!(
+            auto_increment_outcome((2, 1), (2, 3)),
+            Outcome::Warning(_)
+        ));
+        assert!(matches!(
+            auto_increment_outcome((2, 1), (2, 2)),
+            Outcome::Passed(_)
+        ));
+    }
 
     fn good_variables() -> HashMap<String, String> {
         [

@@ -13,12 +13,13 @@
 //!   periods) or a restarted server is reopened from the last position handed on, with
 //!   backoff; everything read after that position is discarded and read again.
 
+use super::echo;
 use super::event::{SourceEvent, TransactionGtid};
 use super::stream::{BinlogReader, ReadEvent, ReaderOptions};
 use crate::config::DataSource;
 use crate::error::{Error, ErrorClass, Result, chain};
 use crate::model::{BinlogFilePos, ChangeAt, GtidState, Position, RowChange};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -145,6 +146,9 @@ pub struct SelectOptions {
     /// rather than waiting for `batch_timeout` (as Canal hands on what is there): the tail of
     /// a catch-up and an idle source's heartbeats are not held back. `None`: by time only.
     pub cut_when_idle: Option<Duration>,
+    /// Keys (`installation/pipeline id`) of the pipelines that write into this source from
+    /// this pipeline's target: transactions they wrote are dropped whole (loop avoidance).
+    pub echo_keys: HashSet<String>,
 }
 
 /// The transaction being read.
@@ -163,6 +167,10 @@ struct Transaction {
     first_index: Option<usize>,
     /// Savepoints: name and index in the batch being built (None once handed on past it).
     savepoints: Vec<(String, Option<usize>)>,
+    /// Written by a pipeline of `echo_keys`: its changes are dropped.
+    echo: bool,
+    /// An echo transaction that announces a DDL: the connection that runs it next.
+    announces_ddl: Option<u32>,
 }
 
 impl Transaction {
@@ -179,6 +187,8 @@ impl Transaction {
             rows_seen: 0,
             first_index: Some(first_index),
             savepoints: Vec::new(),
+            echo: false,
+            announces_ddl: None,
         }
     }
 }
@@ -263,6 +273,8 @@ pub struct Selector {
     last_read: Instant,
     /// Time spent placing events in batches since the last cut (statistics).
     busy: Duration,
+    /// Connections whose next DDL was announced by an echo transaction: that DDL is dropped.
+    echo_ddl_threads: HashSet<u32>,
 }
 
 impl Selector {
@@ -293,6 +305,7 @@ impl Selector {
             reconnects: 0,
             last_read: Instant::now(),
             busy: Duration::ZERO,
+            echo_ddl_threads: HashSet::new(),
         }
     }
 
@@ -564,6 +577,19 @@ impl Selector {
                 let mut rows = Vec::with_capacity(changes.len());
                 for change in changes {
                     transaction.rows_seen += 1;
+                    // The mark is the first change of every transaction a pipeline writes,
+                    // so an echo is known before any of its rows (and again when a split
+                    // transaction is read from its start after a restart).
+                    match echo::mark(&change, &self.options.echo_keys) {
+                        echo::Mark::Echo => transaction.echo = true,
+                        echo::Mark::AnnouncesDdl(thread) if transaction.echo => {
+                            transaction.announces_ddl = Some(thread);
+                        }
+                        _ => {}
+                    }
+                    if transaction.echo {
+                        continue;
+                    }
                     if transaction.rows_seen > self.skip {
                         let at = ChangeAt {
                             transaction: transaction.start.clone(),
@@ -583,6 +609,9 @@ impl Selector {
             }
             SourceEvent::Commit => {
                 let transaction = self.transaction.take();
+                if let Some(thread) = transaction.as_ref().and_then(|t| t.announces_ddl) {
+                    self.echo_ddl_threads.insert(thread);
+                }
                 self.committed = self.after(transaction.as_ref(), read.end);
                 self.skip = 0;
                 Ok(self.cut_if_full())
@@ -603,7 +632,19 @@ impl Selector {
                     .as_ref()
                     .is_none_or(|transaction| transaction.standalone);
                 if !standalone {
+                    if self.transaction.as_ref().is_some_and(|t| t.echo) {
+                        return Ok(None);
+                    }
                     return self.inner_statement(schema, sql, &read.start, read.timestamp);
+                }
+                if let Some(thread) = read.thread_id
+                    && self.echo_ddl_threads.remove(&thread)
+                {
+                    // A DDL a pipeline of `echo_keys` ran: passed over, not handed on.
+                    let transaction = self.transaction.take();
+                    self.committed = self.after(transaction.as_ref(), read.end);
+                    self.skip = 0;
+                    return Ok(None);
                 }
                 if !self.building.is_empty() {
                     // A statement is a batch of its own: hand on what came before it first.
@@ -786,6 +827,7 @@ mod tests {
             },
             batch_rows,
             batch_bytes: 1 << 20,
+            echo_keys: HashSet::new(),
             batch_timeout: Duration::from_secs(60),
             retry_min: Duration::from_millis(10),
             retry_max: Duration::from_millis(10),
@@ -815,6 +857,7 @@ mod tests {
                 offset,
             },
             timestamp: 1,
+            thread_id: None,
         }
     }
 

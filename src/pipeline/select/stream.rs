@@ -19,6 +19,8 @@ const SELECT_COLLATIONS: &str =
     "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL";
 const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 const SELECT_CHECKSUM: &str = "SELECT @@GLOBAL.binlog_checksum";
+/// The type code of QUERY_EVENT.
+const QUERY_EVENT: u8 = 2;
 /// How long connecting and starting a stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,6 +46,8 @@ pub struct ReadEvent {
     pub end: BinlogFilePos,
     /// The event's timestamp (seconds since the epoch, the source's clock).
     pub timestamp: u32,
+    /// QUERY events: the id of the connection that ran the statement.
+    pub thread_id: Option<u32>,
 }
 
 /// A binlog stream being read.
@@ -239,11 +243,17 @@ impl BinlogReader {
                 end.file = file.clone();
             }
         }
+        // QUERY_EVENT's body starts with the connection id (slave_proxy_id).
+        let thread_id = (header.event_type_raw() == QUERY_EVENT)
+            .then(|| event.data().get(0..4))
+            .flatten()
+            .map(|bytes| u32::from_le_bytes(bytes.try_into().expect("4 bytes")));
         Ok(Some(ReadEvent {
             event: decoded,
             start,
             end,
             timestamp: header.timestamp(),
+            thread_id,
         }))
     }
 
