@@ -8,8 +8,8 @@ BEGIN
   DECLARE v_path VARCHAR(2048) DEFAULT NULL;
   SET v_path = (
     WITH RECURSIVE reach (site, hops, ids, names) AS (
-      SELECT p.target_id, 1, CONCAT(',', p.source_id, ',', p.target_id, ','),
-             CONCAT(s.name, ' > ', t.name)
+      SELECT p.target_id, 1, CAST(CONCAT(',', p.source_id, ',', p.target_id, ',') AS CHAR(2048)),
+             CAST(CONCAT(s.name, ' > ', t.name) AS CHAR(2048))
         FROM pipeline p
         JOIN data_source s ON s.id = p.source_id
         JOIN data_source t ON t.id = p.target_id

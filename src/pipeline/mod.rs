@@ -293,7 +293,7 @@ impl PipelineTask {
         }
         let mut target = connect(&config.target).await?;
         if !config.echo_pipelines.is_empty() {
-            let marks = select::check_marks_logged(&mut source).await?;
+            let marks = select::check_marks_logged(&mut source, config.source.kind).await?;
             if let Some(failure) = select::first_failure(std::slice::from_ref(&marks)) {
                 return Err(failure);
             }
@@ -397,12 +397,18 @@ impl PipelineTask {
             retry_max: self.settings.retry_max,
             split_transactions: !options.transactional,
             cut_when_idle: Some(CUT_WHEN_IDLE),
-            // and this pipeline's own writes into its source (a conflict's winner, see
-            // `load::conflict`)
+            // and, two-way, this pipeline's own writes into its source (a conflict's winner,
+            // see `load::conflict`)
             echo_keys: config
                 .echo_pipelines
                 .iter()
-                .chain(std::iter::once(&self.pipeline))
+                .chain(
+                    config
+                        .table_pairs
+                        .iter()
+                        .any(|pair| pair.conflict.is_some())
+                        .then_some(&self.pipeline),
+                )
                 .map(|pipeline| format!("{}/{}", self.installation, pipeline))
                 .collect(),
         };

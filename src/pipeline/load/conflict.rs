@@ -167,6 +167,15 @@ impl Checked<'_> {
     }
 }
 
+/// The source table of a two-way table, as a write-back writes it.
+struct SourceSide {
+    table: TargetTable,
+    /// The columns to write (the target's, without generated ones).
+    columns: Vec<usize>,
+    /// The unique keys besides the primary key.
+    unique_keys: Arc<Vec<Vec<usize>>>,
+}
+
 /// The source table of `table` described as a table to write to.
 fn source_side(table: &TargetTable, source: &SourceNames) -> TargetTable {
     TargetTable {
@@ -511,30 +520,23 @@ impl Loader {
     /// Writes `current` over the source's row of `key` if it holds `lost` (None: no row);
     /// whether it did.
     async fn write_back_row(
-        &self,
         transaction: &mut Transaction<'_>,
-        table: &TargetTable,
-        source: &TargetTable,
+        side: &SourceSide,
         key: &[Bound],
         lost: Option<&[Bound]>,
         current: &[Bound],
     ) -> std::result::Result<bool, mysql_async::Error> {
-        let columns: Vec<usize> = (0..source.columns.len()).collect();
+        let (source, columns) = (&side.table, side.columns.as_slice());
         let write = match lost {
-            Some(lost) => update_text(source, &columns, key, Some(lost), current),
-            None => insert_text(source, &columns, current),
+            Some(lost) => update_text(source, columns, key, Some(lost), current),
+            None => insert_text(source, columns, current),
         };
         match transaction.query_drop(write.clone()).await {
             Ok(()) => Ok(transaction.affected_rows() > 0),
             Err(error) if is_duplicate(&error) => {
                 // In the way on another unique key (the primary does not have those rows),
                 // or inserted on the source meanwhile (moved on: left alone).
-                let unique_keys = self
-                    .tables
-                    .get(&table_key(table))
-                    .map(|info| info.unique_keys.clone())
-                    .unwrap_or_default();
-                for unique in unique_keys.iter() {
+                for unique in side.unique_keys.iter() {
                     transaction
                         .query_drop(delete_colliding_text(source, unique, key, current))
                         .await?;
@@ -570,12 +572,28 @@ impl Loader {
                 ),
             )
             .await?;
+        if transaction.affected_rows() == 0 {
+            // Claimed by a newer holder (or gone): write nothing unmarked.
+            return Ok(());
+        }
         for ((entry, lost), current) in keys.iter().zip(lost).zip(current) {
             let Some(names) = &entry.table.source else {
                 continue;
             };
             let source = source_side(&entry.table, names);
-            let columns: Vec<usize> = (0..source.columns.len()).collect();
+            let info = self.tables.get(&table_key(&entry.table));
+            let side = SourceSide {
+                // the columns the target writes: generated ones are never written
+                columns: info.map_or_else(
+                    || (0..source.columns.len()).collect(),
+                    |info| info.columns.to_vec(),
+                ),
+                unique_keys: info
+                    .map(|info| info.unique_keys.clone())
+                    .unwrap_or_default(),
+                table: source,
+            };
+            let (source, columns) = (&side.table, &side.columns);
             let key = &entry.key;
             let mut alternatives: Vec<Option<&[Bound]>> = Vec::new();
             for version in lost {
@@ -589,20 +607,12 @@ impl Loader {
                     (None, None) => continue,
                     (Some(lost), None) => {
                         transaction
-                            .query_drop(delete_text(&source, &columns, key, Some(lost)))
+                            .query_drop(delete_text(source, columns, key, Some(lost)))
                             .await?;
                         transaction.affected_rows() > 0
                     }
                     (lost, Some(current)) => {
-                        self.write_back_row(
-                            &mut transaction,
-                            &entry.table,
-                            &source,
-                            key,
-                            lost,
-                            current,
-                        )
-                        .await?
+                        Self::write_back_row(&mut transaction, &side, key, lost, current).await?
                     }
                 };
                 if written {

@@ -89,18 +89,21 @@ const MARK: &str = "UPDATE ottr_sys.applied SET marks = marks + 1 \
 /// The `ottr_sys.applied` row a two-way pipeline marks on its *source* when it writes the
 /// winner of a conflict back there (see `conflict`).
 const WRITE_BACK_PARTITION: u32 = 65_535;
+const CLAIM_WRITE_BACK: &str = "UPDATE ottr_sys.applied SET fencing_token = ? \
+     WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
 const ADD_PARTITION: &str = "INSERT IGNORE INTO ottr_sys.applied (pipeline_key, partition_no, pipeline_name) VALUES (?, ?, ?)";
-const CLAIM_PARTITIONS: &str =
-    "UPDATE ottr_sys.applied SET fencing_token = ? WHERE pipeline_key = ? AND fencing_token <= ?";
-const COUNT_PARTITIONS: &str = "SELECT COUNT(*) FROM ottr_sys.applied WHERE pipeline_key = ?";
+const CLAIM_PARTITIONS: &str = "UPDATE ottr_sys.applied SET fencing_token = ? \
+     WHERE pipeline_key = ? AND fencing_token <= ? AND partition_no < 65535";
+const COUNT_PARTITIONS: &str =
+    "SELECT COUNT(*) FROM ottr_sys.applied WHERE pipeline_key = ? AND partition_no < 65535";
 const SET_LAYOUT: &str = "UPDATE ottr_sys.applied SET layout = ?, binlog_file = ?, binlog_offset = ?, gtid = ?, \
-     trx_rows_done = ? WHERE pipeline_key = ? AND fencing_token <= ?";
-const MARK_LAYOUT: &str =
-    "UPDATE ottr_sys.applied SET layout = ? WHERE pipeline_key = ? AND layout = ''";
+     trx_rows_done = ? WHERE pipeline_key = ? AND fencing_token <= ? AND partition_no < 65535";
+const MARK_LAYOUT: &str = "UPDATE ottr_sys.applied SET layout = ? \
+     WHERE pipeline_key = ? AND layout = '' AND partition_no < 65535";
 const READ_APPLIED: &str = "SELECT partition_no, binlog_file, binlog_offset, gtid, trx_rows_done, layout \
-     FROM ottr_sys.applied WHERE pipeline_key = ? ORDER BY partition_no";
+     FROM ottr_sys.applied WHERE pipeline_key = ? AND partition_no < 65535 ORDER BY partition_no";
 const FORGET_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = NULL, binlog_offset = NULL, \
-     gtid = NULL, trx_rows_done = 0 WHERE pipeline_key = ? AND fencing_token <= ?";
+     gtid = NULL, trx_rows_done = 0 WHERE pipeline_key = ? AND fencing_token <= ? AND partition_no < 65535";
 const FORGET_DDL: &str = "DELETE FROM ottr_sys.ddl WHERE pipeline_key = ?";
 const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_offset = ?, gtid = ?, \
      trx_rows_done = ?, fencing_token = ? WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
@@ -108,7 +111,7 @@ const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? A
 const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl \
      (pipeline_key, binlog_file, binlog_offset, state, statement, connection_id) \
      VALUES (?, ?, ?, 'applying', ?, CONNECTION_ID()) \
-     ON DUPLICATE KEY UPDATE state = 'applying', connection_id = CONNECTION_ID()";
+     ON DUPLICATE KEY UPDATE state = 'applying', connection_id = CONNECTION_ID(), updated_at = NOW(6)";
 const DDL_FAILED: &str = "UPDATE ottr_sys.ddl SET state = 'failed' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
@@ -124,8 +127,6 @@ const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.
 /// One statement, since mysql_async runs setup commands in no fixed order.
 const SESSION: &str = "SET NAMES utf8mb4, SESSION time_zone = '+00:00', \
      sql_mode = 'NO_AUTO_VALUE_ON_ZERO,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', lock_wait_timeout = 30";
-/// Reading a source row for a conflict: UTC and utf8mb4, as the load sessions.
-const SOURCE_SESSION: &str = "SET NAMES utf8mb4, SESSION time_zone = '+00:00'";
 /// Load transactions take no gap locks, so partitions writing neighbouring keys of a
 /// secondary index do not deadlock each other (REPEATABLE READ's next-key locks do).
 const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
@@ -205,7 +206,11 @@ async fn create_system_tables(conn: &mut Conn, server: &str) -> Result<()> {
                     )
                 })?;
         if present == Some(0) {
-            conn.query_drop(add).await.map_err(|error| {
+            conn.query_drop(add).await.or_else(|error| match &error {
+                // another pipeline added it meanwhile
+                mysql_async::Error::Server(server) if server.code == 1060 => Ok(()),
+                _ => Err(error),
+            }).map_err(|error| {
                 Error::database(format!("cannot add column {column} to ottr_sys.{table} on data source '{server}' (it needs ALTER on ottr_sys.*)"), error)
             })?;
         }
@@ -426,7 +431,9 @@ impl Loader {
             None => None,
             Some(source) => Some(Pool::new(
                 crate::pipeline::connect::options(source)?
-                    .setup(vec![SOURCE_SESSION])
+                    // a claim under the same token again counts as held
+                    .client_found_rows(true)
+                    .setup(vec![SESSION])
                     .stmt_cache_size(STATEMENT_CACHE)
                     .pool_opts(
                         PoolOpts::default()
@@ -606,7 +613,26 @@ impl Loader {
             ),
         )
         .await
-        .map_err(fail)
+        .map_err(fail)?;
+        // Held under this token: a node that lost the pipeline writes nothing back.
+        conn.exec_drop(
+            CLAIM_WRITE_BACK,
+            (
+                options.token.0,
+                &options.pipeline_key,
+                WRITE_BACK_PARTITION,
+                options.token.0,
+            ),
+        )
+        .await
+        .map_err(fail)?;
+        if conn.affected_rows() == 0 {
+            return Err(Error::Fenced {
+                pipeline: options.pipeline,
+                token: options.token,
+            });
+        }
+        Ok(())
     }
 
     /// Forgets what the target says is applied: the pipeline starts over from a new position.
@@ -972,13 +998,10 @@ impl Loader {
         self.move_applied(&mut transaction, &partitions, end)
             .await?;
         transaction.commit().await.map_err(self.fail("commit"))?;
-        for partition in &partitions {
-            self.applied[*partition] = Some(end.clone());
-        }
-        self.after_checked(checked).await?;
         for partition in partitions {
             self.applied[partition] = Some(end.clone());
         }
+        self.after_checked(checked).await?;
         Ok(())
     }
 

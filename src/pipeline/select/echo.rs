@@ -10,8 +10,21 @@
 //! QUERY event's thread id) is then dropped too. This needs no privilege (unlike `SET SESSION server_id`) and
 //! works for DROP TABLE, whose logged text the server rewrites.
 
+use crate::config::DataSource;
+use crate::error::{Error, Result};
 use crate::model::{RowChange, Value};
+use mysql_async::prelude::Queryable;
 use std::collections::HashSet;
+
+/// The connections with a DDL announced by an echo pipeline and perhaps not yet read: those
+/// still applying, and those applied in the last ten minutes (their DDL may lie after the
+/// position a restarted reader resumes at).
+const ANNOUNCED: &str = "SELECT pipeline_key, connection_id FROM ottr_sys.ddl \
+     WHERE connection_id IS NOT NULL AND (state = 'applying' OR updated_at > NOW(6) - INTERVAL 10 MINUTE)";
+/// ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR: nothing was ever announced on this server.
+const NOTHING_ANNOUNCED: [u16; 2] = [1146, 1054];
+/// ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR: the reader may not look.
+const MAY_NOT_READ: [u16; 2] = [1142, 1044];
 
 /// ottr's schema on every server it writes to.
 const SYSTEM_SCHEMA: &str = "ottr_sys";
@@ -23,8 +36,44 @@ pub enum Mark {
     Echo,
     /// A DDL record in `applying` state: this connection (thread id) runs that DDL next.
     AnnouncesDdl(u32),
+    /// A DDL record of an echo pipeline leaving `applying` (applied, or failed and never
+    /// logged): that connection's announcement is over.
+    DdlDone(u32),
     /// Anything else.
     Other,
+}
+
+/// The thread ids of DDL that echo pipelines announced on `source` and that a reader
+/// opening now may still meet.
+pub async fn announced(source: &DataSource, echo_keys: &HashSet<String>) -> Result<HashSet<u32>> {
+    if echo_keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut conn = crate::pipeline::connect::connect(source).await?;
+    let rows: std::result::Result<Vec<(String, u64)>, _> = conn.query(ANNOUNCED).await;
+    let _ = conn.disconnect().await;
+    match rows {
+        Ok(rows) => Ok(rows
+            .into_iter()
+            .filter(|(key, _)| echo_keys.contains(key))
+            .map(|(_, thread)| thread as u32)
+            .collect()),
+        Err(mysql_async::Error::Server(error)) if NOTHING_ANNOUNCED.contains(&error.code) => {
+            Ok(HashSet::new())
+        }
+        Err(mysql_async::Error::Server(error)) if MAY_NOT_READ.contains(&error.code) => {
+            tracing::warn!(source = %source.name, error = %error.message,
+                "cannot read ottr_sys.ddl on the source (grant SELECT on ottr_sys.*): a DDL announced before a restart may come back");
+            Ok(HashSet::new())
+        }
+        Err(error) => Err(Error::database(
+            format!(
+                "cannot read the DDL announced on data source '{}'",
+                source.name
+            ),
+            error,
+        )),
+    }
 }
 
 /// Classifies one row change.
@@ -58,15 +107,22 @@ pub fn mark(change: &RowChange, echo_keys: &HashSet<String>) -> Mark {
             }
         }
         // pipeline_key, binlog_file, binlog_offset, state, statement, connection_id, …
-        "ddl" if text("state", 3, change.after.as_ref()).as_deref() == Some("applying") => {
+        "ddl" => {
             let index = table
                 .columns
                 .iter()
                 .position(|meta| meta.name.eq_ignore_ascii_case("connection_id"))
                 .unwrap_or(5);
-            match change.after.as_ref().and_then(|image| image.get(index)) {
-                Some(Value::UInt(id)) => Mark::AnnouncesDdl(*id as u32),
-                Some(Value::Int(id)) => Mark::AnnouncesDdl(*id as u32),
+            let thread = match change.after.as_ref().and_then(|image| image.get(index)) {
+                Some(Value::UInt(id)) => *id as u32,
+                Some(Value::Int(id)) => *id as u32,
+                _ => return Mark::Other,
+            };
+            let ours = text("pipeline_key", 0, change.after.as_ref())
+                .is_some_and(|key| echo_keys.contains(&key));
+            match text("state", 3, change.after.as_ref()).as_deref() {
+                Some("applying") => Mark::AnnouncesDdl(thread),
+                Some(_) if ours => Mark::DdlDone(thread),
                 _ => Mark::Other,
             }
         }
@@ -165,6 +221,7 @@ mod tests {
             ]),
         };
         assert_eq!(mark(&record("applying"), &echo), Mark::AnnouncesDdl(42));
-        assert_eq!(mark(&record("applied"), &echo), Mark::Other);
+        assert_eq!(mark(&record("applied"), &echo), Mark::DdlDone(42));
+        assert_eq!(mark(&record("failed"), &echo), Mark::DdlDone(42));
     }
 }

@@ -12,7 +12,6 @@ const SELECT_VARIABLES: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
      ('version', 'version_comment', 'log_bin', 'binlog_format', 'binlog_row_image', \
       'binlog_row_metadata', 'log_bin_compress', 'server_id')";
 const SHOW_GRANTS: &str = "SHOW GRANTS FOR CURRENT_USER()";
-const SHOW_MASTER_STATUS: &str = "SHOW MASTER STATUS";
 const AUTO_INCREMENT: &str =
     "SELECT @@GLOBAL.auto_increment_increment, @@GLOBAL.auto_increment_offset";
 
@@ -55,11 +54,8 @@ pub async fn run_prechecks(conn: &mut Conn, kind: DataSourceKind) -> Result<Vec<
 
 /// Loop avoidance needs ottr's marks in the source's binlog: fails when a binlog filter
 /// (`binlog_do_db` / `binlog_ignore_db`) leaves `ottr_sys` out.
-pub async fn check_marks_logged(conn: &mut Conn) -> Result<Check> {
-    let row: Option<mysql_async::Row> = conn
-        .query_first(SHOW_MASTER_STATUS)
-        .await
-        .map_err(|error| Error::database("cannot read the source's binlog filters", error))?;
+pub async fn check_marks_logged(conn: &mut Conn, kind: DataSourceKind) -> Result<Check> {
+    let row = super::start::binlog_status(conn, kind).await?;
     let column = |row: &mysql_async::Row, name: &str| -> String {
         row.columns_ref()
             .iter()
@@ -121,12 +117,14 @@ pub async fn check_auto_increment(source: &mut Conn, target: &mut Conn) -> Resul
 fn auto_increment_outcome(source: (u64, u64), target: (u64, u64)) -> Outcome {
     let (increment, offset) = source;
     let (other_increment, other_offset) = target;
-    let collide = increment == other_increment
-        && offset % increment.max(1) == other_offset % other_increment.max(1);
+    // Distinct only when both step by the same n > 1 from offsets distinct modulo n.
+    let collide = increment != other_increment
+        || increment < 2
+        || offset % increment == other_offset % other_increment;
     if collide {
         Outcome::Warning(format!(
-            "both servers have auto_increment_increment = {increment} and auto_increment_offset = {offset}: \
-             rows inserted on both sides take the same ids and collide; set auto_increment_increment = 2 \
+            "auto_increment_increment/offset are {increment}/{offset} on one server and {other_increment}/{other_offset} on the other: \
+             rows inserted on both sides can take the same ids and collide; set auto_increment_increment = 2 \
              on both and auto_increment_offset = 1 on one, 2 on the other"
         ))
     } else {
@@ -339,6 +337,10 @@ mod tests {
         assert!(matches!(
             auto_increment_outcome((2, 1), (2, 2)),
             Outcome::Passed(_)
+        ));
+        assert!(matches!(
+            auto_increment_outcome((1, 1), (2, 2)),
+            Outcome::Warning(_)
         ));
     }
 

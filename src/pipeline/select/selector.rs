@@ -406,6 +406,8 @@ impl Selector {
             },
         )
         .await?;
+        // Announcements read before the restart: their DDL may lie ahead.
+        self.echo_ddl_threads = echo::announced(&self.source, &self.options.echo_keys).await?;
         self.reader = Some(reader);
         self.committed = position.clone();
         self.skip = position.trx_rows_done;
@@ -584,6 +586,9 @@ impl Selector {
                         echo::Mark::Echo => transaction.echo = true,
                         echo::Mark::AnnouncesDdl(thread) if transaction.echo => {
                             transaction.announces_ddl = Some(thread);
+                        }
+                        echo::Mark::DdlDone(thread) => {
+                            self.echo_ddl_threads.remove(&thread);
                         }
                         _ => {}
                     }

@@ -20,10 +20,11 @@ const SHOW_BINARY_LOG_STATUS: &str = "SHOW BINARY LOG STATUS";
 // The GTID state at exactly that file and offset (two separate reads could disagree).
 const MARIADB_GTID_POS: &str = "SELECT BINLOG_GTID_POS(?, ?)";
 
-/// The source's current end: its binlog file and offset, and its GTID state.
-pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Position> {
-    let context = "cannot read the source's binlog position";
-    let status: Option<Row> = match kind {
+/// The source's `SHOW MASTER STATUS` row (file, position, binlog filters, …); None when
+/// its binlog is off.
+pub async fn binlog_status(conn: &mut Conn, kind: DataSourceKind) -> Result<Option<Row>> {
+    let context = "cannot read the source's binlog status";
+    Ok(match kind {
         // MySQL 8.4 renamed the statement; 8.0 knows only the old name.
         DataSourceKind::MySql => match conn.query_first(SHOW_BINARY_LOG_STATUS).await {
             Ok(row) => row,
@@ -36,7 +37,13 @@ pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Positi
             .query_first(SHOW_MASTER_STATUS)
             .await
             .map_err(|error| Error::database(context, error))?,
-    };
+    })
+}
+
+/// The source's current end: its binlog file and offset, and its GTID state.
+pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Position> {
+    let context = "cannot read the source's binlog position";
+    let status = binlog_status(conn, kind).await?;
     let mut status = status.ok_or_else(|| {
         Error::Precheck("the source reports no binlog position: is log_bin on?".into())
     })?;
