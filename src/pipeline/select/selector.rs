@@ -935,6 +935,144 @@ mod tests {
         Ok(batches)
     }
 
+    /// A row change of `ottr_sys.<table>` with text columns `values` (and, for `ddl`, a
+    /// connection id last).
+    fn system_row(table: &str, columns: &[&str], values: Vec<Value>) -> SourceEvent {
+        let meta = Arc::new(TableMeta {
+            id: TableId {
+                schema: "ottr_sys".into(),
+                table: table.into(),
+            },
+            columns: columns
+                .iter()
+                .map(|name| ColumnMeta {
+                    name: (*name).into(),
+                    type_name: "VARCHAR".into(),
+                    unsigned: false,
+                })
+                .collect(),
+            primary_key: vec![0],
+        });
+        SourceEvent::Rows(vec![RowChange {
+            table: meta,
+            kind: ChangeKind::Update,
+            before: Some(values.clone()),
+            after: Some(values),
+        }])
+    }
+
+    fn text(value: &str) -> Value {
+        Value::Text {
+            bytes: value.as_bytes().to_vec(),
+            charset: crate::model::Charset::Utf8mb4,
+        }
+    }
+
+    fn mark(key: &str) -> SourceEvent {
+        system_row(
+            "applied",
+            &["pipeline_key", "partition_no"],
+            vec![text(key), Value::UInt(0)],
+        )
+    }
+
+    fn mariadb_gtid(sequence: u64) -> SourceEvent {
+        SourceEvent::Gtid {
+            gtid: TransactionGtid::MariaDb(MariaGtid {
+                domain: 0,
+                server: 1,
+                sequence,
+            }),
+            standalone: false,
+        }
+    }
+
+    #[test]
+    fn echo_transactions_are_dropped_whole_even_split_and_their_ddl_too() {
+        let mut selector = selector(2);
+        selector.options.echo_keys = ["inst/2".to_owned()].into();
+        let announce = system_row(
+            "ddl",
+            &[
+                "pipeline_key",
+                "binlog_file",
+                "binlog_offset",
+                "state",
+                "statement",
+                "connection_id",
+            ],
+            vec![
+                text("inst/2"),
+                text("b.000001"),
+                Value::UInt(4),
+                Value::Enum {
+                    index: 1,
+                    label: "applying".into(),
+                },
+                text("ALTER TABLE t ADD c INT"),
+                Value::UInt(77),
+            ],
+        );
+        let ddl = |offset: u64, thread: u32, sql: &str| ReadEvent {
+            thread_id: Some(thread),
+            ..at(offset, query(sql))
+        };
+        let batches = feed(
+            &mut selector,
+            vec![
+                // an echo bigger than a batch (MariaDB: no BEGIN after the GTID)
+                at(100, mariadb_gtid(1)),
+                at(110, mark("inst/2")),
+                at(120, row(1)),
+                at(130, row(2)),
+                at(140, row(3)),
+                at(150, SourceEvent::Commit),
+                // a user's transaction, then another pipeline's (not an echo)
+                at(200, mariadb_gtid(2)),
+                at(210, row(10)),
+                at(220, SourceEvent::Commit),
+                at(300, mariadb_gtid(3)),
+                at(310, mark("inst/9")),
+                at(320, row(11)),
+                at(330, SourceEvent::Commit),
+                // the echo pipeline announces a DDL on connection 77 and runs it
+                at(400, mariadb_gtid(4)),
+                at(410, mark("inst/2")),
+                at(420, announce),
+                at(430, SourceEvent::Commit),
+                ddl(500, 12, "ALTER TABLE t ADD d INT"),
+                ddl(600, 77, "ALTER TABLE t ADD c INT"),
+                at(700, mariadb_gtid(5)),
+                at(710, row(12)),
+                at(720, SourceEvent::Commit),
+            ],
+        )
+        .unwrap();
+        let handed: Vec<String> = batches
+            .iter()
+            .flat_map(|batch| ids(&batch.changes))
+            .chain(ids(&selector.building))
+            .filter(|id| !id.is_empty())
+            .collect();
+        assert!(
+            handed
+                .iter()
+                .all(|id| !["1", "2", "3"].contains(&id.as_str())),
+            "{handed:?}"
+        );
+        assert!(handed.contains(&"10".to_owned()) && handed.contains(&"11".to_owned()));
+        assert!(
+            handed.contains(&"ALTER TABLE t ADD d INT".to_owned()),
+            "{handed:?}"
+        );
+        assert!(
+            !handed.contains(&"ALTER TABLE t ADD c INT".to_owned()),
+            "{handed:?}"
+        );
+        assert!(handed.contains(&"12".to_owned()), "{handed:?}");
+        assert!(selector.echo_ddl_threads.is_empty());
+    }
+
     #[test]
     fn a_mysql_ddl_after_its_gtid_is_handed_on_as_its_own_batch() {
         let mut selector = selector(100);
