@@ -146,7 +146,7 @@ fn is_connection_error(error: &mysql_async::Error) -> bool {
 }
 
 /// Server errors that go away by themselves: deadlocks and lock wait timeouts.
-fn is_transient_server_error(error: &mysql_async::Error) -> bool {
+pub(crate) fn is_transient_server_error(error: &mysql_async::Error) -> bool {
     matches!(error, mysql_async::Error::Server(server) if matches!(server.code, 1205 | 1213))
 }
 

@@ -10,14 +10,8 @@ BEGIN
   IF EXISTS (SELECT 1 FROM channel WHERE name = p_name) OR EXISTS (SELECT 1 FROM pipeline WHERE name = p_name) THEN
     CALL raise_error(CONCAT('channel ''', p_name, ''' already exists'));
   END IF;
-  SELECT id INTO v_source FROM data_source WHERE name = p_source;
-  IF v_source IS NULL THEN
-    CALL raise_error(CONCAT('unknown source data source ''', LEFT(COALESCE(p_source, 'NULL'), 64), ''''));
-  END IF;
-  SELECT id INTO v_target FROM data_source WHERE name = p_target;
-  IF v_target IS NULL THEN
-    CALL raise_error(CONCAT('unknown target data source ''', LEFT(COALESCE(p_target, 'NULL'), 64), ''''));
-  END IF;
+  CALL data_source_id('source ', p_source, v_source);
+  CALL data_source_id('target ', p_target, v_target);
   IF v_source <> v_target THEN
     CALL check_no_ring(v_source, v_target);
   END IF;

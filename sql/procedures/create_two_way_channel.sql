@@ -15,14 +15,8 @@ BEGIN
   IF EXISTS (SELECT 1 FROM channel WHERE name = p_name) THEN
     CALL raise_error(CONCAT('channel ''', p_name, ''' already exists'));
   END IF;
-  SELECT id INTO v_a FROM data_source WHERE name = p_a;
-  IF v_a IS NULL THEN
-    CALL raise_error(CONCAT('unknown data source ''', LEFT(COALESCE(p_a, 'NULL'), 64), ''''));
-  END IF;
-  SELECT id INTO v_b FROM data_source WHERE name = p_b;
-  IF v_b IS NULL THEN
-    CALL raise_error(CONCAT('unknown data source ''', LEFT(COALESCE(p_b, 'NULL'), 64), ''''));
-  END IF;
+  CALL data_source_id('', p_a, v_a);
+  CALL data_source_id('', p_b, v_b);
   IF v_a = v_b OR EXISTS (SELECT 1 FROM data_source a JOIN data_source b
                            ON a.host = b.host AND a.port = b.port WHERE a.id = v_a AND b.id = v_b) THEN
     CALL raise_error(CONCAT('a two-way channel needs two servers: ''', LEFT(p_a, 40), ''' and ''',

@@ -4,10 +4,7 @@ CREATE PROCEDURE drop_data_source(IN p_name VARCHAR(1024))
 BEGIN
   DECLARE v_id INT UNSIGNED DEFAULT NULL;
   DECLARE v_channel VARCHAR(64) DEFAULT NULL;
-  SELECT id INTO v_id FROM data_source WHERE name = p_name;
-  IF v_id IS NULL THEN
-    CALL raise_error(CONCAT('unknown data source ''', LEFT(COALESCE(p_name, 'NULL'), 64), ''''));
-  END IF;
+  CALL data_source_id('', p_name, v_id);
   SELECT MIN(c.name) INTO v_channel FROM pipeline p JOIN channel c ON c.id = p.channel_id
    WHERE p.source_id = v_id OR p.target_id = v_id;
   IF v_channel IS NOT NULL THEN

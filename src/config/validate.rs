@@ -28,6 +28,13 @@ pub struct DataSource {
     pub password: Secret,
 }
 
+impl DataSource {
+    /// Whether `other` is the same server: the same row, or the same host and port.
+    pub fn same_server(&self, other: &DataSource) -> bool {
+        self.id == other.id || (self.host == other.host && self.port == other.port)
+    }
+}
+
 /// How a pipeline batches and applies changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineOptions {
@@ -225,6 +232,7 @@ pub fn validate_pipeline(
         None => 1_000_000u32.saturating_add(row.id.0),
     };
     let mut table_pairs = Vec::new();
+    let same_server = source.same_server(&target);
     for pair in snapshot
         .table_pairs
         .iter()
@@ -235,8 +243,6 @@ pub fn validate_pipeline(
             .iter()
             .filter(|column| column.table_pair_id == pair.id)
             .collect();
-        let same_server =
-            source.id == target.id || (source.host == target.host && source.port == target.port);
         let mut pair = validate_table_pair(pair, &columns, same_server)?;
         if reverse {
             pair = invert_pair(pair)?;
@@ -246,17 +252,20 @@ pub fn validate_pipeline(
         }
         table_pairs.push(pair);
     }
-    let same_server = |a: &DataSourceRow, b: &DataSource| {
-        a.id == b.id || (a.host == b.host && u32::from(b.port) == a.port)
+    let server = |id: DataSourceId| {
+        snapshot
+            .data_sources
+            .iter()
+            .find(|source| source.id == id)
+            .and_then(|row| validate_data_source(row).ok())
     };
-    let server = |id: DataSourceId| snapshot.data_sources.iter().find(|source| source.id == id);
     let echo_pipelines = snapshot
         .pipelines
         .iter()
         .filter(|other| other.id != row.id)
         .filter(|other| {
-            server(other.source_id).is_some_and(|from| same_server(from, &target))
-                && server(other.target_id).is_some_and(|to| same_server(to, &source))
+            server(other.source_id).is_some_and(|from| from.same_server(&target))
+                && server(other.target_id).is_some_and(|to| to.same_server(&source))
         })
         .map(|other| other.id)
         .collect();

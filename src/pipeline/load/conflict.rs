@@ -462,8 +462,9 @@ impl Loader {
             loop {
                 match self.write_back_once(pool, keys, &lost, &current).await {
                     // Writers on the source may hold the same rows: the whole write-back again.
-                    Err(mysql_async::Error::Server(error))
-                        if matches!(error.code, 1205 | 1213) && attempt < WRITE_BACK_TRIES =>
+                    Err(error)
+                        if crate::error::is_transient_server_error(&error)
+                            && attempt < WRITE_BACK_TRIES =>
                     {
                         tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
                         attempt += 1;

@@ -130,29 +130,36 @@ pub fn mark(change: &RowChange, echo_keys: &HashSet<String>) -> Mark {
     }
 }
 
+/// A table of VARCHAR columns keyed by its first, for tests of marks.
+#[cfg(test)]
+pub(super) fn table(
+    schema: &str,
+    name: &str,
+    columns: &[&str],
+) -> std::sync::Arc<crate::model::TableMeta> {
+    use crate::model::{ColumnMeta, TableId, TableMeta};
+    std::sync::Arc::new(TableMeta {
+        id: TableId {
+            schema: schema.into(),
+            table: name.into(),
+        },
+        columns: columns
+            .iter()
+            .map(|column| ColumnMeta {
+                name: (*column).into(),
+                type_name: "VARCHAR".into(),
+                unsigned: false,
+            })
+            .collect(),
+        primary_key: vec![0],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ChangeKind, Charset, ColumnMeta, TableId, TableMeta};
+    use crate::model::{ChangeKind, Charset, TableMeta};
     use std::sync::Arc;
-
-    fn table(schema: &str, name: &str, columns: &[&str]) -> Arc<TableMeta> {
-        Arc::new(TableMeta {
-            id: TableId {
-                schema: schema.into(),
-                table: name.into(),
-            },
-            columns: columns
-                .iter()
-                .map(|column| ColumnMeta {
-                    name: (*column).into(),
-                    type_name: "VARCHAR".into(),
-                    unsigned: false,
-                })
-                .collect(),
-            primary_key: vec![0],
-        })
-    }
 
     fn text(value: &str) -> Value {
         Value::Text {

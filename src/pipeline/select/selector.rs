@@ -938,21 +938,7 @@ mod tests {
     /// A row change of `ottr_sys.<table>` with text columns `values` (and, for `ddl`, a
     /// connection id last).
     fn system_row(table: &str, columns: &[&str], values: Vec<Value>) -> SourceEvent {
-        let meta = Arc::new(TableMeta {
-            id: TableId {
-                schema: "ottr_sys".into(),
-                table: table.into(),
-            },
-            columns: columns
-                .iter()
-                .map(|name| ColumnMeta {
-                    name: (*name).into(),
-                    type_name: "VARCHAR".into(),
-                    unsigned: false,
-                })
-                .collect(),
-            primary_key: vec![0],
-        });
+        let meta = echo::table("ottr_sys", table, columns);
         SourceEvent::Rows(vec![RowChange {
             table: meta,
             kind: ChangeKind::Update,
