@@ -52,6 +52,18 @@ pub enum Error {
         pipeline: PipelineId,
         token: FencingToken,
     },
+    /// A data server holds a fencing token for the pipeline that is not older than the
+    /// lease's: the metadata handed out a token it had handed out before (it failed over to a
+    /// replica that missed lease rows). The pipeline raises the lease's token past it.
+    #[error(
+        "pipeline {pipeline}: data source '{server}' holds fencing token {newest}, not older than this lease's {token}"
+    )]
+    TokenBehind {
+        pipeline: PipelineId,
+        token: FencingToken,
+        server: String,
+        newest: FencingToken,
+    },
     /// A source or target failed a precheck; the message holds the fix.
     #[error("{0}")]
     Precheck(String),
@@ -120,6 +132,7 @@ impl Error {
             | Error::NodeNameTaken { .. }
             | Error::NodeReplaced { .. }
             | Error::Fenced { .. }
+            | Error::TokenBehind { .. }
             | Error::Precheck(_)
             | Error::Binlog(_)
             | Error::Transform(_)

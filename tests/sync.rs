@@ -1149,6 +1149,73 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
     eprintln!("{written} rows written; target tokens over time: {tokens:?}");
 }
 
+/// A metadata server that lost lease rows (as after a failover to a replica that missed the
+/// last claims) hands out a token the target has already seen: the new holder does not use
+/// it, raises the lease past the target's token, and runs under a token nobody held.
+#[tokio::test]
+async fn a_token_the_target_has_seen_is_never_handed_out_again() {
+    both(
+        "DROP DATABASE IF EXISTS y_token; CREATE DATABASE y_token;
+         CREATE TABLE y_token.t (id INT PRIMARY KEY, n INT NOT NULL);",
+    )
+    .await;
+    let mut sync = channel("y_token", &[("y_token", "t", None, None)], "").await;
+    let mut node = sync.node();
+    sync.running().await;
+    source()
+        .run("INSERT INTO y_token.t VALUES (1, 1), (2, 2)")
+        .await;
+    converged("y_token.t", "y_token.t").await;
+    let target_token = || async {
+        let token: Option<u64> = target()
+            .conn()
+            .await
+            .query_first("SELECT MAX(fencing_token) FROM ottr_sys.applied WHERE pipeline_name LIKE 'y_token%'")
+            .await
+            .unwrap()
+            .flatten();
+        token.expect("the pipeline's rows on the target")
+    };
+    let seen = target_token().await;
+    node.kill9();
+    // The metadata forgets the last claim: the next one hands out `seen` again.
+    sync.meta
+        .exec_drop(
+            "UPDATE pipeline_lease SET token = ? - 1, holder = NULL, expires_at = NOW(6)",
+            (seen,),
+        )
+        .await
+        .unwrap();
+    let _node = sync.node();
+    source().run("INSERT INTO y_token.t VALUES (3, 3)").await;
+    converged_or("y_token.t", "y_token.t", Some(&mut sync.meta)).await;
+    let now = target_token().await;
+    assert!(
+        now > seen,
+        "the target's token went from {seen} to {now}: a token was used twice"
+    );
+    let lease: u64 = sync
+        .meta
+        .query_first("SELECT token FROM pipeline_lease")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease, now, "the lease's token and the target's");
+    let raised: Vec<String> = sync
+        .meta
+        .query("SELECT message FROM event_log WHERE kind = 'fencing_token_raised'")
+        .await
+        .unwrap();
+    assert_eq!(raised.len(), 1, "events: {raised:?}");
+    assert!(
+        raised[0].contains(&format!(
+            "holds fencing token {seen}, not older than this lease's {seen}"
+        )),
+        "{}",
+        raised[0]
+    );
+}
+
 /// A slow, lossy network between the node and the target (a proxy in the harness adds latency,
 /// cuts every connection, stalls): nothing is lost or doubled — a table without a key would
 /// show a doubled row — and the pipeline recovers by itself.

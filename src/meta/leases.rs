@@ -37,6 +37,9 @@ const RENEW_LEASE: &str = "UPDATE pipeline_lease SET expires_at = NOW(6) + INTER
      WHERE pipeline_id = ? AND holder = ? AND token = ? AND expires_at > NOW(6)";
 const RELEASE_LEASE: &str = "UPDATE pipeline_lease SET holder = NULL, expires_at = NOW(6) \
      WHERE pipeline_id = ? AND token = ? AND holder IS NOT NULL";
+// The holder's lease, still current, takes a token a data server has seen and is handed back.
+const RAISE_TOKEN: &str = "UPDATE pipeline_lease SET token = GREATEST(token, ?), holder = NULL, \
+     expires_at = NOW(6) WHERE pipeline_id = ? AND holder = ? AND token = ? AND expires_at > NOW(6)";
 const WRITE_POSITION: &str = "INSERT INTO pipeline_position \
      (pipeline_id, binlog_file, binlog_offset, gtid, trx_rows_done, token) \
      SELECT l.pipeline_id, ?, ?, ?, ?, l.token FROM pipeline_lease l \
@@ -183,6 +186,27 @@ pub async fn release_lease(meta: &MetaDb, pipeline: PipelineId, token: FencingTo
         conn.exec_drop(RELEASE_LEASE, (pipeline.0, token.0))
             .await
             .map_err(|error| Error::database(context.clone(), error))
+    })
+    .await
+}
+
+/// Raises a lease this holder still holds under `token` to `newest` (a token a data server
+/// holds for the pipeline) and hands it back, so that the next claim takes `newest + 1`.
+/// Returns whether it did (false: the lease was no longer this holder's).
+pub async fn raise_lease_token(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    node: &str,
+    token: FencingToken,
+    newest: FencingToken,
+) -> Result<bool> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot raise the fencing token of pipeline {pipeline}");
+    timed(&context, async {
+        conn.exec_drop(RAISE_TOKEN, (newest.0, pipeline.0, node, token.0))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))?;
+        Ok(conn.affected_rows() == 1)
     })
     .await
 }

@@ -19,8 +19,8 @@ pub use events::{
     EventLevel, log_event, log_event_or_warn, prune_event_log, record_conflicts, record_skipped,
 };
 pub use leases::{
-    Lease, RunId, claim_lease, ensure_lease_rows, read_leases, read_position, release_lease,
-    renew_lease, start_run, stop_run, write_position, write_state,
+    Lease, RunId, claim_lease, ensure_lease_rows, raise_lease_token, read_leases, read_position,
+    release_lease, renew_lease, start_run, stop_run, write_position, write_state,
 };
 pub use migrate::{MigrateReport, check_schema, known_version, migrate, schema_version};
 pub use nodes::{NodeRegistration, heartbeat, live_nodes, mark_stopped, register_node};

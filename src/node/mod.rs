@@ -505,6 +505,7 @@ impl Node {
         PipelineTask {
             meta: self.meta.clone(),
             node: self.registration.name.clone(),
+            instance: self.registration.instance,
             pipeline,
             token,
             config,

@@ -93,6 +93,9 @@ pub struct PipelineTask {
     pub meta: MetaDb,
     /// The node's name, recorded with each run.
     pub node: String,
+    /// The node process's random instance number: with the name, who holds a token on data
+    /// servers.
+    pub instance: u64,
     pub pipeline: PipelineId,
     /// The fencing token of the lease this task runs under.
     pub token: FencingToken,
@@ -261,6 +264,9 @@ impl PipelineTask {
             };
             let wait = match outcome {
                 error @ Error::Fenced { .. } => return error,
+                Error::TokenBehind { server, newest, .. } => {
+                    return self.raise_token(&server, newest).await;
+                }
                 error => {
                     let text = chain(&error);
                     let (state, wait) = match error.class() {
@@ -534,6 +540,7 @@ impl PipelineTask {
             pipeline_key: self.pipeline_key(),
             pipeline_name: config.name.clone(),
             token: self.token,
+            holder: format!("{}#{}", self.node, self.instance),
             parallelism: usize::from(options.load_parallelism),
             transactional: options.transactional,
             skip_ddl_errors: options.skip_ddl_errors,
@@ -563,6 +570,37 @@ impl PipelineTask {
             }
             Ok(()) => Ok(()),
         }
+    }
+
+    /// A data server holds a token for this pipeline the lease has not passed: raises the
+    /// lease's token to it and hands the lease back (only while the lease is still this
+    /// task's), so that the next claim takes a token no holder has used. Ends the task.
+    async fn raise_token(&self, server: &str, newest: FencingToken) -> Error {
+        let fenced = Error::Fenced {
+            pipeline: self.pipeline,
+            token: self.token,
+        };
+        match meta::raise_lease_token(&self.meta, self.pipeline, &self.node, self.token, newest)
+            .await
+        {
+            Ok(true) => {
+                let text = format!(
+                    "data source '{server}' holds fencing token {newest}, not older than this \
+                     lease's {}: the metadata handed the token out before (a failover to a \
+                     replica that missed lease rows?); the lease's token is raised to {newest} \
+                     and the lease handed back, so the next claim takes a new one",
+                    self.token
+                );
+                warn!(pipeline = %self.pipeline, "{text}");
+                self.log(EventLevel::Warn, "fencing_token_raised", &text)
+                    .await;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot raise the lease's fencing token");
+            }
+        }
+        fenced
     }
 
     async fn log(&self, level: EventLevel, kind: &str, message: &str) {

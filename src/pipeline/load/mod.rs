@@ -51,6 +51,7 @@ const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (
     gtid TEXT NULL,
     trx_rows_done BIGINT UNSIGNED NOT NULL DEFAULT 0,
     fencing_token BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    holder VARCHAR(130) NULL COMMENT 'the node process (name#instance) that took the row under fencing_token',
     layout VARCHAR(32) NOT NULL DEFAULT '' COMMENT 'partitions and mode that routed rows here',
     marks BIGINT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'bumped first in every transaction the pipeline writes: how its writes are recognised in this server''s binlog',
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
@@ -68,7 +69,7 @@ const CREATE_DDL: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.ddl (
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 /// Columns added to `ottr_sys` tables after their first release: table, column, and how to
 /// add it to a target whose table predates it.
-const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
     (
         "applied",
         "marks",
@@ -78,6 +79,11 @@ const ADDED_COLUMNS: [(&str, &str, &str); 2] = [
         "ddl",
         "connection_id",
         "ALTER TABLE ottr_sys.ddl ADD COLUMN connection_id BIGINT UNSIGNED NULL",
+    ),
+    (
+        "applied",
+        "holder",
+        "ALTER TABLE ottr_sys.applied ADD COLUMN holder VARCHAR(130) NULL AFTER fencing_token",
     ),
 ];
 const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.COLUMNS \
@@ -89,11 +95,19 @@ const MARK: &str = "UPDATE ottr_sys.applied SET marks = marks + 1 \
 /// The `ottr_sys.applied` row a two-way pipeline marks on its *source* when it writes the
 /// winner of a conflict back there (see `conflict`).
 const WRITE_BACK_PARTITION: u32 = 65_535;
-const CLAIM_WRITE_BACK: &str = "UPDATE ottr_sys.applied SET fencing_token = ? \
-     WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
+const CLAIM_WRITE_BACK: &str = "UPDATE ottr_sys.applied SET fencing_token = ?, holder = ? \
+     WHERE pipeline_key = ? AND partition_no = ? \
+     AND (fencing_token < ? OR (fencing_token = ? AND holder <=> ?))";
 const ADD_PARTITION: &str = "INSERT IGNORE INTO ottr_sys.applied (pipeline_key, partition_no, pipeline_name) VALUES (?, ?, ?)";
-const CLAIM_PARTITIONS: &str = "UPDATE ottr_sys.applied SET fencing_token = ? \
-     WHERE pipeline_key = ? AND fencing_token <= ? AND partition_no < 65535";
+/// A token is taken by one process only: the same token held by another process means two
+/// holders were handed the same token (a metadata failover that lost lease rows), and the
+/// claim fails, so that the lease's token is raised past the target's (see [`TokenBehind`]).
+///
+/// [`TokenBehind`]: Error::TokenBehind
+const CLAIM_PARTITIONS: &str = "UPDATE ottr_sys.applied SET fencing_token = ?, holder = ? \
+     WHERE pipeline_key = ? AND partition_no < 65535 \
+     AND (fencing_token < ? OR (fencing_token = ? AND holder <=> ?))";
+const NEWEST_TOKEN: &str = "SELECT MAX(fencing_token) FROM ottr_sys.applied WHERE pipeline_key = ?";
 const COUNT_PARTITIONS: &str =
     "SELECT COUNT(*) FROM ottr_sys.applied WHERE pipeline_key = ? AND partition_no < 65535";
 const SET_LAYOUT: &str = "UPDATE ottr_sys.applied SET layout = ?, binlog_file = ?, binlog_offset = ?, gtid = ?, \
@@ -163,6 +177,8 @@ pub struct LoadOptions {
     pub pipeline_key: String,
     pub pipeline_name: String,
     pub token: FencingToken,
+    /// The node process running the pipeline (`name#instance`), recorded with the token.
+    pub holder: String,
     /// Parallel partitions; one more, serial, partition takes tables without a key.
     pub parallelism: usize,
     /// Apply each batch in binlog order in one transaction.
@@ -185,6 +201,30 @@ pub struct LoadOptions {
 /// the pool first (after a quarter of it), so a healthy pipeline never meets a closed one.
 pub fn idle_limit(lease: Duration) -> Duration {
     Duration::from_secs(lease.as_secs_f64().ceil().max(4.0) as u64)
+}
+
+/// Why a claim of the pipeline's `ottr_sys.applied` rows on `server` under `options.token`
+/// took fewer rows than there are: another holder's token is there. If that token is not
+/// older than the lease's, the metadata may have handed out a token twice (it failed over to
+/// a replica that missed lease rows): [`Error::TokenBehind`] lets the pipeline raise the
+/// lease past it. Otherwise (or when it cannot be read), [`Error::Fenced`].
+async fn refused_claim(conn: &mut Conn, options: &LoadOptions, server: &str) -> Error {
+    let fenced = Error::Fenced {
+        pipeline: options.pipeline,
+        token: options.token,
+    };
+    match conn
+        .exec_first::<Option<u64>, _, _>(NEWEST_TOKEN, (&options.pipeline_key,))
+        .await
+    {
+        Ok(Some(Some(newest))) if newest >= options.token.0 => Error::TokenBehind {
+            pipeline: options.pipeline,
+            token: options.token,
+            server: server.to_owned(),
+            newest: FencingToken(newest),
+        },
+        _ => fenced,
+    }
 }
 
 /// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
@@ -487,19 +527,26 @@ impl Loader {
             .map_err(self.fail("register the partitions"))?;
         }
         let token = options.token.0;
-        conn.exec_drop(CLAIM_PARTITIONS, (token, &options.pipeline_key, token))
-            .await
-            .map_err(self.fail("claim the partitions"))?;
+        conn.exec_drop(
+            CLAIM_PARTITIONS,
+            (
+                token,
+                &options.holder,
+                &options.pipeline_key,
+                token,
+                token,
+                &options.holder,
+            ),
+        )
+        .await
+        .map_err(self.fail("claim the partitions"))?;
         let claimed = conn.affected_rows();
         let rows: Option<u64> = conn
             .exec_first(COUNT_PARTITIONS, (&options.pipeline_key,))
             .await
             .map_err(self.fail("count the partitions"))?;
         if claimed < rows.unwrap_or(0) {
-            return Err(Error::Fenced {
-                pipeline: options.pipeline,
-                token: options.token,
-            });
+            return Err(refused_claim(&mut conn, options, target).await);
         }
         let applied: Vec<AppliedColumns> = conn
             .exec(READ_APPLIED, (&options.pipeline_key,))
@@ -615,22 +662,23 @@ impl Loader {
         .await
         .map_err(fail)?;
         // Held under this token: a node that lost the pipeline writes nothing back.
+        let token = options.token.0;
         conn.exec_drop(
             CLAIM_WRITE_BACK,
             (
-                options.token.0,
+                token,
+                &options.holder,
                 &options.pipeline_key,
                 WRITE_BACK_PARTITION,
-                options.token.0,
+                token,
+                token,
+                &options.holder,
             ),
         )
         .await
         .map_err(fail)?;
         if conn.affected_rows() == 0 {
-            return Err(Error::Fenced {
-                pipeline: options.pipeline,
-                token: options.token,
-            });
+            return Err(refused_claim(&mut conn, options, source).await);
         }
         Ok(())
     }
