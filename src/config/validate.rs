@@ -221,6 +221,11 @@ pub fn validate_pipeline(
     let source = data_source(row.source_id, "source")?;
     let target = data_source(row.target_id, "target")?;
     let options = validate_options(row).map_err(invalid)?;
+    if two_way && options.heartbeat.is_none() {
+        return Err(invalid(
+            "heartbeat_ms 0 is not allowed in a two-way channel: conflicts are repaired once the heartbeat has passed them (use 1000)".into(),
+        ));
+    }
     let start = validate_start(row).map_err(invalid)?;
     let server_id = match row.server_id {
         Some(0) => {

@@ -493,6 +493,13 @@ impl PipelineTask {
             counted.stages.transform = started.elapsed();
             let started = Instant::now();
             loader.apply(changes, &batch.end).await?;
+            // Two-way: conflicts' keys are made equal on both sides once this pipeline has
+            // applied past them (the heartbeat brings a batch at least every heartbeat_ms).
+            if loader.repairs_pending() > 0
+                && let Err(error) = self.repair(&loader, config, &batch.end).await
+            {
+                warn!(pipeline = %self.pipeline, pending = loader.repairs_pending(), error = %chain(&error), "cannot repair conflicts yet");
+            }
             let conflicts = loader.take_conflicts();
             if !conflicts.is_empty() {
                 // Recorded after the target commit, like skipped rows.
@@ -570,6 +577,27 @@ impl PipelineTask {
             }
             Ok(()) => Ok(()),
         }
+    }
+
+    /// Two-way: a step of making conflicts' keys equal on both sides (see `load::conflict`),
+    /// with how far this pipeline and the one out of its target have applied.
+    async fn repair(
+        &self,
+        loader: &load::Loader,
+        config: &PipelineConfig,
+        applied: &Position,
+    ) -> Result<()> {
+        let mut reverse_applied = None;
+        for pipeline in &config.echo_pipelines {
+            if let Some(position) = meta::read_position(&self.meta, *pipeline).await? {
+                reverse_applied = reverse_applied.max(position.file);
+            }
+        }
+        let progress = load::RepairProgress {
+            applied: applied.file.clone(),
+            reverse_applied,
+        };
+        loader.repair(&progress).await
     }
 
     /// A data server holds a token for this pipeline the lease has not passed: raises the

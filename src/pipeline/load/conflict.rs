@@ -3,12 +3,27 @@
 //! for why they are never merged); anything else is a conflict.
 //!
 //! One side decides every conflict: the primary. The pipeline *into* the primary arbitrates
-//! by the table's [`ConflictRule`], records the conflict, and when the primary's version
-//! wins, writes that version back onto its own source (the other side) at once, after its
-//! target transaction commits, marked as its own so that it never comes back. The pipeline
-//! *out of* the primary only skips a change that meets a different row: the other side's
-//! conflicting change is on its way to the primary, where it will be decided. Deciding on
-//! both sides, each with its own view of a moving row, cannot converge under races.
+//! by the table's [`ConflictRule`], records the conflict, and keeps the key as a *suspect*
+//! until both sides are seen to hold the same row ([`Loader::repair`]). The pipeline *out of*
+//! the primary only skips a change that meets a different row: the other side's conflicting
+//! change is on its way to the primary, where it will be decided. Deciding on both sides,
+//! each with its own view of a moving row, cannot converge under races.
+//!
+//! A suspect is repaired so that a write onto the other side never undoes a change there
+//! that the primary has not seen yet, and is let go only when both sides hold the same row
+//! with nothing in flight between them:
+//!
+//! 1. its row on the source is read, then the source's binlog end;
+//! 2. once this pipeline has applied the source's binlog up to that end, the primary's row is
+//!    read: where it differs, the source's row is replaced by it, only if the source still
+//!    holds the row read (marked as this pipeline's write, so that it never comes back), and
+//!    the key starts again at 1. Where it is equal, the primary's binlog end is read;
+//! 3. once the pipeline out of the primary has applied up to that end (a change the primary
+//!    made earlier can still reach the source and change it), both rows are read again:
+//!    still equal, the key is repaired; else it starts again at 1.
+//!
+//! A source change made meanwhile meets the primary's row when it arrives there: applied, or a
+//! conflict decided again.
 //!
 //! - `primary_wins`: the primary's version stays.
 //! - `newer_wins`: the greater value of the rule's column wins (a tie goes to the primary);
@@ -30,17 +45,22 @@ use super::statements::{
 use super::{Loader, MARK, TableInfo, table_key};
 use crate::config::{ConflictPolicy, ConflictRule};
 use crate::error::{Error, Result};
+use crate::model::BinlogFilePos;
+use crate::pipeline::select::resolve_end;
 use crate::pipeline::transform::{SourceNames, TargetRow, TargetTable};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Transaction, TxOpts};
 use std::sync::Arc;
 
+const KEEP_SUSPECT: &str = "INSERT IGNORE INTO ottr_sys.repair (pipeline_key, suspect_hash, suspect) \
+     VALUES (?, SHA2(?, 256), ?)";
+const READ_SUSPECTS: &str = "SELECT suspect FROM ottr_sys.repair WHERE pipeline_key = ?";
+const FORGET_SUSPECT: &str =
+    "DELETE FROM ottr_sys.repair WHERE pipeline_key = ? AND suspect_hash = SHA2(?, 256)";
 /// ER_DUP_ENTRY.
 const DUPLICATE_KEY: u16 = 1062;
 /// Attempts at writing the winners of conflicts back onto the source (deadlocks).
 const WRITE_BACK_TRIES: u32 = 5;
-/// Rounds of writing back while the primary's rows keep changing.
-const WRITE_BACK_ROUNDS: usize = 10;
 
 /// One conflict, as `conflict_log` records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,21 +84,60 @@ pub struct ConflictRecord {
 #[derive(Debug, Default)]
 pub struct CheckedOutcome {
     pub conflicts: Vec<ConflictRecord>,
-    /// Keys whose target (primary) version won: written back onto the source.
-    pub write_back: Vec<WriteBack>,
+    /// Keys whose two sides may differ after a conflict.
+    pub suspects: Vec<Suspect>,
 }
 
-/// A key whose primary version won a conflict, to write back onto the source where the source
-/// still holds the version that lost.
-#[derive(Debug)]
-pub struct WriteBack {
+/// A key whose two sides may differ after a conflict: the source gets the primary's row (see
+/// [`Loader::repair`]). Kept in `ottr_sys.repair` on the target (JSON) from the transaction
+/// that decided the conflict until it is repaired, so that a crash or restart loses none.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Suspect {
     pub table: Arc<TargetTable>,
     pub key: Vec<Bound>,
-    /// The versions the source may hold that the decision replaced (None: no row): the
-    /// source's own version, and the primary's version before the decision, which the
-    /// pipeline out of the primary may have written there meanwhile. A source that moved on
-    /// since is left alone: its next change goes to the primary and is decided there again.
-    pub lost: Vec<Option<Vec<Bound>>>,
+}
+
+impl Suspect {
+    fn is(&self, other: &Suspect) -> bool {
+        table_key(&self.table) == table_key(&other.table) && self.key == other.key
+    }
+}
+
+/// A suspect key being repaired.
+#[derive(Debug)]
+pub struct Repair {
+    suspect: Suspect,
+    step: RepairStep,
+}
+
+/// Where a repair is (see the module's documentation).
+#[derive(Debug)]
+enum RepairStep {
+    /// To read on the source.
+    Unseen,
+    /// The source's row (None: no row), read before the source's binlog end.
+    Seen {
+        row: Option<Vec<Bound>>,
+        source_end: BinlogFilePos,
+    },
+    /// Both sides held `row`, read before the primary's binlog end.
+    Settling {
+        row: Option<Vec<Bound>>,
+        primary_end: BinlogFilePos,
+    },
+}
+
+/// A repair's write onto the source: the repair's index, the source row read and the
+/// primary's row (None: no row).
+type SourceWrite = (usize, Option<Vec<Bound>>, Option<Vec<Bound>>);
+
+/// How far the two pipelines of a two-way channel have applied, for [`Loader::repair`].
+#[derive(Debug, Clone)]
+pub struct RepairProgress {
+    /// This pipeline, in the source's binlog.
+    pub applied: Option<BinlogFilePos>,
+    /// The pipeline out of the primary (this pipeline's target), in the primary's binlog.
+    pub reverse_applied: Option<BinlogFilePos>,
 }
 
 /// How a conflict was decided.
@@ -176,6 +235,23 @@ struct SourceSide {
     unique_keys: Arc<Vec<Vec<usize>>>,
 }
 
+/// The row of `key` in the table `names` (the target table or its source), as values.
+async fn read_row(
+    conn: &mut impl Queryable,
+    table: &TargetTable,
+    names: &SourceNames,
+    key: &[Bound],
+) -> std::result::Result<Option<Vec<Bound>>, mysql_async::Error> {
+    let params: Vec<mysql_async::Value> = key.iter().map(Bound::param).collect();
+    let row: Option<mysql_async::Row> = conn.exec_first(row_by_key(table, names), params).await?;
+    Ok(row.map(|row| row.unwrap().into_iter().map(from_param).collect()))
+}
+
+fn suspect_json(suspect: &Suspect) -> Result<String> {
+    serde_json::to_string(suspect)
+        .map_err(|error| Error::Transform(format!("cannot encode a conflict's key: {error}")))
+}
+
 /// The source table of `table` described as a table to write to.
 fn source_side(table: &TargetTable, source: &SourceNames) -> TargetTable {
     TargetTable {
@@ -216,6 +292,40 @@ impl Loader {
             self.write_step(transaction, &checked, &change, outcome)
                 .await?;
         }
+        // Kept with the decisions: a crash after the commit repairs them after the restart.
+        for suspect in &outcome.suspects {
+            let json = suspect_json(suspect)?;
+            transaction
+                .exec_drop(KEEP_SUSPECT, (&self.options.pipeline_key, &json, &json))
+                .await
+                .map_err(self.fail("keep a conflict's key in ottr_sys.repair"))?;
+        }
+        Ok(())
+    }
+
+    /// Takes up the suspect keys kept on the target by an earlier run.
+    pub(super) async fn load_suspects(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let kept: Vec<String> = conn
+            .exec(READ_SUSPECTS, (&self.options.pipeline_key,))
+            .await
+            .map_err(self.fail("read ottr_sys.repair"))?;
+        let mut suspects = Vec::with_capacity(kept.len());
+        for json in kept {
+            match serde_json::from_str::<Suspect>(&json) {
+                Ok(suspect) => suspects.push(suspect),
+                Err(error) => {
+                    tracing::warn!(pipeline = %self.options.pipeline, %error, "an ottr_sys.repair row this ottr cannot read: dropped");
+                    conn.exec_drop(FORGET_SUSPECT, (&self.options.pipeline_key, &json))
+                        .await
+                        .map_err(self.fail("drop an ottr_sys.repair row"))?;
+                }
+            }
+        }
+        if !suspects.is_empty() {
+            tracing::info!(pipeline = %self.options.pipeline, keys = suspects.len(), "conflicts' keys left to repair by an earlier run taken up");
+        }
+        self.suspect(suspects);
         Ok(())
     }
 
@@ -275,7 +385,6 @@ impl Loader {
             (_, None) => "delete",
             _ => "update",
         };
-        let prior = self.row_in(transaction, table, &change.key).await?;
         let source_row = change.last.map(|last| image_text(table, columns, last));
         let (decision, exists, target_row) = match (found, change.last) {
             // An insert that collided, though no row has its key: a unique key.
@@ -294,10 +403,9 @@ impl Loader {
             .conflicts
             .push(checked.record(&change.key, kind, source_row, target_row, decision));
         // Whichever side won, the source ends with what the primary holds after this.
-        outcome.write_back.push(WriteBack {
+        outcome.suspects.push(Suspect {
             table: checked.table.clone(),
             key: change.key.clone(),
-            lost: vec![change.last.map(<[Bound]>::to_vec), prior],
         });
         if !apply {
             return Ok(());
@@ -395,21 +503,14 @@ impl Loader {
             Some(rows.join(" | ")),
             decision,
         ));
-        if !apply {
-            // The source gets the primary's rows: none under this key, the colliding ones.
-            outcome.write_back.push(WriteBack {
+        // The source ends with the primary's rows: under this key, and the colliding ones.
+        for key in std::iter::once(change.key.clone()).chain(colliding_rows) {
+            outcome.suspects.push(Suspect {
                 table: checked.table.clone(),
-                key: change.key.clone(),
-                lost: vec![Some(last.to_vec())],
+                key,
             });
-            // The primary's colliding rows, which the source never got.
-            for key in colliding_rows {
-                outcome.write_back.push(WriteBack {
-                    table: checked.table.clone(),
-                    key,
-                    lost: vec![None],
-                });
-            }
+        }
+        if !apply {
             return Ok(());
         }
         for (unique, _, _) in &colliding {
@@ -426,79 +527,247 @@ impl Loader {
             .map_err(fail)
     }
 
-    /// After the target transaction committed: the primary's versions that won are written
-    /// back onto the source (the other side) where it still holds the version that lost, in
-    /// one transaction marked as this pipeline's, so that this pipeline drops it when it
-    /// reads the source.
-    ///
-    /// The primary may change such a row while this runs, and the pipeline out of the primary
-    /// may meanwhile have skipped that change (the source did not hold what it expected):
-    /// so the primary's rows are read again after the write, and written back again, from
-    /// the version just written, until they held still. A change the primary makes after
-    /// that meets the written version on the source and applies.
-    pub(super) async fn write_back(&self, keys: &[WriteBack]) -> Result<()> {
-        if keys.is_empty() {
+    /// Keeps `suspects` for [`Loader::repair`] (once each).
+    pub(super) fn suspect(&self, suspects: Vec<Suspect>) {
+        let mut repairs = self.repairs.lock().expect("not poisoned");
+        for suspect in suspects {
+            match repairs
+                .iter_mut()
+                .find(|repair| repair.suspect.is(&suspect))
+            {
+                // Seen again from the start: the row changed since.
+                Some(repair) => repair.step = RepairStep::Unseen,
+                None => repairs.push(Repair {
+                    suspect,
+                    step: RepairStep::Unseen,
+                }),
+            }
+        }
+    }
+
+    /// The keys still being repaired.
+    pub fn repairs_pending(&self) -> usize {
+        self.repairs.lock().expect("not poisoned").len()
+    }
+
+    /// One step of repairing the suspect keys, after a batch (see the module's
+    /// documentation). Keys stay kept when this fails.
+    pub async fn repair(&self, progress: &RepairProgress) -> Result<()> {
+        let Some(pool) = &self.source else {
+            return Ok(());
+        };
+        let mut repairs = std::mem::take(&mut *self.repairs.lock().expect("not poisoned"));
+        if repairs.is_empty() {
             return Ok(());
         }
-        let Some(pool) = &self.source else {
-            return Err(Error::Transform(
-                "a two-way pipeline without its source to write conflicts back to".into(),
-            ));
+        let result = self.repair_step(pool, progress, &mut repairs).await;
+        let mut kept = self.repairs.lock().expect("not poisoned");
+        let newer = std::mem::replace(&mut *kept, repairs);
+        drop(kept);
+        self.suspect(newer.into_iter().map(|repair| repair.suspect).collect());
+        result
+    }
+
+    async fn repair_step(
+        &self,
+        pool: &mysql_async::Pool,
+        progress: &RepairProgress,
+        repairs: &mut Vec<Repair>,
+    ) -> Result<()> {
+        let passed = |end: &BinlogFilePos, applied: &Option<BinlogFilePos>| {
+            applied.as_ref().is_some_and(|applied| end <= applied)
         };
-        let source_fail = |error| {
-            Error::database(
-                format!(
-                    "pipeline {}: cannot write the winning version of a conflict back onto the source",
-                    self.options.pipeline
-                ),
-                error,
-            )
-        };
-        let mut lost: Vec<Vec<Option<Vec<Bound>>>> =
-            keys.iter().map(|entry| entry.lost.clone()).collect();
-        let mut current = self.primary_rows(keys).await?;
-        for _ in 0..WRITE_BACK_ROUNDS {
-            let mut attempt = 1;
-            loop {
-                match self.write_back_once(pool, keys, &lost, &current).await {
-                    // Writers on the source may hold the same rows: the whole write-back again.
-                    Err(error)
-                        if crate::error::is_transient_server_error(&error)
-                            && attempt < WRITE_BACK_TRIES =>
-                    {
-                        tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
-                        attempt += 1;
-                    }
-                    result => {
-                        result.map_err(source_fail)?;
-                        break;
-                    }
+        // 3: settled on both sides?
+        let settling: Vec<usize> = (0..repairs.len())
+            .filter(|at| match &repairs[*at].step {
+                RepairStep::Settling { primary_end, .. } => {
+                    passed(primary_end, &progress.reverse_applied)
+                }
+                _ => false,
+            })
+            .collect();
+        let mut repaired = Vec::new();
+        if !settling.is_empty() {
+            let mut target = self.conn().await?;
+            let mut source = pool.get_conn().await.map_err(self.source_fail())?;
+            for at in settling {
+                let repair = &mut repairs[at];
+                let RepairStep::Settling { row, .. } = &repair.step else {
+                    unreachable!("filtered")
+                };
+                let primary = self
+                    .row_in(&mut target, &repair.suspect.table, &repair.suspect.key)
+                    .await?;
+                let other = self.source_row(&mut source, &repair.suspect).await?;
+                if primary == *row && other == *row {
+                    repaired.push(at);
+                } else {
+                    repair.step = RepairStep::Unseen;
                 }
             }
-            let now = self.primary_rows(keys).await?;
-            if now == current {
-                return Ok(());
+        }
+        // 2: compare with the primary once this pipeline has applied past the source's read.
+        let seen: Vec<usize> = (0..repairs.len())
+            .filter(|at| match &repairs[*at].step {
+                RepairStep::Seen { source_end, .. } => passed(source_end, &progress.applied),
+                _ => false,
+            })
+            .collect();
+        if !seen.is_empty() {
+            let mut target = self.conn().await?;
+            let mut writes = Vec::new();
+            let mut equal = Vec::new();
+            for at in seen {
+                let repair = &repairs[at];
+                let RepairStep::Seen { row, .. } = &repair.step else {
+                    unreachable!("filtered")
+                };
+                let primary = self
+                    .row_in(&mut target, &repair.suspect.table, &repair.suspect.key)
+                    .await?;
+                if primary == *row {
+                    equal.push(at);
+                } else {
+                    writes.push((at, row.clone(), primary));
+                }
             }
-            lost = current.into_iter().map(|version| vec![version]).collect();
-            current = now;
+            if !writes.is_empty() {
+                self.write_source_rows(pool, repairs, &writes).await?;
+                for (at, _, _) in &writes {
+                    repairs[*at].step = RepairStep::Unseen;
+                }
+            }
+            if !equal.is_empty() {
+                // Read after the rows: every change that made them is before this end.
+                let primary_end = self.binlog_end(&mut target, self.target_kind).await?;
+                for at in equal {
+                    let repair = &mut repairs[at];
+                    let RepairStep::Seen { row, .. } = &mut repair.step else {
+                        unreachable!("filtered")
+                    };
+                    repair.step = RepairStep::Settling {
+                        row: row.take(),
+                        primary_end: primary_end.clone(),
+                    };
+                }
+            }
         }
-        Err(Error::Transform(format!(
-            "pipeline {}: the primary's rows kept changing while their conflicts were written back",
+        if !repaired.is_empty() {
+            let mut target = self.conn().await?;
+            for at in &repaired {
+                let json = suspect_json(&repairs[*at].suspect)?;
+                target
+                    .exec_drop(FORGET_SUSPECT, (&self.options.pipeline_key, &json))
+                    .await
+                    .map_err(self.fail("forget a repaired key in ottr_sys.repair"))?;
+            }
+        }
+        let mut at = 0;
+        repairs.retain(|_| {
+            at += 1;
+            !repaired.contains(&(at - 1))
+        });
+        // 1: read the source.
+        let unseen: Vec<usize> = (0..repairs.len())
+            .filter(|at| matches!(repairs[*at].step, RepairStep::Unseen))
+            .collect();
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        let mut source = pool.get_conn().await.map_err(self.source_fail())?;
+        let mut rows = Vec::with_capacity(unseen.len());
+        for at in unseen {
+            rows.push((
+                at,
+                self.source_row(&mut source, &repairs[at].suspect).await?,
+            ));
+        }
+        let kind = self
+            .options
+            .source
+            .as_ref()
+            .map_or(self.target_kind, |source| source.kind);
+        let source_end = self.binlog_end(&mut source, kind).await?;
+        for (at, row) in rows {
+            repairs[at].step = RepairStep::Seen {
+                row,
+                source_end: source_end.clone(),
+            };
+        }
+        Ok(())
+    }
+
+    fn source_fail(&self) -> impl Fn(mysql_async::Error) -> Error {
+        let context = format!(
+            "pipeline {}: cannot read a conflict's row on the source",
             self.options.pipeline
-        )))
+        );
+        move |error| Error::database(context.clone(), error)
     }
 
-    /// The primary's (the target's) current version of each key.
-    async fn primary_rows(&self, keys: &[WriteBack]) -> Result<Vec<Option<Vec<Bound>>>> {
-        let mut conn = self.conn().await?;
-        let mut rows = Vec::with_capacity(keys.len());
-        for entry in keys {
-            rows.push(self.row_in(&mut conn, &entry.table, &entry.key).await?);
+    /// The source's row of a suspect key.
+    async fn source_row(
+        &self,
+        conn: &mut mysql_async::Conn,
+        suspect: &Suspect,
+    ) -> Result<Option<Vec<Bound>>> {
+        let Some(names) = &suspect.table.source else {
+            return Ok(None);
+        };
+        read_row(conn, &suspect.table, names, &suspect.key)
+            .await
+            .map_err(self.source_fail())
+    }
+
+    /// A server's binlog end, as a file and offset.
+    async fn binlog_end(
+        &self,
+        conn: &mut mysql_async::Conn,
+        kind: crate::config::DataSourceKind,
+    ) -> Result<BinlogFilePos> {
+        resolve_end(conn, kind).await?.file.ok_or_else(|| {
+            Error::Transform(format!(
+                "pipeline {}: a server of a two-way channel reports no binlog file",
+                self.options.pipeline
+            ))
+        })
+    }
+
+    /// Writes the primary's rows over the source's where the source still holds the row
+    /// read (`writes`: repair index, source row read, primary row; None: no row), in one
+    /// transaction marked as this pipeline's; again if a deadlock or lock wait interrupts it.
+    async fn write_source_rows(
+        &self,
+        pool: &mysql_async::Pool,
+        repairs: &[Repair],
+        writes: &[SourceWrite],
+    ) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.write_source_rows_once(pool, repairs, writes).await {
+                Err(error)
+                    if crate::error::is_transient_server_error(&error)
+                        && attempt < WRITE_BACK_TRIES =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                    attempt += 1;
+                }
+                result => {
+                    return result.map_err(|error| {
+                        Error::database(
+                            format!(
+                                "pipeline {}: cannot write the primary's row of a conflict onto the source",
+                                self.options.pipeline
+                            ),
+                            error,
+                        )
+                    });
+                }
+            }
         }
-        Ok(rows)
     }
 
-    /// The target's row of `key` as values, read on `conn` (a transaction sees its own writes).
+    /// The target's row of `key` as values, read on `conn`.
     async fn row_in(
         &self,
         conn: &mut impl Queryable,
@@ -510,12 +779,9 @@ impl Loader {
             table: table.table.clone(),
             columns: table.columns.clone(),
         };
-        let params: Vec<mysql_async::Value> = key.iter().map(Bound::param).collect();
-        let row: Option<mysql_async::Row> = conn
-            .exec_first(row_by_key(table, &names), params)
+        read_row(conn, table, &names, key)
             .await
-            .map_err(self.fail("read a conflict's row"))?;
-        Ok(row.map(|row| row.unwrap().into_iter().map(from_param).collect()))
+            .map_err(self.fail("read a conflict's row"))
     }
 
     /// Writes `current` over the source's row of `key` if it holds `lost` (None: no row);
@@ -552,14 +818,11 @@ impl Loader {
         }
     }
 
-    /// One attempt at [`Loader::write_back`]: where the source holds `lost`, it gets
-    /// `current`, the target's version of each key (None: no row).
-    async fn write_back_once(
+    async fn write_source_rows_once(
         &self,
         pool: &mysql_async::Pool,
-        keys: &[WriteBack],
-        lost: &[Vec<Option<Vec<Bound>>>],
-        current: &[Option<Vec<Bound>>],
+        repairs: &[Repair],
+        writes: &[SourceWrite],
     ) -> std::result::Result<(), mysql_async::Error> {
         let mut conn = pool.get_conn().await?;
         let mut transaction = conn.start_transaction(TxOpts::default()).await?;
@@ -577,12 +840,13 @@ impl Loader {
             // Claimed by a newer holder (or gone): write nothing unmarked.
             return Ok(());
         }
-        for ((entry, lost), current) in keys.iter().zip(lost).zip(current) {
-            let Some(names) = &entry.table.source else {
+        for (at, seen, primary) in writes {
+            let suspect = &repairs[*at].suspect;
+            let Some(names) = &suspect.table.source else {
                 continue;
             };
-            let source = source_side(&entry.table, names);
-            let info = self.tables.get(&table_key(&entry.table));
+            let source = source_side(&suspect.table, names);
+            let info = self.tables.get(&table_key(&suspect.table));
             let side = SourceSide {
                 // the columns the target writes: generated ones are never written
                 columns: info.map_or_else(
@@ -594,30 +858,16 @@ impl Loader {
                     .unwrap_or_default(),
                 table: source,
             };
-            let (source, columns) = (&side.table, &side.columns);
-            let key = &entry.key;
-            let mut alternatives: Vec<Option<&[Bound]>> = Vec::new();
-            for version in lost {
-                let version = version.as_deref();
-                if version != current.as_deref() && !alternatives.contains(&version) {
-                    alternatives.push(version);
+            let key = &suspect.key;
+            match (seen, primary) {
+                (None, None) => {}
+                (Some(seen), None) => {
+                    let sql = delete_text(&side.table, &side.columns, key, Some(seen));
+                    transaction.query_drop(sql).await?;
                 }
-            }
-            for lost in alternatives {
-                let written = match (lost, current) {
-                    (None, None) => continue,
-                    (Some(lost), None) => {
-                        transaction
-                            .query_drop(delete_text(source, columns, key, Some(lost)))
-                            .await?;
-                        transaction.affected_rows() > 0
-                    }
-                    (lost, Some(current)) => {
-                        Self::write_back_row(&mut transaction, &side, key, lost, current).await?
-                    }
-                };
-                if written {
-                    break;
+                (seen, Some(primary)) => {
+                    Self::write_back_row(&mut transaction, &side, key, seen.as_deref(), primary)
+                        .await?;
                 }
             }
         }

@@ -21,7 +21,7 @@ mod statements;
 
 pub use bind::{Bound, bind, from_param};
 use conflict::CheckedOutcome;
-pub use conflict::ConflictRecord;
+pub use conflict::{ConflictRecord, RepairProgress};
 pub use merge::{KeyOp, Merged, merge, partition_of};
 
 use crate::config::DataSource;
@@ -66,6 +66,13 @@ const CREATE_DDL: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.ddl (
     connection_id BIGINT UNSIGNED NULL COMMENT 'the connection that runs the statement: its DDL event is recognised by this thread id',
     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (pipeline_key, binlog_file, binlog_offset)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+const CREATE_REPAIR: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.repair (
+    pipeline_key VARCHAR(100) NOT NULL,
+    suspect_hash CHAR(64) NOT NULL,
+    suspect MEDIUMTEXT NOT NULL COMMENT 'a two-way key whose sides may differ after a conflict, until repaired (JSON)',
+    created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (pipeline_key, suspect_hash)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 /// Columns added to `ottr_sys` tables after their first release: table, column, and how to
 /// add it to a target whose table predates it.
@@ -230,7 +237,7 @@ async fn refused_claim(conn: &mut Conn, options: &LoadOptions, server: &str) -> 
 /// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
 /// create).
 async fn create_system_tables(conn: &mut Conn, server: &str) -> Result<()> {
-    for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL] {
+    for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL, CREATE_REPAIR] {
         conn.query_drop(sql).await.map_err(|error| {
             Error::database(format!("cannot create ottr_sys on data source '{server}' (it needs CREATE on ottr_sys.*)"), error)
         })?;
@@ -322,6 +329,9 @@ pub struct Loader {
     conflicts: std::sync::Mutex<Vec<ConflictRecord>>,
     /// Two-way channels: connections to the source, for conflicts.
     source: Option<Pool>,
+    /// Two-way channels: keys whose sides may differ after a conflict, being repaired.
+    repairs: std::sync::Mutex<Vec<conflict::Repair>>,
+    target_kind: crate::config::DataSourceKind,
 }
 
 /// Whether two applied positions are the same point of the binlog (GTID states may be known
@@ -490,10 +500,13 @@ impl Loader {
             tables: HashMap::new(),
             skipped: Vec::new(),
             conflicts: std::sync::Mutex::new(Vec::new()),
+            repairs: std::sync::Mutex::new(Vec::new()),
+            target_kind: target.kind,
         };
         loader.prepare(&target.name).await?;
         if let Some(source) = &loader.options.source {
             loader.prepare_source(&source.name).await?;
+            loader.load_suspects().await?;
         }
         Ok(loader)
     }
@@ -972,7 +985,7 @@ impl Loader {
     }
 
     /// After a committed transaction with checked writes: its conflicts are kept for the
-    /// conflict log, and the winning versions of the target are written back to the source.
+    /// conflict log, and their keys kept for repair (see [`Loader::repair`]).
     async fn after_checked(&self, checked: CheckedOutcome) -> Result<()> {
         if !checked.conflicts.is_empty() {
             self.conflicts
@@ -980,12 +993,7 @@ impl Loader {
                 .expect("not poisoned")
                 .extend(checked.conflicts);
         }
-        // The target committed: a failure here costs the write-back, never the batch (the
-        // other side keeps its version until the row changes again).
-        if let Err(error) = self.write_back(&checked.write_back).await {
-            warn!(pipeline = %self.options.pipeline, keys = checked.write_back.len(), error = %crate::error::chain(&error),
-                "cannot write the winning versions of conflicts back onto the source");
-        }
+        self.suspect(checked.suspects);
         Ok(())
     }
 
