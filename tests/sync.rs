@@ -1186,7 +1186,7 @@ async fn a_token_the_target_has_seen_is_never_handed_out_again() {
         )
         .await
         .unwrap();
-    let _node = sync.node();
+    node = sync.node();
     source().run("INSERT INTO y_token.t VALUES (3, 3)").await;
     converged_or("y_token.t", "y_token.t", Some(&mut sync.meta)).await;
     let now = target_token().await;
@@ -1213,6 +1213,33 @@ async fn a_token_the_target_has_seen_is_never_handed_out_again() {
         )),
         "{}",
         raised[0]
+    );
+
+    // The same again soon after: two lease authorities would raise past each other in turn,
+    // so the pipeline stops in error, saying why, instead.
+    node.kill9();
+    sync.meta
+        .exec_drop(
+            "UPDATE pipeline_lease SET token = ? - 1, holder = NULL, expires_at = NOW(6)",
+            (now,),
+        )
+        .await
+        .unwrap();
+    let _again = sync.node();
+    let conn = &mut sync.meta;
+    let reason = eventually!(Duration::from_secs(30), "the pipeline to stop in error", {
+        let row: Option<(String, Option<String>)> = conn
+            .query_first("SELECT observed, reason FROM v_pipeline_status")
+            .await
+            .unwrap();
+        row.filter(|(observed, _)| observed == "error")
+            .and_then(|(_, reason)| reason)
+    });
+    assert!(reason.contains("another metadata database"), "{reason}");
+    assert_eq!(
+        target_token().await,
+        now,
+        "nothing was applied under a reused token"
     );
 }
 

@@ -135,6 +135,8 @@ pub struct PipelineConfig {
     /// direction of a two-way channel, or a one-way channel back): what they wrote is this
     /// pipeline's own data coming back, and is dropped.
     pub echo_pipelines: Vec<PipelineId>,
+    /// Two-way channels: the channel's other pipeline.
+    pub reverse_pipeline: Option<PipelineId>,
 }
 
 /// Validates one `data_source` row.
@@ -274,6 +276,11 @@ pub fn validate_pipeline(
         })
         .map(|other| other.id)
         .collect();
+    let reverse_pipeline = snapshot
+        .pipelines
+        .iter()
+        .find(|other| two_way && other.channel_id == row.channel_id && other.id != row.id)
+        .map(|other| other.id);
     if table_pairs.is_empty() {
         return Err(invalid(format!(
             "channel '{}' has no table pairs: CALL add_table_pair",
@@ -292,6 +299,7 @@ pub fn validate_pipeline(
         start,
         table_pairs,
         echo_pipelines,
+        reverse_pipeline,
     })
 }
 
@@ -784,6 +792,10 @@ mod tests {
                 .source_is_primary
         );
         assert_eq!(forward.echo_pipelines, vec![PipelineId(4)]);
+        assert_eq!(
+            (forward.reverse_pipeline, backwards.reverse_pipeline),
+            (Some(PipelineId(4)), Some(PipelineId(3)))
+        );
         // A renaming regex cannot be inverted.
         snapshot.table_pairs[0].source_table = "order_.*".into();
         let error = validate_pipeline(&snapshot, &snapshot.pipelines[1]).unwrap_err();

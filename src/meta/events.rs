@@ -13,10 +13,31 @@ const INSERT_SKIPPED: &str =
 const INSERT_CONFLICT: &str = "INSERT INTO conflict_log \
      (pipeline_id, table_name, row_key, kind, source_row, target_row, decision, policy) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+const RECENT_EVENTS: &str = "SELECT COUNT(*) FROM event_log \
+     WHERE pipeline_id = ? AND kind = ? AND at > NOW(6) - INTERVAL ? MICROSECOND";
 const PRUNE_EVENTS: &str =
     "DELETE FROM event_log WHERE at < NOW(6) - INTERVAL ? DAY ORDER BY id LIMIT 10000";
 const PRUNE_CONFLICTS: &str =
     "DELETE FROM conflict_log WHERE detected_at < NOW(6) - INTERVAL ? DAY ORDER BY id LIMIT 10000";
+
+/// How many events of `kind` a pipeline logged within the last `within` (metadata clock).
+pub async fn recent_events(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    kind: &str,
+    within: std::time::Duration,
+) -> Result<u64> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot read the event log of pipeline {pipeline}");
+    timed(&context, async {
+        let count: Option<u64> = conn
+            .exec_first(RECENT_EVENTS, (pipeline.0, kind, within.as_micros() as u64))
+            .await
+            .map_err(|error| Error::database(context.clone(), error))?;
+        Ok(count.unwrap_or(0))
+    })
+    .await
+}
 
 /// How serious an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,8 @@ mod views;
 
 pub use config::{read_data_source, read_installation, read_settings, read_snapshot};
 pub use events::{
-    EventLevel, log_event, log_event_or_warn, prune_event_log, record_conflicts, record_skipped,
+    EventLevel, log_event, log_event_or_warn, prune_event_log, recent_events, record_conflicts,
+    record_skipped,
 };
 pub use leases::{
     Lease, RunId, claim_lease, ensure_lease_rows, raise_lease_token, read_leases, read_position,

@@ -39,6 +39,9 @@ use tracing::{info, warn};
 /// A batch is handed on when the source has sent nothing for this long (between
 /// transactions), without waiting for `batch_timeout_ms`.
 const CUT_WHEN_IDLE: Duration = Duration::from_millis(5);
+/// Leases within which a second fencing-token raise stops the pipeline (see
+/// `PipelineTask::raise_token`).
+const RAISE_WINDOW_LEASES: u32 = 10;
 
 /// Where streaming starts, as the prechecks resolved it.
 #[derive(Debug)]
@@ -495,10 +498,20 @@ impl PipelineTask {
             loader.apply(changes, &batch.end).await?;
             // Two-way: conflicts' keys are made equal on both sides once this pipeline has
             // applied past them (the heartbeat brings a batch at least every heartbeat_ms).
-            if loader.repairs_pending() > 0
-                && let Err(error) = self.repair(&loader, config, &batch.end).await
-            {
-                warn!(pipeline = %self.pipeline, pending = loader.repairs_pending(), error = %chain(&error), "cannot repair conflicts yet");
+            if loader.repairs_pending() > 0 {
+                match self.repair(&mut loader, config, &batch.end).await {
+                    Ok(given_up) => {
+                        for text in given_up {
+                            warn!(pipeline = %self.pipeline, "{text}");
+                            self.log(EventLevel::Warn, "conflict_unrepaired", &text)
+                                .await;
+                        }
+                    }
+                    Err(error @ Error::Fenced { .. }) => return Err(error),
+                    Err(error) => {
+                        warn!(pipeline = %self.pipeline, pending = loader.repairs_pending(), error = %chain(&error), "cannot repair conflicts yet");
+                    }
+                }
             }
             let conflicts = loader.take_conflicts();
             if !conflicts.is_empty() {
@@ -558,6 +571,14 @@ impl PipelineTask {
                 .iter()
                 .any(|pair| pair.conflict.is_some())
                 .then(|| config.source.clone()),
+            reverse_key: config
+                .reverse_pipeline
+                .map(|pipeline| format!("{}/{}", self.installation, pipeline)),
+            arbiter: config.table_pairs.iter().any(|pair| {
+                pair.conflict
+                    .as_ref()
+                    .is_some_and(|rule| !rule.source_is_primary)
+            }),
         }
     }
 
@@ -579,35 +600,66 @@ impl PipelineTask {
         }
     }
 
-    /// Two-way: a step of making conflicts' keys equal on both sides (see `load::conflict`),
-    /// with how far this pipeline and the one out of its target have applied.
+    /// Two-way: a round of making conflicts' keys equal on both sides (see `load::repair`),
+    /// with how far this pipeline and the channel's other one have applied. Returns what
+    /// it gave up on.
     async fn repair(
         &self,
-        loader: &load::Loader,
+        loader: &mut load::Loader,
         config: &PipelineConfig,
         applied: &Position,
-    ) -> Result<()> {
-        let mut reverse_applied = None;
-        for pipeline in &config.echo_pipelines {
-            if let Some(position) = meta::read_position(&self.meta, *pipeline).await? {
-                reverse_applied = reverse_applied.max(position.file);
-            }
-        }
-        let progress = load::RepairProgress {
+    ) -> Result<Vec<String>> {
+        let mut progress = load::RepairProgress {
             applied: applied.file.clone(),
-            reverse_applied,
+            reverse_applied: None,
         };
+        // The metadata is asked only when a key waits for the other pipeline.
+        if loader.repairs_settling()
+            && let Some(reverse) = config.reverse_pipeline
+        {
+            progress.reverse_applied = meta::read_position(&self.meta, reverse)
+                .await?
+                .and_then(|position| position.file);
+        }
         loader.repair(&progress).await
     }
 
     /// A data server holds a token for this pipeline the lease has not passed: raises the
     /// lease's token to it and hands the lease back (only while the lease is still this
     /// task's), so that the next claim takes a token no holder has used. Ends the task.
+    ///
+    /// A second raise within [`RAISE_WINDOW_LEASES`] leases means two lease authorities (two
+    /// metadata databases with the same installation id, or a split brain), which would
+    /// raise past each other in turn: the pipeline then stays in `error`, holding its lease,
+    /// until the channel is stopped.
     async fn raise_token(&self, server: &str, newest: FencingToken) -> Error {
         let fenced = Error::Fenced {
             pipeline: self.pipeline,
             token: self.token,
         };
+        let window = self.settings.lease * RAISE_WINDOW_LEASES;
+        match meta::recent_events(&self.meta, self.pipeline, "fencing_token_raised", window).await {
+            Ok(0) => {}
+            Ok(_) => {
+                let reason = format!(
+                    "data source '{server}' holds fencing token {newest}, not older than this \
+                     lease's {}, again within {}: is another metadata database handing out \
+                     leases for this pipeline (a copy with the same installation id, or a split \
+                     brain)? Stop the other one, then stop and start the channel",
+                    self.token,
+                    seconds(window)
+                );
+                if let Err(error) = self.report("error", Some(&reason)).await {
+                    return error;
+                }
+                self.log(EventLevel::Error, "pipeline_error", &reason).await;
+                return std::future::pending().await;
+            }
+            Err(error) => {
+                warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot read the event log");
+                return fenced;
+            }
+        }
         match meta::raise_lease_token(&self.meta, self.pipeline, &self.node, self.token, newest)
             .await
         {

@@ -3,27 +3,11 @@
 //! for why they are never merged); anything else is a conflict.
 //!
 //! One side decides every conflict: the primary. The pipeline *into* the primary arbitrates
-//! by the table's [`ConflictRule`], records the conflict, and keeps the key as a *suspect*
-//! until both sides are seen to hold the same row ([`Loader::repair`]). The pipeline *out of*
+//! by the table's [`ConflictRule`], records the conflict, and keeps the key as a suspect that
+//! `repair` makes equal on both sides. The pipeline *out of*
 //! the primary only skips a change that meets a different row: the other side's conflicting
 //! change is on its way to the primary, where it will be decided. Deciding on both sides,
 //! each with its own view of a moving row, cannot converge under races.
-//!
-//! A suspect is repaired so that a write onto the other side never undoes a change there
-//! that the primary has not seen yet, and is let go only when both sides hold the same row
-//! with nothing in flight between them:
-//!
-//! 1. its row on the source is read, then the source's binlog end;
-//! 2. once this pipeline has applied the source's binlog up to that end, the primary's row is
-//!    read: where it differs, the source's row is replaced by it, only if the source still
-//!    holds the row read (marked as this pipeline's write, so that it never comes back), and
-//!    the key starts again at 1. Where it is equal, the primary's binlog end is read;
-//! 3. once the pipeline out of the primary has applied up to that end (a change the primary
-//!    made earlier can still reach the source and change it), both rows are read again:
-//!    still equal, the key is repaired; else it starts again at 1.
-//!
-//! A source change made meanwhile meets the primary's row when it arrives there: applied, or a
-//! conflict decided again.
 //!
 //! - `primary_wins`: the primary's version stays.
 //! - `newer_wins`: the greater value of the rule's column wins (a tie goes to the primary);
@@ -38,29 +22,21 @@
 
 use super::bind::{Bound, from_param};
 use super::merge::{KeyStep, key_steps};
+use super::repair::Suspect;
 use super::statements::{
     check_text, colliding_keys, colliding_text, delete_colliding_text, delete_text, image_text,
-    insert_text, literal_tuple, row_by_key, update_text,
+    insert_text, literal_tuple, update_text,
 };
-use super::{Loader, MARK, TableInfo, table_key};
+use super::{Loader, TableInfo, table_key};
 use crate::config::{ConflictPolicy, ConflictRule};
 use crate::error::{Error, Result};
-use crate::model::BinlogFilePos;
-use crate::pipeline::select::resolve_end;
-use crate::pipeline::transform::{SourceNames, TargetRow, TargetTable};
+use crate::pipeline::transform::{TargetRow, TargetTable};
+use mysql_async::Transaction;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Transaction, TxOpts};
 use std::sync::Arc;
 
-const KEEP_SUSPECT: &str = "INSERT IGNORE INTO ottr_sys.repair (pipeline_key, suspect_hash, suspect) \
-     VALUES (?, SHA2(?, 256), ?)";
-const READ_SUSPECTS: &str = "SELECT suspect FROM ottr_sys.repair WHERE pipeline_key = ?";
-const FORGET_SUSPECT: &str =
-    "DELETE FROM ottr_sys.repair WHERE pipeline_key = ? AND suspect_hash = SHA2(?, 256)";
 /// ER_DUP_ENTRY.
 const DUPLICATE_KEY: u16 = 1062;
-/// Attempts at writing the winners of conflicts back onto the source (deadlocks).
-const WRITE_BACK_TRIES: u32 = 5;
 
 /// One conflict, as `conflict_log` records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,58 +62,6 @@ pub struct CheckedOutcome {
     pub conflicts: Vec<ConflictRecord>,
     /// Keys whose two sides may differ after a conflict.
     pub suspects: Vec<Suspect>,
-}
-
-/// A key whose two sides may differ after a conflict: the source gets the primary's row (see
-/// [`Loader::repair`]). Kept in `ottr_sys.repair` on the target (JSON) from the transaction
-/// that decided the conflict until it is repaired, so that a crash or restart loses none.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Suspect {
-    pub table: Arc<TargetTable>,
-    pub key: Vec<Bound>,
-}
-
-impl Suspect {
-    fn is(&self, other: &Suspect) -> bool {
-        table_key(&self.table) == table_key(&other.table) && self.key == other.key
-    }
-}
-
-/// A suspect key being repaired.
-#[derive(Debug)]
-pub struct Repair {
-    suspect: Suspect,
-    step: RepairStep,
-}
-
-/// Where a repair is (see the module's documentation).
-#[derive(Debug)]
-enum RepairStep {
-    /// To read on the source.
-    Unseen,
-    /// The source's row (None: no row), read before the source's binlog end.
-    Seen {
-        row: Option<Vec<Bound>>,
-        source_end: BinlogFilePos,
-    },
-    /// Both sides held `row`, read before the primary's binlog end.
-    Settling {
-        row: Option<Vec<Bound>>,
-        primary_end: BinlogFilePos,
-    },
-}
-
-/// A repair's write onto the source: the repair's index, the source row read and the
-/// primary's row (None: no row).
-type SourceWrite = (usize, Option<Vec<Bound>>, Option<Vec<Bound>>);
-
-/// How far the two pipelines of a two-way channel have applied, for [`Loader::repair`].
-#[derive(Debug, Clone)]
-pub struct RepairProgress {
-    /// This pipeline, in the source's binlog.
-    pub applied: Option<BinlogFilePos>,
-    /// The pipeline out of the primary (this pipeline's target), in the primary's binlog.
-    pub reverse_applied: Option<BinlogFilePos>,
 }
 
 /// How a conflict was decided.
@@ -226,44 +150,6 @@ impl Checked<'_> {
     }
 }
 
-/// The source table of a two-way table, as a write-back writes it.
-struct SourceSide {
-    table: TargetTable,
-    /// The columns to write (the target's, without generated ones).
-    columns: Vec<usize>,
-    /// The unique keys besides the primary key.
-    unique_keys: Arc<Vec<Vec<usize>>>,
-}
-
-/// The row of `key` in the table `names` (the target table or its source), as values.
-async fn read_row(
-    conn: &mut impl Queryable,
-    table: &TargetTable,
-    names: &SourceNames,
-    key: &[Bound],
-) -> std::result::Result<Option<Vec<Bound>>, mysql_async::Error> {
-    let params: Vec<mysql_async::Value> = key.iter().map(Bound::param).collect();
-    let row: Option<mysql_async::Row> = conn.exec_first(row_by_key(table, names), params).await?;
-    Ok(row.map(|row| row.unwrap().into_iter().map(from_param).collect()))
-}
-
-fn suspect_json(suspect: &Suspect) -> Result<String> {
-    serde_json::to_string(suspect)
-        .map_err(|error| Error::Transform(format!("cannot encode a conflict's key: {error}")))
-}
-
-/// The source table of `table` described as a table to write to.
-fn source_side(table: &TargetTable, source: &SourceNames) -> TargetTable {
-    TargetTable {
-        schema: source.schema.clone(),
-        table: source.table.clone(),
-        columns: source.columns.clone(),
-        key: table.key.clone(),
-        conflict: None,
-        source: None,
-    }
-}
-
 impl Loader {
     /// Applies `rows` (tables of a two-way channel) change by change, checked against the
     /// target.
@@ -293,40 +179,7 @@ impl Loader {
                 .await?;
         }
         // Kept with the decisions: a crash after the commit repairs them after the restart.
-        for suspect in &outcome.suspects {
-            let json = suspect_json(suspect)?;
-            transaction
-                .exec_drop(KEEP_SUSPECT, (&self.options.pipeline_key, &json, &json))
-                .await
-                .map_err(self.fail("keep a conflict's key in ottr_sys.repair"))?;
-        }
-        Ok(())
-    }
-
-    /// Takes up the suspect keys kept on the target by an earlier run.
-    pub(super) async fn load_suspects(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let kept: Vec<String> = conn
-            .exec(READ_SUSPECTS, (&self.options.pipeline_key,))
-            .await
-            .map_err(self.fail("read ottr_sys.repair"))?;
-        let mut suspects = Vec::with_capacity(kept.len());
-        for json in kept {
-            match serde_json::from_str::<Suspect>(&json) {
-                Ok(suspect) => suspects.push(suspect),
-                Err(error) => {
-                    tracing::warn!(pipeline = %self.options.pipeline, %error, "an ottr_sys.repair row this ottr cannot read: dropped");
-                    conn.exec_drop(FORGET_SUSPECT, (&self.options.pipeline_key, &json))
-                        .await
-                        .map_err(self.fail("drop an ottr_sys.repair row"))?;
-                }
-            }
-        }
-        if !suspects.is_empty() {
-            tracing::info!(pipeline = %self.options.pipeline, keys = suspects.len(), "conflicts' keys left to repair by an earlier run taken up");
-        }
-        self.suspect(suspects);
-        Ok(())
+        self.keep_suspects(transaction, &outcome.suspects).await
     }
 
     /// One step: the conditional write, and the check when it did not apply.
@@ -525,353 +378,6 @@ impl Loader {
         self.force(transaction, checked, change, last, exists)
             .await
             .map_err(fail)
-    }
-
-    /// Keeps `suspects` for [`Loader::repair`] (once each).
-    pub(super) fn suspect(&self, suspects: Vec<Suspect>) {
-        let mut repairs = self.repairs.lock().expect("not poisoned");
-        for suspect in suspects {
-            match repairs
-                .iter_mut()
-                .find(|repair| repair.suspect.is(&suspect))
-            {
-                // Seen again from the start: the row changed since.
-                Some(repair) => repair.step = RepairStep::Unseen,
-                None => repairs.push(Repair {
-                    suspect,
-                    step: RepairStep::Unseen,
-                }),
-            }
-        }
-    }
-
-    /// The keys still being repaired.
-    pub fn repairs_pending(&self) -> usize {
-        self.repairs.lock().expect("not poisoned").len()
-    }
-
-    /// One step of repairing the suspect keys, after a batch (see the module's
-    /// documentation). Keys stay kept when this fails.
-    pub async fn repair(&self, progress: &RepairProgress) -> Result<()> {
-        let Some(pool) = &self.source else {
-            return Ok(());
-        };
-        let mut repairs = std::mem::take(&mut *self.repairs.lock().expect("not poisoned"));
-        if repairs.is_empty() {
-            return Ok(());
-        }
-        let result = self.repair_step(pool, progress, &mut repairs).await;
-        let mut kept = self.repairs.lock().expect("not poisoned");
-        let newer = std::mem::replace(&mut *kept, repairs);
-        drop(kept);
-        self.suspect(newer.into_iter().map(|repair| repair.suspect).collect());
-        result
-    }
-
-    async fn repair_step(
-        &self,
-        pool: &mysql_async::Pool,
-        progress: &RepairProgress,
-        repairs: &mut Vec<Repair>,
-    ) -> Result<()> {
-        let passed = |end: &BinlogFilePos, applied: &Option<BinlogFilePos>| {
-            applied.as_ref().is_some_and(|applied| end <= applied)
-        };
-        // 3: settled on both sides?
-        let settling: Vec<usize> = (0..repairs.len())
-            .filter(|at| match &repairs[*at].step {
-                RepairStep::Settling { primary_end, .. } => {
-                    passed(primary_end, &progress.reverse_applied)
-                }
-                _ => false,
-            })
-            .collect();
-        let mut repaired = Vec::new();
-        if !settling.is_empty() {
-            let mut target = self.conn().await?;
-            let mut source = pool.get_conn().await.map_err(self.source_fail())?;
-            for at in settling {
-                let repair = &mut repairs[at];
-                let RepairStep::Settling { row, .. } = &repair.step else {
-                    unreachable!("filtered")
-                };
-                let primary = self
-                    .row_in(&mut target, &repair.suspect.table, &repair.suspect.key)
-                    .await?;
-                let other = self.source_row(&mut source, &repair.suspect).await?;
-                if primary == *row && other == *row {
-                    repaired.push(at);
-                } else {
-                    repair.step = RepairStep::Unseen;
-                }
-            }
-        }
-        // 2: compare with the primary once this pipeline has applied past the source's read.
-        let seen: Vec<usize> = (0..repairs.len())
-            .filter(|at| match &repairs[*at].step {
-                RepairStep::Seen { source_end, .. } => passed(source_end, &progress.applied),
-                _ => false,
-            })
-            .collect();
-        if !seen.is_empty() {
-            let mut target = self.conn().await?;
-            let mut writes = Vec::new();
-            let mut equal = Vec::new();
-            for at in seen {
-                let repair = &repairs[at];
-                let RepairStep::Seen { row, .. } = &repair.step else {
-                    unreachable!("filtered")
-                };
-                let primary = self
-                    .row_in(&mut target, &repair.suspect.table, &repair.suspect.key)
-                    .await?;
-                if primary == *row {
-                    equal.push(at);
-                } else {
-                    writes.push((at, row.clone(), primary));
-                }
-            }
-            if !writes.is_empty() {
-                self.write_source_rows(pool, repairs, &writes).await?;
-                for (at, _, _) in &writes {
-                    repairs[*at].step = RepairStep::Unseen;
-                }
-            }
-            if !equal.is_empty() {
-                // Read after the rows: every change that made them is before this end.
-                let primary_end = self.binlog_end(&mut target, self.target_kind).await?;
-                for at in equal {
-                    let repair = &mut repairs[at];
-                    let RepairStep::Seen { row, .. } = &mut repair.step else {
-                        unreachable!("filtered")
-                    };
-                    repair.step = RepairStep::Settling {
-                        row: row.take(),
-                        primary_end: primary_end.clone(),
-                    };
-                }
-            }
-        }
-        if !repaired.is_empty() {
-            let mut target = self.conn().await?;
-            for at in &repaired {
-                let json = suspect_json(&repairs[*at].suspect)?;
-                target
-                    .exec_drop(FORGET_SUSPECT, (&self.options.pipeline_key, &json))
-                    .await
-                    .map_err(self.fail("forget a repaired key in ottr_sys.repair"))?;
-            }
-        }
-        let mut at = 0;
-        repairs.retain(|_| {
-            at += 1;
-            !repaired.contains(&(at - 1))
-        });
-        // 1: read the source.
-        let unseen: Vec<usize> = (0..repairs.len())
-            .filter(|at| matches!(repairs[*at].step, RepairStep::Unseen))
-            .collect();
-        if unseen.is_empty() {
-            return Ok(());
-        }
-        let mut source = pool.get_conn().await.map_err(self.source_fail())?;
-        let mut rows = Vec::with_capacity(unseen.len());
-        for at in unseen {
-            rows.push((
-                at,
-                self.source_row(&mut source, &repairs[at].suspect).await?,
-            ));
-        }
-        let kind = self
-            .options
-            .source
-            .as_ref()
-            .map_or(self.target_kind, |source| source.kind);
-        let source_end = self.binlog_end(&mut source, kind).await?;
-        for (at, row) in rows {
-            repairs[at].step = RepairStep::Seen {
-                row,
-                source_end: source_end.clone(),
-            };
-        }
-        Ok(())
-    }
-
-    fn source_fail(&self) -> impl Fn(mysql_async::Error) -> Error {
-        let context = format!(
-            "pipeline {}: cannot read a conflict's row on the source",
-            self.options.pipeline
-        );
-        move |error| Error::database(context.clone(), error)
-    }
-
-    /// The source's row of a suspect key.
-    async fn source_row(
-        &self,
-        conn: &mut mysql_async::Conn,
-        suspect: &Suspect,
-    ) -> Result<Option<Vec<Bound>>> {
-        let Some(names) = &suspect.table.source else {
-            return Ok(None);
-        };
-        read_row(conn, &suspect.table, names, &suspect.key)
-            .await
-            .map_err(self.source_fail())
-    }
-
-    /// A server's binlog end, as a file and offset.
-    async fn binlog_end(
-        &self,
-        conn: &mut mysql_async::Conn,
-        kind: crate::config::DataSourceKind,
-    ) -> Result<BinlogFilePos> {
-        resolve_end(conn, kind).await?.file.ok_or_else(|| {
-            Error::Transform(format!(
-                "pipeline {}: a server of a two-way channel reports no binlog file",
-                self.options.pipeline
-            ))
-        })
-    }
-
-    /// Writes the primary's rows over the source's where the source still holds the row
-    /// read (`writes`: repair index, source row read, primary row; None: no row), in one
-    /// transaction marked as this pipeline's; again if a deadlock or lock wait interrupts it.
-    async fn write_source_rows(
-        &self,
-        pool: &mysql_async::Pool,
-        repairs: &[Repair],
-        writes: &[SourceWrite],
-    ) -> Result<()> {
-        let mut attempt = 1;
-        loop {
-            match self.write_source_rows_once(pool, repairs, writes).await {
-                Err(error)
-                    if crate::error::is_transient_server_error(&error)
-                        && attempt < WRITE_BACK_TRIES =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
-                    attempt += 1;
-                }
-                result => {
-                    return result.map_err(|error| {
-                        Error::database(
-                            format!(
-                                "pipeline {}: cannot write the primary's row of a conflict onto the source",
-                                self.options.pipeline
-                            ),
-                            error,
-                        )
-                    });
-                }
-            }
-        }
-    }
-
-    /// The target's row of `key` as values, read on `conn`.
-    async fn row_in(
-        &self,
-        conn: &mut impl Queryable,
-        table: &TargetTable,
-        key: &[Bound],
-    ) -> Result<Option<Vec<Bound>>> {
-        let names = SourceNames {
-            schema: table.schema.clone(),
-            table: table.table.clone(),
-            columns: table.columns.clone(),
-        };
-        read_row(conn, table, &names, key)
-            .await
-            .map_err(self.fail("read a conflict's row"))
-    }
-
-    /// Writes `current` over the source's row of `key` if it holds `lost` (None: no row);
-    /// whether it did.
-    async fn write_back_row(
-        transaction: &mut Transaction<'_>,
-        side: &SourceSide,
-        key: &[Bound],
-        lost: Option<&[Bound]>,
-        current: &[Bound],
-    ) -> std::result::Result<bool, mysql_async::Error> {
-        let (source, columns) = (&side.table, side.columns.as_slice());
-        let write = match lost {
-            Some(lost) => update_text(source, columns, key, Some(lost), current),
-            None => insert_text(source, columns, current),
-        };
-        match transaction.query_drop(write.clone()).await {
-            Ok(()) => Ok(transaction.affected_rows() > 0),
-            Err(error) if is_duplicate(&error) => {
-                // In the way on another unique key (the primary does not have those rows),
-                // or inserted on the source meanwhile (moved on: left alone).
-                for unique in side.unique_keys.iter() {
-                    transaction
-                        .query_drop(delete_colliding_text(source, unique, key, current))
-                        .await?;
-                }
-                match transaction.query_drop(write).await {
-                    Ok(()) => Ok(transaction.affected_rows() > 0),
-                    Err(error) if is_duplicate(&error) => Ok(false),
-                    Err(error) => Err(error),
-                }
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    async fn write_source_rows_once(
-        &self,
-        pool: &mysql_async::Pool,
-        repairs: &[Repair],
-        writes: &[SourceWrite],
-    ) -> std::result::Result<(), mysql_async::Error> {
-        let mut conn = pool.get_conn().await?;
-        let mut transaction = conn.start_transaction(TxOpts::default()).await?;
-        transaction
-            .exec_drop(
-                MARK,
-                (
-                    &self.options.pipeline_key,
-                    super::WRITE_BACK_PARTITION,
-                    self.options.token.0,
-                ),
-            )
-            .await?;
-        if transaction.affected_rows() == 0 {
-            // Claimed by a newer holder (or gone): write nothing unmarked.
-            return Ok(());
-        }
-        for (at, seen, primary) in writes {
-            let suspect = &repairs[*at].suspect;
-            let Some(names) = &suspect.table.source else {
-                continue;
-            };
-            let source = source_side(&suspect.table, names);
-            let info = self.tables.get(&table_key(&suspect.table));
-            let side = SourceSide {
-                // the columns the target writes: generated ones are never written
-                columns: info.map_or_else(
-                    || (0..source.columns.len()).collect(),
-                    |info| info.columns.to_vec(),
-                ),
-                unique_keys: info
-                    .map(|info| info.unique_keys.clone())
-                    .unwrap_or_default(),
-                table: source,
-            };
-            let key = &suspect.key;
-            match (seen, primary) {
-                (None, None) => {}
-                (Some(seen), None) => {
-                    let sql = delete_text(&side.table, &side.columns, key, Some(seen));
-                    transaction.query_drop(sql).await?;
-                }
-                (seen, Some(primary)) => {
-                    Self::write_back_row(&mut transaction, &side, key, seen.as_deref(), primary)
-                        .await?;
-                }
-            }
-        }
-        transaction.commit().await
     }
 }
 

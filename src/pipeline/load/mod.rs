@@ -17,12 +17,14 @@
 mod bind;
 mod conflict;
 mod merge;
+mod repair;
 mod statements;
 
 pub use bind::{Bound, bind, from_param};
 use conflict::CheckedOutcome;
-pub use conflict::{ConflictRecord, RepairProgress};
+pub use conflict::ConflictRecord;
 pub use merge::{KeyOp, Merged, merge, partition_of};
+pub use repair::RepairProgress;
 
 use crate::config::DataSource;
 use crate::error::{Error, Result};
@@ -198,6 +200,11 @@ pub struct LoadOptions {
     /// Two-way channels: the pipeline's source, read for a row's current version when a
     /// change conflicts.
     pub source: Option<DataSource>,
+    /// Two-way channels: whether this pipeline writes into the primary, and so decides
+    /// conflicts and repairs their keys.
+    pub arbiter: bool,
+    /// Two-way channels: the `ottr_sys` key of the channel's other pipeline.
+    pub reverse_key: Option<String>,
 }
 
 /// How long the target keeps a load connection that sends nothing (`wait_timeout`, and
@@ -208,30 +215,6 @@ pub struct LoadOptions {
 /// the pool first (after a quarter of it), so a healthy pipeline never meets a closed one.
 pub fn idle_limit(lease: Duration) -> Duration {
     Duration::from_secs(lease.as_secs_f64().ceil().max(4.0) as u64)
-}
-
-/// Why a claim of the pipeline's `ottr_sys.applied` rows on `server` under `options.token`
-/// took fewer rows than there are: another holder's token is there. If that token is not
-/// older than the lease's, the metadata may have handed out a token twice (it failed over to
-/// a replica that missed lease rows): [`Error::TokenBehind`] lets the pipeline raise the
-/// lease past it. Otherwise (or when it cannot be read), [`Error::Fenced`].
-async fn refused_claim(conn: &mut Conn, options: &LoadOptions, server: &str) -> Error {
-    let fenced = Error::Fenced {
-        pipeline: options.pipeline,
-        token: options.token,
-    };
-    match conn
-        .exec_first::<Option<u64>, _, _>(NEWEST_TOKEN, (&options.pipeline_key,))
-        .await
-    {
-        Ok(Some(Some(newest))) if newest >= options.token.0 => Error::TokenBehind {
-            pipeline: options.pipeline,
-            token: options.token,
-            server: server.to_owned(),
-            newest: FencingToken(newest),
-        },
-        _ => fenced,
-    }
 }
 
 /// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
@@ -330,7 +313,7 @@ pub struct Loader {
     /// Two-way channels: connections to the source, for conflicts.
     source: Option<Pool>,
     /// Two-way channels: keys whose sides may differ after a conflict, being repaired.
-    repairs: std::sync::Mutex<Vec<conflict::Repair>>,
+    repairs: std::sync::Mutex<Vec<repair::Repair>>,
     target_kind: crate::config::DataSourceKind,
 }
 
@@ -483,7 +466,8 @@ impl Loader {
                 crate::pipeline::connect::options(source)?
                     // a claim under the same token again counts as held
                     .client_found_rows(true)
-                    .setup(vec![SESSION])
+                    // a repair's write waits little for a lock: it is tried again next batch
+                    .setup(vec![SESSION, "SET SESSION innodb_lock_wait_timeout = 1"])
                     .stmt_cache_size(STATEMENT_CACHE)
                     .pool_opts(
                         PoolOpts::default()
@@ -559,7 +543,7 @@ impl Loader {
             .await
             .map_err(self.fail("count the partitions"))?;
         if claimed < rows.unwrap_or(0) {
-            return Err(refused_claim(&mut conn, options, target).await);
+            return Err(self.refused_claim(target).await);
         }
         let applied: Vec<AppliedColumns> = conn
             .exec(READ_APPLIED, (&options.pipeline_key,))
@@ -691,9 +675,50 @@ impl Loader {
         .await
         .map_err(fail)?;
         if conn.affected_rows() == 0 {
-            return Err(refused_claim(&mut conn, options, source).await);
+            return Err(self.refused_claim(source).await);
         }
         Ok(())
+    }
+
+    /// Why a claim of the pipeline's `ottr_sys.applied` rows on `server` under the lease's
+    /// token took fewer rows than there are: another holder's token is there. If the newest
+    /// token the target (and, two-way, the source) holds is not older than the lease's, the
+    /// metadata may have handed a token out twice (it failed over to a replica that missed
+    /// lease rows): [`Error::TokenBehind`] with that token lets the pipeline raise the lease
+    /// past it, once for both servers. Otherwise (or when it cannot be read), [`Error::Fenced`].
+    async fn refused_claim(&self, server: &str) -> Error {
+        let options = &self.options;
+        let fenced = Error::Fenced {
+            pipeline: options.pipeline,
+            token: options.token,
+        };
+        let newest_on = |pool: &Pool| {
+            let pool = pool.clone();
+            async move {
+                let mut conn = pool.get_conn().await?;
+                conn.exec_first::<Option<u64>, _, _>(NEWEST_TOKEN, (&options.pipeline_key,))
+                    .await
+                    .map(|token| token.flatten().unwrap_or(0))
+            }
+        };
+        let Ok(mut newest) = newest_on(&self.pool).await else {
+            return fenced;
+        };
+        // The source's, if it can be read (it may have no ottr_sys yet).
+        if let Some(source) = &self.source
+            && let Ok(token) = newest_on(source).await
+        {
+            newest = newest.max(token);
+        }
+        if newest < options.token.0 {
+            return fenced;
+        }
+        Error::TokenBehind {
+            pipeline: options.pipeline,
+            token: options.token,
+            server: server.to_owned(),
+            newest: FencingToken(newest),
+        }
     }
 
     /// Forgets what the target says is applied: the pipeline starts over from a new position.

@@ -19,6 +19,6 @@ pub use precheck::{
     Check, Outcome, check_auto_increment, check_marks_logged, first_failure, run_prechecks,
 };
 pub use selector::{Batch, BatchData, ByteBudget, Change, SelectOptions, Selector};
-pub use start::{list_binlogs, resolve_end, resolve_timestamp};
+pub use start::{binlog_end, list_binlogs, resolve_end, resolve_timestamp};
 pub use stream::{BinlogReader, ReadEvent, ReaderOptions, check_not_purged};
 pub use table::{TableDecoder, table_decoder};

@@ -40,6 +40,19 @@ pub async fn binlog_status(conn: &mut Conn, kind: DataSourceKind) -> Result<Opti
     })
 }
 
+/// A server's binlog end as a file and offset only (cheaper than [`resolve_end`], which also
+/// asks MariaDB for the GTID state there).
+pub async fn binlog_end(conn: &mut Conn, kind: DataSourceKind) -> Result<BinlogFilePos> {
+    let context = "cannot read the server's binlog position";
+    let mut status = binlog_status(conn, kind).await?.ok_or_else(|| {
+        Error::Precheck("the server reports no binlog position: is log_bin on?".into())
+    })?;
+    Ok(BinlogFilePos {
+        file: take(&mut status, "File", context)?,
+        offset: take(&mut status, "Position", context)?,
+    })
+}
+
 /// The source's current end: its binlog file and offset, and its GTID state.
 pub async fn resolve_end(conn: &mut Conn, kind: DataSourceKind) -> Result<Position> {
     let context = "cannot read the source's binlog position";
