@@ -10,6 +10,8 @@ use crate::model::{BinlogFilePos, ChangeKind, Charset, MariaGtid, RowChange, Val
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_common::io::ParseBuf;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -299,6 +301,28 @@ impl EventDecoder {
         };
         // mysql_common overflows (a panic with overflow checks, which ottr's builds keep on) on
         // some values, e.g. a negative TIME(1) or TIME(2) with a fraction: stop loudly.
+        if !matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                parse_rows(rows, tme, &table.columns, &table.meta.id)
+            }))
+            .map_err(|_| {
+                Error::Binlog(format!(
+                    "rows of {} cannot be decoded: the binlog parser failed on a value (a known case: a negative \
+                     TIME(1) or TIME(2) with a fraction); ottr never skips a row",
+                    table.meta.id
+                ))
+            })??;
+            return Ok(parsed
+                .into_iter()
+                .map(|(before, after)| RowChange {
+                    table: table.meta.clone(),
+                    kind,
+                    before,
+                    after,
+                })
+                .collect());
+        }
+        // MySQL's partial JSON updates: mysql_common's own row parser.
         let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rows.rows(tme).collect::<Vec<_>>()))
             .map_err(|_| {
                 Error::Binlog(format!(
@@ -328,6 +352,93 @@ impl EventDecoder {
         }
         Ok(changes)
     }
+}
+
+/// A row change's images (before, after) as values.
+type Images = (Option<Vec<Value>>, Option<Vec<Value>>);
+
+/// The row images of a rows event (before, after), decoded straight from the event's bytes.
+///
+/// mysql_common's `RowsEventRows` builds a `Column` (schema, table and column names, each an
+/// allocation) for every column of every image, and parses the TABLE_MAP's optional metadata
+/// again for every row; that was most of Select's time. The layout per image: a bitmap of
+/// the NULL columns among those present, then each non-NULL value as the column's type and
+/// TABLE_MAP metadata say (mysql_common's value parser).
+fn parse_rows<'a>(
+    rows: &'a RowsEventData<'a>,
+    tme: &'a TableMapEvent<'a>,
+    columns: &[ColumnDecoder],
+    table: &crate::model::TableId,
+) -> Result<Vec<Images>> {
+    let bad = |error: std::io::Error| {
+        Error::Binlog(format!("rows of {table} cannot be decoded: {error}"))
+    };
+    let count = usize::try_from(rows.num_columns()).unwrap_or(usize::MAX);
+    // What the TABLE_MAP says of each column, as mysql_common's parser needs it.
+    let mut types = Vec::with_capacity(count);
+    for index in 0..count {
+        let column_type = tme
+            .get_column_type(index)
+            .map_err(|error| bad(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?
+            .ok_or_else(|| {
+                bad(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "no column type",
+                ))
+            })?;
+        types.push((column_type, tme.get_column_metadata(index).unwrap_or(&[])));
+    }
+    // the columns present in each image, in order
+    let before_columns: Option<Vec<usize>> = rows.columns_before_image().map(|bits| {
+        (0..count)
+            .filter(|index| bits.get(*index).is_some_and(|bit| *bit))
+            .collect()
+    });
+    let after_columns: Option<Vec<usize>> = rows.columns_after_image().map(|bits| {
+        (0..count)
+            .filter(|index| bits.get(*index).is_some_and(|bit| *bit))
+            .collect()
+    });
+    for image in [&before_columns, &after_columns].into_iter().flatten() {
+        if image.len() != columns.len() || count != columns.len() {
+            return Err(Error::Precheck(format!(
+                "a row image of {table} has {} of its {} columns: set binlog_row_image=FULL on the source",
+                image.len(),
+                columns.len()
+            )));
+        }
+    }
+    let mut buf = ParseBuf(rows.rows_data());
+    let read_image = |buf: &mut ParseBuf<'a>, image: &[usize]| -> Result<Vec<Value>> {
+        let nulls: &[u8] = buf.parse(image.len().div_ceil(8)).map_err(bad)?;
+        let mut values = Vec::with_capacity(image.len());
+        for (at, index) in image.iter().enumerate() {
+            if nulls[at / 8] & (1 << (at % 8)) != 0 {
+                values.push(Value::Null);
+                continue;
+            }
+            let (column_type, metadata) = types[*index];
+            let decoder = &columns[*index];
+            let value: BinlogValue<'_> = buf
+                .parse((column_type, metadata, decoder.unsigned, false))
+                .map_err(bad)?;
+            values.push(decoder.decode(&value)?);
+        }
+        Ok(values)
+    };
+    let mut images = Vec::new();
+    while !buf.is_empty() {
+        let before = match &before_columns {
+            Some(image) => Some(read_image(&mut buf, image)?),
+            None => None,
+        };
+        let after = match &after_columns {
+            Some(image) => Some(read_image(&mut buf, image)?),
+            None => None,
+        };
+        images.push((before, after));
+    }
+    Ok(images)
 }
 
 /// Decodes one row image; every column must be present (binlog_row_image=FULL).
