@@ -1256,3 +1256,167 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
         "{refused}"
     );
 }
+
+/// Peak resident memory of a process (VmHWM), in MB.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A pipeline with a backlog of big rows (200 MB of 512 KB blobs) and one with a trickle of
+/// small rows share a node: the small one's rows arrive while the big one is still catching
+/// up, and the node's memory stays bounded by the big one's `batch_bytes` (8 MB here), far
+/// below its backlog.
+#[tokio::test]
+async fn a_pipeline_with_a_huge_backlog_starves_neither_the_others_nor_memory() {
+    for server in [source(), target()] {
+        server
+            .run(
+                "DROP DATABASE IF EXISTS fair; CREATE DATABASE fair;
+                 CREATE TABLE fair.big (id INT PRIMARY KEY, body LONGBLOB NOT NULL);
+                 CREATE TABLE fair.small (id INT PRIMARY KEY, n INT NOT NULL);",
+            )
+            .await;
+    }
+    let mut setup = setup("ottr_n_fair", 3000, 200, 200).await;
+    let channels = vec!["fair_big".to_owned(), "fair_small".to_owned()];
+    for (channel, table) in channels.iter().zip(["big", "small"]) {
+        setup
+            .conn
+            .exec_drop("CALL create_channel(?, 'sh', 'us')", (channel,))
+            .await
+            .unwrap();
+        setup
+            .conn
+            .exec_drop(
+                "CALL add_table_pair(?, 'fair', ?, NULL, NULL)",
+                (channel, table),
+            )
+            .await
+            .unwrap();
+    }
+    setup
+        .conn
+        .query_drop("CALL set_pipeline_option('fair_big', 'batch_bytes', '8388608'); CALL set_pipeline_option('fair_small', 'batch_timeout_ms', '50')")
+        .await
+        .unwrap();
+    setup
+        .conn
+        .exec_drop(
+            "UPDATE pipeline SET server_id = ? + id",
+            (setup.server_ids,),
+        )
+        .await
+        .unwrap();
+    let node = setup.node("n1");
+    setup.start_channels(&channels).await;
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(30), "both pipelines running", {
+        let running: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND reason LIKE '%applying%'")
+            .await
+            .unwrap()
+            .unwrap();
+        (running == 2).then_some(())
+    });
+    // The backlog: written while the big pipeline is stopped.
+    conn.query_drop("CALL stop_channel('fair_big')")
+        .await
+        .unwrap();
+    eventually!(Duration::from_secs(30), "the big pipeline to stop", {
+        let stopped: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE channel = 'fair_big' AND observed = 'stopped'")
+            .await
+            .unwrap()
+            .unwrap();
+        (stopped == 1).then_some(())
+    });
+    let rows = 400;
+    let mut writer = source().conn().await;
+    for id in 0..rows {
+        writer
+            .query_drop(format!(
+                "INSERT INTO fair.big VALUES ({id}, REPEAT(CHAR(65 + {id} % 26), 524288))"
+            ))
+            .await
+            .unwrap();
+    }
+    conn.query_drop("CALL start_channel('fair_big')")
+        .await
+        .unwrap();
+    let big_on_target = || async {
+        let count: u64 = target()
+            .conn()
+            .await
+            .query_first("SELECT COUNT(*) FROM fair.big")
+            .await
+            .unwrap()
+            .unwrap();
+        count
+    };
+    // A trickle of small rows while the big pipeline works through its backlog.
+    let started = Instant::now();
+    let mut big_when_small_arrived = Vec::new();
+    for id in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer
+            .query_drop(format!("INSERT INTO fair.small VALUES ({id}, {id})"))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let arrived: u64 = target()
+                .conn()
+                .await
+                .exec_first("SELECT COUNT(*) FROM fair.small WHERE id = ?", (id,))
+                .await
+                .unwrap()
+                .unwrap();
+            if arrived == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "small row {id} never arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        big_when_small_arrived.push(big_on_target().await);
+    }
+    let small_done = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while big_on_target().await < rows {
+        assert!(Instant::now() < deadline, "the big backlog did not arrive");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let checksum = |server: &'static MariaDb| async move {
+        let sum: Option<String> = server
+            .conn()
+            .await
+            .query_first("SELECT CONCAT(COUNT(*), '/', SUM(CRC32(body))) FROM fair.big")
+            .await
+            .unwrap();
+        sum
+    };
+    assert_eq!(checksum(source()).await, checksum(target()).await);
+    let peak = peak_rss_mb(node.pid());
+    eprintln!(
+        "small rows arrived within {small_done:?} while the big pipeline had applied {big_when_small_arrived:?} of {rows} rows; the whole backlog took {:?}; node peak RSS {peak} MB",
+        started.elapsed()
+    );
+    assert!(
+        big_when_small_arrived.iter().any(|applied| *applied < rows),
+        "the small pipeline's rows only arrived after the big backlog: {big_when_small_arrived:?}"
+    );
+    assert!(
+        peak < 160,
+        "the node held {peak} MB at its peak for a 200 MB backlog in 8 MB batches"
+    );
+}
