@@ -510,6 +510,67 @@ async fn concurrent_writes_to_the_same_keys_converge_under_each_policy() {
     }
 }
 
+/// Both sides add the same column with different types while the channel is stopped: each
+/// side's DDL fails on the other, and both pipelines stop in `error` naming the statement and
+/// saying what happened, instead of looping; no row or DDL goes round.
+#[tokio::test]
+async fn concurrent_conflicting_ddl_stops_the_channel_with_its_reason() {
+    both(
+        "DROP DATABASE IF EXISTS w_ddl_clash; CREATE DATABASE w_ddl_clash;
+         CREATE TABLE w_ddl_clash.t (id INT PRIMARY KEY, v INT NOT NULL);",
+    )
+    .await;
+    let mut channel = two_way("w_ddl_clash", "").await;
+    let _node = channel.node("n1");
+    channel.running().await;
+    channel.stopped().await;
+    a().run("ALTER TABLE w_ddl_clash.t ADD COLUMN note INT NULL")
+        .await;
+    b().run("ALTER TABLE w_ddl_clash.t ADD COLUMN note VARCHAR(5) NULL")
+        .await;
+    channel
+        .meta
+        .exec_drop("CALL start_channel(?)", (&channel.name,))
+        .await
+        .unwrap();
+    let conn = &mut channel.meta;
+    let reasons = eventually!(
+        Duration::from_secs(30),
+        "both pipelines to stop in error",
+        {
+            let rows: Vec<(String, String, Option<String>)> = conn
+                .query("SELECT pipeline, observed, reason FROM v_pipeline_status ORDER BY pipeline")
+                .await
+                .unwrap();
+            rows.iter()
+                .all(|(_, observed, _)| observed == "error")
+                .then(|| {
+                    rows.into_iter()
+                        .map(|(_, _, reason)| reason.unwrap_or_default())
+                        .collect::<Vec<_>>()
+                })
+        }
+    );
+    for reason in &reasons {
+        assert!(
+            reason.contains("ADD COLUMN note")
+                && reason.contains("concurrent conflicting DDL")
+                && reason.contains("Duplicate column"),
+            "{reason}"
+        );
+    }
+    // Nothing went round: each side's column is its own.
+    for (server, column_type) in [(a(), "int(11)"), (b(), "varchar(5)")] {
+        let found: Option<String> = server
+            .conn()
+            .await
+            .query_first("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'w_ddl_clash' AND COLUMN_NAME = 'note'")
+            .await
+            .unwrap();
+        assert_eq!(found.as_deref(), Some(column_type));
+    }
+}
+
 /// A DDL made on A while rows change on both sides is applied once on B and never comes
 /// back: A's DDL record table holds nothing from the reverse pipeline.
 #[tokio::test]

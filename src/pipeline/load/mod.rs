@@ -1320,9 +1320,19 @@ impl Loader {
                     // Not left at applying: a retry must not take this failure for "already done".
                     let _ = conn.query_drop("USE ottr_sys").await;
                     let _ = conn.exec_drop(DDL_FAILED, key.clone()).await;
+                    // Two-way: the other side changed the same objects meanwhile.
+                    let two_way = if options.reverse_key.is_some() {
+                        " (concurrent conflicting DDL: the target side of this two-way channel \
+                         changed the same objects meanwhile; the pipeline stops here rather than \
+                         loop. Make both schemas what they should be by hand, then let this \
+                         statement pass with set_pipeline_option(pipeline, 'skip_ddl_errors', 'on') \
+                         and 'off' once it has)"
+                    } else {
+                        ""
+                    };
                     return Err(Error::database(
                         format!(
-                            "pipeline {}: DDL `{}` failed on the target",
+                            "pipeline {}: DDL `{}` failed on the target{two_way}",
                             options.pipeline,
                             sql.chars().take(200).collect::<String>()
                         ),

@@ -163,7 +163,7 @@ impl EventDecoder {
                 return mariadb_gtid(event.data(), header.server_id())
                     .ok_or_else(|| fail("truncated GTID event".into()));
             }
-            0xa5..=0xaa => {
+            0xa5..=0xab => {
                 return Err(fail(
                     "MariaDB compressed events cannot be decoded: SET GLOBAL log_bin_compress=OFF on the source; ottr never skips an event"
                         .into(),
@@ -301,17 +301,18 @@ impl EventDecoder {
         };
         // mysql_common overflows (a panic with overflow checks, which ottr's builds keep on) on
         // some values, e.g. a negative TIME(1) or TIME(2) with a fraction: stop loudly.
+        let panicked = |_| {
+            Error::Binlog(format!(
+                "rows of {} cannot be decoded: decoding a value failed (a known case: a negative \
+                 TIME(1) or TIME(2) with a fraction); ottr never skips a row",
+                table.meta.id
+            ))
+        };
         if !matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                parse_rows(rows, tme, &table.columns, &table.meta.id)
+                parse_rows(rows, &table.columns, &table.meta.id)
             }))
-            .map_err(|_| {
-                Error::Binlog(format!(
-                    "rows of {} cannot be decoded: the binlog parser failed on a value (a known case: a negative \
-                     TIME(1) or TIME(2) with a fraction); ottr never skips a row",
-                    table.meta.id
-                ))
-            })??;
+            .map_err(panicked)??;
             return Ok(parsed
                 .into_iter()
                 .map(|(before, after)| RowChange {
@@ -322,23 +323,20 @@ impl EventDecoder {
                 })
                 .collect());
         }
-        // MySQL's partial JSON updates: mysql_common's own row parser.
-        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rows.rows(tme).collect::<Vec<_>>()))
-            .map_err(|_| {
-                Error::Binlog(format!(
-                    "rows of {} cannot be decoded: the binlog parser failed on a value (a known case: a negative \
-                     TIME(1) or TIME(2) with a fraction); ottr never skips a row",
-                    table.meta.id
-                ))
-            })?;
+        // MySQL's partial JSON updates: mysql_common's own row parser, up to its first error
+        // (its iterator goes on returning errors at a position it cannot pass).
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rows.rows(tme).collect::<std::io::Result<Vec<_>>>()
+        }))
+        .map_err(panicked)?
+        .map_err(|error| {
+            Error::Binlog(format!(
+                "rows of {} cannot be decoded: {error}",
+                table.meta.id
+            ))
+        })?;
         let mut changes = Vec::new();
-        for row in parsed {
-            let (before, after) = row.map_err(|error| {
-                Error::Binlog(format!(
-                    "rows of {} cannot be decoded: {error}",
-                    table.meta.id
-                ))
-            })?;
+        for (before, after) in parsed {
             changes.push(RowChange {
                 table: table.meta.clone(),
                 kind,
@@ -366,36 +364,21 @@ type Images = (Option<Vec<Value>>, Option<Vec<Value>>);
 /// TABLE_MAP metadata say (mysql_common's value parser).
 fn parse_rows<'a>(
     rows: &'a RowsEventData<'a>,
-    tme: &'a TableMapEvent<'a>,
-    columns: &[ColumnDecoder],
+    columns: &'a [ColumnDecoder],
     table: &crate::model::TableId,
 ) -> Result<Vec<Images>> {
     let bad = |error: std::io::Error| {
         Error::Binlog(format!("rows of {table} cannot be decoded: {error}"))
     };
     let count = usize::try_from(rows.num_columns()).unwrap_or(usize::MAX);
-    // What the TABLE_MAP says of each column, as mysql_common's parser needs it.
-    let mut types = Vec::with_capacity(count);
-    for index in 0..count {
-        let column_type = tme
-            .get_column_type(index)
-            .map_err(|error| bad(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))?
-            .ok_or_else(|| {
-                bad(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "no column type",
-                ))
-            })?;
-        types.push((column_type, tme.get_column_metadata(index).unwrap_or(&[])));
-    }
     // the columns present in each image, in order
     let before_columns: Option<Vec<usize>> = rows.columns_before_image().map(|bits| {
-        (0..count)
+        (0..count.min(columns.len()))
             .filter(|index| bits.get(*index).is_some_and(|bit| *bit))
             .collect()
     });
     let after_columns: Option<Vec<usize>> = rows.columns_after_image().map(|bits| {
-        (0..count)
+        (0..count.min(columns.len()))
             .filter(|index| bits.get(*index).is_some_and(|bit| *bit))
             .collect()
     });
@@ -417,10 +400,15 @@ fn parse_rows<'a>(
                 values.push(Value::Null);
                 continue;
             }
-            let (column_type, metadata) = types[*index];
+            // the TABLE_MAP's type (ENUM and SET resolved) and metadata bytes
             let decoder = &columns[*index];
             let value: BinlogValue<'_> = buf
-                .parse((column_type, metadata, decoder.unsigned, false))
+                .parse((
+                    decoder.column_type,
+                    decoder.metadata.as_slice(),
+                    decoder.unsigned,
+                    false,
+                ))
                 .map_err(bad)?;
             values.push(decoder.decode(&value)?);
         }
@@ -554,6 +542,7 @@ pub fn event_name(code: u8) -> String {
         0xa8 => "DELETE_ROWS_COMPRESSED_V1",
         0xa9 => "WRITE_ROWS_COMPRESSED",
         0xaa => "UPDATE_ROWS_COMPRESSED",
+        0xab => "DELETE_ROWS_COMPRESSED",
         _ => return format!("type 0x{code:02x}"),
     };
     format!("{name} (0x{code:02x})")

@@ -249,6 +249,14 @@ fn unknown_and_compressed_event_types_are_fatal_never_skipped() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("WRITE_ROWS_COMPRESSED_V1 (0xa6)"), "{error}");
+    let error = decoder
+        .decode(&parse(&event(0xab, 300, &[1, 2, 3])), &end(300))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("DELETE_ROWS_COMPRESSED (0xab)") && error.contains("log_bin_compress=OFF"),
+        "{error}"
+    );
 }
 
 /// A TRANSACTION_PAYLOAD body: payload size, zstd, uncompressed size, end mark, payload.
@@ -290,4 +298,89 @@ fn compressed_transaction_payloads_must_inflate_whole() {
             && error.contains("inflates to 31 bytes, not the 41"),
         "{error}"
     );
+}
+
+const WIDE_TABLE_ID: u64 = 0x43;
+
+/// TABLE_MAP of `shop.wide (c0 … c9 TINYINT NULL)`: ten columns, so NULL bitmaps take two
+/// bytes.
+fn wide_table_map() -> Vec<u8> {
+    let mut body = WIDE_TABLE_ID.to_le_bytes()[..6].to_vec();
+    body.extend_from_slice(&1u16.to_le_bytes());
+    for name in ["shop", "wide"] {
+        body.push(name.len() as u8);
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+    }
+    body.extend(lenenc(10));
+    body.extend_from_slice(&[1; 10]); // TINY
+    body.extend(lenenc(0)); // no metadata
+    body.extend_from_slice(&[0xff, 0x03]); // all nullable
+    body.push(1); // SIGNEDNESS: all signed
+    body.extend(lenenc(2));
+    body.extend_from_slice(&[0, 0]);
+    body.push(4); // COLUMN_NAME
+    body.extend(lenenc(30));
+    for index in 0..10 {
+        body.extend_from_slice(format!("\x02c{index}").as_bytes());
+    }
+    body.push(8); // SIMPLE_PRIMARY_KEY
+    body.extend(lenenc(1));
+    body.push(0);
+    body
+}
+
+#[test]
+fn wide_rows_decode_with_two_byte_null_bitmaps_in_v1_and_v2_events() {
+    let mut decoder = EventDecoder::new(HashMap::new(), true);
+    decoder
+        .decode(&parse(&event(0x13, 200, &wide_table_map())), &end(200))
+        .unwrap();
+    // V1 WRITE_ROWS: no extra data after the flags.
+    let mut body = WIDE_TABLE_ID.to_le_bytes()[..6].to_vec();
+    body.extend_from_slice(&0u16.to_le_bytes());
+    body.extend(lenenc(10));
+    body.extend_from_slice(&[0xff, 0x03]);
+    body.extend_from_slice(&[0x00, 0x02]); // c9 is NULL
+    body.extend_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 0xf8]); // c8 = -8
+    let SourceEvent::Rows(written) = decoder
+        .decode(&parse(&event(0x17, 300, &body)), &end(300))
+        .unwrap()
+    else {
+        panic!("not rows")
+    };
+    let mut expected: Vec<Value> = (0..8).map(Value::Int).collect();
+    expected.extend([Value::Int(-8), Value::Null]);
+    assert_eq!(written[0].after.as_ref().unwrap(), &expected);
+    // V2 UPDATE_ROWS: two images, NULLs on both sides of the first bitmap byte.
+    let mut body = WIDE_TABLE_ID.to_le_bytes()[..6].to_vec();
+    body.extend_from_slice(&0u16.to_le_bytes());
+    body.extend_from_slice(&2u16.to_le_bytes());
+    body.extend(lenenc(10));
+    body.extend_from_slice(&[0xff, 0x03, 0xff, 0x03]);
+    body.extend_from_slice(&[0x00, 0x01]); // before: c8 NULL
+    body.extend_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 9]);
+    body.extend_from_slice(&[0x01, 0x02]); // after: c0 and c9 NULL
+    body.extend_from_slice(&[11, 12, 13, 14, 15, 16, 17, 18]);
+    let SourceEvent::Rows(updated) = decoder
+        .decode(&parse(&event(0x1f, 400, &body)), &end(400))
+        .unwrap()
+    else {
+        panic!("not rows")
+    };
+    let mut before: Vec<Value> = (0..8).map(Value::Int).collect();
+    before.extend([Value::Null, Value::Int(9)]);
+    let mut after = vec![Value::Null];
+    after.extend((11..=18).map(Value::Int));
+    after.push(Value::Null);
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0].before.as_ref().unwrap(), &before);
+    assert_eq!(updated[0].after.as_ref().unwrap(), &after);
+    // Cut short: an error, never a panic or a made-up value.
+    body.truncate(body.len() - 3);
+    let error = decoder
+        .decode(&parse(&event(0x1f, 500, &body)), &end(500))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot be decoded"), "{error}");
 }
