@@ -516,17 +516,17 @@ async fn concurrent_writes_to_the_same_keys_converge_under_each_policy() {
 #[tokio::test]
 async fn concurrent_conflicting_ddl_stops_the_channel_with_its_reason() {
     both(
-        "DROP DATABASE IF EXISTS w_ddl_clash; CREATE DATABASE w_ddl_clash;
-         CREATE TABLE w_ddl_clash.t (id INT PRIMARY KEY, v INT NOT NULL);",
+        "DROP DATABASE IF EXISTS w_clash; CREATE DATABASE w_clash;
+         CREATE TABLE w_clash.t (id INT PRIMARY KEY, v INT NOT NULL);",
     )
     .await;
-    let mut channel = two_way("w_ddl_clash", "").await;
+    let mut channel = two_way("w_clash", "").await;
     let _node = channel.node("n1");
     channel.running().await;
     channel.stopped().await;
-    a().run("ALTER TABLE w_ddl_clash.t ADD COLUMN note INT NULL")
+    a().run("ALTER TABLE w_clash.t ADD COLUMN note INT NULL")
         .await;
-    b().run("ALTER TABLE w_ddl_clash.t ADD COLUMN note VARCHAR(5) NULL")
+    b().run("ALTER TABLE w_clash.t ADD COLUMN note VARCHAR(5) NULL")
         .await;
     channel
         .meta
@@ -564,7 +564,7 @@ async fn concurrent_conflicting_ddl_stops_the_channel_with_its_reason() {
         let found: Option<String> = server
             .conn()
             .await
-            .query_first("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'w_ddl_clash' AND COLUMN_NAME = 'note'")
+            .query_first("SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'w_clash' AND COLUMN_NAME = 'note'")
             .await
             .unwrap();
         assert_eq!(found.as_deref(), Some(column_type));
