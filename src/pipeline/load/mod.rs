@@ -144,7 +144,7 @@ const UNIQUE_KEYS: &str = "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_sc
 const UNIQUE_KEY_COLUMNS: &str = "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY' \
      ORDER BY INDEX_NAME, SEQ_IN_INDEX";
-const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA FROM information_schema.COLUMNS \
+const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME, EXTRA, DATA_TYPE FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 /// Load sessions: UTC, zero values kept as they are, strict, utf8mb4, short DDL lock waits.
 /// One statement, since mysql_async runs setup commands in no fixed order.
@@ -1360,7 +1360,7 @@ impl Loader {
             return Ok(info.clone());
         }
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, String)> = conn
+        let rows: Vec<(String, String, String)> = conn
             .exec(TARGET_COLUMNS, (&table.schema, &table.table))
             .await
             .map_err(self.fail("read the target table's columns"))?;
@@ -1374,10 +1374,24 @@ impl Loader {
         for (index, name) in table.columns.iter().enumerate() {
             match rows
                 .iter()
-                .find(|(column, _)| column.eq_ignore_ascii_case(name))
+                .find(|(column, _, _)| column.eq_ignore_ascii_case(name))
             {
+                // Two-way checks compare a row with the literals a write carries; MySQL
+                // compares a JSON column with a string literal as JSON against a JSON string,
+                // never equal: every change would be taken for a conflict (and lost to the
+                // primary). MariaDB's JSON is text, compared as written.
+                Some((_, _, data_type))
+                    if table.conflict.is_some()
+                        && self.target_kind == crate::config::DataSourceKind::MySql
+                        && data_type.eq_ignore_ascii_case("json") =>
+                {
+                    return Err(Error::Precheck(format!(
+                        "table {}.{} of a two-way channel has the MySQL JSON column {name}, which ottr cannot yet compare for conflicts: leave the column out of the pair (a column pair) or sync the table one way",
+                        table.schema, table.table
+                    )));
+                }
                 // VIRTUAL/STORED/PERSISTENT GENERATED; not MySQL's DEFAULT_GENERATED
-                Some((_, extra))
+                Some((_, extra, _))
                     if ["VIRTUAL", "STORED", "PERSISTENT"]
                         .iter()
                         .any(|kind| extra.to_ascii_uppercase().contains(kind)) => {}
