@@ -80,15 +80,29 @@ async fn setup_on(
 }
 
 impl Setup {
+    /// A channel `name` from `source` to `us` over `shop.<name>`, each pipeline with a replica
+    /// server id of its own.
     async fn channel(&mut self, name: &str, source: &str, start: bool) {
+        self.channel_over(name, source, "shop", name, start).await
+    }
+
+    /// Like [`Setup::channel`], over `schema.table`.
+    async fn channel_over(
+        &mut self,
+        name: &str,
+        source: &str,
+        schema: &str,
+        table: &str,
+        start: bool,
+    ) {
         self.conn
             .exec_drop("CALL create_channel(?, ?, 'us')", (name, source))
             .await
             .unwrap();
         self.conn
             .exec_drop(
-                "CALL add_table_pair(?, 'shop', ?, NULL, NULL)",
-                (name, name),
+                "CALL add_table_pair(?, ?, ?, NULL, NULL)",
+                (name, schema, table),
             )
             .await
             .unwrap();
@@ -1022,28 +1036,8 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
     }
     let mut setup = setup("ottr_n_ha", 2000, 200, 200).await;
     for table in &tables {
-        setup
-            .conn
-            .exec_drop("CALL create_channel(?, 'sh', 'us')", (table,))
-            .await
-            .unwrap();
-        setup
-            .conn
-            .exec_drop(
-                "CALL add_table_pair(?, 'ha', ?, NULL, NULL)",
-                (table, table),
-            )
-            .await
-            .unwrap();
+        setup.channel_over(table, "sh", "ha", table, false).await;
     }
-    setup
-        .conn
-        .exec_drop(
-            "UPDATE pipeline SET server_id = ? + id",
-            (setup.server_ids,),
-        )
-        .await
-        .unwrap();
     let mut nodes: BTreeMap<String, NodeProcess> = ["n1", "n2", "n3"]
         .iter()
         .map(|name| (name.to_string(), setup.node(name)))
@@ -1292,30 +1286,12 @@ async fn a_pipeline_with_a_huge_backlog_starves_neither_the_others_nor_memory() 
     let channels = vec!["fair_big".to_owned(), "fair_small".to_owned()];
     for (channel, table) in channels.iter().zip(["big", "small"]) {
         setup
-            .conn
-            .exec_drop("CALL create_channel(?, 'sh', 'us')", (channel,))
-            .await
-            .unwrap();
-        setup
-            .conn
-            .exec_drop(
-                "CALL add_table_pair(?, 'fair', ?, NULL, NULL)",
-                (channel, table),
-            )
-            .await
-            .unwrap();
+            .channel_over(channel, "sh", "fair", table, false)
+            .await;
     }
     setup
         .conn
         .query_drop("CALL set_pipeline_option('fair_big', 'batch_bytes', '8388608'); CALL set_pipeline_option('fair_small', 'batch_timeout_ms', '50')")
-        .await
-        .unwrap();
-    setup
-        .conn
-        .exec_drop(
-            "UPDATE pipeline SET server_id = ? + id",
-            (setup.server_ids,),
-        )
         .await
         .unwrap();
     let node = setup.node("n1");

@@ -101,8 +101,8 @@ const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.COLUMNS \
 /// the binlog that names the pipeline (see `select::echo`), and the fencing check.
 const MARK: &str = "UPDATE ottr_sys.applied SET marks = marks + 1 \
      WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
-/// The `ottr_sys.applied` row a two-way pipeline marks on its *source* when it writes the
-/// winner of a conflict back there (see `conflict`).
+/// The `ottr_sys.applied` row a two-way pipeline marks on its *source* when it writes there:
+/// the primary's rows of conflicts' keys, and the suspects it takes over (see `repair`).
 const WRITE_BACK_PARTITION: u32 = 65_535;
 const CLAIM_WRITE_BACK: &str = "UPDATE ottr_sys.applied SET fencing_token = ?, holder = ? \
      WHERE pipeline_key = ? AND partition_no = ? \
@@ -636,7 +636,7 @@ impl Loader {
     }
 
     /// Two-way: the row of `ottr_sys.applied` on the source that marks what this pipeline
-    /// writes back there (the winners of conflicts).
+    /// writes there (see `repair`).
     async fn prepare_source(&self, source: &str) -> Result<()> {
         let pool = self.source.as_ref().expect("a two-way loader");
         let fail = |error| {
@@ -991,6 +991,18 @@ impl Loader {
     }
 
     /// Marks a transaction as this pipeline's (its first statement), under the fencing token.
+    /// A target transaction marked as the serial partition's: for the pipeline's own records
+    /// (DDL announcements, conflicts' keys), fenced like every other.
+    async fn serial_transaction<'c>(&self, conn: &'c mut Conn) -> Result<Transaction<'c>> {
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(self.fail("start a transaction"))?;
+        self.mark(&mut transaction, self.options.parallelism)
+            .await?;
+        Ok(transaction)
+    }
+
     async fn mark(&self, transaction: &mut Transaction<'_>, partition: usize) -> Result<()> {
         let options = &self.options;
         transaction
@@ -1280,13 +1292,9 @@ impl Loader {
             .await
             .map_err(self.fail("read the DDL record"))?;
         if state.as_deref() != Some("applied") {
-            let mut transaction = conn
-                .start_transaction(TxOpts::default())
-                .await
-                .map_err(self.fail("start a transaction"))?;
             // Marked, and committed just before the DDL on this connection: the DDL is
             // recognised as this pipeline's in the target's binlog (see `select::echo`).
-            self.mark(&mut transaction, options.parallelism).await?;
+            let mut transaction = self.serial_transaction(&mut conn).await?;
             transaction
                 .exec_drop(DDL_APPLYING, (&key.0, &key.1, key.2, sql))
                 .await

@@ -300,30 +300,11 @@ impl Loader {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
-        let mut transaction = conn
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(self.fail("start a transaction"))?;
-        self.mark(&mut transaction, self.options.parallelism)
-            .await?;
+        let mut transaction = self.serial_transaction(&mut conn).await?;
         let ours: Vec<Suspect> = adopted.iter().map(|(_, ours)| ours.clone()).collect();
         self.keep_suspects(&mut transaction, &ours).await?;
         transaction.commit().await.map_err(self.fail("commit"))?;
-        let mut transaction = source
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(&fail)?;
-        transaction
-            .exec_drop(
-                MARK,
-                (
-                    &self.options.pipeline_key,
-                    WRITE_BACK_PARTITION,
-                    self.options.token.0,
-                ),
-            )
-            .await
-            .map_err(&fail)?;
+        let mut transaction = self.source_transaction(&mut source, &fail).await?;
         for (identity, _) in &adopted {
             transaction
                 .exec_drop(FORGET_SUSPECT, (reverse_key, identity))
@@ -561,6 +542,37 @@ impl Loader {
         move |error| Error::database(context.clone(), error)
     }
 
+    /// A transaction on the source marked as this pipeline's (its own way back drops it), under
+    /// the fencing token: Err([`Error::Fenced`]) when a newer holder has the pipeline.
+    async fn source_transaction<'c>(
+        &self,
+        conn: &'c mut Conn,
+        fail: &impl Fn(mysql_async::Error) -> Error,
+    ) -> Result<Transaction<'c>> {
+        let mut transaction = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(fail)?;
+        transaction
+            .exec_drop(
+                MARK,
+                (
+                    &self.options.pipeline_key,
+                    WRITE_BACK_PARTITION,
+                    self.options.token.0,
+                ),
+            )
+            .await
+            .map_err(fail)?;
+        if transaction.affected_rows() == 0 {
+            return Err(Error::Fenced {
+                pipeline: self.options.pipeline,
+                token: self.options.token,
+            });
+        }
+        Ok(transaction)
+    }
+
     async fn source_conn(&self, pool: &Pool) -> Result<Conn> {
         pool.get_conn().await.map_err(self.source_fail("connect"))
     }
@@ -591,12 +603,7 @@ impl Loader {
     /// this pipeline's: a node that lost the pipeline forgets nothing.
     async fn forget(&self, suspects: &[&Suspect]) -> Result<()> {
         let mut conn = self.conn().await?;
-        let mut transaction = conn
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(self.fail("start a transaction"))?;
-        self.mark(&mut transaction, self.options.parallelism)
-            .await?;
+        let mut transaction = self.serial_transaction(&mut conn).await?;
         for suspect in suspects {
             transaction
                 .exec_drop(
@@ -621,27 +628,7 @@ impl Loader {
     ) -> Result<Vec<(usize, Vec<Bound>)>> {
         let fail = self.source_fail("write the primary's row of a conflict");
         let mut conn = self.source_conn(pool).await?;
-        let mut transaction = conn
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(&fail)?;
-        transaction
-            .exec_drop(
-                MARK,
-                (
-                    &self.options.pipeline_key,
-                    WRITE_BACK_PARTITION,
-                    self.options.token.0,
-                ),
-            )
-            .await
-            .map_err(&fail)?;
-        if transaction.affected_rows() == 0 {
-            return Err(Error::Fenced {
-                pipeline: self.options.pipeline,
-                token: self.options.token,
-            });
-        }
+        let mut transaction = self.source_transaction(&mut conn, &fail).await?;
         let mut in_the_way = Vec::new();
         let mut outcomes = Vec::with_capacity(writes.len());
         for (at, primary) in writes {

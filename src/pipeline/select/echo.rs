@@ -130,6 +130,17 @@ pub fn mark(change: &RowChange, echo_keys: &HashSet<String>) -> Mark {
     }
 }
 
+/// The columns of `ottr_sys.ddl` a DDL announcement is read by, for tests.
+#[cfg(test)]
+pub(super) const DDL_COLUMNS: [&str; 6] = [
+    "pipeline_key",
+    "binlog_file",
+    "binlog_offset",
+    "state",
+    "statement",
+    "connection_id",
+];
+
 /// A table of VARCHAR columns keyed by its first, for tests of marks.
 #[cfg(test)]
 pub(super) fn table(
@@ -199,18 +210,7 @@ mod tests {
             ),
             Mark::Other
         );
-        let ddl = table(
-            "ottr_sys",
-            "ddl",
-            &[
-                "pipeline_key",
-                "binlog_file",
-                "binlog_offset",
-                "state",
-                "statement",
-                "connection_id",
-            ],
-        );
+        let ddl = table("ottr_sys", "ddl", &DDL_COLUMNS);
         let record = |state: &str| RowChange {
             table: ddl.clone(),
             kind: ChangeKind::Insert,
