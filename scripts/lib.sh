@@ -5,7 +5,8 @@ ensure_packages() {
   local missing=()
   for spec in "$@"; do
     local package=${spec%%:*} probe=${spec#*:}
-    if ! command -v "$probe" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$probe" ]; then
+    # the probe is a command (on PATH or in /usr/sbin), or an absolute path to a file
+    if ! command -v "$probe" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$probe" ] && [ ! -e "$probe" ]; then
       missing+=("$package")
     fi
   done

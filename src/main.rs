@@ -48,6 +48,10 @@ enum Command {
         /// The host name shown in v_node_status (default: this machine's name).
         #[arg(long)]
         host: Option<String>,
+        /// Coordinate through ZooKeeper (host:port,…): node liveness by ephemeral nodes and
+        /// pipeline ownership by election, for faster failover than leases alone.
+        #[arg(long, env = "OTTR_ZK", value_name = "HOST:PORT,...")]
+        zk: Option<String>,
     },
     /// Prints pipelines (with lag and throughput), nodes and open alerts as tables.
     Status {
@@ -132,12 +136,17 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Node { meta, name, host } => {
+        Command::Node {
+            meta,
+            name,
+            host,
+            zk,
+        } => {
             let meta = MetaDb::open(&meta)?;
             let host = host.unwrap_or_else(hostname);
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            node::run(meta, NodeOptions { name, host }, shutdown).await?;
+            node::run(meta, NodeOptions { name, host, zk }, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { meta, watch: None } => {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::zookeeper::ZooKeeperServer;
 use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -1011,13 +1012,61 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
 }
 
 /// `(id, n)` rows of `ha.{table}` on a server.
-async fn ha_rows(server: &MariaDb, table: &str) -> Vec<(i64, i64)> {
+async fn id_n_rows(server: &MariaDb, table: &str) -> Vec<(i64, i64)> {
     server
         .conn()
         .await
-        .query(format!("SELECT id, n FROM ha.{table} ORDER BY id"))
+        .query(format!("SELECT id, n FROM {table} ORDER BY id"))
         .await
         .unwrap()
+}
+
+/// Writes to every table (`schema.table`, columns id and n) until `stop`: each round inserts
+/// a row and increments an older one, so that a change applied twice (or lost) shows. Returns
+/// the number of rounds.
+fn spawn_writer(
+    tables: Vec<String>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let mut conn = source().conn().await;
+        let mut round = 0;
+        while !stop.is_cancelled() {
+            round += 1;
+            for table in &tables {
+                conn.query_drop(format!(
+                    "INSERT INTO {table} VALUES ({round}, 0); UPDATE {table} SET n = n + 1 WHERE id = {};",
+                    (round + 1) / 2
+                ))
+                .await
+                .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        round
+    })
+}
+
+/// Waits until `table` (`schema.table`, columns id and n) holds the same rows on the source
+/// and the target; returns how many.
+async fn wait_identical(table: &str, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (on_source, on_target) = (
+            id_n_rows(source(), table).await,
+            id_n_rows(target(), table).await,
+        );
+        if on_source == on_target {
+            return on_source.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table} did not converge: source {} rows, target {} rows",
+            on_source.len(),
+            on_target.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -1054,26 +1103,10 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
     });
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let writer = {
-        let (stop, tables) = (stop.clone(), tables.clone());
-        tokio::spawn(async move {
-            let mut conn = source().conn().await;
-            let mut round = 0;
-            while !stop.is_cancelled() {
-                round += 1;
-                for table in &tables {
-                    conn.query_drop(format!(
-                        "INSERT INTO ha.{table} VALUES ({round}, 0); UPDATE ha.{table} SET n = n + 1 WHERE id = {};",
-                        (round + 1) / 2
-                    ))
-                    .await
-                    .unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            round
-        })
-    };
+    let writer = spawn_writer(
+        tables.iter().map(|table| format!("ha.{table}")).collect(),
+        stop.clone(),
+    );
     for victim in ["n1", "n2", "n3"] {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         nodes.get_mut(victim).unwrap().kill9();
@@ -1104,23 +1137,7 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
     stop.cancel();
     let rounds = writer.await.unwrap();
     for table in &tables {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (on_source, on_target) = (
-                ha_rows(source(), table).await,
-                ha_rows(target(), table).await,
-            );
-            if on_source == on_target {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ha.{table} did not converge: source {} rows, target {} rows",
-                on_source.len(),
-                on_target.len()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_identical(&format!("ha.{table}"), Duration::from_secs(60)).await;
     }
     eprintln!("{rounds} rounds of 12 row changes over 6 tables: identical after 3 kills");
 }
@@ -1176,26 +1193,8 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
                 .unwrap();
         }
     };
-    let converged = |limit: Duration| async move {
-        let deadline = Instant::now() + limit;
-        loop {
-            let query = "SELECT id, n FROM mf.t ORDER BY id";
-            let on_source: Vec<(i64, i64)> = source().conn().await.query(query).await.unwrap();
-            let on_target: Vec<(i64, i64)> = target().conn().await.query(query).await.unwrap();
-            if on_source == on_target {
-                return on_source.len();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mf.t did not converge: source {} rows, target {}",
-                on_source.len(),
-                on_target.len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
     write(1, 201).await;
-    assert_eq!(converged(Duration::from_secs(30)).await, 200);
+    assert_eq!(wait_identical("mf.t", Duration::from_secs(30)).await, 200);
 
     // The primary dies; the replica is promoted (as an operator or a failover tool would).
     primary.kill9();
@@ -1204,11 +1203,11 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
         .await
         .unwrap();
     write(201, 401).await;
-    assert_eq!(converged(Duration::from_secs(60)).await, 400);
+    assert_eq!(wait_identical("mf.t", Duration::from_secs(60)).await, 400);
     // Past two leases: the node renews them on the promoted server and keeps syncing.
     tokio::time::sleep(Duration::from_secs(6)).await;
     write(401, 501).await;
-    assert_eq!(converged(Duration::from_secs(60)).await, 500);
+    assert_eq!(wait_identical("mf.t", Duration::from_secs(60)).await, 500);
     let mut meta = conn_to(&replica, "ottr_mf").await;
     let pipeline: Option<(String, Option<String>)> = meta
         .query_first("SELECT observed, node FROM v_pipeline_status")
@@ -1395,4 +1394,380 @@ async fn a_pipeline_with_a_huge_backlog_starves_neither_the_others_nor_memory() 
         peak < 160,
         "the node held {peak} MB at its peak for a 200 MB backlog in 8 MB batches"
     );
+}
+
+/// A metadata schema for nodes started with `--zk`: leases far longer than the ZooKeeper
+/// session (so that whatever moves fast was moved by ZooKeeper), tables `zk_schema.t1…tN`
+/// on both servers, one channel per table, and two nodes that see each other in ZooKeeper.
+async fn zk_setup(
+    schema: &str,
+    zk: &ZooKeeperServer,
+    tables: usize,
+) -> (Setup, BTreeMap<String, NodeProcess>) {
+    let ddl: String = (1..=tables)
+        .map(|i| format!("CREATE TABLE {schema}.t{i} (id INT PRIMARY KEY, n INT NOT NULL);"))
+        .collect();
+    for server in [source(), target()] {
+        server
+            .run(&format!(
+                "DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema}; {ddl}"
+            ))
+            .await;
+    }
+    let mut setup = setup(&format!("ottr_{schema}"), 30_000, 200, 200).await;
+    setup
+        .conn
+        .query_drop("CALL set_setting('zk_session_ms', 2000)")
+        .await
+        .unwrap();
+    for i in 1..=tables {
+        let name = format!("{schema}_{i}");
+        setup
+            .channel_over(&name, "sh", schema, &format!("t{i}"), false)
+            .await;
+    }
+    let address = zk.address();
+    let nodes: BTreeMap<String, NodeProcess> = ["z1", "z2"]
+        .iter()
+        .map(|name| {
+            let node = NodeProcess::spawn(&setup.url, name, &setup.dir, &[("OTTR_ZK", &address)]);
+            (name.to_string(), node)
+        })
+        .collect();
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(30), "both nodes in ZooKeeper", {
+        let coordinating: u64 = conn
+            .query_first(
+                "SELECT COUNT(*) FROM v_node_status WHERE alive AND coordination = 'zookeeper'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        (coordinating == 2).then_some(())
+    });
+    let names: Vec<String> = (1..=tables).map(|i| format!("{schema}_{i}")).collect();
+    setup.start_channels(&names).await;
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(30), "every pipeline running", {
+        let running: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'")
+            .await
+            .unwrap()
+            .unwrap();
+        (running == tables as u64).then_some(())
+    });
+    (setup, nodes)
+}
+
+async fn insert_rows(table: &str, ids: std::ops::Range<i64>) {
+    let mut conn = source().conn().await;
+    for id in ids {
+        conn.query_drop(format!("INSERT INTO {table} VALUES ({id}, {id})"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout() {
+    let zk = ZooKeeperServer::start();
+    let (mut setup, mut nodes) = zk_setup("zk_move", &zk, 4).await;
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(20), "two pipelines on each node", {
+        let per_node: Vec<u64> = conn
+            .query("SELECT pipelines FROM v_node_status ORDER BY node")
+            .await
+            .unwrap();
+        (per_node == [2, 2]).then_some(())
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tables: Vec<String> = (1..=4).map(|i| format!("zk_move.t{i}")).collect();
+    let writer = spawn_writer(tables.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tokens_before: Vec<u64> = setup
+        .conn
+        .query("SELECT token FROM pipeline_lease ORDER BY pipeline_id")
+        .await
+        .unwrap();
+
+    nodes.get_mut("z1").unwrap().kill9();
+    let killed = Instant::now();
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(20), "z1's pipelines to move to z2", {
+        let on_z2: u64 = conn
+            .query_first(
+                "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'z2'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        (on_z2 == 4).then_some(())
+    });
+    let moved = killed.elapsed();
+    eprintln!("z1 killed: its pipelines moved in {moved:?} (ZooKeeper session 2 s, lease 30 s)");
+    assert!(
+        moved < Duration::from_secs(8),
+        "with a 2 s ZooKeeper session the pipelines must move long before the 30 s lease: {moved:?}"
+    );
+    // The new holder's tokens are newer than every token of the dead node (at least the lock's
+    // czxid), so that the dead node's last transactions can never be confirmed again.
+    let tokens_after: Vec<u64> = setup
+        .conn
+        .query("SELECT token FROM pipeline_lease ORDER BY pipeline_id")
+        .await
+        .unwrap();
+    let moved_pipelines = tokens_before
+        .iter()
+        .zip(&tokens_after)
+        .filter(|(before, after)| after > before)
+        .count();
+    assert_eq!(moved_pipelines, 2, "{tokens_before:?} → {tokens_after:?}");
+    eprintln!("lease tokens before and after: {tokens_before:?} → {tokens_after:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let rounds = writer.await.unwrap();
+    for table in &tables {
+        let rows = wait_identical(table, Duration::from_secs(30)).await;
+        assert_eq!(rows as i64, rounds);
+    }
+    // z1 comes back: it does not take anything back from the healthy z2.
+    nodes.insert("z1".into(), {
+        let address = zk.address();
+        NodeProcess::spawn(&setup.url, "z1", &setup.dir, &[("OTTR_ZK", &address)])
+    });
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(20), "z1 back in ZooKeeper", {
+        let back: Option<String> = conn
+            .query_first("SELECT coordination FROM v_node_status WHERE node = 'z1' AND alive")
+            .await
+            .unwrap();
+        back.filter(|coordination| coordination == "zookeeper")
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(setup.running_on("z2").await, 4, "nothing is stolen back");
+}
+
+#[tokio::test]
+async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
+    let zk = ZooKeeperServer::start();
+    let (mut setup, _nodes) = zk_setup("zk_down", &zk, 2).await;
+    insert_rows("zk_down.t1", 1..51).await;
+    insert_rows("zk_down.t2", 1..51).await;
+    wait_identical("zk_down.t1", Duration::from_secs(30)).await;
+
+    zk.kill9();
+    let killed = Instant::now();
+    let conn = &mut setup.conn;
+    let said: Vec<String> = eventually!(
+        Duration::from_secs(20),
+        "both nodes to hand their pipelines back and say why",
+        {
+            let rows: Vec<(String, u64)> = conn
+                .query(
+                    "SELECT coordination, pipelines FROM v_node_status WHERE alive ORDER BY node",
+                )
+                .await
+                .unwrap();
+            let handed_back = rows.len() == 2
+                && rows.iter().all(|(coordination, pipelines)| {
+                    *pipelines == 0
+                        && coordination.starts_with("zookeeper unreachable since")
+                        && coordination.ends_with("pipelines handed back, claiming none")
+                });
+            handed_back.then(|| rows.into_iter().map(|(text, _)| text).collect())
+        }
+    );
+    eprintln!(
+        "ZooKeeper killed: pipelines handed back in {:?}; v_node_status says {said:?}",
+        killed.elapsed()
+    );
+    let observed: Vec<String> = setup
+        .conn
+        .query("SELECT observed FROM v_pipeline_status ORDER BY pipeline")
+        .await
+        .unwrap();
+    assert_eq!(observed, ["stopped", "stopped"]);
+    let handed_back: u64 = setup
+        .conn
+        .query_first(
+            "SELECT COUNT(*) FROM event_log WHERE kind = 'lease_lost' \
+             AND message LIKE '%zookeeper can no longer confirm the lease%'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        handed_back, 2,
+        "each pipeline's hand-back is in the event log"
+    );
+    // A node started meanwhile says it cannot reach ZooKeeper, and claims nothing either.
+    let _late = {
+        let address = zk.address();
+        NodeProcess::spawn(&setup.url, "z3", &setup.dir, &[("OTTR_ZK", &address)])
+    };
+    let conn = &mut setup.conn;
+    let late: String = eventually!(Duration::from_secs(20), "z3 to say why it waits", {
+        let row: Option<String> = conn
+            .query_first("SELECT coordination FROM v_node_status WHERE node = 'z3'")
+            .await
+            .unwrap();
+        row.filter(|text| text.starts_with("zookeeper unreachable since"))
+    });
+    assert!(late.contains("cannot connect"), "{late}");
+    // While ZooKeeper is away nobody claims, although the leases are free.
+    insert_rows("zk_down.t1", 51..101).await;
+    source()
+        .run("UPDATE zk_down.t1 SET n = n + 1; UPDATE zk_down.t2 SET n = n * 2")
+        .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(setup.running().await, BTreeMap::new());
+    }
+    assert_eq!(id_n_rows(target(), "zk_down.t1").await.len(), 50);
+
+    zk.restart();
+    let conn = &mut setup.conn;
+    eventually!(Duration::from_secs(30), "both pipelines running again", {
+        let running: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'")
+            .await
+            .unwrap()
+            .unwrap();
+        let coordinating: u64 = conn
+            .query_first("SELECT COUNT(*) FROM v_node_status WHERE coordination = 'zookeeper'")
+            .await
+            .unwrap()
+            .unwrap();
+        (running == 2 && coordinating == 3).then_some(())
+    });
+    assert_eq!(
+        wait_identical("zk_down.t1", Duration::from_secs(30)).await,
+        100
+    );
+    assert_eq!(
+        wait_identical("zk_down.t2", Duration::from_secs(30)).await,
+        50
+    );
+    let kinds: Vec<String> = setup
+        .conn
+        .query("SELECT DISTINCT kind FROM event_log WHERE kind LIKE 'zookeeper%' ORDER BY kind")
+        .await
+        .unwrap();
+    assert!(
+        kinds.contains(&"zookeeper_unreachable".to_owned())
+            && kinds.contains(&"zookeeper_reachable".to_owned()),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_when_woken() {
+    let zk = ZooKeeperServer::start();
+    let (mut setup, nodes) = zk_setup("zk_frozen", &zk, 2).await;
+    let conn = &mut setup.conn;
+    let frozen_pipeline: String = eventually!(Duration::from_secs(20), "one pipeline per node", {
+        let per_node: Vec<u64> = conn
+            .query("SELECT pipelines FROM v_node_status ORDER BY node")
+            .await
+            .unwrap();
+        let on_z1: Option<String> = conn
+            .query_first(
+                "SELECT pipeline FROM v_pipeline_status WHERE node = 'z1' AND observed = 'running'",
+            )
+            .await
+            .unwrap();
+        on_z1.filter(|_| per_node == [1, 1])
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tables = vec!["zk_frozen.t1".to_owned(), "zk_frozen.t2".to_owned()];
+    let writer = spawn_writer(tables.clone(), stop.clone());
+    // The frozen pipeline's fencing token on the target, read all along.
+    let watcher = {
+        let (stop, pattern) = (stop.clone(), format!("{frozen_pipeline}%"));
+        tokio::spawn(async move {
+            let mut conn = target().conn().await;
+            let mut seen: Vec<u64> = Vec::new();
+            while !stop.is_cancelled() {
+                let least: Option<u64> = conn
+                    .exec_first(
+                        "SELECT MIN(fencing_token) FROM ottr_sys.applied WHERE pipeline_name LIKE ?",
+                        (&pattern,),
+                    )
+                    .await
+                    .unwrap_or(None);
+                if let Some(least) = least
+                    && seen.last() != Some(&least)
+                {
+                    seen.push(least);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let z1 = nodes["z1"].pid().to_string();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &z1])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let frozen = Instant::now();
+    let conn = &mut setup.conn;
+    eventually!(
+        Duration::from_secs(20),
+        "z2 to take the frozen node's pipeline",
+        {
+            let on_z2: u64 = conn
+            .query_first(
+                "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'z2'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            (on_z2 == 2).then_some(())
+        }
+    );
+    let moved = frozen.elapsed();
+    assert!(
+        moved < Duration::from_secs(8),
+        "the session (2 s), not the lease (30 s), decides: {moved:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(signal("-CONT").success());
+    let conn = &mut setup.conn;
+    eventually!(
+        Duration::from_secs(20),
+        "the woken node to say its session ended",
+        {
+            let said: u64 = conn
+            .query_first(
+                "SELECT COUNT(*) FROM event_log WHERE node = 'z1' AND kind = 'zookeeper_session_ended'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            (said > 0).then_some(())
+        }
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let rounds = writer.await.unwrap();
+    let tokens = watcher.await.unwrap();
+    for table in &tables {
+        assert_eq!(
+            wait_identical(table, Duration::from_secs(30)).await as i64,
+            rounds
+        );
+    }
+    assert!(
+        tokens.windows(2).all(|pair| pair[0] < pair[1]) && tokens.len() >= 2,
+        "the fencing token on the target must only grow, through the takeover: {tokens:?}"
+    );
+    let log = nodes["z1"].log_text();
+    assert!(log.contains("lease lost"), "the woken node's log: {log}");
+    assert_eq!(setup.running_on("z1").await, 0);
+    eprintln!("frozen z1's pipeline moved in {moved:?}; {rounds} rounds; target tokens {tokens:?}");
 }

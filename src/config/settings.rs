@@ -28,6 +28,8 @@ pub struct Settings {
     pub stat_retention_days: u32,
     /// How often the monitor looks for due rules and mail to send.
     pub monitor_tick: Duration,
+    /// The `zk_session_ms` row; see [`Settings::zk_session_timeout`].
+    pub zk_session: Duration,
 }
 
 impl Default for Settings {
@@ -42,11 +44,19 @@ impl Default for Settings {
             stat_bucket: Duration::from_secs(10),
             stat_retention_days: 14,
             monitor_tick: Duration::from_millis(1_000),
+            zk_session: Duration::from_millis(6_000),
         }
     }
 }
 
 impl Settings {
+    /// The ZooKeeper session timeout a node started with `--zk` asks for: `zk_session_ms`,
+    /// but at least three heartbeats, because a node checks ZooKeeper at every heartbeat and
+    /// must see a lost connection well before its session can end.
+    pub fn zk_session_timeout(&self) -> Duration {
+        self.zk_session.max(self.heartbeat * 3)
+    }
+
     /// Builds settings from `(name, value)` rows. Unknown names are ignored (a newer ottr may
     /// have added them); values are checked against each other.
     pub fn from_rows(rows: &[(String, i64)]) -> Result<Self, ConfigError> {
@@ -83,6 +93,7 @@ impl Settings {
                         .ok_or_else(|| invalid(format!("{value} is not from 1 to 3600 s")))?
                 }
                 "monitor_tick_ms" => settings.monitor_tick = millis()?,
+                "zk_session_ms" => settings.zk_session = millis()?,
                 _ => {}
             }
         }
@@ -142,6 +153,14 @@ mod tests {
             }
         );
         assert!(error.to_string().contains("lease_ms"), "{error}");
+    }
+
+    #[test]
+    fn a_zookeeper_session_is_at_least_three_heartbeats() {
+        let slow = Settings::from_rows(&rows(&[("zk_session_ms", 2000), ("heartbeat_ms", 1000)]));
+        assert_eq!(slow.unwrap().zk_session_timeout(), Duration::from_secs(3));
+        let short = Settings::from_rows(&rows(&[("zk_session_ms", 1000), ("heartbeat_ms", 200)]));
+        assert_eq!(short.unwrap().zk_session_timeout(), Duration::from_secs(1));
     }
 
     #[test]

@@ -31,6 +31,14 @@ const CLAIM_LEASE: &str = "UPDATE pipeline_lease l JOIN node n ON n.name = ? AND
      l.expires_at = NOW(6) + INTERVAL ? MICROSECOND \
      WHERE l.pipeline_id = ? AND (l.holder IS NULL OR l.expires_at IS NULL OR l.expires_at <= NOW(6) \
      OR (l.holder = n.name AND l.expires_at <= NOW(6) + INTERVAL ? MICROSECOND))";
+// Elected by ZooKeeper: as CLAIM_LEASE, or over the lease exactly as it was read (holder and
+// token) when that holder's ZooKeeper session has ended, live or not by the lease's clock.
+// The new token is at least the winning lock's czxid (ZooKeeper's own increasing id).
+const CLAIM_ELECTED: &str = "UPDATE pipeline_lease l JOIN node n ON n.name = ? AND n.instance = ? \
+     SET l.holder = n.name, l.token = LAST_INSERT_ID(GREATEST(l.token + 1, ?)), \
+     l.acquired_at = NOW(6), l.expires_at = NOW(6) + INTERVAL ? MICROSECOND \
+     WHERE l.pipeline_id = ? AND (l.holder IS NULL OR l.expires_at IS NULL OR l.expires_at <= NOW(6) \
+     OR (l.holder <=> ? AND l.token = ?))";
 const OWN_INSTANCE: &str = "SELECT instance = ? FROM node WHERE name = ?";
 // A lease that has expired cannot be renewed, only claimed again (with a new token).
 const RENEW_LEASE: &str = "UPDATE pipeline_lease SET expires_at = NOW(6) + INTERVAL ? MICROSECOND \
@@ -112,28 +120,64 @@ pub async fn read_leases(meta: &MetaDb) -> Result<Vec<Lease>> {
     .await
 }
 
-/// Takes the lease of `pipeline` for `node` if it is free or expired, or if it is held under
-/// this node's own name by an earlier process whose task has stopped by its deadline (less
-/// than a quarter of the lease left). Fails with [`Error::NodeReplaced`] when another process
-/// registered under this name meanwhile. Returns the new fencing token.
+/// What entitles a node to claim a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Leases alone: the lease is free or expired, or held under this node's own name by an
+    /// earlier process whose task has stopped by its deadline (less than a quarter left).
+    Lease,
+    /// ZooKeeper elected this node: it may also take the lease over exactly as it was read
+    /// (`holder`, `token`), because that holder's session has ended. The new token is at
+    /// least `czxid`, the creation id of the winning lock node.
+    Elected {
+        czxid: u64,
+        holder: Option<String>,
+        token: FencingToken,
+    },
+}
+
+/// Takes the lease of `pipeline` for `node` as `claim` allows. Fails with
+/// [`Error::NodeReplaced`] when another process registered under this name meanwhile.
+/// Returns the new fencing token, or None when the lease was not to be had.
 pub async fn claim_lease(
     meta: &MetaDb,
     pipeline: PipelineId,
     node: &super::NodeRegistration,
     length: Duration,
+    claim: &Claim,
 ) -> Result<Option<FencingToken>> {
     let mut conn = meta.conn().await?;
     let context = format!("cannot claim the lease of pipeline {pipeline}");
     timed(&context, async {
         let fail = |error| Error::database(context.clone(), error);
-        let params = (
-            &node.name,
-            node.instance,
-            micros(length),
-            pipeline.0,
-            micros(length / 4),
-        );
-        conn.exec_drop(CLAIM_LEASE, params).await.map_err(fail)?;
+        match claim {
+            Claim::Lease => {
+                let params = (
+                    &node.name,
+                    node.instance,
+                    micros(length),
+                    pipeline.0,
+                    micros(length / 4),
+                );
+                conn.exec_drop(CLAIM_LEASE, params).await.map_err(fail)?
+            }
+            Claim::Elected {
+                czxid,
+                holder,
+                token,
+            } => {
+                let params = (
+                    &node.name,
+                    node.instance,
+                    czxid,
+                    micros(length),
+                    pipeline.0,
+                    holder,
+                    token.0,
+                );
+                conn.exec_drop(CLAIM_ELECTED, params).await.map_err(fail)?
+            }
+        }
         if conn.affected_rows() > 0 {
             let token = conn.last_insert_id().ok_or_else(|| Error::BadRow {
                 context: context.clone(),

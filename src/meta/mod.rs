@@ -20,11 +20,11 @@ pub use events::{
     record_skipped,
 };
 pub use leases::{
-    Lease, RunId, claim_lease, ensure_lease_rows, raise_lease_token, read_leases, read_position,
-    release_lease, renew_lease, start_run, stop_run, write_position, write_state,
+    Claim, Lease, RunId, claim_lease, ensure_lease_rows, raise_lease_token, read_leases,
+    read_position, release_lease, renew_lease, start_run, stop_run, write_position, write_state,
 };
 pub use migrate::{MigrateReport, check_schema, known_version, migrate, schema_version};
-pub use nodes::{NodeRegistration, heartbeat, live_nodes, mark_stopped, register_node};
+pub use nodes::{NodeRegistration, NodeState, heartbeat, mark_stopped, node_states, register_node};
 pub use stats::{prune_stats, write_stats};
 pub use views::{TextTable, node_status, open_alerts, pipeline_status};
 

@@ -10,7 +10,8 @@ const PIPELINE_STATUS: &str = "SELECT s.channel, s.pipeline, s.desired, s.observ
      FROM v_pipeline_status s LEFT JOIN v_lag l ON l.pipeline = s.pipeline \
      LEFT JOIN v_throughput t ON t.pipeline = s.pipeline ORDER BY s.channel, s.pipeline";
 const NODE_STATUS: &str = "SELECT node, host, state, last_heartbeat, \
-     pipelines, IF(monitor, 'yes', '') AS monitor, version FROM v_node_status ORDER BY node";
+     pipelines, IF(monitor, 'yes', '') AS monitor, coordination, version FROM v_node_status \
+     ORDER BY node";
 const OPEN_ALERTS: &str =
     "SELECT rule, kind, scope, raised_at, duration_s, measured, mails_sent FROM v_open_alerts";
 

@@ -1,24 +1,29 @@
 //! `ottr node`: a worker process. It registers, heartbeats, reads the configuration every
 //! poll, claims runnable pipelines through leases, runs each in a [`PipelineTask`], and on
 //! shutdown stops its pipelines and releases their leases so another node takes them at once.
+//! With `--zk`, ZooKeeper decides which nodes are alive and which node may claim a pipeline
+//! (see [`zk`]); the leases and their fencing tokens stay in the metadata database.
 //!
 //! Invariants:
 //! - a pipeline task runs only while this node holds the pipeline's lease. Each task has a
 //!   deadline (the time its last successful renewal was sent, plus three quarters of the
 //!   lease) and stops itself when it passes, whatever the node loop is doing; an expired
 //!   lease cannot be renewed, only claimed again with a new fencing token;
+//! - with ZooKeeper, a task also runs only while ZooKeeper confirms the session its pipeline
+//!   was claimed in; while ZooKeeper is unreachable the node claims nothing;
 //! - an invalid configuration row is that pipeline's error, never the node's;
 //! - invalid settings are reported and the previous (or default) values kept.
 //!
 //! One loop owns all state; pipeline tasks only report through the metadata database.
 
 mod claims;
+mod zk;
 
 pub use claims::{Runnable, plan_claims};
 
 use crate::config::{ConfigError, ConfigSnapshot, PipelineConfig, Settings, validate_pipeline};
 use crate::error::{Error, Result, chain};
-use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
+use crate::meta::{self, Claim, EventLevel, MetaDb, NodeRegistration};
 use crate::model::{FencingToken, PipelineId};
 use crate::monitor::{self, MonitorHandle};
 use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
@@ -30,6 +35,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+use zk::ZooKeeper;
 
 /// How often a node deletes old event log rows.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -41,6 +47,8 @@ pub struct NodeOptions {
     pub name: String,
     /// The host name shown in `v_node_status`.
     pub host: String,
+    /// `--zk`: the ZooKeeper ensemble (`host:port,…`) to coordinate through, if any.
+    pub zk: Option<String>,
 }
 
 /// A pipeline this node holds a lease on.
@@ -51,6 +59,11 @@ struct Held {
     /// The configuration the task runs with, to notice changes.
     config: Result<PipelineConfig, ConfigError>,
     handle: PipelineHandle,
+    /// The ZooKeeper session the pipeline was claimed in.
+    zk_session: u64,
+    /// The local deadline of the lease alone; `deadline` is also capped by ZooKeeper's
+    /// confirmation.
+    lease_until: Instant,
 }
 
 struct Node {
@@ -69,6 +82,13 @@ struct Node {
     pruning: Option<tokio::task::JoinHandle<()>>,
     /// The operator drained this node: it hands everything over and claims nothing.
     drained: bool,
+    /// ZooKeeper coordination, with `--zk`.
+    zk: Option<ZooKeeper>,
+}
+
+/// How long one ZooKeeper call may take: a stalled ensemble must not hold up lease renewals.
+fn zk_call_timeout(settings: &Settings) -> Duration {
+    (settings.zk_session_timeout() / 3).min(settings.heartbeat.max(Duration::from_millis(500)))
 }
 
 /// The local deadline of a lease renewed (or claimed) by a request sent at `sent`.
@@ -95,8 +115,26 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         instance: RandomState::new().hash_one(std::time::SystemTime::now()) >> 1,
     };
     let installation = meta::read_installation(&meta).await?;
-    meta::register_node(&meta, &registration, settings.lease, settings.heartbeat).await?;
-    info!(node = %registration.name, meta = meta.display_url(), "node registered");
+    let zk = options.zk.as_deref().map(|servers| {
+        ZooKeeper::new(
+            servers,
+            &installation,
+            &registration.name,
+            registration.instance,
+            settings.zk_session_timeout(),
+            zk_call_timeout(&settings),
+        )
+    });
+    let coordination = zk.as_ref().map_or("leases".to_owned(), |zk| zk.describe(0));
+    meta::register_node(
+        &meta,
+        &registration,
+        &coordination,
+        settings.lease,
+        settings.heartbeat,
+    )
+    .await?;
+    info!(node = %registration.name, meta = meta.display_url(), coordination, "node registered");
     let mut node = Node {
         meta,
         installation,
@@ -108,11 +146,12 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         last_prune: None,
         pruning: None,
         drained: false,
+        zk,
     };
     // A drained node that restarts must not take the monitor before its first poll.
-    node.drained = meta::live_nodes(&node.meta, node.settings.lease)
+    node.drained = meta::node_states(&node.meta, node.settings.lease)
         .await
-        .is_ok_and(|live| node.drained_in(&live));
+        .is_ok_and(|nodes| node.drained_in(&nodes));
     let started = format!(
         "node {} started on {} (pid {}, version {})",
         node.registration.name,
@@ -149,22 +188,25 @@ impl Node {
         }
     }
 
-    /// Heartbeats and renews every held lease at once; stops the tasks whose lease is lost.
+    /// Heartbeats, renews every held lease and (with ZooKeeper) checks the session, all at
+    /// once; then stops the tasks whose lease is lost or can no longer be confirmed.
     async fn beat(&mut self) -> Result<()> {
-        match meta::heartbeat(&self.meta, &self.registration).await {
+        let coordination = self
+            .zk
+            .as_ref()
+            .map_or("leases".to_owned(), |zk| zk.describe(self.held.len()));
+        match meta::heartbeat(&self.meta, &self.registration, &coordination).await {
             Err(error @ Error::NodeReplaced { .. }) => return Err(error),
             Err(error) => warn!(error = %chain(&error), "heartbeat failed"),
             Ok(()) => {}
         }
         let lease = self.settings.lease;
-        let now = Instant::now();
-        let mut lost: Vec<(PipelineId, String)> = Vec::new();
+        let mut lost: Vec<(PipelineId, StopReason, String)> = Vec::new();
         let mut renewals = Vec::new();
         for (pipeline, held) in &self.held {
-            if now >= *held.deadline.borrow() {
-                lost.push((*pipeline, "not renewed in time".to_owned()));
-            } else if held.handle.is_finished() {
-                lost.push((*pipeline, "its task found the lease gone".to_owned()));
+            if held.handle.is_finished() {
+                let why = "its task found the lease gone".to_owned();
+                lost.push((*pipeline, StopReason::LeaseLost, why));
             } else {
                 let (meta, name, token) = (
                     self.meta.clone(),
@@ -180,15 +222,24 @@ impl Node {
                 });
             }
         }
-        for (pipeline, sent, outcome) in join_all(renewals).await {
+        let zk = self.zk.as_mut();
+        let refresh = async move {
+            match zk {
+                Some(zk) => zk.refresh().await,
+                None => None,
+            }
+        };
+        let (change, renewed) = tokio::join!(refresh, join_all(renewals));
+        for (pipeline, sent, outcome) in renewed {
             match outcome {
                 Ok(Ok(())) => {
-                    if let Some(held) = self.held.get(&pipeline) {
-                        held.deadline.send_replace(deadline_after(sent, lease));
+                    if let Some(held) = self.held.get_mut(&pipeline) {
+                        held.lease_until = deadline_after(sent, lease);
                     }
                 }
                 Ok(Err(Error::Fenced { .. })) => {
-                    lost.push((pipeline, "expired, taken over or reset".to_owned()))
+                    let why = "expired, taken over or reset".to_owned();
+                    lost.push((pipeline, StopReason::LeaseLost, why))
                 }
                 Ok(Err(error)) => {
                     warn!(pipeline = %pipeline, error = %chain(&error), "lease renewal failed")
@@ -196,19 +247,32 @@ impl Node {
                 Err(_) => warn!(pipeline = %pipeline, "lease renewal timed out"),
             }
         }
-        for (pipeline, why) in lost {
-            if let Some(held) = self.held.remove(&pipeline) {
-                held.handle.stop(StopReason::LeaseLost).await;
-                warn!(pipeline = %pipeline, why, "lease lost");
-                self.log(
-                    EventLevel::Warn,
-                    Some(pipeline),
-                    "lease_lost",
-                    &format!("lease lost: {why}"),
-                )
-                .await;
+        if let Some(change) = change {
+            self.log_zookeeper_change(change).await;
+        }
+        let now = Instant::now();
+        for (pipeline, held) in &self.held {
+            let confirmed = self
+                .zk
+                .as_ref()
+                .map(|zk| zk.confirmed_until(held.zk_session));
+            let deadline = confirmed.map_or(held.lease_until, |until| until.min(held.lease_until));
+            held.deadline.send_replace(deadline);
+            if lost.iter().any(|(lost, ..)| lost == pipeline) {
+                continue;
+            }
+            if confirmed.is_some_and(|until| now >= until) {
+                let why = format!("{}; handed back", StopReason::Unconfirmed);
+                lost.push((*pipeline, StopReason::Unconfirmed, why));
+            } else if now >= held.lease_until {
+                lost.push((
+                    *pipeline,
+                    StopReason::LeaseLost,
+                    "not renewed in time".to_owned(),
+                ));
             }
         }
+        self.let_go(lost).await;
         self.beat_monitor().await;
         let pruning = self
             .pruning
@@ -232,6 +296,66 @@ impl Node {
             }));
         }
         Ok(())
+    }
+
+    /// Stops the tasks of pipelines whose lease is lost, all at once. A lease ZooKeeper can
+    /// no longer confirm is still this node's in the metadata database: it is handed back.
+    /// Then leaves their ZooKeeper queues and logs each.
+    async fn let_go(&mut self, lost: Vec<(PipelineId, StopReason, String)>) {
+        let held: Vec<_> = lost
+            .into_iter()
+            .filter_map(|(pipeline, reason, why)| {
+                let held = self.held.remove(&pipeline)?;
+                Some((pipeline, reason, why, held))
+            })
+            .collect();
+        let meta = &self.meta;
+        let stops = held
+            .into_iter()
+            .map(|(pipeline, reason, why, held)| async move {
+                held.handle.stop(reason).await;
+                if reason == StopReason::Unconfirmed
+                    && let Err(error) = meta::release_lease(meta, pipeline, held.token).await
+                {
+                    warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
+                }
+                (pipeline, why)
+            });
+        for (pipeline, why) in join_all(stops).await {
+            if let Some(zk) = &mut self.zk {
+                zk.withdraw(pipeline).await;
+            }
+            warn!(pipeline = %pipeline, why, "lease lost");
+            let text = format!("lease lost: {why}");
+            self.log(EventLevel::Warn, Some(pipeline), "lease_lost", &text)
+                .await;
+        }
+    }
+
+    /// Says in the event log what changed in the connection to ZooKeeper.
+    async fn log_zookeeper_change(&self, change: zk::Change) {
+        match change {
+            zk::Change::Reachable => {
+                let text = "zookeeper reachable: claiming pipelines by election";
+                self.log(EventLevel::Info, None, "zookeeper_reachable", text)
+                    .await
+            }
+            zk::Change::Unreachable(why) => {
+                let text = format!(
+                    "zookeeper unreachable ({why}): claiming nothing, handing back the {} held pipelines when their tokens can no longer be confirmed",
+                    self.held.len()
+                );
+                self.log(EventLevel::Warn, None, "zookeeper_unreachable", &text)
+                    .await
+            }
+            zk::Change::SessionEnded(how) => {
+                let text = format!(
+                    "zookeeper session ended ({how}): its pipelines are handed back, a new session is built"
+                );
+                self.log(EventLevel::Warn, None, "zookeeper_session_ended", &text)
+                    .await
+            }
+        }
     }
 
     /// Renews the monitor lease while this node holds it, or claims it when it is free or
@@ -315,6 +439,11 @@ impl Node {
             Err(error @ Error::NodeReplaced { .. }) => Err(error),
             Err(error) => {
                 warn!(error = %chain(&error), "configuration poll failed");
+                // Queued for pipelines it cannot claim now: leave, not to hold up others.
+                let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
+                if let Some(zk) = &mut self.zk {
+                    zk.withdraw_except(&held).await;
+                }
                 Ok(())
             }
             Ok(()) => Ok(()),
@@ -333,13 +462,8 @@ impl Node {
             meta::ensure_lease_rows(&self.meta).await?;
             leases = meta::read_leases(&self.meta).await?;
         }
-        let live = meta::live_nodes(&self.meta, self.settings.lease).await?;
-        let working: Vec<String> = live
-            .iter()
-            .filter(|(_, drained)| !drained)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let drained = self.drained_in(&live);
+        let nodes = meta::node_states(&self.meta, self.settings.lease).await?;
+        let drained = self.drained_in(&nodes);
         if drained != self.drained {
             self.drained = drained;
             let (kind, text) = if drained {
@@ -355,9 +479,43 @@ impl Node {
             self.log(EventLevel::Info, None, kind, &text).await;
         }
         self.reconcile(&snapshot, &leases).await;
+        let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
         if self.drained {
+            if let Some(zk) = &mut self.zk {
+                zk.withdraw_except(&held).await;
+            }
             return Ok(());
         }
+        // Who works (alive by heartbeat, not drained, claiming), and which leases are live:
+        // by the lease clocks of the metadata database, or with ZooKeeper also by its
+        // sessions: a lease whose holder's session ended is up for election, however long
+        // it still runs. A node without --zk beside ones with it is judged by its lease.
+        let in_zookeeper = match &self.zk {
+            None => None,
+            Some(zk) => match zk.alive() {
+                Some(alive) => Some(alive),
+                None => return Ok(()), // unreachable: claim nothing
+            },
+        };
+        let by_zookeeper = |name: &String| {
+            let coordinates = nodes
+                .iter()
+                .any(|node| node.name == *name && node.zookeeper);
+            in_zookeeper.is_none_or(|alive| !coordinates || alive.contains(name))
+        };
+        let working: Vec<String> = nodes
+            .iter()
+            .filter(|node| node.alive && !node.drained && node.claiming)
+            .map(|node| node.name.clone())
+            .filter(by_zookeeper)
+            .collect();
+        let leases: Vec<meta::Lease> = leases
+            .into_iter()
+            .map(|lease| meta::Lease {
+                live: lease.live && lease.holder.as_ref().is_some_and(by_zookeeper),
+                ..lease
+            })
+            .collect();
         let runnable: Vec<Runnable> = snapshot
             .pipelines
             .iter()
@@ -367,17 +525,46 @@ impl Node {
                 allowed_nodes: snapshot.allowed_nodes(pipeline.id),
             })
             .collect();
-        let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
-        for pipeline in plan_claims(&self.registration.name, &runnable, &leases, &working, &held) {
+        let plan = plan_claims(&self.registration.name, &runnable, &leases, &working, &held);
+        if let Some(zk) = &mut self.zk {
+            let queued = held.iter().chain(&plan).copied().collect();
+            zk.withdraw_except(&queued).await;
+        }
+        for pipeline in plan {
+            let claim = match &mut self.zk {
+                None => Claim::Lease,
+                Some(zk) => match zk.contend(pipeline).await {
+                    Ok(Some(czxid)) => {
+                        let lease = leases.iter().find(|lease| lease.pipeline == pipeline);
+                        Claim::Elected {
+                            czxid,
+                            holder: lease.and_then(|lease| lease.holder.clone()),
+                            token: lease.map_or(FencingToken(0), |lease| lease.token),
+                        }
+                    }
+                    Ok(None) => continue, // another node is ahead in the queue
+                    Err(why) => {
+                        warn!(pipeline = %pipeline, error = why, "cannot queue for the pipeline");
+                        continue;
+                    }
+                },
+            };
             let sent = Instant::now();
-            match meta::claim_lease(
+            let zk_session = self.zk.as_ref().map_or(0, ZooKeeper::generation);
+            let claimed = meta::claim_lease(
                 &self.meta,
                 pipeline,
                 &self.registration,
                 self.settings.lease,
+                &claim,
             )
-            .await
+            .await;
+            if !matches!(claimed, Ok(Some(_)))
+                && let Some(zk) = &mut self.zk
             {
+                zk.withdraw(pipeline).await;
+            }
+            match claimed {
                 Ok(Some(token)) => {
                     let Some(row) = snapshot.pipelines.iter().find(|row| row.id == pipeline) else {
                         continue;
@@ -391,7 +578,10 @@ impl Node {
                         &format!("lease acquired with token {token}"),
                     )
                     .await;
-                    let (deadline, _) = watch::channel(deadline_after(sent, self.settings.lease));
+                    let lease_until = deadline_after(sent, self.settings.lease);
+                    let confirmed = self.zk.as_ref().map(|zk| zk.confirmed_until(zk_session));
+                    let (deadline, _) =
+                        watch::channel(confirmed.map_or(lease_until, |c| c.min(lease_until)));
                     let handle = self.spawn(pipeline, token, &deadline, config.clone());
                     self.held.insert(
                         pipeline,
@@ -400,6 +590,8 @@ impl Node {
                             deadline,
                             config,
                             handle,
+                            zk_session,
+                            lease_until,
                         },
                     );
                 }
@@ -413,10 +605,11 @@ impl Node {
 
     /// Whether `live` (name, drained) says this node is drained; unchanged when it does not
     /// list this node (its own heartbeat is late).
-    fn drained_in(&self, live: &[(String, bool)]) -> bool {
-        live.iter()
-            .find(|(name, _)| *name == self.registration.name)
-            .map_or(self.drained, |(_, drained)| *drained)
+    fn drained_in(&self, nodes: &[meta::NodeState]) -> bool {
+        nodes
+            .iter()
+            .find(|node| node.name == self.registration.name)
+            .map_or(self.drained, |node| node.drained)
     }
 
     /// Stops what should no longer run here; restarts what changed.
@@ -458,14 +651,20 @@ impl Node {
                 {
                     warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
                 }
-                info!(pipeline = %pipeline, reason = %reason, "pipeline stopped");
-                self.log(
-                    EventLevel::Info,
-                    Some(pipeline),
-                    "pipeline_stopped",
-                    &reason.to_string(),
-                )
-                .await;
+                if let Some(zk) = &mut self.zk {
+                    zk.withdraw(pipeline).await;
+                }
+                if reason == StopReason::LeaseLost {
+                    warn!(pipeline = %pipeline, why = "taken over", "lease lost");
+                    let text = "lease lost: taken over, expired or reset";
+                    self.log(EventLevel::Warn, Some(pipeline), "lease_lost", text)
+                        .await;
+                } else {
+                    info!(pipeline = %pipeline, reason = %reason, "pipeline stopped");
+                    let text = reason.to_string();
+                    self.log(EventLevel::Info, Some(pipeline), "pipeline_stopped", &text)
+                        .await;
+                }
             }
         }
     }
@@ -510,6 +709,9 @@ impl Node {
             token,
             config,
             settings: self.settings.clone(),
+            takeover: self.zk.as_ref().map_or(self.settings.lease, |zk| {
+                zk.granted_timeout().min(self.settings.lease)
+            }),
             installation: self.installation.clone(),
         }
         .spawn(deadline.subscribe())
@@ -521,6 +723,12 @@ impl Node {
             Ok(settings) => {
                 if settings != self.settings {
                     info!(?settings, "settings changed");
+                }
+                if let Some(zk) = &mut self.zk {
+                    zk.set_session_timeout(
+                        settings.zk_session_timeout(),
+                        zk_call_timeout(&settings),
+                    );
                 }
                 self.settings = settings;
                 self.settings_error = None;
@@ -571,6 +779,9 @@ impl Node {
                 }
             });
             join_all(releases).await;
+        }
+        if let Some(zk) = &mut self.zk {
+            zk.close().await;
         }
         if let Err(error) = meta::mark_stopped(&self.meta, &self.registration).await {
             warn!(error = %chain(&error), "cannot record the node's stop");

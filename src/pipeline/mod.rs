@@ -75,6 +75,8 @@ pub enum StopReason {
     Removed,
     /// The operator drained the node (`drain_node`).
     Drained,
+    /// ZooKeeper can no longer confirm the lease (unreachable, or the session ended).
+    Unconfirmed,
 }
 
 impl fmt::Display for StopReason {
@@ -86,6 +88,9 @@ impl fmt::Display for StopReason {
             StopReason::LeaseLost => "lease lost",
             StopReason::Removed => "removed from this node",
             StopReason::Drained => "node drained",
+            StopReason::Unconfirmed => {
+                "zookeeper can no longer confirm the lease (unreachable, or the session ended)"
+            }
         })
     }
 }
@@ -105,6 +110,9 @@ pub struct PipelineTask {
     /// The validated configuration, or why it is invalid.
     pub config: Result<PipelineConfig, ConfigError>,
     pub settings: Settings,
+    /// How soon another node may take this pipeline over when this node stops answering:
+    /// the lease, or with ZooKeeper the session timeout when that is shorter.
+    pub takeover: Duration,
     /// The metadata schema's installation id, which keys the pipeline's rows on targets.
     pub installation: String,
 }
@@ -565,7 +573,7 @@ impl PipelineTask {
             transactional: options.transactional,
             skip_ddl_errors: options.skip_ddl_errors,
             skip_load_errors: options.skip_load_errors,
-            lease: self.settings.lease,
+            takeover: self.takeover,
             source: config
                 .table_pairs
                 .iter()

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod zookeeper;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};

@@ -195,8 +195,9 @@ pub struct LoadOptions {
     pub skip_ddl_errors: bool,
     /// Rows the target rejects are left out and handed back by [`Loader::take_skipped`].
     pub skip_load_errors: bool,
-    /// The lease the pipeline runs under: see [`idle_limit`].
-    pub lease: Duration,
+    /// How soon another node may take the pipeline over when this one stops answering (the
+    /// lease, or a shorter ZooKeeper session): see [`idle_limit`].
+    pub takeover: Duration,
     /// Two-way channels: the pipeline's source, read for a row's current version when a
     /// change conflicts.
     pub source: Option<DataSource>,
@@ -208,13 +209,14 @@ pub struct LoadOptions {
 }
 
 /// How long the target keeps a load connection that sends nothing (`wait_timeout`, and
-/// `net_read_timeout` / `net_write_timeout` for a statement stopped halfway): the lease, at
-/// least 4 s. A node frozen inside a target transaction (SIGSTOP, a stalled VM) then loses
-/// that transaction about when it loses its lease, instead of holding its row locks against
-/// the node that took the pipeline over until it wakes. Idle pooled connections are closed by
+/// `net_read_timeout` / `net_write_timeout` for a statement stopped halfway): the takeover
+/// time (the lease, or a shorter ZooKeeper session), at least 4 s. A node frozen inside a
+/// target transaction (SIGSTOP, a stalled VM) then loses that transaction about when it
+/// loses the pipeline, instead of holding its row locks against the node that took the
+/// pipeline over until it wakes. Idle pooled connections are closed by
 /// the pool first (after a quarter of it), so a healthy pipeline never meets a closed one.
-pub fn idle_limit(lease: Duration) -> Duration {
-    Duration::from_secs(lease.as_secs_f64().ceil().max(4.0) as u64)
+pub fn idle_limit(takeover: Duration) -> Duration {
+    Duration::from_secs(takeover.as_secs_f64().ceil().max(4.0) as u64)
 }
 
 /// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
@@ -433,7 +435,7 @@ impl Loader {
     /// rows under this fencing token (Err(Fenced) if a newer token holds them).
     pub async fn open(target: &DataSource, options: LoadOptions) -> Result<Self> {
         let constraints = PoolConstraints::new(0, options.parallelism + 2).expect("0 <= n");
-        let idle = idle_limit(options.lease);
+        let idle = idle_limit(options.takeover);
         // idle between statements, or stopped halfway through sending or reading one
         let wait_timeout = format!(
             "SET SESSION wait_timeout = {0}, net_read_timeout = {0}, net_write_timeout = {0}",

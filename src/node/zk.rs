@@ -1,0 +1,460 @@
+//! Optional ZooKeeper coordination (`ottr node --zk host:port,…`): node liveness by
+//! ephemeral nodes, pipeline ownership by leader election.
+//!
+//! Layout under `/ottr/<installation id>`:
+//! - `nodes/<name>`: ephemeral, holding the process's instance number. A node is alive while
+//!   its session lives, so a dead node's pipelines move after the session timeout
+//!   (`zk_session_ms`), not after the lease.
+//! - `pipelines/<id>/lock-<instance>-<sequence>`: ephemeral sequential. A node that wants a
+//!   pipeline (by the balance rule) queues here; only the lowest sequence may claim the lease
+//!   in the metadata database, with a token of at least the lock's czxid (see
+//!   [`crate::meta::Claim`]). The instance number in the name lets a node find a lock whose
+//!   creation reply it lost, which would otherwise stand at the head of the queue unknown.
+//!
+//! The metadata database stays the truth and the fencing authority: every position and
+//! target write is still checked against the lease's token, so a node that ZooKeeper gave up
+//! on but that still runs can commit nothing once the next holder claimed.
+//!
+//! A held pipeline is run only while ZooKeeper confirms the session it was claimed in: a
+//! node that has not heard from ZooKeeper for two thirds of the session timeout the server
+//! granted (or whose session ended) stops it and hands the lease back, before ZooKeeper can
+//! have let another node win its lock; the task itself stops at that deadline too. While
+//! ZooKeeper is unreachable a node claims nothing.
+//! An expired session is dead for good: the client is rebuilt, with new ephemeral nodes.
+
+use crate::model::PipelineId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::{Instant, timeout};
+use tracing::{info, warn};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState, Stat};
+
+/// A lock node this node created to queue for a pipeline.
+#[derive(Debug, Clone)]
+struct Lock {
+    /// The node's name under the pipeline's directory, `lock-<instance>-0000000007`.
+    name: String,
+    czxid: i64,
+}
+
+/// What changed in the connection at a [`ZooKeeper::refresh`], for the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// ZooKeeper answered after failing (or for the first time).
+    Reachable,
+    /// ZooKeeper stopped answering; the text says why.
+    Unreachable(String),
+    /// The session ended (expired, closed, or its authentication failed; the text says
+    /// which): every ephemeral node it held is gone.
+    SessionEnded(String),
+}
+
+/// The ZooKeeper side of one node process.
+pub struct ZooKeeper {
+    servers: String,
+    root: String,
+    name: String,
+    instance: u64,
+    /// The session timeout asked for at the next new session.
+    session_timeout: Duration,
+    /// The session timeout the server granted to the current session.
+    granted: Duration,
+    /// Each call's time limit, so that a stalled server cannot hold up lease renewals.
+    call_timeout: Duration,
+    client: Option<Client>,
+    /// Increases with every new session: a pipeline claimed in an earlier one is unconfirmed.
+    generation: u64,
+    /// When the last request that ZooKeeper answered was sent.
+    confirmed: Option<Instant>,
+    /// The live node names as last read; None while ZooKeeper does not answer.
+    alive: Option<BTreeSet<String>>,
+    /// Since when (UTC, for operators) and why ZooKeeper does not answer.
+    unreachable: Option<(chrono::DateTime<chrono::Utc>, String)>,
+    locks: BTreeMap<PipelineId, Lock>,
+}
+
+impl ZooKeeper {
+    /// Coordination through the ensemble `servers` (`host:port,…`), not connected yet.
+    pub fn new(
+        servers: &str,
+        installation: &str,
+        name: &str,
+        instance: u64,
+        session_timeout: Duration,
+        call_timeout: Duration,
+    ) -> ZooKeeper {
+        ZooKeeper {
+            servers: servers.to_owned(),
+            root: format!("/ottr/{installation}"),
+            name: name.to_owned(),
+            instance,
+            session_timeout,
+            granted: session_timeout,
+            call_timeout,
+            client: None,
+            generation: 0,
+            confirmed: None,
+            alive: None,
+            unreachable: None,
+            locks: BTreeMap::new(),
+        }
+    }
+
+    /// Changes the session timeout asked for at the next new session (the current one keeps
+    /// the timeout it was granted).
+    pub fn set_session_timeout(&mut self, session_timeout: Duration, call_timeout: Duration) {
+        self.session_timeout = session_timeout;
+        self.call_timeout = call_timeout;
+    }
+
+    /// The session timeout granted to the current session (or asked for, before one).
+    pub fn granted_timeout(&self) -> Duration {
+        self.granted
+    }
+
+    /// The current session's number; pipelines claimed now belong to it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The names of the nodes alive by ZooKeeper, if it answered at the last refresh.
+    pub fn alive(&self) -> Option<&BTreeSet<String>> {
+        self.alive.as_ref()
+    }
+
+    /// Until when a pipeline claimed in session `generation` is confirmed: while the session
+    /// is the same and less than two thirds of its granted timeout have passed since
+    /// ZooKeeper last answered, no other node can have won the pipeline's lock. In the past
+    /// when the session is another.
+    pub fn confirmed_until(&self, generation: u64) -> Instant {
+        match self.confirmed {
+            Some(at) if generation == self.generation && self.client.is_some() => {
+                at + self.granted * 2 / 3
+            }
+            _ => Instant::now() - Duration::from_millis(1),
+        }
+    }
+
+    /// What `v_node_status.coordination` shows, for a node holding `held` pipelines.
+    pub fn describe(&self, held: usize) -> String {
+        match &self.unreachable {
+            None if self.alive.is_some() => "zookeeper".to_owned(),
+            None => "zookeeper: connecting".to_owned(),
+            Some((since, why)) => {
+                let since = since.format("%Y-%m-%d %H:%M:%S UTC");
+                let doing = if held > 0 {
+                    format!(
+                        "holding {held} pipelines until their tokens can no longer be confirmed"
+                    )
+                } else {
+                    "pipelines handed back".to_owned()
+                };
+                format!("zookeeper unreachable since {since} ({why}): {doing}, claiming none")
+            }
+        }
+    }
+
+    /// Checks the session, rebuilding it when it expired, and reads the live nodes.
+    /// Returns what changed, if anything.
+    pub async fn refresh(&mut self) -> Option<Change> {
+        let mut ended = None;
+        if let Some(client) = &self.client {
+            let how = match client.state() {
+                SessionState::Expired => Some("expired"),
+                SessionState::Closed => Some("closed"),
+                SessionState::AuthFailed => Some("authentication failed"),
+                _ => None,
+            };
+            if let Some(how) = how {
+                warn!(how, "zookeeper session ended: it will be rebuilt");
+                self.client = None;
+                self.locks.clear();
+                ended = Some(how.to_owned());
+            }
+        }
+        let sent = Instant::now();
+        let first = self.confirmed.is_none();
+        match self.read_alive().await {
+            Ok(alive) => {
+                self.confirmed = Some(sent);
+                self.alive = Some(alive);
+                let was_unreachable = self.unreachable.take().is_some();
+                if let Some(how) = ended {
+                    Some(Change::SessionEnded(how))
+                } else if was_unreachable || first {
+                    info!(servers = %self.servers, "zookeeper reachable");
+                    Some(Change::Reachable)
+                } else {
+                    None
+                }
+            }
+            Err(why) => {
+                self.alive = None;
+                if self.unreachable.is_none() {
+                    warn!(servers = %self.servers, error = %why, "zookeeper unreachable");
+                    self.unreachable = Some((chrono::Utc::now(), why.clone()));
+                    Some(match ended {
+                        Some(how) => Change::SessionEnded(how),
+                        None => Change::Unreachable(why),
+                    })
+                } else {
+                    ended.map(Change::SessionEnded)
+                }
+            }
+        }
+    }
+
+    /// Connects if there is no session, makes sure this node's ephemeral node exists, and
+    /// lists the live nodes.
+    async fn read_alive(&mut self) -> Result<BTreeSet<String>, String> {
+        if self.client.is_none() {
+            let client = self.connect().await?;
+            self.client = Some(client);
+            self.generation += 1;
+        }
+        let client = self.client.clone().expect("connected");
+        let names = self
+            .call(
+                "list the live nodes",
+                client.list_children(&self.nodes_dir()),
+            )
+            .await?;
+        if !names.contains(&self.name) {
+            self.register(&client).await?;
+        }
+        Ok(names.into_iter().chain([self.name.clone()]).collect())
+    }
+
+    async fn connect(&mut self) -> Result<Client, String> {
+        let connecting = Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.call_timeout)
+            .with_fail_eagerly()
+            .connect(&self.servers);
+        let client = self.call("connect", connecting).await?;
+        self.granted = client.session_timeout();
+        let directory = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        for path in [self.nodes_dir(), format!("{}/pipelines", self.root)] {
+            self.call("create its directories", client.mkdir(&path, &directory))
+                .await?;
+        }
+        info!(
+            servers = %self.servers,
+            session_timeout_ms = client.session_timeout().as_millis() as u64,
+            "zookeeper session established"
+        );
+        self.register(&client).await?;
+        Ok(client)
+    }
+
+    /// Creates this node's ephemeral node; one left by another session (an earlier process
+    /// of this name, which the metadata database's registration has shown dead, or an
+    /// earlier session of this one) is replaced.
+    async fn register(&self, client: &Client) -> Result<(), String> {
+        let path = self.own_path();
+        let data = self.instance.to_string();
+        let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        for _ in 0..3 {
+            match timeout(
+                self.call_timeout,
+                client.create(&path, data.as_bytes(), &ephemeral),
+            )
+            .await
+            {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(ZkError::NodeExists)) => match self.stat(client, &path).await? {
+                    Some(stat) if stat.ephemeral_owner == client.session_id().0 => return Ok(()),
+                    Some(stat) => self.delete(client, &path, Some(stat.version)).await?,
+                    None => {}
+                },
+                Ok(Err(error)) => return Err(format!("cannot create {path}: {error}")),
+                Err(_) => return Err(format!("cannot create {path}: no answer in time")),
+            }
+        }
+        Err(format!("cannot create {path}: it keeps coming back"))
+    }
+
+    /// Queues for `pipeline` (once) and says whether this node's lock is the lowest: then
+    /// it may claim, and the czxid is returned.
+    pub async fn contend(&mut self, pipeline: PipelineId) -> Result<Option<u64>, String> {
+        let Some(client) = self.client.clone() else {
+            return Err("no zookeeper session".to_owned());
+        };
+        let dir = self.pipeline_dir(pipeline);
+        let prefix = format!("lock-{}-", self.instance);
+        if !self.locks.contains_key(&pipeline) {
+            let directory = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            self.call(
+                "create a pipeline directory",
+                client.mkdir(&dir, &directory),
+            )
+            .await?;
+            // A lock of this process whose creation reply was lost: this session's is
+            // taken up, an earlier session's deleted.
+            let queue = self
+                .call("read a pipeline's queue", client.list_children(&dir))
+                .await?;
+            for name in queue.iter().filter(|name| name.starts_with(&prefix)) {
+                let path = format!("{dir}/{name}");
+                match self.stat(&client, &path).await? {
+                    Some(stat)
+                        if stat.ephemeral_owner == client.session_id().0
+                            && !self.locks.contains_key(&pipeline) =>
+                    {
+                        let lock = Lock {
+                            name: name.clone(),
+                            czxid: stat.czxid,
+                        };
+                        self.locks.insert(pipeline, lock);
+                    }
+                    Some(stat) => self.delete(&client, &path, Some(stat.version)).await?,
+                    None => {}
+                }
+            }
+        }
+        if !self.locks.contains_key(&pipeline) {
+            let owner = format!("{}#{}", self.name, self.instance);
+            let queued = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+            let (stat, sequence) = self
+                .call(
+                    "queue for a pipeline",
+                    client.create(&format!("{dir}/{prefix}"), owner.as_bytes(), &queued),
+                )
+                .await?;
+            let lock = Lock {
+                name: format!("{prefix}{sequence}"),
+                czxid: stat.czxid,
+            };
+            self.locks.insert(pipeline, lock);
+        }
+        let lock = self.locks[&pipeline].clone();
+        let queue = self
+            .call("read a pipeline's queue", client.list_children(&dir))
+            .await?;
+        if !queue.contains(&lock.name) {
+            // Deleted by hand: queue again at the next poll.
+            self.locks.remove(&pipeline);
+            return Ok(None);
+        }
+        let first = queue.iter().min_by_key(|name| sequence_of(name));
+        Ok((first == Some(&lock.name)).then_some(lock.czxid.max(0) as u64))
+    }
+
+    /// Leaves the queue of every pipeline not in `keep`.
+    pub async fn withdraw_except(&mut self, keep: &BTreeSet<PipelineId>) {
+        let leaving: Vec<PipelineId> = self
+            .locks
+            .keys()
+            .filter(|pipeline| !keep.contains(pipeline))
+            .copied()
+            .collect();
+        for pipeline in leaving {
+            self.withdraw(pipeline).await;
+        }
+    }
+
+    /// Leaves the queue of `pipeline`, so that the next node in it may claim. While
+    /// ZooKeeper does not answer the lock stays listed, to be deleted once it does (or to
+    /// vanish with the session).
+    pub async fn withdraw(&mut self, pipeline: PipelineId) {
+        let (Some(client), Some(lock)) = (self.client.clone(), self.locks.get(&pipeline)) else {
+            return;
+        };
+        if self.unreachable.is_some() {
+            return;
+        }
+        let path = format!("{}/{}", self.pipeline_dir(pipeline), lock.name);
+        match self.delete(&client, &path, None).await {
+            Ok(()) => {
+                self.locks.remove(&pipeline);
+            }
+            Err(error) => warn!(error, "cannot leave a pipeline's queue"),
+        }
+    }
+
+    /// Leaves every queue and deletes this node's ephemeral node (if this session owns it:
+    /// after a replacement it is the new process's), so that ZooKeeper forgets it at once.
+    pub async fn close(&mut self) {
+        self.withdraw_except(&BTreeSet::new()).await;
+        if let Some(client) = self.client.take() {
+            let path = self.own_path();
+            if let Ok(Some(stat)) = self.stat(&client, &path).await
+                && stat.ephemeral_owner == client.session_id().0
+            {
+                let _ = self.delete(&client, &path, Some(stat.version)).await;
+            }
+        }
+    }
+
+    /// The stat of `path`, None if it does not exist.
+    async fn stat(&self, client: &Client, path: &str) -> Result<Option<Stat>, String> {
+        self.call(&format!("read {path}"), client.check_stat(path))
+            .await
+    }
+
+    /// Deletes `path` (at `version`, if given); already gone is fine.
+    async fn delete(
+        &self,
+        client: &Client,
+        path: &str,
+        version: Option<i32>,
+    ) -> Result<(), String> {
+        match timeout(self.call_timeout, client.delete(path, version)).await {
+            Ok(Ok(())) | Ok(Err(ZkError::NoNode)) => Ok(()),
+            Ok(Err(error)) => Err(format!("cannot delete {path}: {error}")),
+            Err(_) => Err(format!("cannot delete {path}: no answer in time")),
+        }
+    }
+
+    fn own_path(&self) -> String {
+        format!("{}/{}", self.nodes_dir(), self.name)
+    }
+
+    fn nodes_dir(&self) -> String {
+        format!("{}/nodes", self.root)
+    }
+
+    fn pipeline_dir(&self, pipeline: PipelineId) -> String {
+        format!("{}/pipelines/{}", self.root, pipeline.0)
+    }
+
+    /// Runs one ZooKeeper call within the call time limit; the error says what failed.
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, ZkError>>,
+    ) -> Result<T, String> {
+        match timeout(self.call_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(format!("cannot {what}: {error}")),
+            Err(_) => Err(format!(
+                "cannot {what}: no answer from {} within {} ms",
+                self.servers,
+                self.call_timeout.as_millis()
+            )),
+        }
+    }
+}
+
+/// The sequence number of a lock node's name (`lock-<instance>-0000000007` → 7); others sort
+/// last.
+fn sequence_of(name: &str) -> i64 {
+    name.rsplit('-')
+        .next()
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_sequence_is_found_whatever_its_width_and_instance() {
+        let mut queue = ["lock-77-0000000012", "lock-5-0000000009", "junk"];
+        queue.sort_by_key(|name| sequence_of(name));
+        assert_eq!(queue, ["lock-5-0000000009", "lock-77-0000000012", "junk"]);
+        assert_eq!(sequence_of("lock-1-0000000004294967296"), 4294967296);
+    }
+}
