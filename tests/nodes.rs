@@ -123,6 +123,11 @@ impl Setup {
         NodeProcess::spawn(&self.url, name, &self.dir, &[])
     }
 
+    /// A node started with `--zk` (through `OTTR_ZK`).
+    fn zk_node(&self, name: &str, zk: &ZooKeeperServer) -> NodeProcess {
+        NodeProcess::spawn(&self.url, name, &self.dir, &[("OTTR_ZK", &zk.address())])
+    }
+
     async fn start_channels(&mut self, names: &[String]) {
         for name in names {
             self.conn
@@ -174,6 +179,15 @@ impl Setup {
             .unwrap()
     }
 
+    /// Waits until the number `sql` returns is `expected`.
+    async fn wait_count(&mut self, sql: &str, expected: u64, limit: Duration) {
+        let conn = &mut self.conn;
+        eventually!(limit, &format!("`{sql}` to return {expected}"), {
+            let count: Option<u64> = conn.query_first(sql).await.unwrap();
+            (count == Some(expected)).then_some(())
+        })
+    }
+
     async fn wait_state(
         &mut self,
         pipeline: &str,
@@ -210,15 +224,13 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
         .iter()
         .map(|name| (name.to_string(), setup.node(name)))
         .collect();
-    let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(20), "three live nodes", {
-        let alive: u64 = conn
-            .query_first("SELECT COUNT(*) FROM v_node_status WHERE alive")
-            .await
-            .unwrap()
-            .unwrap();
-        (alive == 3).then_some(())
-    });
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_node_status WHERE alive",
+            3,
+            Duration::from_secs(20),
+        )
+        .await;
     setup.start_channels(&names).await;
     let mut placement = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -879,15 +891,13 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
     }
     let mut n1 = setup.node("n1");
     let _n2 = setup.node("n2");
-    let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(20), "two working nodes", {
-        let working: u64 = conn
-            .query_first("SELECT COUNT(*) FROM v_node_status WHERE state = 'working'")
-            .await
-            .unwrap()
-            .unwrap();
-        (working == 2).then_some(())
-    });
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_node_status WHERE state = 'working'",
+            2,
+            Duration::from_secs(20),
+        )
+        .await;
     setup.start_channels(&names).await;
     let conn = &mut setup.conn;
     eventually!(Duration::from_secs(30), "four pipelines on two nodes", {
@@ -1092,15 +1102,13 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
         .map(|name| (name.to_string(), setup.node(name)))
         .collect();
     setup.start_channels(&tables).await;
-    let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(30), "six pipelines running", {
-        let running: u64 = conn
-            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'")
-            .await
-            .unwrap()
-            .unwrap();
-        (running == 6).then_some(())
-    });
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'",
+            6,
+            Duration::from_secs(30),
+        )
+        .await;
 
     let stop = tokio_util::sync::CancellationToken::new();
     let writer = spawn_writer(
@@ -1295,15 +1303,14 @@ async fn a_pipeline_with_a_huge_backlog_starves_neither_the_others_nor_memory() 
         .unwrap();
     let node = setup.node("n1");
     setup.start_channels(&channels).await;
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND reason LIKE '%applying%'",
+            2,
+            Duration::from_secs(30),
+        )
+        .await;
     let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(30), "both pipelines running", {
-        let running: u64 = conn
-            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND reason LIKE '%applying%'")
-            .await
-            .unwrap()
-            .unwrap();
-        (running == 2).then_some(())
-    });
     // The backlog: written while the big pipeline is stopped.
     conn.query_drop("CALL stop_channel('fair_big')")
         .await
@@ -1426,36 +1433,26 @@ async fn zk_setup(
             .channel_over(&name, "sh", schema, &format!("t{i}"), false)
             .await;
     }
-    let address = zk.address();
     let nodes: BTreeMap<String, NodeProcess> = ["z1", "z2"]
         .iter()
-        .map(|name| {
-            let node = NodeProcess::spawn(&setup.url, name, &setup.dir, &[("OTTR_ZK", &address)]);
-            (name.to_string(), node)
-        })
+        .map(|name| (name.to_string(), setup.zk_node(name, zk)))
         .collect();
-    let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(30), "both nodes in ZooKeeper", {
-        let coordinating: u64 = conn
-            .query_first(
-                "SELECT COUNT(*) FROM v_node_status WHERE alive AND coordination = 'zookeeper'",
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        (coordinating == 2).then_some(())
-    });
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_node_status WHERE alive AND coordination = 'zookeeper'",
+            2,
+            Duration::from_secs(30),
+        )
+        .await;
     let names: Vec<String> = (1..=tables).map(|i| format!("{schema}_{i}")).collect();
     setup.start_channels(&names).await;
-    let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(30), "every pipeline running", {
-        let running: u64 = conn
-            .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'")
-            .await
-            .unwrap()
-            .unwrap();
-        (running == tables as u64).then_some(())
-    });
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'",
+            tables as u64,
+            Duration::from_secs(30),
+        )
+        .await;
     (setup, nodes)
 }
 
@@ -1492,17 +1489,13 @@ async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout
 
     nodes.get_mut("z1").unwrap().kill9();
     let killed = Instant::now();
-    let conn = &mut setup.conn;
-    eventually!(Duration::from_secs(20), "z1's pipelines to move to z2", {
-        let on_z2: u64 = conn
-            .query_first(
-                "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'z2'",
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        (on_z2 == 4).then_some(())
-    });
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = 'z2'",
+            4,
+            Duration::from_secs(20),
+        )
+        .await;
     let moved = killed.elapsed();
     eprintln!("z1 killed: its pipelines moved in {moved:?} (ZooKeeper session 2 s, lease 30 s)");
     assert!(
@@ -1531,10 +1524,7 @@ async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout
         assert_eq!(rows as i64, rounds);
     }
     // z1 comes back: it does not take anything back from the healthy z2.
-    nodes.insert("z1".into(), {
-        let address = zk.address();
-        NodeProcess::spawn(&setup.url, "z1", &setup.dir, &[("OTTR_ZK", &address)])
-    });
+    nodes.insert("z1".into(), setup.zk_node("z1", &zk));
     let conn = &mut setup.conn;
     eventually!(Duration::from_secs(20), "z1 back in ZooKeeper", {
         let back: Option<String> = conn
@@ -1601,10 +1591,7 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
         "each pipeline's hand-back is in the event log"
     );
     // A node started meanwhile says it cannot reach ZooKeeper, and claims nothing either.
-    let _late = {
-        let address = zk.address();
-        NodeProcess::spawn(&setup.url, "z3", &setup.dir, &[("OTTR_ZK", &address)])
-    };
+    let _late = setup.zk_node("z3", &zk);
     let conn = &mut setup.conn;
     let late: String = eventually!(Duration::from_secs(20), "z3 to say why it waits", {
         let row: Option<String> = conn
@@ -1682,38 +1669,9 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
     let tables = vec!["zk_frozen.t1".to_owned(), "zk_frozen.t2".to_owned()];
     let writer = spawn_writer(tables.clone(), stop.clone());
     // The frozen pipeline's fencing token on the target, read all along.
-    let watcher = {
-        let (stop, pattern) = (stop.clone(), format!("{frozen_pipeline}%"));
-        tokio::spawn(async move {
-            let mut conn = target().conn().await;
-            let mut seen: Vec<u64> = Vec::new();
-            while !stop.is_cancelled() {
-                let least: Option<u64> = conn
-                    .exec_first(
-                        "SELECT MIN(fencing_token) FROM ottr_sys.applied WHERE pipeline_name LIKE ?",
-                        (&pattern,),
-                    )
-                    .await
-                    .unwrap_or(None);
-                if let Some(least) = least
-                    && seen.last() != Some(&least)
-                {
-                    seen.push(least);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            seen
-        })
-    };
+    let watcher = common::watch_tokens(target(), format!("{frozen_pipeline}%"), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let z1 = nodes["z1"].pid().to_string();
-    let signal = |name: &str| {
-        std::process::Command::new("kill")
-            .args([name, &z1])
-            .status()
-            .unwrap()
-    };
-    assert!(signal("-STOP").success());
+    nodes["z1"].signal("-STOP");
     let frozen = Instant::now();
     let conn = &mut setup.conn;
     eventually!(
@@ -1736,7 +1694,7 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
         "the session (2 s), not the lease (30 s), decides: {moved:?}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(signal("-CONT").success());
+    nodes["z1"].signal("-CONT");
     let conn = &mut setup.conn;
     eventually!(
         Duration::from_secs(20),

@@ -1076,35 +1076,9 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
             id
         })
     };
-    let watcher = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut conn = target().conn().await;
-            let mut seen: Vec<u64> = Vec::new();
-            while !stop.is_cancelled() {
-                let least: Option<u64> = conn
-                    .query_first("SELECT MIN(fencing_token) FROM ottr_sys.applied WHERE pipeline_name LIKE 'y_frozen%'")
-                    .await
-                    .unwrap_or(None);
-                if let Some(least) = least
-                    && seen.last() != Some(&least)
-                {
-                    seen.push(least);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            seen
-        })
-    };
+    let watcher = common::watch_tokens(target(), "y_frozen%".into(), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let frozen_pid = frozen.pid().to_string();
-    let signal = |name: &str| {
-        std::process::Command::new("kill")
-            .args([name, &frozen_pid])
-            .status()
-            .unwrap()
-    };
-    assert!(signal("-STOP").success());
+    frozen.signal("-STOP");
     let conn = &mut sync.meta;
     eventually!(Duration::from_secs(30), "n2 to take the pipeline over", {
         let node: Option<Option<String>> = conn
@@ -1114,7 +1088,7 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
         (node.flatten().as_deref() == Some("n2")).then_some(())
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(signal("-CONT").success());
+    frozen.signal("-CONT");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.cancel();
     let written = writer.await.unwrap();

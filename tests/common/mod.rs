@@ -425,6 +425,46 @@ impl Drop for NodeProcess {
     }
 }
 
+impl NodeProcess {
+    /// Sends `signal` (`-STOP`, `-CONT`) to the node: a frozen process, not a dead one.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {}", self.pid());
+    }
+}
+
+/// Reads, every 20 ms until `stop`, the least fencing token of the pipelines whose name is
+/// LIKE `pattern` in `server`'s `ottr_sys.applied`; returns each new value in order.
+pub fn watch_tokens(
+    server: &'static MariaDb,
+    pattern: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    tokio::spawn(async move {
+        let mut conn = server.conn().await;
+        let mut seen: Vec<u64> = Vec::new();
+        while !stop.is_cancelled() {
+            let least: Option<u64> = conn
+                .exec_first(
+                    "SELECT MIN(fencing_token) FROM ottr_sys.applied WHERE pipeline_name LIKE ?",
+                    (&pattern,),
+                )
+                .await
+                .unwrap_or(None);
+            if let Some(least) = least
+                && seen.last() != Some(&least)
+            {
+                seen.push(least);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    })
+}
+
 /// The binlog position a server is at now.
 pub async fn binlog_end(conn: &mut Conn) -> ottr::model::BinlogFilePos {
     let row: mysql_async::Row = conn
