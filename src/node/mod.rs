@@ -91,6 +91,22 @@ fn zk_call_timeout(settings: &Settings) -> Duration {
     (settings.zk_session_timeout() / 3).min(settings.heartbeat.max(Duration::from_millis(500)))
 }
 
+/// The local deadline of a held pipeline at `now`, and whether ZooKeeper no longer confirms
+/// it: the lease's deadline, capped with ZooKeeper by the end of the confirmation of the
+/// session it was claimed in (`now`, when that session is gone).
+fn local_deadline(
+    zk: Option<&ZooKeeper>,
+    session: u64,
+    lease_until: Instant,
+    now: Instant,
+) -> (Instant, bool) {
+    match zk.map(|zk| zk.confirmed_until(session)) {
+        None => (lease_until, false),
+        Some(Some(until)) => (until.min(lease_until), now >= until),
+        Some(None) => (now, true),
+    }
+}
+
 /// The local deadline of a lease renewed (or claimed) by a request sent at `sent`.
 fn deadline_after(sent: Instant, lease: Duration) -> Instant {
     sent + lease * 3 / 4
@@ -204,10 +220,7 @@ impl Node {
         let mut lost: Vec<(PipelineId, StopReason, String)> = Vec::new();
         let mut renewals = Vec::new();
         for (pipeline, held) in &self.held {
-            if held.handle.is_finished() {
-                let why = "its task found the lease gone".to_owned();
-                lost.push((*pipeline, StopReason::LeaseLost, why));
-            } else {
+            if !held.handle.is_finished() {
                 let (meta, name, token) = (
                     self.meta.clone(),
                     self.registration.name.clone(),
@@ -252,18 +265,18 @@ impl Node {
         }
         let now = Instant::now();
         for (pipeline, held) in &self.held {
-            let confirmed = self
-                .zk
-                .as_ref()
-                .map(|zk| zk.confirmed_until(held.zk_session));
-            let deadline = confirmed.map_or(held.lease_until, |until| until.min(held.lease_until));
+            let (deadline, unconfirmed) =
+                local_deadline(self.zk.as_ref(), held.zk_session, held.lease_until, now);
             held.deadline.send_replace(deadline);
             if lost.iter().any(|(lost, ..)| lost == pipeline) {
                 continue;
             }
-            if confirmed.is_some_and(|until| now >= until) {
+            if unconfirmed {
                 let why = format!("{}; handed back", StopReason::Unconfirmed);
                 lost.push((*pipeline, StopReason::Unconfirmed, why));
+            } else if held.handle.is_finished() {
+                let why = "its task found the lease gone".to_owned();
+                lost.push((*pipeline, StopReason::LeaseLost, why));
             } else if now >= held.lease_until {
                 lost.push((
                     *pipeline,
@@ -298,9 +311,10 @@ impl Node {
         Ok(())
     }
 
-    /// Stops the tasks of pipelines whose lease is lost, all at once. A lease ZooKeeper can
-    /// no longer confirm is still this node's in the metadata database: it is handed back.
-    /// Then leaves their ZooKeeper queues and logs each.
+    /// Stops the tasks of pipelines whose lease is lost, all at once, and releases each lease
+    /// (fenced by its token: a lease taken over is left alone; one that is still this node's,
+    /// as when ZooKeeper can no longer confirm it, is handed back at once). Then leaves their
+    /// ZooKeeper queues and logs each.
     async fn let_go(&mut self, lost: Vec<(PipelineId, StopReason, String)>) {
         let held: Vec<_> = lost
             .into_iter()
@@ -314,9 +328,7 @@ impl Node {
             .into_iter()
             .map(|(pipeline, reason, why, held)| async move {
                 held.handle.stop(reason).await;
-                if reason == StopReason::Unconfirmed
-                    && let Err(error) = meta::release_lease(meta, pipeline, held.token).await
-                {
+                if let Err(error) = meta::release_lease(meta, pipeline, held.token).await {
                     warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
                 }
                 (pipeline, why)
@@ -544,8 +556,9 @@ impl Node {
                     }
                     Ok(None) => continue, // another node is ahead in the queue
                     Err(why) => {
+                        // Counted as unreachable until the next refresh: no more calls now.
                         warn!(pipeline = %pipeline, error = why, "cannot queue for the pipeline");
-                        continue;
+                        break;
                     }
                 },
             };
@@ -579,9 +592,9 @@ impl Node {
                     )
                     .await;
                     let lease_until = deadline_after(sent, self.settings.lease);
-                    let confirmed = self.zk.as_ref().map(|zk| zk.confirmed_until(zk_session));
                     let (deadline, _) =
-                        watch::channel(confirmed.map_or(lease_until, |c| c.min(lease_until)));
+                        local_deadline(self.zk.as_ref(), zk_session, lease_until, Instant::now());
+                    let (deadline, _) = watch::channel(deadline);
                     let handle = self.spawn(pipeline, token, &deadline, config.clone());
                     self.held.insert(
                         pipeline,

@@ -72,6 +72,10 @@ pub struct ZooKeeper {
     /// Since when (UTC, for operators) and why ZooKeeper does not answer.
     unreachable: Option<(chrono::DateTime<chrono::Utc>, String)>,
     locks: BTreeMap<PipelineId, Lock>,
+    /// Pipelines whose queue may hold a lock of this process that it does not know of (a
+    /// creation whose reply never came, though the server may have carried it out): cleared
+    /// by listing the queue.
+    unsure: BTreeSet<PipelineId>,
 }
 
 impl ZooKeeper {
@@ -98,6 +102,7 @@ impl ZooKeeper {
             alive: None,
             unreachable: None,
             locks: BTreeMap::new(),
+            unsure: BTreeSet::new(),
         }
     }
 
@@ -125,14 +130,14 @@ impl ZooKeeper {
 
     /// Until when a pipeline claimed in session `generation` is confirmed: while the session
     /// is the same and less than two thirds of its granted timeout have passed since
-    /// ZooKeeper last answered, no other node can have won the pipeline's lock. In the past
-    /// when the session is another.
-    pub fn confirmed_until(&self, generation: u64) -> Instant {
+    /// ZooKeeper last answered, no other node can have won the pipeline's lock. None when
+    /// the session is another (or none).
+    pub fn confirmed_until(&self, generation: u64) -> Option<Instant> {
         match self.confirmed {
             Some(at) if generation == self.generation && self.client.is_some() => {
-                at + self.granted * 2 / 3
+                Some(at + self.granted * 2 / 3)
             }
-            _ => Instant::now() - Duration::from_millis(1),
+            _ => None,
         }
     }
 
@@ -170,6 +175,7 @@ impl ZooKeeper {
                 warn!(how, "zookeeper session ended: it will be rebuilt");
                 self.client = None;
                 self.locks.clear();
+                self.unsure.clear();
                 ended = Some(how.to_owned());
             }
         }
@@ -276,13 +282,26 @@ impl ZooKeeper {
     }
 
     /// Queues for `pipeline` (once) and says whether this node's lock is the lowest: then
-    /// it may claim, and the czxid is returned.
+    /// it may claim, and the czxid is returned. A failed call counts as ZooKeeper being
+    /// unreachable until the next refresh, so that the poll makes no more calls that would
+    /// each wait out their time limit.
     pub async fn contend(&mut self, pipeline: PipelineId) -> Result<Option<u64>, String> {
+        let result = self.try_contend(pipeline).await;
+        if let Err(why) = &result {
+            self.failed(why);
+        }
+        result
+    }
+
+    async fn try_contend(&mut self, pipeline: PipelineId) -> Result<Option<u64>, String> {
         let Some(client) = self.client.clone() else {
             return Err("no zookeeper session".to_owned());
         };
+        if self.unreachable.is_some() {
+            return Err("zookeeper unreachable".to_owned());
+        }
         let dir = self.pipeline_dir(pipeline);
-        let prefix = format!("lock-{}-", self.instance);
+        let prefix = self.lock_prefix();
         if !self.locks.contains_key(&pipeline) {
             let directory = CreateMode::Persistent.with_acls(Acls::anyone_all());
             self.call(
@@ -292,43 +311,38 @@ impl ZooKeeper {
             .await?;
             // A lock of this process whose creation reply was lost: this session's is
             // taken up, an earlier session's deleted.
-            let queue = self
-                .call("read a pipeline's queue", client.list_children(&dir))
-                .await?;
-            for name in queue.iter().filter(|name| name.starts_with(&prefix)) {
-                let path = format!("{dir}/{name}");
-                match self.stat(&client, &path).await? {
-                    Some(stat)
-                        if stat.ephemeral_owner == client.session_id().0
-                            && !self.locks.contains_key(&pipeline) =>
-                    {
-                        let lock = Lock {
-                            name: name.clone(),
-                            czxid: stat.czxid,
-                        };
-                        self.locks.insert(pipeline, lock);
-                    }
-                    Some(stat) => self.delete(&client, &path, Some(stat.version)).await?,
-                    None => {}
+            self.unsure.insert(pipeline);
+            for (name, stat) in self.own_locks(&client, pipeline).await? {
+                if stat.ephemeral_owner == client.session_id().0
+                    && !self.locks.contains_key(&pipeline)
+                {
+                    let czxid = stat.czxid;
+                    self.locks.insert(pipeline, Lock { name, czxid });
+                } else {
+                    let path = format!("{dir}/{name}");
+                    self.delete(&client, &path, Some(stat.version)).await?;
                 }
             }
+            if !self.locks.contains_key(&pipeline) {
+                let owner = format!("{}#{}", self.name, self.instance);
+                let queued = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+                let (stat, sequence) = self
+                    .call(
+                        "queue for a pipeline",
+                        client.create(&format!("{dir}/{prefix}"), owner.as_bytes(), &queued),
+                    )
+                    .await?;
+                let lock = Lock {
+                    name: format!("{prefix}{sequence}"),
+                    czxid: stat.czxid,
+                };
+                self.locks.insert(pipeline, lock);
+            }
+            self.unsure.remove(&pipeline);
         }
-        if !self.locks.contains_key(&pipeline) {
-            let owner = format!("{}#{}", self.name, self.instance);
-            let queued = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
-            let (stat, sequence) = self
-                .call(
-                    "queue for a pipeline",
-                    client.create(&format!("{dir}/{prefix}"), owner.as_bytes(), &queued),
-                )
-                .await?;
-            let lock = Lock {
-                name: format!("{prefix}{sequence}"),
-                czxid: stat.czxid,
-            };
-            self.locks.insert(pipeline, lock);
-        }
-        let lock = self.locks[&pipeline].clone();
+        let Some(lock) = self.locks.get(&pipeline).cloned() else {
+            return Ok(None);
+        };
         let queue = self
             .call("read a pipeline's queue", client.list_children(&dir))
             .await?;
@@ -341,7 +355,28 @@ impl ZooKeeper {
         Ok((first == Some(&lock.name)).then_some(lock.czxid.max(0) as u64))
     }
 
-    /// Leaves the queue of every pipeline not in `keep`.
+    /// The locks of this process (any session) in `pipeline`'s queue, with their stats.
+    async fn own_locks(
+        &self,
+        client: &Client,
+        pipeline: PipelineId,
+    ) -> Result<Vec<(String, Stat)>, String> {
+        let dir = self.pipeline_dir(pipeline);
+        let prefix = self.lock_prefix();
+        let queue = self
+            .call("read a pipeline's queue", client.list_children(&dir))
+            .await?;
+        let mut own = Vec::new();
+        for name in queue.into_iter().filter(|name| name.starts_with(&prefix)) {
+            if let Some(stat) = self.stat(client, &format!("{dir}/{name}")).await? {
+                own.push((name, stat));
+            }
+        }
+        Ok(own)
+    }
+
+    /// Leaves the queue of every pipeline not in `keep`, including the ones where a lock of
+    /// this process may stand unknown.
     pub async fn withdraw_except(&mut self, keep: &BTreeSet<PipelineId>) {
         let leaving: Vec<PipelineId> = self
             .locks
@@ -351,6 +386,30 @@ impl ZooKeeper {
             .collect();
         for pipeline in leaving {
             self.withdraw(pipeline).await;
+        }
+        let unsure: Vec<PipelineId> = self
+            .unsure
+            .iter()
+            .filter(|pipeline| !keep.contains(pipeline) && !self.locks.contains_key(pipeline))
+            .copied()
+            .collect();
+        for pipeline in unsure {
+            let (Some(client), None) = (self.client.clone(), &self.unreachable) else {
+                return;
+            };
+            let cleared = async {
+                for (name, stat) in self.own_locks(&client, pipeline).await? {
+                    let path = format!("{}/{name}", self.pipeline_dir(pipeline));
+                    self.delete(&client, &path, Some(stat.version)).await?;
+                }
+                Ok::<(), String>(())
+            };
+            match cleared.await {
+                Ok(()) => {
+                    self.unsure.remove(&pipeline);
+                }
+                Err(why) => self.failed(&why),
+            }
         }
     }
 
@@ -369,7 +428,7 @@ impl ZooKeeper {
             Ok(()) => {
                 self.locks.remove(&pipeline);
             }
-            Err(error) => warn!(error, "cannot leave a pipeline's queue"),
+            Err(why) => self.failed(&why),
         }
     }
 
@@ -405,6 +464,20 @@ impl ZooKeeper {
             Ok(Err(error)) => Err(format!("cannot delete {path}: {error}")),
             Err(_) => Err(format!("cannot delete {path}: no answer in time")),
         }
+    }
+
+    /// A call failed: ZooKeeper counts as unreachable (no claims, no more calls) until the
+    /// next refresh says otherwise.
+    fn failed(&mut self, why: &str) {
+        self.alive = None;
+        if self.unreachable.is_none() {
+            warn!(servers = %self.servers, error = why, "zookeeper unreachable");
+            self.unreachable = Some((chrono::Utc::now(), why.to_owned()));
+        }
+    }
+
+    fn lock_prefix(&self) -> String {
+        format!("lock-{}-", self.instance)
     }
 
     fn own_path(&self) -> String {
