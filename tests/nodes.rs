@@ -1726,6 +1726,14 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
     );
     let log = nodes["z1"].log_text();
     assert!(log.contains("lease lost"), "the woken node's log: {log}");
+    // Its ended session was rebuilt: it is back in ZooKeeper, and steals nothing back.
+    setup
+        .wait_count(
+            "SELECT COUNT(*) FROM v_node_status WHERE node = 'z1' AND coordination = 'zookeeper'",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(setup.running_on("z1").await, 0);
     eprintln!("frozen z1's pipeline moved in {moved:?}; {rounds} rounds; target tokens {tokens:?}");
 }
