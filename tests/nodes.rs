@@ -1737,3 +1737,38 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
     assert_eq!(setup.running_on("z1").await, 0);
     eprintln!("frozen z1's pipeline moved in {moved:?}; {rounds} rounds; target tokens {tokens:?}");
 }
+
+#[tokio::test]
+async fn zookeeper_nodes_on_different_ensembles_are_reported() {
+    let (one, other) = (ZooKeeperServer::start(), ZooKeeperServer::start());
+    let mut setup = setup("ottr_zk_split", 3000, 200, 200).await;
+    setup
+        .conn
+        .query_drop("CALL set_setting('zk_session_ms', 2000)")
+        .await
+        .unwrap();
+    let _z1 = setup.zk_node("z1", &one);
+    let _z2 = setup.zk_node("z2", &other);
+    let conn = &mut setup.conn;
+    let reported: Vec<(String, String)> =
+        eventually!(Duration::from_secs(30), "each node to report the other", {
+            let rows: Vec<(String, String)> = conn
+                .query(
+                    "SELECT node, message FROM event_log \
+                     WHERE kind = 'zookeeper_ensemble_mismatch' ORDER BY node",
+                )
+                .await
+                .unwrap();
+            (rows.len() == 2).then_some(rows)
+        });
+    assert_eq!(reported[0].0, "z1");
+    assert!(
+        reported[0]
+            .1
+            .starts_with("node z2 heartbeats and says it coordinates through ZooKeeper")
+            && reported[0].1.contains("must use the same ensemble"),
+        "{reported:?}"
+    );
+    assert_eq!(reported[1].0, "z2");
+    assert!(reported[1].1.starts_with("node z1 "), "{reported:?}");
+}

@@ -84,6 +84,9 @@ struct Node {
     drained: bool,
     /// ZooKeeper coordination, with `--zk`.
     zk: Option<ZooKeeper>,
+    /// Nodes that say they coordinate through ZooKeeper and heartbeat, but that this node's
+    /// ensemble does not list: since when, and whether it was reported.
+    strangers: BTreeMap<String, (Instant, bool)>,
 }
 
 /// How long one ZooKeeper call may take: a stalled ensemble must not hold up lease renewals.
@@ -163,6 +166,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         pruning: None,
         drained: false,
         zk,
+        strangers: BTreeMap::new(),
     };
     // A drained node that restarts must not take the monitor before its first poll.
     node.drained = meta::node_states(&node.meta, node.settings.lease)
@@ -505,10 +509,14 @@ impl Node {
         let in_zookeeper = match &self.zk {
             None => None,
             Some(zk) => match zk.alive() {
-                Some(alive) => Some(alive),
+                Some(alive) => Some(alive.clone()),
                 None => return Ok(()), // unreachable: claim nothing
             },
         };
+        if let Some(alive) = &in_zookeeper {
+            self.look_for_strangers(&nodes, alive).await;
+        }
+        let in_zookeeper = in_zookeeper.as_ref();
         let by_zookeeper = |name: &String| {
             let coordinates = nodes
                 .iter()
@@ -616,8 +624,57 @@ impl Node {
         Ok(())
     }
 
-    /// Whether `live` (name, drained) says this node is drained; unchanged when it does not
-    /// list this node (its own heartbeat is late).
+    /// Reports (once each) nodes that have said for longer than a lease and a session that
+    /// they coordinate through ZooKeeper, and heartbeat all along, but that this node's
+    /// ensemble does not list: they use another ensemble (or chroot), and each side takes the
+    /// other for dead. Fencing keeps the data right, but pipelines would move back and forth.
+    async fn look_for_strangers(&mut self, nodes: &[meta::NodeState], alive: &BTreeSet<String>) {
+        let me = &self.registration.name;
+        let now = Instant::now();
+        self.strangers.retain(|name, _| {
+            nodes
+                .iter()
+                .any(|node| node.name == *name && node.alive && node.zookeeper && node.claiming)
+                && !alive.contains(name)
+        });
+        for node in nodes {
+            if node.alive
+                && node.zookeeper
+                && node.claiming
+                && node.name != *me
+                && !alive.contains(&node.name)
+            {
+                self.strangers
+                    .entry(node.name.clone())
+                    .or_insert((now, false));
+            }
+        }
+        let patience = self.settings.lease + self.settings.zk_session_timeout();
+        let due: Vec<String> = self
+            .strangers
+            .iter()
+            .filter(|(_, (since, reported))| !reported && since.elapsed() > patience)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            let text = format!(
+                "node {name} heartbeats and says it coordinates through ZooKeeper, but the ensemble this node uses does not list it: every --zk node of an installation must use the same ensemble (and chroot)"
+            );
+            error!("{text}");
+            self.log(
+                EventLevel::Error,
+                None,
+                "zookeeper_ensemble_mismatch",
+                &text,
+            )
+            .await;
+            if let Some((_, reported)) = self.strangers.get_mut(&name) {
+                *reported = true;
+            }
+        }
+    }
+
+    /// Whether the node rows say this node is drained; unchanged when they do not list it.
     fn drained_in(&self, nodes: &[meta::NodeState]) -> bool {
         nodes
             .iter()
