@@ -1022,6 +1022,21 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
 }
 
 /// `(id, n)` rows of `ha.{table}` on a server.
+/// Creates `schema` afresh on the source and the target, with `tables` of columns id and n.
+async fn create_id_n_tables(schema: &str, tables: &[String]) {
+    let ddl: String = tables
+        .iter()
+        .map(|t| format!("CREATE TABLE {schema}.{t} (id INT PRIMARY KEY, n INT NOT NULL);"))
+        .collect();
+    for server in [source(), target()] {
+        server
+            .run(&format!(
+                "DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema}; {ddl}"
+            ))
+            .await;
+    }
+}
+
 async fn id_n_rows(server: &MariaDb, table: &str) -> Vec<(i64, i64)> {
     server
         .conn()
@@ -1029,32 +1044,6 @@ async fn id_n_rows(server: &MariaDb, table: &str) -> Vec<(i64, i64)> {
         .query(format!("SELECT id, n FROM {table} ORDER BY id"))
         .await
         .unwrap()
-}
-
-/// Writes to every table (`schema.table`, columns id and n) until `stop`: each round inserts
-/// a row and increments an older one, so that a change applied twice (or lost) shows. Returns
-/// the number of rounds.
-fn spawn_writer(
-    tables: Vec<String>,
-    stop: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<i64> {
-    tokio::spawn(async move {
-        let mut conn = source().conn().await;
-        let mut round = 0;
-        while !stop.is_cancelled() {
-            round += 1;
-            for table in &tables {
-                conn.query_drop(format!(
-                    "INSERT INTO {table} VALUES ({round}, 0); UPDATE {table} SET n = n + 1 WHERE id = {};",
-                    (round + 1) / 2
-                ))
-                .await
-                .unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        round
-    })
 }
 
 /// Waits until `table` (`schema.table`, columns id and n) holds the same rows on the source
@@ -1082,17 +1071,7 @@ async fn wait_identical(table: &str, limit: Duration) -> usize {
 #[tokio::test]
 async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another() {
     let tables: Vec<String> = (1..=6).map(|i| format!("h{i}")).collect();
-    let ddl: String = tables
-        .iter()
-        .map(|t| format!("CREATE TABLE ha.{t} (id INT PRIMARY KEY, n INT NOT NULL);"))
-        .collect();
-    for server in [source(), target()] {
-        server
-            .run(&format!(
-                "DROP DATABASE IF EXISTS ha; CREATE DATABASE ha; {ddl}"
-            ))
-            .await;
-    }
+    create_id_n_tables("ha", &tables).await;
     let mut setup = setup("ottr_n_ha", 2000, 200, 200).await;
     for table in &tables {
         setup.channel_over(table, "sh", "ha", table, false).await;
@@ -1111,7 +1090,9 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
         .await;
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let writer = spawn_writer(
+    let writer = common::spawn_writer(
+        source(),
+        Duration::from_millis(20),
         tables.iter().map(|table| format!("ha.{table}")).collect(),
         stop.clone(),
     );
@@ -1165,11 +1146,7 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
         ))
         .await
         .unwrap();
-    for server in [source(), target()] {
-        server
-            .run("DROP DATABASE IF EXISTS mf; CREATE DATABASE mf; CREATE TABLE mf.t (id INT PRIMARY KEY, n INT NOT NULL);")
-            .await;
-    }
+    create_id_n_tables("mf", &["t".to_owned()]).await;
     let setup = setup_on(&primary, "ottr_mf", 3000, 300, 200).await;
     let mut meta = setup.conn;
     meta.query_drop(format!(
@@ -1411,27 +1388,17 @@ async fn zk_setup(
     zk: &ZooKeeperServer,
     tables: usize,
 ) -> (Setup, BTreeMap<String, NodeProcess>) {
-    let ddl: String = (1..=tables)
-        .map(|i| format!("CREATE TABLE {schema}.t{i} (id INT PRIMARY KEY, n INT NOT NULL);"))
-        .collect();
-    for server in [source(), target()] {
-        server
-            .run(&format!(
-                "DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema}; {ddl}"
-            ))
-            .await;
-    }
+    let table_names: Vec<String> = (1..=tables).map(|i| format!("t{i}")).collect();
+    create_id_n_tables(schema, &table_names).await;
     let mut setup = setup(&format!("ottr_{schema}"), 30_000, 200, 200).await;
     setup
         .conn
         .query_drop("CALL set_setting('zk_session_ms', 2000)")
         .await
         .unwrap();
-    for i in 1..=tables {
-        let name = format!("{schema}_{i}");
-        setup
-            .channel_over(&name, "sh", schema, &format!("t{i}"), false)
-            .await;
+    let names: Vec<String> = (1..=tables).map(|i| format!("{schema}_{i}")).collect();
+    for (name, table) in names.iter().zip(&table_names) {
+        setup.channel_over(name, "sh", schema, table, false).await;
     }
     let nodes: BTreeMap<String, NodeProcess> = ["z1", "z2"]
         .iter()
@@ -1444,7 +1411,6 @@ async fn zk_setup(
             Duration::from_secs(30),
         )
         .await;
-    let names: Vec<String> = (1..=tables).map(|i| format!("{schema}_{i}")).collect();
     setup.start_channels(&names).await;
     setup
         .wait_count(
@@ -1479,7 +1445,12 @@ async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let tables: Vec<String> = (1..=4).map(|i| format!("zk_move.t{i}")).collect();
-    let writer = spawn_writer(tables.clone(), stop.clone());
+    let writer = common::spawn_writer(
+        source(),
+        Duration::from_millis(20),
+        tables.clone(),
+        stop.clone(),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tokens_before: Vec<u64> = setup
         .conn
@@ -1667,7 +1638,12 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let tables = vec!["zk_frozen.t1".to_owned(), "zk_frozen.t2".to_owned()];
-    let writer = spawn_writer(tables.clone(), stop.clone());
+    let writer = common::spawn_writer(
+        source(),
+        Duration::from_millis(20),
+        tables.clone(),
+        stop.clone(),
+    );
     // The frozen pipeline's fencing token on the target, read all along.
     let watcher = common::watch_tokens(target(), format!("{frozen_pipeline}%"), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1058,24 +1058,12 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
 
     // Writes flow all along; a watcher reads the tokens on the target all along.
     let stop = tokio_util::sync::CancellationToken::new();
-    let writer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut conn = source().conn().await;
-            let mut id = 0;
-            while !stop.is_cancelled() {
-                id += 1;
-                conn.query_drop(format!(
-                    "INSERT INTO y_frozen.t VALUES ({id}, 0); UPDATE y_frozen.t SET n = n + 1 WHERE id = {}",
-                    (id + 1) / 2
-                ))
-                .await
-                .unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            id
-        })
-    };
+    let writer = common::spawn_writer(
+        source(),
+        Duration::from_millis(5),
+        vec!["y_frozen.t".to_owned()],
+        stop.clone(),
+    );
     let watcher = common::watch_tokens(target(), "y_frozen%".into(), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     frozen.signal("-STOP");

@@ -89,11 +89,6 @@ struct Node {
     strangers: BTreeMap<String, (Instant, bool)>,
 }
 
-/// How long one ZooKeeper call may take: a stalled ensemble must not hold up lease renewals.
-fn zk_call_timeout(settings: &Settings) -> Duration {
-    (settings.zk_session_timeout() / 3).min(settings.heartbeat.max(Duration::from_millis(500)))
-}
-
 /// The local deadline of a held pipeline at `now`, and whether ZooKeeper no longer confirms
 /// it: the lease's deadline, capped with ZooKeeper by the end of the confirmation of the
 /// session it was claimed in (`now`, when that session is gone).
@@ -140,8 +135,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
             &installation,
             &registration.name,
             registration.instance,
-            settings.zk_session_timeout(),
-            zk_call_timeout(&settings),
+            &settings,
         )
     });
     let coordination = zk.as_ref().map_or("leases".to_owned(), |zk| zk.describe(0));
@@ -517,11 +511,13 @@ impl Node {
             self.look_for_strangers(&nodes, alive).await;
         }
         let in_zookeeper = in_zookeeper.as_ref();
+        let coordinating: BTreeSet<&String> = nodes
+            .iter()
+            .filter(|node| node.zookeeper)
+            .map(|node| &node.name)
+            .collect();
         let by_zookeeper = |name: &String| {
-            let coordinates = nodes
-                .iter()
-                .any(|node| node.name == *name && node.zookeeper);
-            in_zookeeper.is_none_or(|alive| !coordinates || alive.contains(name))
+            in_zookeeper.is_none_or(|alive| !coordinating.contains(name) || alive.contains(name))
         };
         let working: Vec<String> = nodes
             .iter()
@@ -630,24 +626,16 @@ impl Node {
     /// other for dead. Fencing keeps the data right, but pipelines would move back and forth.
     async fn look_for_strangers(&mut self, nodes: &[meta::NodeState], alive: &BTreeSet<String>) {
         let me = &self.registration.name;
+        let missing: BTreeSet<&String> = nodes
+            .iter()
+            .filter(|node| node.alive && node.zookeeper && node.claiming)
+            .map(|node| &node.name)
+            .filter(|name| *name != me && !alive.contains(*name))
+            .collect();
+        self.strangers.retain(|name, _| missing.contains(name));
         let now = Instant::now();
-        self.strangers.retain(|name, _| {
-            nodes
-                .iter()
-                .any(|node| node.name == *name && node.alive && node.zookeeper && node.claiming)
-                && !alive.contains(name)
-        });
-        for node in nodes {
-            if node.alive
-                && node.zookeeper
-                && node.claiming
-                && node.name != *me
-                && !alive.contains(&node.name)
-            {
-                self.strangers
-                    .entry(node.name.clone())
-                    .or_insert((now, false));
-            }
+        for name in missing {
+            self.strangers.entry(name.clone()).or_insert((now, false));
         }
         let patience = self.settings.lease + self.settings.zk_session_timeout();
         let due: Vec<String> = self
@@ -795,10 +783,7 @@ impl Node {
                     info!(?settings, "settings changed");
                 }
                 if let Some(zk) = &mut self.zk {
-                    zk.set_session_timeout(
-                        settings.zk_session_timeout(),
-                        zk_call_timeout(&settings),
-                    );
+                    zk.follow(&settings);
                 }
                 self.settings = settings;
                 self.settings_error = None;

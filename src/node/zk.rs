@@ -22,6 +22,7 @@
 //! ZooKeeper is unreachable a node claims nothing.
 //! An expired session is dead for good: the client is rebuilt, with new ephemeral nodes.
 
+use crate::config::Settings;
 use crate::model::PipelineId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -85,9 +86,9 @@ impl ZooKeeper {
         installation: &str,
         name: &str,
         instance: u64,
-        session_timeout: Duration,
-        call_timeout: Duration,
+        settings: &Settings,
     ) -> ZooKeeper {
+        let (session_timeout, call_timeout) = timeouts(settings);
         ZooKeeper {
             servers: servers.to_owned(),
             root: format!("/ottr/{installation}"),
@@ -106,11 +107,10 @@ impl ZooKeeper {
         }
     }
 
-    /// Changes the session timeout asked for at the next new session (the current one keeps
-    /// the timeout it was granted).
-    pub fn set_session_timeout(&mut self, session_timeout: Duration, call_timeout: Duration) {
-        self.session_timeout = session_timeout;
-        self.call_timeout = call_timeout;
+    /// Takes the timeouts of new settings: the session timeout for the next new session
+    /// (the current one keeps the timeout it was granted), the call time limit at once.
+    pub fn follow(&mut self, settings: &Settings) {
+        (self.session_timeout, self.call_timeout) = timeouts(settings);
     }
 
     /// The session timeout granted to the current session (or asked for, before one).
@@ -195,19 +195,11 @@ impl ZooKeeper {
                     None
                 }
             }
-            Err(why) => {
-                self.alive = None;
-                if self.unreachable.is_none() {
-                    warn!(servers = %self.servers, error = %why, "zookeeper unreachable");
-                    self.unreachable = Some((chrono::Utc::now(), why.clone()));
-                    Some(match ended {
-                        Some(how) => Change::SessionEnded(how),
-                        None => Change::Unreachable(why),
-                    })
-                } else {
-                    ended.map(Change::SessionEnded)
-                }
-            }
+            Err(why) => match (ended, self.failed(&why)) {
+                (Some(how), _) => Some(Change::SessionEnded(how)),
+                (None, true) => Some(Change::Unreachable(why)),
+                (None, false) => None,
+            },
         }
     }
 
@@ -408,7 +400,9 @@ impl ZooKeeper {
                 Ok(()) => {
                     self.unsure.remove(&pipeline);
                 }
-                Err(why) => self.failed(&why),
+                Err(why) => {
+                    self.failed(&why);
+                }
             }
         }
     }
@@ -428,7 +422,9 @@ impl ZooKeeper {
             Ok(()) => {
                 self.locks.remove(&pipeline);
             }
-            Err(why) => self.failed(&why),
+            Err(why) => {
+                self.failed(&why);
+            }
         }
     }
 
@@ -467,13 +463,15 @@ impl ZooKeeper {
     }
 
     /// A call failed: ZooKeeper counts as unreachable (no claims, no more calls) until the
-    /// next refresh says otherwise.
-    fn failed(&mut self, why: &str) {
+    /// next refresh says otherwise. Returns whether it was reachable until now.
+    fn failed(&mut self, why: &str) -> bool {
         self.alive = None;
-        if self.unreachable.is_none() {
+        let newly = self.unreachable.is_none();
+        if newly {
             warn!(servers = %self.servers, error = why, "zookeeper unreachable");
             self.unreachable = Some((chrono::Utc::now(), why.to_owned()));
         }
+        newly
     }
 
     fn lock_prefix(&self) -> String {
@@ -508,6 +506,15 @@ impl ZooKeeper {
             )),
         }
     }
+}
+
+/// The session timeout to ask for, and how long one call may take: a stalled ensemble must
+/// not hold up lease renewals, so at most a heartbeat (at least 500 ms) and a third of the
+/// session.
+fn timeouts(settings: &Settings) -> (Duration, Duration) {
+    let session = settings.zk_session_timeout();
+    let call = (session / 3).min(settings.heartbeat.max(Duration::from_millis(500)));
+    (session, call)
 }
 
 /// The sequence number of a lock node's name (`lock-<instance>-0000000007` → 7); others sort

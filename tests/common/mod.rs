@@ -398,6 +398,15 @@ impl NodeProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`) to the node: a frozen process, not a dead one.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {}", self.pid());
+    }
+
     /// SIGTERM, then waits for the process to exit; returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
@@ -425,15 +434,32 @@ impl Drop for NodeProcess {
     }
 }
 
-impl NodeProcess {
-    /// Sends `signal` (`-STOP`, `-CONT`) to the node: a frozen process, not a dead one.
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {}", self.pid());
-    }
+/// Writes to every table (`schema.table`, columns id and n) of `server` until `stop`, one
+/// round every `pause`: each round inserts a row and increments an older one, so that a
+/// change applied twice (or lost) shows. Returns the number of rounds.
+pub fn spawn_writer(
+    server: &'static MariaDb,
+    pause: Duration,
+    tables: Vec<String>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let mut conn = server.conn().await;
+        let mut round = 0;
+        while !stop.is_cancelled() {
+            round += 1;
+            for table in &tables {
+                conn.query_drop(format!(
+                    "INSERT INTO {table} VALUES ({round}, 0); UPDATE {table} SET n = n + 1 WHERE id = {};",
+                    (round + 1) / 2
+                ))
+                .await
+                .unwrap();
+            }
+            tokio::time::sleep(pause).await;
+        }
+        round
+    })
 }
 
 /// Reads, every 20 ms until `stop`, the least fencing token of the pipelines whose name is
