@@ -18,6 +18,7 @@
 //!   mail; run by one node at a time under the monitor lease.
 //! - [`status`]: the `ottr status` and `ottr check` reports.
 //! - [`inspect`]: `ottr binlog`, the decoded events of a source, for debugging.
+//! - [`sql`]: SQL text built from names and bytes: quoted identifiers, hex literals.
 
 pub mod config;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod monitor;
 pub mod node;
 pub mod pipeline;
 mod row;
+pub mod sql;
 pub mod status;
 
 pub use error::{Error, ErrorClass};

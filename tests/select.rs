@@ -447,7 +447,7 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
     while let Some(batch) = selector.next_batch().await.unwrap() {
         changes.extend(batch.changes);
     }
-    let ddl_at = changes.iter().position(|change| matches!(change, ottr::pipeline::select::Change::Ddl { sql, .. } if sql.starts_with("CREATE TABLE `ctas`")));
+    let ddl_at = changes.iter().position(|change| matches!(change, ottr::pipeline::select::Change::Ddl { statement, .. } if statement.text.starts_with(b"CREATE TABLE `ctas`")));
     let first_ctas_row = changes.iter().position(|change| matches!(change, ottr::pipeline::select::Change::Row(row, _) if row.table.id.table == "ctas"));
     assert!(
         ddl_at.is_some() && ddl_at < first_ctas_row,
@@ -455,7 +455,7 @@ async fn transactions_are_handed_on_as_the_server_logged_them() {
         changes
             .iter()
             .filter_map(|c| match c {
-                ottr::pipeline::select::Change::Ddl { sql, .. } => Some(sql.clone()),
+                ottr::pipeline::select::Change::Ddl { statement, .. } => Some(statement.shown(200)),
                 _ => None,
             })
             .collect::<Vec<_>>()

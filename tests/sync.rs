@@ -951,6 +951,161 @@ async fn a_ddl_that_fails_on_the_target_is_not_taken_for_done_when_retried() {
         .unwrap()
         .unwrap();
     assert_eq!(state, "failed");
+    // Let it pass: it is recorded as skipped, and the pipeline goes on.
+    sync.meta
+        .query_drop("CALL set_pipeline_option('y_ddlfail', 'skip_ddl_errors', 'on')")
+        .await
+        .unwrap();
+    let conn = &mut sync.meta;
+    let text: String = eventually!(Duration::from_secs(20), "the skipped DDL's event", {
+        let text: Option<String> = conn
+            .query_first("SELECT message FROM v_event_log WHERE kind = 'ddl_skipped'")
+            .await
+            .unwrap();
+        text
+    });
+    assert!(
+        text.contains("ALTER TABLE y_ddlfail.t ADD COLUMN c INT") && text.contains("1146"),
+        "{text}"
+    );
+    sync.running().await;
+}
+
+/// Column names, defaults and comments of `schema.table` on `server`, as information_schema
+/// gives them.
+async fn columns(
+    server: &MariaDb,
+    schema: &str,
+    table: &str,
+) -> Vec<(String, Option<String>, String)> {
+    server
+        .conn()
+        .await
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_DEFAULT, COLUMN_COMMENT FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .unwrap()
+}
+
+async fn databases_like(server: &MariaDb, pattern: &str) -> Vec<String> {
+    server
+        .conn()
+        .await
+        .exec(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?",
+            (pattern,),
+        )
+        .await
+        .unwrap()
+}
+
+/// A DDL runs on the target as the source read it: under the source session's sql_mode and
+/// character set, from its bytes, one statement only. The probes of issue #9 (a comment that
+/// ends early under NO_BACKSLASH_ESCAPES, or in GBK behind a character whose second byte is
+/// a backslash) add a column on the source and must do exactly that on the target, never
+/// create a database; a renamed pair keeps backslashes and backticks in names and literals;
+/// a DROP of a paired and an unpaired table drops only the paired one on the target; a
+/// double-quoted name under ANSI_QUOTES is a table name.
+#[tokio::test]
+async fn ddl_is_replayed_as_the_source_read_it_and_never_runs_smuggled_sql() {
+    both(
+        "DROP DATABASE IF EXISTS y_smug; CREATE DATABASE y_smug CHARACTER SET utf8mb4;
+         DROP DATABASE IF EXISTS y_smug_copy; CREATE DATABASE y_smug_copy CHARACTER SET utf8mb4;
+         DROP DATABASE IF EXISTS y_pwned; DROP DATABASE IF EXISTS y_pwned_gbk;
+         CREATE TABLE y_smug.t (id INT PRIMARY KEY, v INT);
+         CREATE TABLE y_smug.paired (id INT PRIMARY KEY);
+         CREATE TABLE y_smug.unpaired (id INT PRIMARY KEY);
+         INSERT INTO y_smug.unpaired VALUES (1);",
+    )
+    .await;
+    source()
+        .run("CREATE TABLE y_smug.people (id INT PRIMARY KEY, name VARCHAR(20));")
+        .await;
+    target()
+        .run("CREATE TABLE y_smug_copy.persons (id INT PRIMARY KEY, name VARCHAR(20));")
+        .await;
+    let mut sync = channel(
+        "y_smug",
+        &[
+            ("y_smug", "t", None, None),
+            ("y_smug", "paired", None, None),
+            ("y_smug", "people", Some("y_smug_copy"), Some("persons")),
+        ],
+        "",
+    )
+    .await;
+    let _node = sync.node();
+    sync.running().await;
+    let mut conn = source().conn().await;
+    conn.query_drop(
+        "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';
+         ALTER TABLE y_smug.t COMMENT 'a\\', ADD COLUMN c INT COMMENT '; CREATE DATABASE y_pwned; -- ';
+         SET SESSION sql_mode = DEFAULT",
+    )
+    .await
+    .unwrap();
+    // GBK: 0x95 0x5c is one character; read byte by byte, its 0x5c would escape the quote.
+    conn.query_drop("SET NAMES gbk").await.unwrap();
+    conn.query_drop(
+        &b"ALTER TABLE y_smug.t COMMENT '\x95\x5c', ADD COLUMN d INT COMMENT '; CREATE DATABASE y_pwned_gbk; -- '"[..],
+    )
+    .await
+    .unwrap();
+    conn.query_drop("SET NAMES utf8mb4").await.unwrap();
+    // A renamed pair: backslashes and backticks in the new column's name, default and comment.
+    conn.query_drop(
+        "ALTER TABLE y_smug.people ADD COLUMN `we``ird\\\\` VARCHAR(20) DEFAULT 'a\\\\b''c' COMMENT '`x`'",
+    )
+    .await
+    .unwrap();
+    conn.query_drop(
+        "SET SESSION sql_mode = 'ANSI_QUOTES';
+         ALTER TABLE \"y_smug\".\"t\" ADD COLUMN e VARCHAR(5) DEFAULT 'q';
+         SET SESSION sql_mode = DEFAULT;
+         DROP TABLE y_smug.paired, y_smug.unpaired;
+         INSERT INTO y_smug.t (id, v, c, d, e) VALUES (1, 1, 2, 3, 'x');
+         INSERT INTO y_smug.people (id, name) VALUES (1, 'ada');",
+    )
+    .await
+    .unwrap();
+    converged_or("y_smug.t", "y_smug.t", Some(&mut sync.meta)).await;
+    converged_or("y_smug.people", "y_smug_copy.persons", Some(&mut sync.meta)).await;
+    assert_eq!(
+        columns(target(), "y_smug", "t").await,
+        columns(source(), "y_smug", "t").await
+    );
+    assert_eq!(
+        columns(target(), "y_smug_copy", "persons").await,
+        columns(source(), "y_smug", "people").await
+    );
+    let comment = |server: &'static MariaDb| async move {
+        let comment: Option<String> = server
+            .conn()
+            .await
+            .query_first("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'y_smug' AND TABLE_NAME = 't'")
+            .await
+            .unwrap();
+        comment
+    };
+    assert_eq!(comment(target()).await, comment(source()).await);
+    assert!(
+        databases_like(target(), "y_pwned%").await.is_empty(),
+        "a smuggled statement ran on the target"
+    );
+    let tables: Vec<String> = target()
+        .conn()
+        .await
+        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'y_smug' ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        tables,
+        ["t", "unpaired"],
+        "only the paired table is dropped on the target"
+    );
 }
 
 /// Partitions write neighbouring entries of a secondary index: under REPEATABLE READ their

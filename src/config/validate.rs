@@ -9,12 +9,7 @@ use crate::model::{
 };
 use std::time::Duration;
 
-/// The server kinds ottr reads from and writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataSourceKind {
-    MySql,
-    MariaDb,
-}
+pub use crate::model::DataSourceKind;
 
 /// A validated data source.
 #[derive(Debug, Clone, PartialEq, Eq)]

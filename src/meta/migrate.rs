@@ -141,7 +141,8 @@ async fn create_schema(url: &str) -> Result<()> {
         .await
         .map_err(|error| Error::database(context.clone(), error))?;
     conn.query_drop(format!(
-        "CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        crate::sql::quote(&schema)
     ))
     .await
     .map_err(|error| Error::database(context, error))?;
@@ -155,16 +156,9 @@ async fn install_procedures(conn: &mut Conn) -> Result<usize> {
     let context = "cannot re-create the views and procedures";
     let fail = |error| Error::database(context, error);
     let routines: Vec<(String, String)> = conn.query(LIST_ROUTINES).await.map_err(fail)?;
-    for (name, kind) in routines {
-        conn.query_drop(format!("DROP {kind} IF EXISTS `{name}`"))
-            .await
-            .map_err(fail)?;
-    }
     let views: Vec<String> = conn.query(LIST_VIEWS).await.map_err(fail)?;
-    for name in views {
-        conn.query_drop(format!("DROP VIEW IF EXISTS `{name}`"))
-            .await
-            .map_err(fail)?;
+    for statement in drop_statements(&routines, &views)? {
+        conn.query_drop(statement).await.map_err(fail)?;
     }
     // Views may read other views: create what can be created until nothing is left, so that
     // file order does not matter; a round that creates nothing reports its first error.
@@ -189,6 +183,31 @@ async fn install_procedures(conn: &mut Conn) -> Result<usize> {
         pending = failed;
     }
     Ok(PROCEDURE_FILES.len())
+}
+
+/// The statements that drop the schema's routines (`(name, ROUTINE_TYPE)`) and views. Names
+/// come from the server and are quoted by doubling (a planted name cannot run SQL as the
+/// migrating administrator); a routine type other than PROCEDURE or FUNCTION is refused.
+fn drop_statements(routines: &[(String, String)], views: &[String]) -> Result<Vec<String>> {
+    let mut statements = Vec::with_capacity(routines.len() + views.len());
+    for (name, kind) in routines {
+        let kind = match kind.as_str() {
+            "PROCEDURE" => "PROCEDURE",
+            "FUNCTION" => "FUNCTION",
+            other => {
+                return Err(Error::Precheck(format!(
+                    "routine {} has the unknown type {:?}: drop it by hand",
+                    crate::sql::quote(name),
+                    other
+                )));
+            }
+        };
+        statements.push(format!("DROP {kind} IF EXISTS {}", crate::sql::quote(name)));
+    }
+    for name in views {
+        statements.push(format!("DROP VIEW IF EXISTS {}", crate::sql::quote(name)));
+    }
+    Ok(statements)
 }
 
 /// Each file must create the object it is named after, so that files and objects match.
@@ -226,6 +245,29 @@ mod tests {
                 "{name}: MySQL 8 has no CREATE OR REPLACE PROCEDURE"
             );
         }
+    }
+
+    #[test]
+    fn planted_names_are_quoted_when_dropped() {
+        let routines = vec![
+            (
+                "p`; DROP DATABASE ottr; -- ".to_owned(),
+                "PROCEDURE".to_owned(),
+            ),
+            ("f".to_owned(), "FUNCTION".to_owned()),
+        ];
+        let views = vec!["v` , mysql.user; -- ".to_owned()];
+        assert_eq!(
+            drop_statements(&routines, &views).unwrap(),
+            vec![
+                "DROP PROCEDURE IF EXISTS `p``; DROP DATABASE ottr; -- `",
+                "DROP FUNCTION IF EXISTS `f`",
+                "DROP VIEW IF EXISTS `v`` , mysql.user; -- `",
+            ]
+        );
+        let odd = vec![("x".to_owned(), "PROCEDURE; DROP TABLE t".to_owned())];
+        let error = drop_statements(&odd, &[]).unwrap_err().to_string();
+        assert!(error.contains("unknown type"), "{error}");
     }
 
     #[test]

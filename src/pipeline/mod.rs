@@ -471,8 +471,11 @@ impl PipelineTask {
             failing: beats_failing,
             last_beat: Instant::now(),
         };
-        let mut transformer =
-            transform::Transformer::new(config.table_pairs.clone(), options.ddl_sync);
+        let mut transformer = transform::Transformer::new(
+            config.table_pairs.clone(),
+            options.ddl_sync,
+            options.skip_ddl_errors,
+        );
         // The position column of v_pipeline_status says how far it has applied.
         let running = match &start.warning {
             Some(warning) => format!("{warning}; applying changes"),
@@ -529,6 +532,18 @@ impl PipelineTask {
                 {
                     warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record conflicts");
                 }
+            }
+            for skipped in transformer
+                .take_skipped()
+                .into_iter()
+                .chain(loader.take_skipped_ddl())
+            {
+                let text = format!(
+                    "DDL `{}` at {} was not applied (skip_ddl_errors): {}",
+                    skipped.statement, skipped.at.transaction, skipped.reason
+                );
+                warn!(pipeline = %self.pipeline, "{text}");
+                self.log(EventLevel::Warn, "ddl_skipped", &text).await;
             }
             let skipped = loader.take_skipped();
             if !skipped.is_empty() {

@@ -218,9 +218,9 @@ impl BatchStats {
         for change in changes {
             match change {
                 Change::Row(row, _) => self.add_row(&row.table.id, row.kind, row.size()),
-                Change::Ddl { sql, .. } => {
+                Change::Ddl { statement, .. } => {
                     self.ddls += 1;
-                    self.ddl_bytes += sql.len() as u64;
+                    self.ddl_bytes += statement.text.len() as u64;
                 }
             }
         }

@@ -16,6 +16,7 @@
 
 mod bind;
 mod conflict;
+mod ddl;
 mod merge;
 mod repair;
 mod statements;
@@ -30,7 +31,7 @@ use crate::config::DataSource;
 use crate::error::{Error, Result};
 use crate::model::ChangeKind;
 use crate::model::{BinlogFilePos, ChangeAt, FencingToken, GtidState, PipelineId, Position};
-use crate::pipeline::transform::{TargetChange, TargetRow, TargetTable};
+use crate::pipeline::transform::{SkippedDdl, TargetChange, TargetRow, TargetTable};
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
@@ -130,13 +131,6 @@ const FORGET_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = NULL, bi
 const FORGET_DDL: &str = "DELETE FROM ottr_sys.ddl WHERE pipeline_key = ?";
 const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_offset = ?, gtid = ?, \
      trx_rows_done = ?, fencing_token = ? WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
-const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
-const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl \
-     (pipeline_key, binlog_file, binlog_offset, state, statement, connection_id) \
-     VALUES (?, ?, ?, 'applying', ?, CONNECTION_ID()) \
-     ON DUPLICATE KEY UPDATE state = 'applying', connection_id = CONNECTION_ID(), updated_at = NOW(6)";
-const DDL_FAILED: &str = "UPDATE ottr_sys.ddl SET state = 'failed' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
-const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
      WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)";
 const UNIQUE_KEYS: &str = "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS \
@@ -157,8 +151,6 @@ const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMI
 const STATEMENT_BINLOG: &str = "SELECT @@log_bin = 1 AND @@binlog_format = 'STATEMENT'";
 /// Times a deadlocked partition runs again, alone, before the batch fails.
 const DEADLOCK_RETRIES: u32 = 5;
-/// MySQL errors that mean a replayed DDL was already done.
-const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
 const LOCK_WAIT_TIMEOUT: u16 = 1205;
 const DEADLOCK: u16 = 1213;
 /// Prepared statements kept per target connection (the row-by-row paths use a few shapes per
@@ -308,6 +300,9 @@ pub struct Loader {
     applied: Vec<Option<Position>>,
     /// Rows left out under `skip_load_errors` since the last [`Loader::take_skipped`].
     skipped: Vec<SkippedRow>,
+    /// DDL statements left out under `skip_ddl_errors` since the last
+    /// [`Loader::take_skipped_ddl`].
+    skipped_ddl: Vec<SkippedDdl>,
     /// Per target table: what the load side needs to know of it on the target.
     tables: HashMap<TableKey, TableInfo>,
     /// Conflicts met by committed transactions since the last [`Loader::take_conflicts`].
@@ -485,6 +480,7 @@ impl Loader {
             options,
             tables: HashMap::new(),
             skipped: Vec::new(),
+            skipped_ddl: Vec::new(),
             conflicts: std::sync::Mutex::new(Vec::new()),
             repairs: std::sync::Mutex::new(Vec::new()),
             target_kind: target.kind,
@@ -766,10 +762,10 @@ impl Loader {
                     self.apply_rows(vec![row], &after).await?;
                 }
                 TargetChange::Row(row) => segment.push(row),
-                TargetChange::Ddl { schema, sql, at } => {
+                TargetChange::Ddl { ddl, at } => {
                     self.apply_rows(std::mem::take(&mut segment), &position_at(&at))
                         .await?;
-                    self.apply_ddl(&schema, &sql, &at).await?;
+                    self.apply_ddl(&ddl, &at).await?;
                 }
             }
         }
@@ -1277,88 +1273,6 @@ impl Loader {
                 });
             }
         }
-        Ok(())
-    }
-
-    /// A DDL statement as a barrier, recorded before and after.
-    async fn apply_ddl(&mut self, schema: &str, sql: &str, at: &ChangeAt) -> Result<()> {
-        let options = self.options.clone();
-        let key = (
-            options.pipeline_key.clone(),
-            at.transaction.file.clone(),
-            at.transaction.offset,
-        );
-        let mut conn = self.conn().await?;
-        let state: Option<String> = conn
-            .exec_first(DDL_STATE, key.clone())
-            .await
-            .map_err(self.fail("read the DDL record"))?;
-        if state.as_deref() != Some("applied") {
-            // Marked, and committed just before the DDL on this connection: the DDL is
-            // recognised as this pipeline's in the target's binlog (see `select::echo`).
-            let mut transaction = self.serial_transaction(&mut conn).await?;
-            transaction
-                .exec_drop(DDL_APPLYING, (&key.0, &key.1, key.2, sql))
-                .await
-                .map_err(self.fail("record the DDL"))?;
-            let behind = self.behind(&position_at(at));
-            self.move_applied(&mut transaction, &behind, &position_at(at))
-                .await?;
-            transaction.commit().await.map_err(self.fail("commit"))?;
-            for partition in behind {
-                self.applied[partition] = Some(position_at(at));
-            }
-            // Left applying by an earlier attempt that did not come back: it may be done.
-            let replay = state.as_deref() == Some("applying");
-            // A statement whose tables are all qualified needs no default schema (which may not
-            // exist on the target).
-            let qualified = crate::pipeline::transform::ddl_tables(sql, "")
-                .is_some_and(|tables| tables.iter().all(|table| !table.schema.is_empty()));
-            if !schema.is_empty() && !qualified {
-                conn.query_drop(format!("USE {}", statements::quote(schema)))
-                    .await
-                    .map_err(self.fail("use the DDL's schema"))?;
-            }
-            match conn.query_drop(sql).await {
-                Ok(()) => {}
-                Err(mysql_async::Error::Server(server))
-                    if replay && ALREADY_DONE.contains(&server.code) => {}
-                Err(error) if options.skip_ddl_errors => {
-                    tracing::warn!(pipeline = %options.pipeline, error = %error, sql, "DDL failed and is skipped (skip_ddl_errors)");
-                }
-                Err(error) => {
-                    // Not left at applying: a retry must not take this failure for "already done".
-                    let _ = conn.query_drop("USE ottr_sys").await;
-                    let _ = conn.exec_drop(DDL_FAILED, key.clone()).await;
-                    // Two-way: the other side changed the same objects meanwhile.
-                    let two_way = if options.reverse_key.is_some() {
-                        " (concurrent conflicting DDL: the target side of this two-way channel \
-                         changed the same objects meanwhile; the pipeline stops here rather than \
-                         loop. Make both schemas what they should be by hand, then let this \
-                         statement pass with set_pipeline_option(pipeline, 'skip_ddl_errors', 'on') \
-                         and 'off' once it has)"
-                    } else {
-                        ""
-                    };
-                    return Err(Error::database(
-                        format!(
-                            "pipeline {}: DDL `{}` failed on the target{two_way}",
-                            options.pipeline,
-                            sql.chars().take(200).collect::<String>()
-                        ),
-                        error,
-                    ));
-                }
-            }
-            conn.query_drop("USE ottr_sys")
-                .await
-                .map_err(self.fail("leave the DDL's schema"))?;
-            conn.exec_drop(DDL_APPLIED, key.clone())
-                .await
-                .map_err(self.fail("record the DDL as applied"))?;
-        }
-        // Its tables may have changed: look their columns up again.
-        self.tables.clear();
         Ok(())
     }
 

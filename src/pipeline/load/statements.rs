@@ -6,10 +6,7 @@ use super::bind::Bound;
 use crate::pipeline::transform::{SourceNames, TargetTable};
 use mysql_async::Value as Param;
 
-/// `name` as a quoted identifier.
-pub fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+pub use crate::sql::quote;
 
 /// `schema`.`table`
 pub fn table_name(table: &TargetTable) -> String {

@@ -4,9 +4,12 @@
 //! an error naming the type and position: no event is ever skipped silently.
 
 use super::decode::ColumnDecoder;
+use super::query::{CollationNames, SourceLogging, read_session};
 use super::table::{TableDecoder, table_decoder};
 use crate::error::{Error, Result};
-use crate::model::{BinlogFilePos, ChangeKind, Charset, MariaGtid, RowChange, Value};
+use crate::model::{
+    BinlogFilePos, ChangeKind, Charset, DataSourceKind, MariaGtid, RowChange, Statement, Value,
+};
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
@@ -54,9 +57,9 @@ pub enum SourceEvent {
     Rollback,
     /// `XA ROLLBACK` of a transaction that was prepared earlier (its changes already handed on).
     XaRollback { sql: String },
-    /// Any other statement: DDL, SAVEPOINT, ROLLBACK TO, XA END, …; `schema` is the session's
-    /// default database (may be empty).
-    Query { schema: String, sql: String },
+    /// Any other statement: DDL, SAVEPOINT, ROLLBACK TO, XA END, …, with its bytes, the
+    /// session's default database (may be empty) and the session state it was written in.
+    Query(Statement),
     /// The stream moved to another binlog file.
     Rotate { file: String },
     /// The server is alive and at this position (no event was written meanwhile).
@@ -89,8 +92,15 @@ impl fmt::Display for SourceEvent {
             SourceEvent::Commit => f.write_str("COMMIT"),
             SourceEvent::Rollback => f.write_str("ROLLBACK"),
             SourceEvent::XaRollback { sql } => write!(f, "QUERY {sql}"),
-            SourceEvent::Query { schema, sql } if schema.is_empty() => write!(f, "QUERY {sql}"),
-            SourceEvent::Query { schema, sql } => write!(f, "QUERY [{schema}] {sql}"),
+            SourceEvent::Query(statement) if statement.schema.is_empty() => {
+                write!(f, "QUERY {}", statement.shown(usize::MAX))
+            }
+            SourceEvent::Query(statement) => write!(
+                f,
+                "QUERY [{}] {}",
+                statement.schema,
+                statement.shown(usize::MAX)
+            ),
             SourceEvent::Rotate { file } => write!(f, "ROTATE to {file}"),
             SourceEvent::Heartbeat => f.write_str("HEARTBEAT"),
             SourceEvent::Meta(name) => f.write_str(name),
@@ -111,6 +121,11 @@ pub struct EventDecoder {
     /// MariaDB counts GEOMETRY columns among the character columns whose charsets the
     /// optional metadata lists; MySQL does not.
     geometry_has_charset: bool,
+    /// Character set and collation names by collation id, for the sessions of statements.
+    collation_names: CollationNames,
+    /// How the source logs sessions (its flavour, and from the format description, its
+    /// version).
+    logging: SourceLogging,
 }
 
 impl EventDecoder {
@@ -121,12 +136,21 @@ impl EventDecoder {
             collations,
             strip_opening_rotate_crc: crc32,
             geometry_has_charset: false,
+            collation_names: CollationNames::new(),
+            logging: SourceLogging::default(),
         }
     }
 
     /// Follows the metadata conventions of `kind`'s server.
-    pub fn for_kind(mut self, kind: crate::config::DataSourceKind) -> Self {
-        self.geometry_has_charset = kind == crate::config::DataSourceKind::MariaDb;
+    pub fn for_kind(mut self, kind: DataSourceKind) -> Self {
+        self.geometry_has_charset = kind == DataSourceKind::MariaDb;
+        self.logging = SourceLogging::new(kind, (10, 11, 0));
+        self
+    }
+
+    /// Reads the sessions of statements with the source's collation names.
+    pub fn with_collation_names(mut self, names: CollationNames) -> Self {
+        self.collation_names = names;
         self
     }
 
@@ -178,7 +202,10 @@ impl EventDecoder {
                 fail("unknown event type: ottr never skips an event it cannot decode".into())
             })?;
         Ok(match data {
-            EventData::FormatDescriptionEvent(_) => SourceEvent::Meta("FORMAT_DESCRIPTION"),
+            EventData::FormatDescriptionEvent(description) => {
+                self.logging = SourceLogging::new(self.logging.flavor, description.split_version());
+                SourceEvent::Meta("FORMAT_DESCRIPTION")
+            }
             EventData::RotateEvent(rotate) => {
                 let mut name = rotate.name_raw();
                 // The fake ROTATE opening a stream carries the CRC after the name: strip it
@@ -208,9 +235,35 @@ impl EventDecoder {
             }
             EventData::HeartbeatEvent => SourceEvent::Heartbeat,
             EventData::XidEvent(_) => SourceEvent::Commit,
-            EventData::QueryEvent(query) => {
-                classify_query(query.schema().into_owned(), query.query().into_owned())
-            }
+            EventData::QueryEvent(query) => match classify_query(query.query_raw()) {
+                QueryKind::Statement => {
+                    let session =
+                        read_session(query.status_vars_raw(), self.logging, &self.collation_names);
+                    let schema = std::str::from_utf8(query.schema_raw())
+                        .map_err(|_| fail("its default database's name is not UTF-8".into()))?;
+                    let session = session.map_err(|problem| {
+                        fail(format!(
+                            "`{}` cannot be replayed as the source ran it: {problem}",
+                            String::from_utf8_lossy(query.query_raw())
+                                .chars()
+                                .take(200)
+                                .collect::<String>()
+                        ))
+                    })?;
+                    SourceEvent::Query(Statement {
+                        schema: schema.to_owned(),
+                        text: query.query_raw().to_vec(),
+                        session: Arc::new(session),
+                    })
+                }
+                QueryKind::Begin => SourceEvent::Begin,
+                QueryKind::Commit => SourceEvent::Commit,
+                QueryKind::Rollback => SourceEvent::Rollback,
+                QueryKind::XaRollback => SourceEvent::XaRollback {
+                    sql: String::from_utf8_lossy(query.query_raw()).into_owned(),
+                },
+                QueryKind::Dummy => SourceEvent::Meta("DUMMY"),
+            },
             EventData::TableMapEvent(tme) => {
                 // Every rows event follows a TABLE_MAP of its table, mostly the same as last time.
                 let known = self
@@ -452,29 +505,48 @@ fn image(
         .collect()
 }
 
-/// Classifies a QUERY event's statement.
-fn classify_query(schema: String, sql: String) -> SourceEvent {
-    let head: String = sql
-        .trim_start()
-        .chars()
+/// What a QUERY event's statement is to Select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryKind {
+    /// `BEGIN`, `XA START`.
+    Begin,
+    /// `COMMIT`, `XA COMMIT`, `XA PREPARE` (which ends what the server logged).
+    Commit,
+    Rollback,
+    XaRollback,
+    /// MariaDB's replacement for an event an older replica could not read.
+    Dummy,
+    /// Anything else: DDL, SAVEPOINT, ROLLBACK TO, XA END, …
+    Statement,
+}
+
+/// Classifies a QUERY event's statement by its first words (ASCII in every character set a
+/// client may use).
+fn classify_query(sql: &[u8]) -> QueryKind {
+    let start = sql
+        .iter()
+        .position(|byte| !byte.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    let head: String = sql[start..]
+        .iter()
         .take(24)
-        .collect::<String>()
-        .to_ascii_uppercase();
+        .map(|byte| char::from(*byte).to_ascii_uppercase())
+        .collect();
     let word = |w: &str| {
         head == w || head.starts_with(&format!("{w} ")) || head.starts_with(&format!("{w};"))
     };
     if word("BEGIN") || head.starts_with("XA START") || head.starts_with("XA BEGIN") {
-        SourceEvent::Begin
+        QueryKind::Begin
     } else if word("COMMIT") || head.starts_with("XA COMMIT") || head.starts_with("XA PREPARE") {
-        SourceEvent::Commit
+        QueryKind::Commit
     } else if head.starts_with("XA ROLLBACK") {
-        SourceEvent::XaRollback { sql }
+        QueryKind::XaRollback
     } else if word("ROLLBACK") && !head.starts_with("ROLLBACK TO") {
-        SourceEvent::Rollback
-    } else if sql.starts_with("# Dummy event") {
-        SourceEvent::Meta("DUMMY")
+        QueryKind::Rollback
+    } else if sql.starts_with(b"# Dummy event") {
+        QueryKind::Dummy
     } else {
-        SourceEvent::Query { schema, sql }
+        QueryKind::Statement
     }
 }
 
@@ -554,34 +626,20 @@ mod tests {
 
     #[test]
     fn queries_are_classified_by_their_first_words() {
+        assert_eq!(classify_query(b"BEGIN"), QueryKind::Begin);
+        assert_eq!(classify_query(b"COMMIT"), QueryKind::Commit);
+        assert_eq!(classify_query(b"XA START X'01',X'',1"), QueryKind::Begin);
+        assert_eq!(classify_query(b"ROLLBACK"), QueryKind::Rollback);
+        assert_eq!(classify_query(b"ROLLBACK TO sp1"), QueryKind::Statement);
+        assert_eq!(classify_query(b"BEGINNING_TABLE"), QueryKind::Statement);
         assert_eq!(
-            classify_query(String::new(), "BEGIN".into()),
-            SourceEvent::Begin
+            classify_query(b"ALTER TABLE t ADD c INT"),
+            QueryKind::Statement
         );
         assert_eq!(
-            classify_query(String::new(), "COMMIT".into()),
-            SourceEvent::Commit
+            classify_query(b" \nalter table \x95\x5c"),
+            QueryKind::Statement
         );
-        assert_eq!(
-            classify_query(String::new(), "XA START X'01',X'',1".into()),
-            SourceEvent::Begin
-        );
-        assert_eq!(
-            classify_query(String::new(), "ROLLBACK".into()),
-            SourceEvent::Rollback
-        );
-        assert!(matches!(
-            classify_query("shop".into(), "ROLLBACK TO sp1".into()),
-            SourceEvent::Query { .. }
-        ));
-        assert!(matches!(
-            classify_query("shop".into(), "BEGINNING_TABLE".into()),
-            SourceEvent::Query { .. }
-        ));
-        assert!(matches!(
-            classify_query("shop".into(), "ALTER TABLE t ADD c INT".into()),
-            SourceEvent::Query { .. }
-        ));
     }
 
     #[test]

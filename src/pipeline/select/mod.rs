@@ -8,6 +8,7 @@ mod event;
 #[cfg(test)]
 mod format_tests;
 mod precheck;
+mod query;
 mod selector;
 mod start;
 mod stream;
@@ -18,6 +19,7 @@ pub use event::{EventDecoder, SourceEvent, TransactionGtid, event_name};
 pub use precheck::{
     Check, Outcome, check_auto_increment, check_marks_logged, first_failure, run_prechecks,
 };
+pub use query::{CollationNames, SourceLogging, read_session};
 pub use selector::{Batch, BatchData, ByteBudget, Change, SelectOptions, Selector};
 pub use start::{binlog_end, list_binlogs, resolve_end, resolve_timestamp};
 pub use stream::{BinlogReader, ReadEvent, ReaderOptions, check_not_purged};

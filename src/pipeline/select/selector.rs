@@ -18,7 +18,7 @@ use super::event::{SourceEvent, TransactionGtid};
 use super::stream::{BinlogReader, ReadEvent, ReaderOptions};
 use crate::config::DataSource;
 use crate::error::{Error, ErrorClass, Result, chain};
-use crate::model::{BinlogFilePos, ChangeAt, GtidState, Position, RowChange};
+use crate::model::{BinlogFilePos, ChangeAt, GtidState, Position, RowChange, Statement};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,19 +31,15 @@ use tracing::warn;
 pub enum Change {
     /// A changed row, and where it is in the source binlog.
     Row(RowChange, ChangeAt),
-    /// A statement (DDL), with the session's default schema, and where it is.
-    Ddl {
-        schema: String,
-        sql: String,
-        at: ChangeAt,
-    },
+    /// A statement (DDL) as the source logged it, and where it is.
+    Ddl { statement: Statement, at: ChangeAt },
 }
 
 impl Change {
     fn size(&self) -> usize {
         match self {
             Change::Row(row, _) => row.size(),
-            Change::Ddl { schema, sql, .. } => 64 + schema.len() + sql.len(),
+            Change::Ddl { statement, .. } => 64 + statement.schema.len() + statement.text.len(),
         }
     }
 }
@@ -631,7 +627,7 @@ impl Selector {
                 self.skip = 0;
                 Ok(self.cut_if_full())
             }
-            SourceEvent::Query { schema, sql } => {
+            SourceEvent::Query(statement) => {
                 let standalone = self
                     .transaction
                     .as_ref()
@@ -640,7 +636,7 @@ impl Selector {
                     if self.transaction.as_ref().is_some_and(|t| t.echo) {
                         return Ok(None);
                     }
-                    return self.inner_statement(schema, sql, &read.start, read.timestamp);
+                    return self.inner_statement(statement, &read.start, read.timestamp);
                 }
                 if let Some(thread) = read.thread_id
                     && self.echo_ddl_threads.remove(&thread)
@@ -655,7 +651,7 @@ impl Selector {
                     // A statement is a batch of its own: hand on what came before it first.
                     let before = self.committed.clone();
                     self.pending_statement = Some(ReadEvent {
-                        event: SourceEvent::Query { schema, sql },
+                        event: SourceEvent::Query(statement),
                         ..read
                     });
                     return Ok(Some(self.cut(before)));
@@ -669,7 +665,7 @@ impl Selector {
                 };
                 self.committed = self.after(transaction.as_ref(), read.end.clone());
                 self.skip = 0;
-                let statement = Change::Ddl { schema, sql, at };
+                let statement = Change::Ddl { statement, at };
                 let size = statement.size();
                 self.budget.add(size);
                 self.building_bytes = size;
@@ -696,13 +692,13 @@ impl Selector {
     /// Handles a statement inside a BEGIN … COMMIT transaction.
     fn inner_statement(
         &mut self,
-        schema: String,
-        sql: String,
+        statement: Statement,
         start: &BinlogFilePos,
         time: u32,
     ) -> Result<Option<Batch>> {
         let building = self.building.len();
         let transaction = self.transaction.as_mut().expect("inside a transaction");
+        let sql = statement.shown(200);
         match classify_inner(&sql) {
             InnerStatement::Savepoint(name) => {
                 transaction
@@ -733,7 +729,7 @@ impl Selector {
                     transaction: transaction.start.clone(),
                     index: transaction.rows_seen,
                 };
-                Ok(self.add(Change::Ddl { schema, sql, at }, time))
+                Ok(self.add(Change::Ddl { statement, at }, time))
             }
             InnerStatement::Unknown => Err(Error::Binlog(format!(
                 "statement `{}` at {} inside a transaction cannot be applied row by row: \
@@ -898,10 +894,25 @@ mod tests {
     }
 
     fn query(sql: &str) -> SourceEvent {
-        SourceEvent::Query {
+        SourceEvent::Query(Statement {
             schema: "shop".into(),
-            sql: sql.into(),
-        }
+            text: sql.as_bytes().to_vec(),
+            session: Arc::new(crate::model::Session {
+                sql_mode: crate::model::SqlMode {
+                    bits: 0,
+                    flavor: DataSourceKind::MariaDb,
+                },
+                client_charset: "utf8mb4".into(),
+                connection_collation: "utf8mb4_general_ci".into(),
+                server_collation: "utf8mb4_general_ci".into(),
+                database_collation: None,
+                character_set_collations: Vec::new(),
+                time_zone: None,
+                foreign_key_checks: true,
+                unique_checks: true,
+                explicit_defaults_for_timestamp: None,
+            }),
+        })
     }
 
     fn ids(changes: &[Change]) -> Vec<String> {
@@ -909,7 +920,7 @@ mod tests {
             .iter()
             .map(|change| match change {
                 Change::Row(row, _) => row.after.as_ref().unwrap()[0].to_string(),
-                Change::Ddl { sql, .. } => sql.clone(),
+                Change::Ddl { statement, .. } => statement.shown(usize::MAX),
             })
             .collect()
     }

@@ -131,7 +131,7 @@ pub async fn resolve_timestamp(
         let opens = match read.event {
             SourceEvent::Gtid { .. } => true,
             SourceEvent::Begin => !in_transaction,
-            SourceEvent::Query { .. } => !in_transaction,
+            SourceEvent::Query(_) => !in_transaction,
             _ => false,
         };
         if opens && read.timestamp >= target {

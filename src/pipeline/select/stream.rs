@@ -15,8 +15,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 use std::time::Duration;
 
-const SELECT_COLLATIONS: &str =
-    "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL";
+const SELECT_COLLATIONS: &str = "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME \
+     FROM information_schema.COLLATIONS WHERE ID IS NOT NULL";
 const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 const SELECT_CHECKSUM: &str = "SELECT @@GLOBAL.binlog_checksum";
 /// The type code of QUERY_EVENT.
@@ -102,7 +102,7 @@ impl BinlogReader {
                 )
             }
         };
-        let collations: Vec<(u16, String)> = conn
+        let collations: Vec<(u16, String, String)> = conn
             .query(SELECT_COLLATIONS)
             .await
             .map_err(query_error("read collations"))?;
@@ -185,10 +185,21 @@ impl BinlogReader {
         Ok(BinlogReader {
             stream,
             decoder: EventDecoder::new(
-                collation_map(collations),
+                collation_map(
+                    collations
+                        .iter()
+                        .map(|(id, charset, _)| (*id, charset.clone()))
+                        .collect(),
+                ),
                 checksum.is_some_and(|value| value.eq_ignore_ascii_case("CRC32")),
             )
-            .for_kind(source.kind),
+            .for_kind(source.kind)
+            .with_collation_names(
+                collations
+                    .into_iter()
+                    .map(|(id, charset, collation)| (id, (charset, collation)))
+                    .collect(),
+            ),
             file: start_file,
             source_name: source.name.clone(),
             server_id: options.server_id,

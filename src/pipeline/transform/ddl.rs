@@ -1,0 +1,777 @@
+//! Which DDL statements reach the target, and as what: decided from the statement's tokens
+//! as its source server read them (see [`super::text`]).
+//!
+//! - Statements that are not table DDL (CREATE USER, GRANT, CREATE DATABASE, …) and DDL on
+//!   temporary tables are never applied; neither is DDL that names no paired table.
+//! - DDL on paired tables whose names the pairs keep runs on the target as the source's own
+//!   bytes, under the source session's state (see `load::ddl`).
+//! - A multi-table DROP TABLE or RENAME TABLE that also names tables outside every pair is
+//!   split: only the paired tables' part is applied, written by ottr from quoted names.
+//! - DDL on a table a pair renames is rewritten: the names are found in sqlparser's AST and
+//!   only their bytes are replaced; every other byte stays the source's. A statement that
+//!   cannot be parsed, or whose rewrite does not name the targets, is refused by name.
+//! - A statement that would change a table outside every pair on the target (ALTER TABLE …
+//!   EXCHANGE PARTITION … WITH TABLE) is refused by name.
+
+use super::text::{Lexed, Lexeme, Quoting, lex};
+use crate::config::TablePair;
+use crate::model::{Statement, TableId, decode_charset, encode_charset};
+use crate::pipeline::extract::pair_for;
+use crate::sql::quote;
+use sqlparser::ast::{ObjectName, ObjectNamePart, Statement as Ast};
+use sqlparser::tokenizer::{Span, Token};
+use std::ops::{ControlFlow, Range};
+use std::sync::Arc;
+
+/// A table a statement names, and the bytes of its name in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Named {
+    id: TableId,
+    range: Range<usize>,
+    qualified: bool,
+}
+
+/// The table DDL a statement is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    /// CREATE / ALTER / TRUNCATE TABLE, CREATE / DROP INDEX: its table; for ALTER TABLE, the
+    /// name it renames the table to and the tables it exchanges partitions with.
+    One {
+        table: Named,
+        renamed_to: Option<Named>,
+        exchanged: Vec<Named>,
+    },
+    Drop {
+        tables: Vec<Named>,
+        if_exists: bool,
+    },
+    Rename {
+        pairs: Vec<(Named, Named)>,
+        if_exists: bool,
+    },
+}
+
+impl Shape {
+    fn names(&self) -> Vec<&Named> {
+        match self {
+            Shape::One {
+                table,
+                renamed_to,
+                exchanged,
+            } => std::iter::once(table)
+                .chain(renamed_to)
+                .chain(exchanged)
+                .collect(),
+            Shape::Drop { tables, .. } => tables.iter().collect(),
+            Shape::Rename { pairs, .. } => pairs.iter().flat_map(|(a, b)| [a, b]).collect(),
+        }
+    }
+}
+
+/// A DDL statement as it runs on the target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TargetDdl {
+    /// The source's bytes, or ottr's rewrite of them, and the session state to run them in.
+    pub statement: Statement,
+    /// Whether a table name in it is unqualified, so that it needs its default database.
+    pub needs_schema: bool,
+    /// The source tables it names.
+    pub tables: Vec<TableId>,
+}
+
+/// What becomes of a source DDL statement on the target: None when it is not applied; an
+/// error (naming the statement) when it must not be applied and must not be passed over.
+pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetDdl>, String> {
+    let shown = || statement.shown(200);
+    let refuse = |problem: String| format!("DDL `{}` cannot be replayed: {problem}", shown());
+    let text =
+        decode_charset(&statement.text, &statement.session.client_charset).map_err(refuse)?;
+    let quoting = Quoting {
+        ansi_quotes: statement.session.sql_mode.ansi_quotes(),
+        backslash_escapes: statement.session.sql_mode.backslash_escapes(),
+    };
+    let lexed = lex(&text, quoting).map_err(refuse)?;
+    let Some(shape) = shape(&lexed.tokens, &statement.schema).map_err(refuse)? else {
+        return Ok(None);
+    };
+    let target = |id: &TableId| -> Option<TableId> {
+        pair_for(pairs, id).map(|pair| TableId {
+            schema: pair
+                .target_schema
+                .clone()
+                .unwrap_or_else(|| id.schema.clone()),
+            table: pair
+                .target_table
+                .clone()
+                .unwrap_or_else(|| id.table.clone()),
+        })
+    };
+    let tables: Vec<TableId> = shape.names().iter().map(|named| named.id.clone()).collect();
+    let renamed = |named: &Named| target(&named.id).is_some_and(|to| to != named.id);
+    let unqualified = shape.names().iter().any(|named| !named.qualified);
+    let as_is = || {
+        Some(TargetDdl {
+            statement: statement.clone(),
+            needs_schema: unqualified,
+            tables: tables.clone(),
+        })
+    };
+    match &shape {
+        Shape::Drop {
+            tables: dropped,
+            if_exists,
+        } => {
+            let kept: Vec<TableId> = dropped
+                .iter()
+                .filter_map(|named| target(&named.id))
+                .collect();
+            if kept.is_empty() {
+                return Ok(None);
+            }
+            if kept.len() == dropped.len() && !dropped.iter().any(renamed) {
+                return Ok(as_is());
+            }
+            let names: Vec<String> = kept.iter().map(qualified_name).collect();
+            let sql = format!(
+                "DROP TABLE {}{}",
+                if *if_exists { "IF EXISTS " } else { "" },
+                names.join(", ")
+            );
+            Ok(Some(written_by_ottr(statement, sql, tables)))
+        }
+        Shape::Rename {
+            pairs: renames,
+            if_exists,
+        } => {
+            let kept: Vec<(TableId, TableId)> = renames
+                .iter()
+                .filter(|(from, to)| target(&from.id).is_some() || target(&to.id).is_some())
+                .map(|(from, to)| {
+                    (
+                        target(&from.id).unwrap_or_else(|| from.id.clone()),
+                        target(&to.id).unwrap_or_else(|| to.id.clone()),
+                    )
+                })
+                .collect();
+            if kept.is_empty() {
+                return Ok(None);
+            }
+            if kept.len() == renames.len() && !shape.names().into_iter().any(renamed) {
+                return Ok(as_is());
+            }
+            let parts: Vec<String> = kept
+                .iter()
+                .map(|(from, to)| format!("{} TO {}", qualified_name(from), qualified_name(to)))
+                .collect();
+            let sql = format!(
+                "RENAME TABLE {}{}",
+                if *if_exists { "IF EXISTS " } else { "" },
+                parts.join(", ")
+            );
+            Ok(Some(written_by_ottr(statement, sql, tables)))
+        }
+        Shape::One {
+            table,
+            renamed_to,
+            exchanged,
+        } => {
+            let involved = std::iter::once(table).chain(renamed_to);
+            if involved.clone().all(|named| target(&named.id).is_none()) {
+                return Ok(None);
+            }
+            if let Some(outside) = exchanged.iter().find(|named| target(&named.id).is_none()) {
+                return Err(refuse(format!(
+                    "it also changes table {}, which no table pair selects",
+                    outside.id
+                )));
+            }
+            if !shape.names().into_iter().any(renamed) {
+                return Ok(as_is());
+            }
+            let rewritten = rewrite(&lexed, &statement.schema, &target).map_err(refuse)?;
+            // Every paired table must now be named by its target.
+            let check = lex(&rewritten, quoting)
+                .ok()
+                .and_then(|lexed| shape_of(&lexed, &statement.schema));
+            let expected: Vec<TableId> = shape
+                .names()
+                .iter()
+                .map(|named| target(&named.id).unwrap_or_else(|| named.id.clone()))
+                .collect();
+            let found: Option<Vec<TableId>> = check
+                .as_ref()
+                .map(|shape| shape.names().iter().map(|named| named.id.clone()).collect());
+            if found.as_ref() != Some(&expected) {
+                return Err(refuse(
+                    "its rewrite for the renamed table pairs does not name the targets".into(),
+                ));
+            }
+            let text =
+                encode_charset(&rewritten, &statement.session.client_charset).map_err(refuse)?;
+            let needs_schema = check
+                .expect("checked above")
+                .names()
+                .iter()
+                .any(|named| !named.qualified);
+            Ok(Some(TargetDdl {
+                statement: Statement {
+                    text,
+                    ..statement.clone()
+                },
+                needs_schema,
+                tables,
+            }))
+        }
+    }
+}
+
+fn shape_of(lexed: &Lexed, default_schema: &str) -> Option<Shape> {
+    shape(&lexed.tokens, default_schema).ok().flatten()
+}
+
+fn qualified_name(id: &TableId) -> String {
+    format!("{}.{}", quote(&id.schema), quote(&id.table))
+}
+
+/// A statement ottr wrote from quoted names (UTF-8, no literals), run in the source
+/// statement's session otherwise.
+fn written_by_ottr(statement: &Statement, sql: String, tables: Vec<TableId>) -> TargetDdl {
+    let mut session = (*statement.session).clone();
+    session.client_charset = "utf8mb4".into();
+    TargetDdl {
+        statement: Statement {
+            schema: statement.schema.clone(),
+            text: sql.into_bytes(),
+            session: Arc::new(session),
+        },
+        needs_schema: false,
+        tables,
+    }
+}
+
+/// `lexed` with every table name that `target` maps elsewhere replaced by the target's
+/// quoted, qualified name; only those bytes change. The names are the relations of
+/// sqlparser's AST (and RENAME TABLE's names).
+fn rewrite(
+    lexed: &Lexed,
+    default_schema: &str,
+    target: &dyn Fn(&TableId) -> Option<TableId>,
+) -> Result<String, String> {
+    let ast = lexed.parse()?;
+    let mut names: Vec<ObjectName> = Vec::new();
+    if let Ast::RenameTable(renames) = &ast {
+        for rename in renames {
+            names.push(rename.old_name.clone());
+            names.push(rename.new_name.clone());
+        }
+    }
+    let _ = sqlparser::ast::visit_relations(&ast, |name| {
+        names.push(name.clone());
+        ControlFlow::<()>::Continue(())
+    });
+    let mut replacements: Vec<(Range<usize>, String)> = Vec::new();
+    for name in names {
+        let idents: Vec<&sqlparser::ast::Ident> = name
+            .0
+            .iter()
+            .filter_map(|part| match part {
+                ObjectNamePart::Identifier(ident) => Some(ident),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect();
+        let source = match idents.as_slice() {
+            [table] => TableId {
+                schema: default_schema.to_owned(),
+                table: table.value.clone(),
+            },
+            [schema, table] => TableId {
+                schema: schema.value.clone(),
+                table: table.value.clone(),
+            },
+            _ => continue,
+        };
+        let Some(to) = target(&source).filter(|to| *to != source) else {
+            continue;
+        };
+        let span = Span::new(
+            idents.first().expect("one or two").span.start,
+            idents.last().expect("one or two").span.end,
+        );
+        let range = lexed
+            .range_of(span)
+            .ok_or_else(|| format!("the position of table {source} cannot be found"))?;
+        // The bytes found must read as this very name, or the positions are wrong.
+        let found = lex(&lexed.text[range.clone()], lexed.quoting)?;
+        let parts: Vec<&str> = found
+            .tokens
+            .iter()
+            .filter(|lexeme| lexeme.token != Token::Period)
+            .filter_map(Lexeme::name)
+            .collect();
+        let expected: Vec<&str> = idents.iter().map(|ident| ident.value.as_str()).collect();
+        if parts != expected || found.tokens.len() != expected.len() * 2 - 1 {
+            return Err(format!(
+                "the name of table {source} cannot be found exactly"
+            ));
+        }
+        if !replacements.iter().any(|(existing, _)| *existing == range) {
+            replacements.push((range, qualified_name(&to)));
+        }
+    }
+    replacements.sort_by_key(|(range, _)| range.start);
+    let mut out = String::with_capacity(lexed.text.len() + 64);
+    let mut at = 0;
+    for (range, name) in replacements {
+        if range.start < at {
+            return Err("two table names overlap".into());
+        }
+        out.push_str(&lexed.text[at..range.start]);
+        out.push_str(&name);
+        at = range.end;
+    }
+    out.push_str(&lexed.text[at..]);
+    Ok(out)
+}
+
+/// Reads which table DDL `tokens` are: None when they are not table DDL, or are DDL on a
+/// temporary table (never applied); an error when they start as table DDL whose tables cannot
+/// be read.
+fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, String> {
+    let word = |index: usize| {
+        tokens
+            .get(index)
+            .and_then(Lexeme::keyword)
+            .unwrap_or_default()
+    };
+    if (0..4).any(|index| word(index) == "TEMPORARY") {
+        return Ok(None);
+    }
+    let mut index = 1;
+    while matches!(
+        word(index).as_str(),
+        "OR" | "REPLACE" | "ONLINE" | "OFFLINE" | "IGNORE" | "UNIQUE" | "FULLTEXT" | "SPATIAL"
+    ) {
+        index += 1;
+    }
+    let name_at = |index: usize| -> Result<(Named, usize), String> {
+        qualified(tokens, index, default_schema).ok_or_else(|| {
+            let near = tokens
+                .get(index)
+                .map_or("the end".to_owned(), |lexeme| format!("`{}`", lexeme.token));
+            format!("a table name was expected at {near}")
+        })
+    };
+    let skip_if_exists = |mut index: usize| -> (usize, bool) {
+        let mut if_exists = false;
+        while matches!(word(index).as_str(), "IF" | "NOT" | "EXISTS") {
+            if_exists = true;
+            index += 1;
+        }
+        (index, if_exists)
+    };
+    let first = word(0);
+    let verb = word(index);
+    let shape = match (first.as_str(), verb.as_str()) {
+        ("DROP", "TABLE") => {
+            let (mut index, if_exists) = skip_if_exists(index + 1);
+            let mut tables = Vec::new();
+            loop {
+                let (named, next) = name_at(index)?;
+                tables.push(named);
+                if tokens.get(next).map(|lexeme| &lexeme.token) == Some(&Token::Comma) {
+                    index = next + 1;
+                    continue;
+                }
+                break;
+            }
+            Shape::Drop { tables, if_exists }
+        }
+        ("CREATE" | "ALTER" | "TRUNCATE", "TABLE") => {
+            let (index, _) = skip_if_exists(index + 1);
+            let (table, next) = name_at(index)?;
+            let (renamed_to, exchanged) = if first == "ALTER" {
+                altered_names(tokens, next, default_schema)?
+            } else {
+                (None, Vec::new())
+            };
+            Shape::One {
+                table,
+                renamed_to,
+                exchanged,
+            }
+        }
+        ("TRUNCATE", _) => Shape::One {
+            table: name_at(index)?.0,
+            renamed_to: None,
+            exchanged: Vec::new(),
+        },
+        ("RENAME", "TABLE" | "TABLES") => {
+            let (mut index, if_exists) = skip_if_exists(index + 1);
+            let mut pairs = Vec::new();
+            loop {
+                let (from, next) = name_at(index)?;
+                if word(next) != "TO" {
+                    return Err("RENAME TABLE without TO".into());
+                }
+                let (to, next) = name_at(next + 1)?;
+                pairs.push((from, to));
+                if tokens.get(next).map(|lexeme| &lexeme.token) == Some(&Token::Comma) {
+                    index = next + 1;
+                    continue;
+                }
+                break;
+            }
+            Shape::Rename { pairs, if_exists }
+        }
+        ("CREATE" | "DROP", "INDEX") => {
+            let on = (index..tokens.len())
+                .find(|at| word(*at) == "ON")
+                .ok_or("an INDEX statement without ON")?;
+            Shape::One {
+                table: name_at(on + 1)?.0,
+                renamed_to: None,
+                exchanged: Vec::new(),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(shape))
+}
+
+/// The names an ALTER TABLE's clauses (from `index`) give besides its table: the one it is
+/// renamed to (`RENAME [TO | AS] name`, not RENAME COLUMN/INDEX/KEY), and those it exchanges
+/// partitions with (`EXCHANGE PARTITION p WITH TABLE name`).
+fn altered_names(
+    tokens: &[Lexeme],
+    index: usize,
+    default_schema: &str,
+) -> Result<(Option<Named>, Vec<Named>), String> {
+    let word = |index: usize| {
+        tokens
+            .get(index)
+            .and_then(Lexeme::keyword)
+            .unwrap_or_default()
+    };
+    let mut renamed_to = None;
+    let mut exchanged = Vec::new();
+    let mut depth = 0usize;
+    let mut at = index;
+    while at < tokens.len() {
+        match &tokens[at].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // clauses begin at the top level, after the table name or a comma
+        let clause_start = depth == 0 && (at == index || tokens[at - 1].token == Token::Comma);
+        if clause_start && word(at) == "RENAME" {
+            let mut name = at + 1;
+            if matches!(word(name).as_str(), "TO" | "AS") {
+                name += 1;
+            }
+            if !matches!(
+                word(at + 1).as_str(),
+                "COLUMN" | "INDEX" | "KEY" | "CONSTRAINT"
+            ) {
+                let (named, _) = qualified(tokens, name, default_schema)
+                    .ok_or("ALTER TABLE … RENAME names no table")?;
+                renamed_to = Some(named);
+            }
+        }
+        if clause_start && word(at) == "EXCHANGE" {
+            let with = (at..tokens.len())
+                .find(|index| word(*index) == "WITH" && word(index + 1) == "TABLE")
+                .ok_or("EXCHANGE PARTITION without WITH TABLE")?;
+            let (named, _) = qualified(tokens, with + 2, default_schema)
+                .ok_or("EXCHANGE PARTITION names no table")?;
+            exchanged.push(named);
+        }
+        at += 1;
+    }
+    Ok((renamed_to, exchanged))
+}
+
+/// A possibly schema-qualified name at `index`, and the index after it.
+fn qualified(tokens: &[Lexeme], index: usize, default_schema: &str) -> Option<(Named, usize)> {
+    let first = tokens.get(index)?;
+    let first_name = first.name()?;
+    if tokens.get(index + 1).map(|lexeme| &lexeme.token) == Some(&Token::Period) {
+        let second = tokens.get(index + 2)?;
+        Some((
+            Named {
+                id: TableId {
+                    schema: first_name.to_owned(),
+                    table: second.name()?.to_owned(),
+                },
+                range: first.range.start..second.range.end,
+                qualified: true,
+            },
+            index + 3,
+        ))
+    } else {
+        Some((
+            Named {
+                id: TableId {
+                    schema: default_schema.to_owned(),
+                    table: first_name.to_owned(),
+                },
+                range: first.range.clone(),
+                qualified: false,
+            },
+            index + 1,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DataSourceKind, Session, SqlMode};
+
+    fn id(schema: &str, table: &str) -> TableId {
+        TableId {
+            schema: schema.into(),
+            table: table.into(),
+        }
+    }
+
+    fn session(sql_mode: u64, charset: &str) -> Arc<Session> {
+        Arc::new(Session {
+            sql_mode: SqlMode {
+                bits: sql_mode,
+                flavor: DataSourceKind::MariaDb,
+            },
+            client_charset: charset.into(),
+            connection_collation: "utf8mb4_general_ci".into(),
+            server_collation: "utf8mb4_general_ci".into(),
+            database_collation: None,
+            character_set_collations: Vec::new(),
+            time_zone: None,
+            foreign_key_checks: true,
+            unique_checks: true,
+            explicit_defaults_for_timestamp: None,
+        })
+    }
+
+    fn statement(schema: &str, sql: &[u8], sql_mode: u64, charset: &str) -> Statement {
+        Statement {
+            schema: schema.into(),
+            text: sql.to_vec(),
+            session: session(sql_mode, charset),
+        }
+    }
+
+    fn pair(
+        schema: &str,
+        table: &str,
+        target_schema: Option<&str>,
+        target_table: Option<&str>,
+    ) -> TablePair {
+        TablePair {
+            id: crate::model::TablePairId(1),
+            schema: crate::config::NamePattern::parse(schema).unwrap(),
+            table: crate::config::NamePattern::parse(table).unwrap(),
+            target_schema: target_schema.map(str::to_owned),
+            target_table: target_table.map(str::to_owned),
+            columns: crate::config::ColumnSelection::All,
+            conflict: None,
+        }
+    }
+
+    fn tables(sql: &str, schema: &str, quoting: Quoting) -> Option<Vec<TableId>> {
+        let lexed = lex(sql, quoting).unwrap();
+        shape(&lexed.tokens, schema)
+            .unwrap()
+            .map(|shape| shape.names().iter().map(|named| named.id.clone()).collect())
+    }
+
+    const MYSQL: Quoting = Quoting {
+        ansi_quotes: false,
+        backslash_escapes: true,
+    };
+    const NO_BACKSLASH_ESCAPES: u64 = 1 << 20;
+    const ANSI_QUOTES: u64 = 1 << 2;
+
+    #[test]
+    fn the_tables_of_table_ddl_are_found() {
+        assert_eq!(
+            tables("ALTER TABLE t ADD c INT", "shop", MYSQL),
+            Some(vec![id("shop", "t")])
+        );
+        assert_eq!(
+            tables("alter online table `crm`.`a``b` add x int", "shop", MYSQL),
+            Some(vec![id("crm", "a`b")])
+        );
+        assert_eq!(
+            tables(
+                "DROP TABLE IF EXISTS `shop`.`a`, b /* generated by server */",
+                "x",
+                MYSQL
+            ),
+            Some(vec![id("shop", "a"), id("x", "b")])
+        );
+        assert_eq!(
+            tables("RENAME TABLE a TO b, s2.c TO s2.d", "s", MYSQL),
+            Some(vec![
+                id("s", "a"),
+                id("s", "b"),
+                id("s2", "c"),
+                id("s2", "d")
+            ])
+        );
+        assert_eq!(tables("TRUNCATE t", "s", MYSQL), Some(vec![id("s", "t")]));
+        assert_eq!(tables("CREATE TEMPORARY TABLE t (a INT)", "s", MYSQL), None);
+        assert_eq!(tables("DROP TEMPORARY TABLE IF EXISTS t", "s", MYSQL), None);
+        assert_eq!(
+            tables("create or replace temporary table t (a int)", "s", MYSQL),
+            None
+        );
+        assert_eq!(
+            tables("CREATE UNIQUE INDEX i ON s2.t (a)", "s", MYSQL),
+            Some(vec![id("s2", "t")])
+        );
+        assert_eq!(
+            tables("DROP INDEX i ON t", "s", MYSQL),
+            Some(vec![id("s", "t")])
+        );
+        assert_eq!(
+            tables("ALTER TABLE t RENAME TO u, ADD c INT", "s", MYSQL),
+            Some(vec![id("s", "t"), id("s", "u")])
+        );
+        assert_eq!(
+            tables("ALTER TABLE t RENAME COLUMN a TO b", "s", MYSQL),
+            Some(vec![id("s", "t")])
+        );
+        assert_eq!(
+            tables(
+                "ALTER TABLE t EXCHANGE PARTITION p WITH TABLE o.x",
+                "s",
+                MYSQL
+            ),
+            Some(vec![id("s", "t"), id("o", "x")])
+        );
+        // a table hidden in an executable comment is a table
+        assert_eq!(
+            tables("DROP TABLE a /*!50100 , b */", "s", MYSQL),
+            Some(vec![id("s", "a"), id("s", "b")])
+        );
+    }
+
+    #[test]
+    fn statements_that_are_not_table_ddl_are_never_applied() {
+        for sql in [
+            "CREATE USER 'u'@'%' IDENTIFIED BY 'x'",
+            "GRANT ALL ON *.* TO u",
+            "SET PASSWORD FOR u = PASSWORD('x')",
+            "FLUSH PRIVILEGES",
+            "OPTIMIZE TABLE t",
+            "ANALYZE TABLE t",
+            "CREATE DATABASE shop",
+        ] {
+            assert_eq!(tables(sql, "s", MYSQL), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn ansi_quoted_names_are_table_names_under_ansi_quotes() {
+        let ddl = statement("d", b"ALTER TABLE \"t\" ADD c INT", ANSI_QUOTES, "utf8mb4");
+        let planned = plan(&ddl, &[pair("d", "t", None, None)]).unwrap().unwrap();
+        assert_eq!(planned.statement.text, ddl.text);
+        assert_eq!(planned.tables, vec![id("d", "t")]);
+        // without ANSI_QUOTES, "t" is a string: not table DDL ottr can read
+        let plain = statement("d", b"ALTER TABLE \"t\" ADD c INT", 0, "utf8mb4");
+        let error = plan(&plain, &[pair("d", "t", None, None)]).unwrap_err();
+        assert!(error.contains("a table name was expected"), "{error}");
+    }
+
+    #[test]
+    fn the_probe_is_passed_on_as_its_bytes_under_its_session() {
+        let probe: &[u8] = b"ALTER TABLE d.t COMMENT 'a\\', ADD COLUMN c INT COMMENT '; CREATE DATABASE pwned; -- '";
+        let ddl = statement("", probe, NO_BACKSLASH_ESCAPES, "utf8mb4");
+        let planned = plan(&ddl, &[pair("d", "t", None, None)]).unwrap().unwrap();
+        assert_eq!(planned.statement.text, probe);
+        assert!(!planned.statement.session.sql_mode.backslash_escapes());
+        assert!(!planned.needs_schema);
+    }
+
+    #[test]
+    fn multi_table_statements_touch_only_paired_tables() {
+        let pairs = [
+            pair("s", "a", None, None),
+            pair("s", "c", Some("copy"), Some("c2")),
+        ];
+        let drop = statement("s", b"DROP TABLE a, b /* generated by server */", 0, "gbk");
+        let planned = plan(&drop, &pairs).unwrap().unwrap();
+        assert_eq!(planned.statement.text, b"DROP TABLE `s`.`a`");
+        assert_eq!(planned.statement.session.client_charset, "utf8mb4");
+        assert!(!planned.needs_schema);
+        let drop = statement("s", b"DROP TABLE IF EXISTS a, c", 0, "utf8mb4");
+        assert_eq!(
+            plan(&drop, &pairs).unwrap().unwrap().statement.text,
+            b"DROP TABLE IF EXISTS `s`.`a`, `copy`.`c2`"
+        );
+        let none = statement("s", b"DROP TABLE b, x.y", 0, "utf8mb4");
+        assert_eq!(plan(&none, &pairs).unwrap(), None);
+        let rename = statement("s", b"RENAME TABLE a TO a_old, b TO b_old", 0, "utf8mb4");
+        assert_eq!(
+            plan(&rename, &pairs).unwrap().unwrap().statement.text,
+            b"RENAME TABLE `s`.`a` TO `s`.`a_old`"
+        );
+        let exchange = statement(
+            "s",
+            b"ALTER TABLE a EXCHANGE PARTITION p0 WITH TABLE b",
+            0,
+            "utf8mb4",
+        );
+        let error = plan(&exchange, &pairs).unwrap_err();
+        assert!(
+            error.contains("table s.b, which no table pair selects"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn renamed_pairs_change_only_the_names_bytes() {
+        let pairs = vec![
+            pair("shop", "people", Some("copy"), Some("persons")),
+            pair("shop", "order_.*", Some("copy"), None),
+        ];
+        let rename = |sql: &str, schema: &str| {
+            plan(&statement(schema, sql.as_bytes(), 0, "utf8mb4"), &pairs)
+                .map(|planned| String::from_utf8(planned.unwrap().statement.text).unwrap())
+        };
+        assert_eq!(
+            rename("ALTER TABLE people ADD COLUMN age INT", "shop").unwrap(),
+            "ALTER TABLE `copy`.`persons` ADD COLUMN age INT"
+        );
+        assert_eq!(
+            rename("CREATE TABLE shop.order_9 (id INT PRIMARY KEY)", "x").unwrap(),
+            "CREATE TABLE `copy`.`order_9` (id INT PRIMARY KEY)"
+        );
+        assert_eq!(
+            rename("RENAME TABLE order_1 TO order_2", "shop").unwrap(),
+            "RENAME TABLE `copy`.`order_1` TO `copy`.`order_2`"
+        );
+        // literals keep their escapes and quotes byte for byte
+        let sql = "ALTER TABLE `people` ADD COLUMN `we``ird\\\\` VARCHAR(10) DEFAULT 'a\\\\b''c\\'d' COMMENT '`x`'";
+        assert_eq!(
+            rename(sql, "shop").unwrap(),
+            sql.replace("`people`", "`copy`.`persons`")
+        );
+        let error = rename("ALTER TABLE people ENGINE=InnoDB FOO", "shop").unwrap_err();
+        assert!(error.contains("cannot be replayed"), "{error}");
+    }
+
+    #[test]
+    fn a_renamed_pair_under_gbk_keeps_every_other_byte() {
+        let pairs = vec![pair("d", "t", Some("d2"), None)];
+        let sql = b"ALTER TABLE t ADD COLUMN c VARCHAR(5) DEFAULT '\x95\x5c' COMMENT 'x'";
+        let planned = plan(&statement("d", sql, 0, "gbk"), &pairs)
+            .unwrap()
+            .unwrap();
+        let mut expected = b"ALTER TABLE `d2`.`t`".to_vec();
+        expected.extend_from_slice(&sql[13..]);
+        assert_eq!(planned.statement.text, expected);
+        assert_eq!(planned.statement.session.client_charset, "gbk");
+    }
+}

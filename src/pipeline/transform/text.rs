@@ -1,0 +1,475 @@
+//! The text of a statement replayed from the binlog: decoded exactly from the character set
+//! the source session wrote it in, split into tokens the way the source server read it, and
+//! encoded back.
+//!
+//! Invariants:
+//! - decoding is exact or refused: bytes that do not decode, or whose decoding does not
+//!   encode back to the same bytes, are an error naming the character set; a multi-byte
+//!   character set whose second bytes can be `\` or a backtick (GBK, SJIS, Big5, …) is never
+//!   read byte by byte;
+//! - tokens follow the session's `sql_mode`: `"…"` is a name under ANSI_QUOTES and a string
+//!   otherwise, and `\` escapes inside strings unless NO_BACKSLASH_ESCAPES;
+//! - executable comments (`/*!…*/`, MariaDB's `/*M!…*/`) are read as the statement text they
+//!   hold, since a server runs them;
+//! - every token carries the byte range of its text, so that a rewrite replaces exactly
+//!   those bytes and nothing else.
+
+use sqlparser::ast::Statement as Ast;
+use sqlparser::dialect::{Dialect, MySqlDialect};
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Whitespace};
+use std::ops::Range;
+
+/// How the source session read quotes and backslashes (from its `sql_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quoting {
+    /// ANSI_QUOTES: `"` quotes a name, not a string.
+    pub ansi_quotes: bool,
+    /// Not NO_BACKSLASH_ESCAPES: `\` escapes the next character inside strings.
+    pub backslash_escapes: bool,
+}
+
+/// MySQL's dialect with the session's quoting: everything else is MySQL's, and the parser
+/// takes it for MySQL (its `dialect()` is MySQL's).
+#[derive(Debug)]
+struct SessionDialect {
+    mysql: MySqlDialect,
+    quoting: Quoting,
+}
+
+impl Dialect for SessionDialect {
+    fn dialect(&self) -> std::any::TypeId {
+        self.mysql.dialect()
+    }
+    fn is_identifier_start(&self, ch: char) -> bool {
+        self.mysql.is_identifier_start(ch)
+    }
+    fn is_identifier_part(&self, ch: char) -> bool {
+        self.mysql.is_identifier_part(ch)
+    }
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        ch == '`' || (self.quoting.ansi_quotes && ch == '"')
+    }
+    fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
+        self.mysql.identifier_quote_style(identifier)
+    }
+    fn supports_string_literal_backslash_escape(&self) -> bool {
+        self.quoting.backslash_escapes
+    }
+    fn supports_string_literal_concatenation(&self) -> bool {
+        self.mysql.supports_string_literal_concatenation()
+    }
+    fn ignores_wildcard_escapes(&self) -> bool {
+        self.mysql.ignores_wildcard_escapes()
+    }
+    fn supports_numeric_prefix(&self) -> bool {
+        self.mysql.supports_numeric_prefix()
+    }
+    fn supports_bitwise_shift_operators(&self) -> bool {
+        self.mysql.supports_bitwise_shift_operators()
+    }
+    /// Off: executable comments are expanded here, with exact byte ranges.
+    fn supports_multiline_comment_hints(&self) -> bool {
+        false
+    }
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &sqlparser::ast::Expr,
+        precedence: u8,
+    ) -> Option<Result<sqlparser::ast::Expr, ParserError>> {
+        self.mysql.parse_infix(parser, expr, precedence)
+    }
+    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Ast, ParserError>> {
+        self.mysql.parse_statement(parser)
+    }
+    fn require_interval_qualifier(&self) -> bool {
+        self.mysql.require_interval_qualifier()
+    }
+    fn supports_limit_comma(&self) -> bool {
+        self.mysql.supports_limit_comma()
+    }
+    fn supports_create_table_select(&self) -> bool {
+        self.mysql.supports_create_table_select()
+    }
+    fn supports_insert_set(&self) -> bool {
+        self.mysql.supports_insert_set()
+    }
+    fn supports_user_host_grantee(&self) -> bool {
+        self.mysql.supports_user_host_grantee()
+    }
+    fn is_table_factor_alias(&self, explicit: bool, kw: &Keyword, parser: &mut Parser) -> bool {
+        self.mysql.is_table_factor_alias(explicit, kw, parser)
+    }
+    fn supports_table_hints(&self) -> bool {
+        self.mysql.supports_table_hints()
+    }
+    fn requires_single_line_comment_whitespace(&self) -> bool {
+        self.mysql.requires_single_line_comment_whitespace()
+    }
+    fn supports_match_against(&self) -> bool {
+        self.mysql.supports_match_against()
+    }
+    fn supports_select_modifiers(&self) -> bool {
+        self.mysql.supports_select_modifiers()
+    }
+    fn supports_set_names(&self) -> bool {
+        self.mysql.supports_set_names()
+    }
+    fn supports_comma_separated_set_assignments(&self) -> bool {
+        self.mysql.supports_comma_separated_set_assignments()
+    }
+    fn supports_update_order_by(&self) -> bool {
+        self.mysql.supports_update_order_by()
+    }
+    fn supports_data_type_signed_suffix(&self) -> bool {
+        self.mysql.supports_data_type_signed_suffix()
+    }
+    fn supports_cross_join_constraint(&self) -> bool {
+        self.mysql.supports_cross_join_constraint()
+    }
+    fn supports_double_ampersand_operator(&self) -> bool {
+        self.mysql.supports_double_ampersand_operator()
+    }
+    fn supports_binary_kw_as_cast(&self) -> bool {
+        self.mysql.supports_binary_kw_as_cast()
+    }
+    fn supports_comment_optimizer_hint(&self) -> bool {
+        self.mysql.supports_comment_optimizer_hint()
+    }
+    fn supports_constraint_keyword_without_name(&self) -> bool {
+        self.mysql.supports_constraint_keyword_without_name()
+    }
+    fn supports_key_column_option(&self) -> bool {
+        self.mysql.supports_key_column_option()
+    }
+    fn supports_group_by_with_modifier(&self) -> bool {
+        self.mysql.supports_group_by_with_modifier()
+    }
+    fn supports_left_associative_joins_without_parens(&self) -> bool {
+        self.mysql.supports_left_associative_joins_without_parens()
+    }
+}
+
+/// A token and the bytes of the text it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lexeme {
+    pub token: Token,
+    pub range: Range<usize>,
+}
+
+impl Lexeme {
+    /// The upper-case keyword this token is, if it is an unquoted word.
+    pub fn keyword(&self) -> Option<String> {
+        match &self.token {
+            Token::Word(word) if word.quote_style.is_none() => {
+                Some(word.value.to_ascii_uppercase())
+            }
+            _ => None,
+        }
+    }
+
+    /// The name this token is: a quoted name, or an unquoted word.
+    pub fn name(&self) -> Option<&str> {
+        match &self.token {
+            Token::Word(word) => Some(&word.value),
+            _ => None,
+        }
+    }
+}
+
+/// A statement read as its server read it.
+#[derive(Debug)]
+pub struct Lexed {
+    pub text: String,
+    pub quoting: Quoting,
+    /// Every token, whitespace and comments included, with the spans the parser takes.
+    spanned: Vec<TokenWithSpan>,
+    /// The tokens that mean something (no whitespace, no comments), with byte ranges.
+    pub tokens: Vec<Lexeme>,
+}
+
+/// Reads `text` into tokens under `quoting`; fails on text its server could not have read
+/// (an unterminated string or name).
+pub fn lex(text: &str, quoting: Quoting) -> Result<Lexed, String> {
+    let dialect = SessionDialect {
+        mysql: MySqlDialect {},
+        quoting,
+    };
+    let mut spanned = Vec::new();
+    lex_into(&dialect, text, Location::new(1, 1), &mut spanned, 0)?;
+    let lines = line_starts(text);
+    let mut tokens = Vec::new();
+    for token in &spanned {
+        if matches!(token.token, Token::Whitespace(_) | Token::EOF) {
+            continue;
+        }
+        let range = byte_range(text, &lines, token.span)
+            .ok_or_else(|| format!("the position of `{}` cannot be found", token.token))?;
+        tokens.push(Lexeme {
+            token: token.token.clone(),
+            range,
+        });
+    }
+    Ok(Lexed {
+        text: text.to_owned(),
+        quoting,
+        spanned,
+        tokens,
+    })
+}
+
+/// How deep executable comments may hold executable comments.
+const COMMENT_DEPTH: usize = 4;
+
+/// Tokens of `text`, which starts at `at` in the whole statement; executable comments are
+/// replaced by the tokens of the text they hold.
+fn lex_into(
+    dialect: &SessionDialect,
+    text: &str,
+    at: Location,
+    out: &mut Vec<TokenWithSpan>,
+    depth: usize,
+) -> Result<(), String> {
+    let tokens = Tokenizer::new(dialect, text)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|error| format!("it cannot be read ({error})"))?;
+    for token in tokens {
+        let span = Span::new(shift(token.span.start, at), shift(token.span.end, at));
+        let held = match &token.token {
+            Token::Whitespace(Whitespace::MultiLineComment(comment)) => executable(comment),
+            _ => None,
+        };
+        match held {
+            Some(skipped) => {
+                if depth >= COMMENT_DEPTH {
+                    return Err("it nests executable comments too deeply".into());
+                }
+                // the held text starts after `/*`, the marker and the version digits
+                let inner = &comment_text(&token.token)[skipped..];
+                let mut start = span.start;
+                for c in "/*"
+                    .chars()
+                    .chain(comment_text(&token.token)[..skipped].chars())
+                {
+                    start = advance(start, c);
+                }
+                lex_into(dialect, inner, start, out, depth + 1)?;
+            }
+            None => out.push(TokenWithSpan {
+                token: token.token,
+                span,
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn comment_text(token: &Token) -> &str {
+    match token {
+        Token::Whitespace(Whitespace::MultiLineComment(comment)) => comment,
+        _ => "",
+    }
+}
+
+/// For the text of a `/*…*/` comment that a server runs (`!` or MariaDB's `M!`, then an
+/// optional version): how many bytes precede the statement text it holds.
+fn executable(comment: &str) -> Option<usize> {
+    let marker = if comment.starts_with('!') {
+        1
+    } else if comment.starts_with("M!") {
+        2
+    } else {
+        return None;
+    };
+    let digits = comment[marker..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    Some(marker + digits)
+}
+
+/// `location` (relative to a text that starts at `at`) in the whole statement.
+fn shift(location: Location, at: Location) -> Location {
+    if location.line == 0 {
+        return location;
+    }
+    if location.line == 1 {
+        Location::new(at.line, at.column + location.column - 1)
+    } else {
+        Location::new(at.line + location.line - 1, location.column)
+    }
+}
+
+fn advance(location: Location, c: char) -> Location {
+    if c == '\n' {
+        Location::new(location.line + 1, 1)
+    } else {
+        Location::new(location.line, location.column + 1)
+    }
+}
+
+/// The byte offset where each line of `text` starts.
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+        .collect()
+}
+
+/// The byte offset of a location (line and column count from 1; columns count characters).
+fn byte_at(text: &str, lines: &[usize], location: Location) -> Option<usize> {
+    let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
+    let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+    let start = *lines.get(line)?;
+    let rest = &text[start..];
+    if column == 0 {
+        return Some(start);
+    }
+    match rest.char_indices().nth(column) {
+        Some((offset, _)) => Some(start + offset),
+        None if rest.chars().count() == column => Some(text.len()),
+        None => None,
+    }
+}
+
+fn byte_range(text: &str, lines: &[usize], span: Span) -> Option<Range<usize>> {
+    let start = byte_at(text, lines, span.start)?;
+    let end = byte_at(text, lines, span.end)?;
+    (start <= end).then_some(start..end)
+}
+
+impl Lexed {
+    /// The one statement of this text, parsed (sqlparser's MySQL grammar under the session's
+    /// quoting); fails when it cannot be parsed or holds more than one statement.
+    pub fn parse(&self) -> Result<Ast, String> {
+        let dialect = SessionDialect {
+            mysql: MySqlDialect {},
+            quoting: self.quoting,
+        };
+        let mut statements = Parser::new(&dialect)
+            .with_tokens_with_locations(self.spanned.clone())
+            .parse_statements()
+            .map_err(|error| format!("it cannot be parsed ({error})"))?;
+        match statements.len() {
+            1 => Ok(statements.remove(0)),
+            count => Err(format!("it holds {count} statements, not one")),
+        }
+    }
+
+    /// The bytes of `span` (a parsed name's) in this text.
+    pub fn range_of(&self, span: Span) -> Option<Range<usize>> {
+        byte_range(&self.text, &line_starts(&self.text), span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MYSQL: Quoting = Quoting {
+        ansi_quotes: false,
+        backslash_escapes: true,
+    };
+    const NO_BACKSLASH: Quoting = Quoting {
+        ansi_quotes: false,
+        backslash_escapes: false,
+    };
+    const ANSI: Quoting = Quoting {
+        ansi_quotes: true,
+        backslash_escapes: true,
+    };
+
+    fn shown(lexed: &Lexed) -> Vec<String> {
+        lexed
+            .tokens
+            .iter()
+            .map(|lexeme| lexed.text[lexeme.range.clone()].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_backslash_ends_a_string_only_without_backslash_escapes() {
+        let probe = "ALTER TABLE d.t COMMENT 'a\\', ADD COLUMN c INT COMMENT '; CREATE DATABASE pwned; -- '";
+        let strict = lex(probe, NO_BACKSLASH).unwrap();
+        assert_eq!(
+            shown(&strict),
+            vec![
+                "ALTER",
+                "TABLE",
+                "d",
+                ".",
+                "t",
+                "COMMENT",
+                "'a\\'",
+                ",",
+                "ADD",
+                "COLUMN",
+                "c",
+                "INT",
+                "COMMENT",
+                "'; CREATE DATABASE pwned; -- '"
+            ]
+        );
+        // read with backslash escapes, the same bytes are another statement
+        let escaped = lex(probe, MYSQL).unwrap();
+        assert!(shown(&escaped).contains(&"CREATE".to_owned()));
+    }
+
+    #[test]
+    fn double_quotes_name_under_ansi_quotes() {
+        let lexed = lex("ALTER TABLE \"a\"\"b\" ADD c INT", ANSI).unwrap();
+        assert_eq!(lexed.tokens[2].name(), Some("a\"b"));
+        assert_eq!(shown(&lexed)[2], "\"a\"\"b\"");
+        let lexed = lex("ALTER TABLE t COMMENT \"x\"", MYSQL).unwrap();
+        assert!(matches!(
+            lexed.tokens[4].token,
+            Token::DoubleQuotedString(_)
+        ));
+    }
+
+    #[test]
+    fn executable_comments_are_read_as_statement_text() {
+        let lexed = lex(
+            "DROP TABLE a /*!50100 , b */ /*M!100500 , `c` */ /* , d */",
+            MYSQL,
+        )
+        .unwrap();
+        assert_eq!(
+            shown(&lexed),
+            vec!["DROP", "TABLE", "a", ",", "b", ",", "`c`"]
+        );
+    }
+
+    #[test]
+    fn ranges_are_bytes_of_multibyte_text_over_lines() {
+        let text = "ALTER TABLE `中文`\n  ADD `列` INT COMMENT '注释'";
+        let lexed = lex(text, MYSQL).unwrap();
+        assert_eq!(
+            shown(&lexed),
+            vec![
+                "ALTER", "TABLE", "`中文`", "ADD", "`列`", "INT", "COMMENT", "'注释'"
+            ]
+        );
+    }
+
+    #[test]
+    fn gbk_with_a_backslash_second_byte_is_read_whole() {
+        // 0x95 0x5c is one GBK character whose second byte is `\`
+        let bytes = b"ALTER TABLE t COMMENT '\x95\x5c', ADD c INT COMMENT '; DROP DATABASE x; -- '";
+        let text = crate::model::decode_charset(bytes, "gbk").unwrap();
+        let lexed = lex(&text, MYSQL).unwrap();
+        assert_eq!(lexed.tokens.len(), 11, "{:?}", shown(&lexed));
+        assert!(!shown(&lexed).contains(&"DROP".to_owned()));
+        assert!(lex("ALTER TABLE t COMMENT 'open", MYSQL).is_err());
+    }
+
+    #[test]
+    fn one_statement_parses_and_two_are_refused() {
+        let lexed = lex("ALTER TABLE t ADD COLUMN c INT", MYSQL).unwrap();
+        assert!(lexed.parse().is_ok());
+        let two = lex("ALTER TABLE t ADD COLUMN c INT; DROP TABLE u", MYSQL).unwrap();
+        assert!(two.parse().unwrap_err().contains("2 statements"));
+    }
+}

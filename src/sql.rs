@@ -1,0 +1,48 @@
+//! Building SQL text out of names and bytes that came from a server or a configuration row:
+//! identifiers quoted by doubling their backticks, bytes as hexadecimal literals. Nothing
+//! here ever splices raw text into a statement.
+
+/// `name` as a quoted identifier: backticks around it, every backtick in it doubled, so that
+/// no name can end the quoting early.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `bytes` as a hexadecimal literal (`X'…'`, or `''` when empty): a binary string whatever
+/// the session's character set, made only of hex digits.
+pub fn hex_literal(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    if bytes.is_empty() {
+        return "''".to_owned();
+    }
+    let mut text = String::with_capacity(bytes.len() * 2 + 3);
+    text.push_str("X'");
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text.push('\'');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backtick_in_a_name_cannot_end_its_quoting() {
+        assert_eq!(quote("plain"), "`plain`");
+        assert_eq!(quote("a`b"), "`a``b`");
+        assert_eq!(
+            quote("x`; DROP DATABASE ottr; -- "),
+            "`x``; DROP DATABASE ottr; -- `"
+        );
+        assert_eq!(quote("it's \\ \""), "`it's \\ \"`");
+    }
+
+    #[test]
+    fn bytes_become_hex_digits_only() {
+        assert_eq!(hex_literal(b""), "''");
+        assert_eq!(hex_literal(b"a'\\`"), "X'61275c60'");
+        assert_eq!(hex_literal(&[0x95, 0x5c]), "X'955c'");
+    }
+}
