@@ -91,6 +91,11 @@ pub enum Error {
     /// A metadata query did not answer in time.
     #[error("{0}: no answer within {1} ms")]
     Timeout(String, u64),
+    /// Code of ottr panicked while running a pipeline: a bug, reported like any failure.
+    #[error(
+        "{0} panicked: {1} (a bug in ottr: please report it with the node's log; the pipeline is checked again after its backoff)"
+    )]
+    Panicked(String, String),
 }
 
 /// What a supervisor does with an error.
@@ -136,7 +141,8 @@ impl Error {
             | Error::Precheck(_)
             | Error::Binlog(_)
             | Error::Transform(_)
-            | Error::BadRow { .. } => ErrorClass::Fatal,
+            | Error::BadRow { .. }
+            | Error::Panicked(..) => ErrorClass::Fatal,
         }
     }
 }
@@ -176,6 +182,16 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The message a panic carried (its payload is a `&str` or a `String` when it came from
+/// `panic!` with a message).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// A result with ottr's error.

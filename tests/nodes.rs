@@ -1021,6 +1021,89 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
     drop(n1);
 }
 
+/// A panic in a pipeline's code (injected through a debug build's failpoints, in the binlog
+/// reader's task and in the pipeline's own) is that pipeline's `error`, with the panic's
+/// message, backed off like any failure and raising a `pipeline_error` alert; the node keeps
+/// the lease instead of taking the panic for a lost lease and claiming the pipeline again.
+#[tokio::test]
+async fn a_panic_in_a_pipeline_is_its_error_backed_off_and_alerted() {
+    let mut s = setup("ottr_n_panic", 3000, 200, 200).await;
+    create_id_n_tables("n_panic", &["t".to_owned()]).await;
+    s.channel_over("panicky", "sh", "n_panic", "t", true).await;
+    s.conn
+        .query_drop(
+            "CALL set_setting('retry_max_ms', 2000);
+             CALL add_alarm_rule('broken', 'pipeline_error', NULL, '0', '* * * * * *', 'ops@example.com', 3600, NULL)",
+        )
+        .await
+        .unwrap();
+    for (failpoint, name) in [("select_batch", "n1"), ("load_batch", "n2")] {
+        let node = NodeProcess::spawn(&s.url, name, &s.dir, &[("OTTR_FAILPOINTS", failpoint)]);
+        source()
+            .run("INSERT INTO n_panic.t VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1")
+            .await;
+        let conn = &mut s.conn;
+        let (held_by, reason) = eventually!(
+            Duration::from_secs(30),
+            "the panic as the pipeline's error",
+            {
+                let row: Option<(String, Option<String>, Option<String>)> = conn
+                .query_first("SELECT observed, node, reason FROM v_pipeline_status WHERE pipeline = 'panicky'")
+                .await
+                .unwrap();
+                row.filter(|(observed, _, reason)| {
+                    observed == "error"
+                        && reason
+                            .as_deref()
+                            .unwrap_or_default()
+                            .contains(&format!("failpoint {failpoint}"))
+                })
+                .map(|(_, node, reason)| (node, reason.unwrap_or_default()))
+            }
+        );
+        assert!(reason.contains("panicked"), "{reason}");
+        assert_eq!(held_by.as_deref(), Some(name));
+        // Backed off and still held: the same lease, claimed once, for several retries.
+        let claims = "SELECT COUNT(*) FROM event_log WHERE kind = 'lease_acquired'";
+        let before: u64 = s.conn.query_first(claims).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after: u64 = s.conn.query_first(claims).await.unwrap().unwrap();
+        assert_eq!(
+            before, after,
+            "the pipeline was claimed again after its panic"
+        );
+        let errors: u64 = s
+            .conn
+            .query_first(format!(
+                "SELECT COUNT(*) FROM event_log WHERE kind = 'pipeline_error' AND message LIKE '%failpoint {failpoint}%'"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            (2..=5).contains(&errors),
+            "{errors} errors in 5 s with a 2 s backoff"
+        );
+        let conn = &mut s.conn;
+        eventually!(Duration::from_secs(20), "an open pipeline_error alert", {
+            let open: Option<u64> = conn
+                .query_first("SELECT COUNT(*) FROM v_open_alerts WHERE rule = 'broken'")
+                .await
+                .unwrap();
+            open.filter(|open| *open > 0)
+        });
+        drop(node);
+    }
+    // Without the failpoint it recovers by itself.
+    let _node = s.node("n3");
+    s.wait_state("panicky", "running", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        wait_identical("n_panic.t", Duration::from_secs(30)).await,
+        1
+    );
+}
+
 /// `(id, n)` rows of `ha.{table}` on a server.
 /// Creates `schema` afresh on the source and the target, with `tables` of columns id and n.
 async fn create_id_n_tables(schema: &str, tables: &[String]) {

@@ -886,6 +886,16 @@ async fn skip_load_errors_records_the_rejected_rows_and_goes_on() {
         skipped.1.starts_with("id=Int(2)") && skipped.2.contains("Data too long"),
         "{skipped:?}"
     );
+    let event: String = sync
+        .meta
+        .query_first("SELECT message FROM v_event_log WHERE kind = 'row_skipped'")
+        .await
+        .unwrap()
+        .expect("an event for the skipped row");
+    assert!(
+        event.contains("y_skip.t") && event.contains("id=Int(2)") && event.contains("1406"),
+        "{event}"
+    );
     let on_target: Vec<i32> = target()
         .conn()
         .await

@@ -157,28 +157,58 @@ pub async fn record_conflicts(
     .await
 }
 
-/// Records rows that `skip_load_errors` left out.
+/// Records rows `skip_load_errors` left out: each in `skipped_row` and as a `row_skipped`
+/// event, in one transaction.
 pub async fn record_skipped(
     meta: &MetaDb,
+    node: &str,
     pipeline: PipelineId,
     rows: &[crate::pipeline::load::SkippedRow],
 ) -> Result<()> {
     let mut conn = meta.conn().await?;
     let context = "cannot record skipped rows";
     timed(context, async {
-        conn.exec_batch(
-            INSERT_SKIPPED,
-            rows.iter().map(|row| {
-                (
-                    pipeline.0,
-                    truncate(&row.table, 130),
-                    truncate(&row.row, 1024),
-                    truncate(&row.error, 1024),
-                )
-            }),
-        )
-        .await
-        .map_err(|error| Error::database(context, error))
+        let fail = |error| Error::database(context, error);
+        let mut transaction = conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .map_err(fail)?;
+        transaction
+            .exec_batch(
+                INSERT_SKIPPED,
+                rows.iter().map(|row| {
+                    (
+                        pipeline.0,
+                        truncate(&row.table, 130),
+                        truncate(&row.row, 1024),
+                        truncate(&row.error, 1024),
+                    )
+                }),
+            )
+            .await
+            .map_err(fail)?;
+        transaction
+            .exec_batch(
+                INSERT_EVENT,
+                rows.iter().map(|row| {
+                    (
+                        node,
+                        pipeline.0,
+                        EventLevel::Warn.as_str(),
+                        "row_skipped",
+                        truncate(
+                            &format!(
+                                "a row of {} ({}) was not applied (skip_load_errors): {}",
+                                row.table, row.row, row.error
+                            ),
+                            1024,
+                        ),
+                    )
+                }),
+            )
+            .await
+            .map_err(fail)?;
+        transaction.commit().await.map_err(fail)
     })
     .await
 }

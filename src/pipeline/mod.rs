@@ -27,6 +27,7 @@ use crate::config::{ConfigError, PipelineConfig, Settings};
 use crate::error::{Error, ErrorClass, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb};
 use crate::model::{FencingToken, PipelineId, Position, StartPoint};
+use futures_util::FutureExt;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -266,13 +267,26 @@ impl PipelineTask {
         }
         let mut backoff = self.settings.retry_min;
         loop {
-            let outcome = match self.check_and_resolve(config).await {
-                Ok(start) => {
-                    self.stream(config, start, &mut backoff, stopping, stats)
-                        .await
+            // A panic in an attempt is this pipeline's error, backed off like any other; the
+            // node keeps the lease and the monitor sees `error`.
+            let attempt = async {
+                match self.check_and_resolve(config).await {
+                    Ok(start) => {
+                        self.stream(config, start, &mut backoff, stopping, stats)
+                            .await
+                    }
+                    Err(error) => error,
                 }
-                Err(error) => error,
             };
+            let outcome = std::panic::AssertUnwindSafe(attempt)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Error::Panicked(
+                        format!("pipeline {}", self.pipeline),
+                        crate::error::panic_message(&*panic),
+                    )
+                });
             let wait = match outcome {
                 error @ Error::Fenced { .. } => return error,
                 Error::TokenBehind { server, newest, .. } => {
@@ -441,6 +455,7 @@ impl PipelineTask {
         let reader = tokio::spawn(async move {
             loop {
                 let next = selector.next_batch().await.transpose();
+                crate::failpoint::panic_if_set("select_batch");
                 let Some(next) = next else { break };
                 let failed = next.is_err();
                 if sender.send(next).await.is_err() || failed {
@@ -448,7 +463,7 @@ impl PipelineTask {
                 }
             }
         });
-        let _stop_reader = AbortOnDrop(reader);
+        let mut reader = AbortOnDrop(reader);
         let pipeline_key = self.pipeline_key();
         let beats_failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let _stop_heartbeats = options.heartbeat.map(|every| {
@@ -493,6 +508,7 @@ impl PipelineTask {
                 },
             };
             let mut batch = batch?;
+            crate::failpoint::panic_if_set("load_batch");
             let mut counted = stats::BatchStats::default();
             counted.stages.select = batch.select_time;
             let started = Instant::now();
@@ -533,6 +549,10 @@ impl PipelineTask {
                     warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record conflicts");
                 }
             }
+            for note in std::mem::take(&mut batch.notes) {
+                self.log(EventLevel::Warn, "rollback_rows_kept", &note)
+                    .await;
+            }
             for skipped in transformer
                 .take_skipped()
                 .into_iter()
@@ -548,15 +568,12 @@ impl PipelineTask {
             let skipped = loader.take_skipped();
             if !skipped.is_empty() {
                 // Recorded after the target commit: a crash in between loses the record, not rows.
-                if let Err(error) = meta::record_skipped(&self.meta, self.pipeline, &skipped).await
+                warn!(pipeline = %self.pipeline, rows = skipped.len(), "rows rejected by the target were skipped (skip_load_errors)");
+                if let Err(error) =
+                    meta::record_skipped(&self.meta, &self.node, self.pipeline, &skipped).await
                 {
                     warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record skipped rows");
                 }
-                let text = format!(
-                    "{} rows rejected by the target were skipped (SELECT * FROM skipped_row)",
-                    skipped.len()
-                );
-                self.log(EventLevel::Warn, "rows_skipped", &text).await;
             }
             match meta::write_position(&self.meta, self.pipeline, self.token, &batch.end).await {
                 Ok(()) => {}
@@ -573,7 +590,14 @@ impl PipelineTask {
             counted.stages.load = started.elapsed();
             stats.record_batch(counted);
         }
-        Err(Error::Binlog("the binlog reader stopped".into()))
+        // The reader ended without a word: it panicked, or it was stopped.
+        match (&mut reader.0).await {
+            Err(join) if join.is_panic() => Err(Error::Panicked(
+                format!("the binlog reader of pipeline {}", self.pipeline),
+                crate::error::panic_message(&*join.into_panic()),
+            )),
+            _ => Err(Error::Binlog("the binlog reader stopped".into())),
+        }
     }
 
     fn load_options(&self, config: &PipelineConfig) -> load::LoadOptions {

@@ -151,6 +151,27 @@ const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMI
 const STATEMENT_BINLOG: &str = "SELECT @@log_bin = 1 AND @@binlog_format = 'STATEMENT'";
 /// Times a deadlocked partition runs again, alone, before the batch fails.
 const DEADLOCK_RETRIES: u32 = 5;
+/// Server errors that reject one row for what it holds (its key, its values, the rows it
+/// references): the only ones `skip_load_errors` passes over. Any other error (a lock wait, a
+/// deadlock, a read-only or unreachable server, a missing table, column or privilege) is the
+/// target's, not the row's, and skipping it would lose rows the target could take later.
+const ROW_ERRORS: [u16; 18] = [
+    1048, // column cannot be null
+    1062, // duplicate entry
+    1216, 1217, 1451, 1452, // foreign key
+    1264, 1690, // out of range
+    1265, 1292, 1366, 1367, // a value the column cannot hold
+    1364, // no default for a column
+    1406, // data too long
+    1586, 1859, // duplicate entry (named key, unknown index)
+    3819, // MySQL: check constraint
+    4025, // MariaDB: check constraint
+];
+
+/// Whether the server error `code` rejects a row for what it holds (see [`ROW_ERRORS`]).
+fn is_row_error(code: u16) -> bool {
+    ROW_ERRORS.contains(&code)
+}
 const LOCK_WAIT_TIMEOUT: u16 = 1205;
 const DEADLOCK: u16 = 1213;
 /// Prepared statements kept per target connection (the row-by-row paths use a few shapes per
@@ -1068,7 +1089,7 @@ impl Loader {
                     Err(Error::Database {
                         source: mysql_async::Error::Server(server),
                         ..
-                    }) => {
+                    }) if is_row_error(server.code) => {
                         transaction
                             .query_drop("ROLLBACK TO SAVEPOINT ottr_row")
                             .await
@@ -1370,5 +1391,23 @@ impl Loader {
             let _ = source.disconnect().await;
         }
         let _ = self.pool.disconnect().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_about_a_rows_contents_may_be_skipped() {
+        // a duplicate key, a value too long, a foreign key, a check constraint
+        for code in [1062, 1406, 1452, 4025, 3819] {
+            assert!(is_row_error(code), "{code}");
+        }
+        // a lock wait, a deadlock, a read-only server, a missing table or column, privileges,
+        // a lost connection
+        for code in [1205, 1213, 1290, 1146, 1054, 1142, 2013] {
+            assert!(!is_row_error(code), "{code}");
+        }
     }
 }

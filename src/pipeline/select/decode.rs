@@ -167,6 +167,9 @@ impl ColumnDecoder {
                     fsp: self.fsp(),
                 })
             }
+            (MYSQL_TYPE_BIT | MYSQL_TYPE_SET, SqlValue::Bytes(bytes)) if bytes.len() > 8 => {
+                Err(self.bad(plain))
+            }
             (MYSQL_TYPE_BIT, SqlValue::Bytes(bytes)) => {
                 let width = u16::from(self.metadata.get(1).copied().unwrap_or(0)) * 8
                     + u16::from(self.metadata.first().copied().unwrap_or(0));
@@ -195,6 +198,7 @@ impl ColumnDecoder {
                 let labels = self
                     .labels
                     .iter()
+                    .take(64)
                     .enumerate()
                     .filter(|(index, _)| bits & (1u64 << index) != 0)
                     .map(|(_, label)| label.clone())

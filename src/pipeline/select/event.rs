@@ -154,8 +154,25 @@ impl EventDecoder {
         self
     }
 
-    /// Decodes `event`, which ends at `end`. Verifies its checksum first.
+    /// Decodes `event`, which ends at `end`. Verifies its checksum first. A panic in the
+    /// decoding (a value the parser cannot take) becomes an error naming the event.
     pub fn decode(&mut self, event: &Event, end: &BinlogFilePos) -> Result<SourceEvent> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.decode_event(event, end)
+        }))
+        .unwrap_or_else(|panic| {
+            let header = event.header();
+            Err(Error::Binlog(format!(
+                "binlog event {} at {}:{}: decoding it failed ({}); ottr never skips an event",
+                event_name(header.event_type_raw()),
+                end.file,
+                end.offset.saturating_sub(u64::from(header.event_size())),
+                crate::error::panic_message(&*panic)
+            )))
+        })
+    }
+
+    fn decode_event(&mut self, event: &Event, end: &BinlogFilePos) -> Result<SourceEvent> {
         let header = event.header();
         let type_code = header.event_type_raw();
         let start = BinlogFilePos {
@@ -179,6 +196,15 @@ impl EventDecoder {
             ))
         };
         match type_code {
+            // Events with nothing to pass on are not parsed at all: their counts and lengths
+            // would size allocations for nothing.
+            STOP => return Ok(SourceEvent::Meta("STOP")),
+            INTVAR => return Ok(SourceEvent::Meta("INTVAR")),
+            RAND => return Ok(SourceEvent::Meta("RAND")),
+            USER_VAR => return Ok(SourceEvent::Meta("USER_VAR")),
+            ROWS_QUERY => return Ok(SourceEvent::Meta("ROWS_QUERY")),
+            ANONYMOUS_GTID => return Ok(SourceEvent::Meta("ANONYMOUS_GTID")),
+            PREVIOUS_GTIDS => return Ok(SourceEvent::Meta("PREVIOUS_GTIDS")),
             MARIADB_ANNOTATE_ROWS => return Ok(SourceEvent::Meta("ANNOTATE_ROWS")),
             MARIADB_BINLOG_CHECKPOINT => return Ok(SourceEvent::Meta("BINLOG_CHECKPOINT")),
             MARIADB_GTID_LIST => return Ok(SourceEvent::Meta("GTID_LIST")),
@@ -290,20 +316,23 @@ impl EventDecoder {
                 },
                 standalone: false,
             },
-            EventData::AnonymousGtidEvent(_) => SourceEvent::Meta("ANONYMOUS_GTID"),
-            EventData::PreviousGtidsEvent(_) => SourceEvent::Meta("PREVIOUS_GTIDS"),
-            EventData::RowsQueryEvent(_) => SourceEvent::Meta("ROWS_QUERY"),
-            EventData::StopEvent => SourceEvent::Meta("STOP"),
-            EventData::IntvarEvent(_) => SourceEvent::Meta("INTVAR"),
-            EventData::RandEvent(_) => SourceEvent::Meta("RAND"),
-            EventData::UserVarEvent(_) => SourceEvent::Meta("USER_VAR"),
             EventData::TransactionPayloadEvent(payload) => {
                 // The stream inflates the payload into the events that follow, but drops it
                 // without a word when it cannot: check it inflates whole, or stop here.
                 let expected = payload.uncompressed_size();
+                if expected > MAX_PAYLOAD_BYTES {
+                    return Err(fail(format!(
+                        "the compressed transaction announces {expected} bytes, more than ottr reads ({MAX_PAYLOAD_BYTES})"
+                    )));
+                }
                 let inflated = payload
                     .decompressed()
-                    .and_then(|mut reader| std::io::copy(&mut reader, &mut std::io::sink()))
+                    .and_then(|reader| {
+                        std::io::copy(
+                            &mut std::io::Read::take(reader, expected + 1),
+                            &mut std::io::sink(),
+                        )
+                    })
                     .map_err(|error| {
                         fail(format!(
                             "the compressed transaction cannot be inflated: {error}"
@@ -353,12 +382,13 @@ impl EventDecoder {
             }
         };
         // mysql_common overflows (a panic with overflow checks, which ottr's builds keep on) on
-        // some values, e.g. a negative TIME(1) or TIME(2) with a fraction: stop loudly.
-        let panicked = |_| {
+        // values it cannot read: stop loudly, naming the table (the whole event's decoding is
+        // guarded too, see `decode`).
+        let panicked = |panic: Box<dyn std::any::Any + Send>| {
             Error::Binlog(format!(
-                "rows of {} cannot be decoded: decoding a value failed (a known case: a negative \
-                 TIME(1) or TIME(2) with a fraction); ottr never skips a row",
-                table.meta.id
+                "rows of {} cannot be decoded: decoding a value failed ({}); ottr never skips a row",
+                table.meta.id,
+                crate::error::panic_message(&*panic)
             ))
         };
         if !matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
@@ -378,30 +408,32 @@ impl EventDecoder {
         }
         // MySQL's partial JSON updates: mysql_common's own row parser, up to its first error
         // (its iterator goes on returning errors at a position it cannot pass).
-        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rows.rows(tme).collect::<std::io::Result<Vec<_>>>()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let parsed = rows
+                .rows(tme)
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|error| {
+                    Error::Binlog(format!(
+                        "rows of {} cannot be decoded: {error}",
+                        table.meta.id
+                    ))
+                })?;
+            let mut changes = Vec::new();
+            for (before, after) in parsed {
+                changes.push(RowChange {
+                    table: table.meta.clone(),
+                    kind,
+                    before: before
+                        .map(|row| image(&table.columns, &row, &table.meta.id))
+                        .transpose()?,
+                    after: after
+                        .map(|row| image(&table.columns, &row, &table.meta.id))
+                        .transpose()?,
+                });
+            }
+            Ok(changes)
         }))
         .map_err(panicked)?
-        .map_err(|error| {
-            Error::Binlog(format!(
-                "rows of {} cannot be decoded: {error}",
-                table.meta.id
-            ))
-        })?;
-        let mut changes = Vec::new();
-        for (before, after) in parsed {
-            changes.push(RowChange {
-                table: table.meta.clone(),
-                kind,
-                before: before
-                    .map(|row| image(&table.columns, &row, &table.meta.id))
-                    .transpose()?,
-                after: after
-                    .map(|row| image(&table.columns, &row, &table.meta.id))
-                    .transpose()?,
-            });
-        }
-        Ok(changes)
     }
 }
 
@@ -455,20 +487,34 @@ fn parse_rows<'a>(
             }
             // the TABLE_MAP's type (ENUM and SET resolved) and metadata bytes
             let decoder = &columns[*index];
-            let value: BinlogValue<'_> = buf
-                .parse((
+            let value: BinlogValue<'_> = if decoder.column_type
+                == mysql_async::consts::ColumnType::MYSQL_TYPE_TIME2
+                && matches!(decoder.metadata.first(), Some(1 | 2))
+            {
+                // mysql_common's TIME(1)/TIME(2) arithmetic overflows on negative values
+                let bytes: &[u8] = buf.parse(4).map_err(bad)?;
+                BinlogValue::Value(short_time2(bytes.try_into().expect("4 bytes")))
+            } else {
+                buf.parse((
                     decoder.column_type,
                     decoder.metadata.as_slice(),
                     decoder.unsigned,
                     false,
                 ))
-                .map_err(bad)?;
+                .map_err(bad)?
+            };
             values.push(decoder.decode(&value)?);
         }
         Ok(values)
     };
+    if before_columns.is_none() && after_columns.is_none() {
+        return Err(Error::Binlog(format!(
+            "a rows event of {table} has neither a before nor an after image"
+        )));
+    }
     let mut images = Vec::new();
     while !buf.is_empty() {
+        let left = buf.len();
         let before = match &before_columns {
             Some(image) => Some(read_image(&mut buf, image)?),
             None => None,
@@ -477,9 +523,44 @@ fn parse_rows<'a>(
             Some(image) => Some(read_image(&mut buf, image)?),
             None => None,
         };
+        if buf.len() >= left {
+            // An image of no bytes at all: a table map without columns would loop forever.
+            return Err(Error::Binlog(format!(
+                "a row image of {table} takes no bytes: the rows event cannot be read"
+            )));
+        }
         images.push((before, after));
     }
     Ok(images)
+}
+
+/// A TIME(1) or TIME(2) value from its 4 binlog bytes: 3 bytes of sign-offset
+/// hours-minutes-seconds (big-endian), then hundredths; a negative value with a fraction keeps
+/// its fraction complemented (`0x100 - f`) and its integer part one lower, so that the bytes
+/// sort as the values do (MySQL's `my_time_packed_from_binary`).
+fn short_time2(bytes: [u8; 4]) -> mysql_async::Value {
+    const INT_OFFSET: i64 = 0x80_0000;
+    let mut int_part =
+        i64::from(u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]])) - INT_OFFSET;
+    let mut hundredths = i64::from(bytes[3]);
+    if int_part < 0 && hundredths > 0 {
+        int_part += 1;
+        hundredths -= 0x100;
+    }
+    let packed = (int_part << 24) + hundredths * 10_000;
+    let negative = packed < 0;
+    let packed = packed.abs();
+    let hms = packed >> 24;
+    let micros = (packed % (1 << 24)) as u32;
+    let hours = ((hms >> 12) % (1 << 10)) as u32;
+    mysql_async::Value::Time(
+        negative,
+        hours / 24,
+        (hours % 24) as u8,
+        ((hms >> 6) % (1 << 6)) as u8,
+        (hms % (1 << 6)) as u8,
+        micros,
+    )
 }
 
 /// Decodes one row image; every column must be present (binlog_row_image=FULL).
@@ -550,6 +631,15 @@ fn classify_query(sql: &[u8]) -> QueryKind {
     }
 }
 
+const STOP: u8 = 0x03;
+const INTVAR: u8 = 0x05;
+const RAND: u8 = 0x0d;
+const USER_VAR: u8 = 0x0e;
+const ROWS_QUERY: u8 = 0x1d;
+const ANONYMOUS_GTID: u8 = 0x22;
+const PREVIOUS_GTIDS: u8 = 0x23;
+/// The most a compressed transaction may inflate to (as the stream reader bounds it).
+const MAX_PAYLOAD_BYTES: u64 = 256 << 20;
 const MARIADB_ANNOTATE_ROWS: u8 = 0xa0;
 const MARIADB_BINLOG_CHECKPOINT: u8 = 0xa1;
 const MARIADB_GTID: u8 = 0xa2;
@@ -650,6 +740,35 @@ mod tests {
         let event = mariadb_gtid(&data, 7).unwrap();
         assert_eq!(event.to_string(), "GTID 3-7-42 (standalone)");
         assert!(mariadb_gtid(&data[..10], 7).is_none());
+    }
+
+    #[test]
+    fn short_times_decode_negative_values_with_fractions() {
+        // -12:34:56.78 as TIME(2): MySQL's encoding of the packed value
+        let encode = |negative: bool, h: i64, m: i64, s: i64, hundredths: i64| -> [u8; 4] {
+            let hms = (h << 12) | (m << 6) | s;
+            let mut int_part = if negative { -hms } else { hms };
+            let mut frac = if negative { -hundredths } else { hundredths };
+            if frac < 0 {
+                int_part -= 1;
+                frac += 0x100;
+            }
+            let stored = (int_part + 0x80_0000) as u32;
+            let [_, a, b, c] = stored.to_be_bytes();
+            [a, b, c, frac as u8]
+        };
+        assert_eq!(
+            short_time2(encode(true, 12, 34, 56, 78)),
+            mysql_async::Value::Time(true, 0, 12, 34, 56, 780_000)
+        );
+        assert_eq!(
+            short_time2(encode(false, 838, 59, 59, 99)),
+            mysql_async::Value::Time(false, 34, 22, 59, 59, 990_000)
+        );
+        assert_eq!(
+            short_time2(encode(true, 1, 0, 0, 0)),
+            mysql_async::Value::Time(true, 0, 1, 0, 0, 0)
+        );
     }
 
     #[test]

@@ -384,3 +384,96 @@ fn wide_rows_decode_with_two_byte_null_bitmaps_in_v1_and_v2_events() {
         .to_string();
     assert!(error.contains("cannot be decoded"), "{error}");
 }
+
+/// A TABLE_MAP of `shop.<table>` with the given column types, metadata bytes and optional
+/// metadata fields (type byte, then the field's bytes).
+fn table_map_of(table: &str, types: &[u8], metadata: &[u8], optional: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut body = TABLE_ID.to_le_bytes()[..6].to_vec();
+    body.extend_from_slice(&1u16.to_le_bytes());
+    for name in ["shop", table] {
+        body.push(name.len() as u8);
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+    }
+    body.extend(lenenc(types.len()));
+    body.extend_from_slice(types);
+    body.extend(lenenc(metadata.len()));
+    body.extend_from_slice(metadata);
+    body.extend(vec![0; types.len().div_ceil(8)]); // nothing nullable
+    for (field, bytes) in optional {
+        body.push(*field);
+        let mut length = bytes.len();
+        if length >= 251 {
+            body.push(0xfc);
+            body.extend_from_slice(&(length as u16).to_le_bytes());
+            length = 0;
+        }
+        if length > 0 {
+            body.extend(lenenc(length));
+        }
+        body.extend_from_slice(bytes);
+    }
+    body
+}
+
+#[test]
+fn a_table_map_without_columns_is_refused_and_its_rows_never_loop() {
+    let mut decoder = EventDecoder::new(HashMap::new(), true);
+    let error = decoder
+        .decode(
+            &parse(&event(0x13, 200, &table_map_of("empty", &[], &[], &[]))),
+            &end(200),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("declares 0 columns"), "{error}");
+    assert!(error.contains("shop.empty"), "{error}");
+    // rows that follow find no table map: refused, not read forever
+    let mut body = rows_header();
+    body.extend(lenenc(0));
+    body.extend_from_slice(&[0, 0, 0, 0]);
+    let error = decoder
+        .decode(&parse(&event(0x1e, 300, &body)), &end(300))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("without its TABLE_MAP"), "{error}");
+}
+
+#[test]
+fn a_set_of_more_than_64_members_is_refused_by_name() {
+    // one SET column (STRING with real type SET, 8 bytes), names, and 65 labels
+    let mut labels = lenenc(65); // the SET column's labels
+
+    for index in 0..65 {
+        let label = format!("m{index}");
+        labels.push(label.len() as u8);
+        labels.extend_from_slice(label.as_bytes());
+    }
+    let optional = vec![(4, b"\x01s".to_vec()), (5, labels)];
+    let bytes = table_map_of("sets", &[254], &[248, 8], &optional);
+    let mut decoder = EventDecoder::new(HashMap::new(), true);
+    let error = decoder
+        .decode(&parse(&event(0x13, 200, &bytes)), &end(200))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("SET column lists 65 members"), "{error}");
+    assert!(error.contains("shop.sets"), "{error}");
+}
+
+#[test]
+fn a_truncated_rows_event_is_refused_with_its_position() {
+    let mut decoder = decoder_with_table();
+    let mut body = rows_header();
+    body.extend(lenenc(2));
+    body.push(0b11);
+    body.push(0b00);
+    body.extend_from_slice(&7u64.to_le_bytes()[..5]); // the id cut short
+    let error = decoder
+        .decode(&parse(&event(0x1e, 700, &body)), &end(700))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("shop.docs") && error.contains(":"),
+        "{error}"
+    );
+}

@@ -4,9 +4,12 @@
 
 mod decode;
 mod echo;
+mod engines;
 mod event;
 #[cfg(test)]
 mod format_tests;
+#[cfg(test)]
+mod fuzz_tests;
 mod precheck;
 mod query;
 mod selector;

@@ -18,8 +18,8 @@ use super::event::{SourceEvent, TransactionGtid};
 use super::stream::{BinlogReader, ReadEvent, ReaderOptions};
 use crate::config::DataSource;
 use crate::error::{Error, ErrorClass, Result, chain};
-use crate::model::{BinlogFilePos, ChangeAt, GtidState, Position, RowChange, Statement};
-use std::collections::{HashSet, VecDeque};
+use crate::model::{BinlogFilePos, ChangeAt, GtidState, Position, RowChange, Statement, TableId};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -95,6 +95,9 @@ pub struct Batch {
     pub last_event_time: u32,
     /// Time Select spent decoding and batching this batch (waiting for the source excluded).
     pub select_time: Duration,
+    /// What Select did that the event log should say (rows of a rolled-back transaction
+    /// kept because their tables are not transactional).
+    pub notes: Vec<String>,
     reservation: Reservation,
 }
 
@@ -271,6 +274,12 @@ pub struct Selector {
     busy: Duration,
     /// Connections whose next DDL was announced by an echo transaction: that DDL is dropped.
     echo_ddl_threads: HashSet<u32>,
+    /// Whether source tables are transactional, as far as a ROLLBACK needed to know.
+    transactional: HashMap<TableId, bool>,
+    /// Tables whose engines a ROLLBACK waiting in `pending_statement` needs first.
+    engines_wanted: Vec<TableId>,
+    /// Notes for the event log, handed on with the next batch.
+    notes: Vec<String>,
 }
 
 impl Selector {
@@ -302,6 +311,9 @@ impl Selector {
             last_read: Instant::now(),
             busy: Duration::ZERO,
             echo_ddl_threads: HashSet::new(),
+            transactional: HashMap::new(),
+            engines_wanted: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -322,6 +334,17 @@ impl Selector {
             while let Some((change, time)) = self.pending.pop_front() {
                 if let Some(batch) = self.add(change, time) {
                     return Ok(Some(batch));
+                }
+            }
+            if !self.engines_wanted.is_empty() {
+                let tables = std::mem::take(&mut self.engines_wanted);
+                match super::engines::transactional(&self.source, &tables).await {
+                    Ok(found) => self.transactional.extend(found),
+                    Err(error) if error.class() == ErrorClass::Transient => {
+                        self.retry_after(&error).await;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
                 }
             }
             if let Some(statement) = self.pending_statement.take() {
@@ -417,6 +440,8 @@ impl Selector {
         self.transaction = None;
         self.pending.clear();
         self.pending_statement = None;
+        self.engines_wanted.clear();
+        self.notes.clear();
         self.building.clear();
         self.budget.release(self.building_bytes);
         self.building_bytes = 0;
@@ -491,6 +516,7 @@ impl Selector {
             end,
             last_event_time: self.last_event_time,
             select_time: std::mem::take(&mut self.busy) + decoding,
+            notes: std::mem::take(&mut self.notes),
             reservation: Reservation {
                 budget: self.budget.clone(),
                 bytes,
@@ -618,10 +644,27 @@ impl Selector {
                 Ok(self.cut_if_full())
             }
             SourceEvent::Rollback => {
-                // What the source logged and then rolled back never happened: drop it.
+                // A server logs a ROLLBACK with rows only when some could not be rolled back:
+                // the rows of non-transactional tables persisted on the source and are kept
+                // (as a replica applies them); the rest never happened and is dropped.
+                if let Some(transaction) = &self.transaction
+                    && let Some(first) = transaction.first_index
+                {
+                    let unknown: Vec<TableId> = self
+                        .rolled_back_tables(first)
+                        .into_iter()
+                        .filter(|table| !self.transactional.contains_key(table))
+                        .collect();
+                    if !unknown.is_empty() {
+                        // their engines are looked up first (see `next_batch`)
+                        self.engines_wanted = unknown;
+                        self.pending_statement = Some(read);
+                        return Ok(None);
+                    }
+                }
                 let transaction = self.transaction.take();
                 if let Some(transaction) = &transaction {
-                    self.roll_back_to(transaction.first_index, &read.start, "ROLLBACK")?;
+                    self.roll_back_keeping_non_transactional(transaction, &read.start)?;
                 }
                 self.committed = self.after(transaction.as_ref(), read.end);
                 self.skip = 0;
@@ -738,6 +781,67 @@ impl Selector {
                 start
             ))),
         }
+    }
+
+    /// The tables of the rows built from `first` on.
+    fn rolled_back_tables(&self, first: usize) -> Vec<TableId> {
+        let mut tables: Vec<TableId> = self.building[first.min(self.building.len())..]
+            .iter()
+            .filter_map(|change| match change {
+                Change::Row(row, _) => Some(row.table.id.clone()),
+                Change::Ddl { .. } => None,
+            })
+            .collect();
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+
+    /// A ROLLBACK of `transaction`: its rows of non-transactional tables stay (the source
+    /// kept them), the others are dropped; a note says what was kept.
+    fn roll_back_keeping_non_transactional(
+        &mut self,
+        transaction: &Transaction,
+        at: &BinlogFilePos,
+    ) -> Result<()> {
+        let Some(first) = transaction.first_index else {
+            return self.roll_back_to(None, at, "ROLLBACK");
+        };
+        let first = first.min(self.building.len());
+        let kept_tables: Vec<TableId> = self
+            .rolled_back_tables(first)
+            .into_iter()
+            .filter(|table| self.transactional.get(table) == Some(&false))
+            .collect();
+        if kept_tables.is_empty() {
+            return self.roll_back_to(Some(first), at, "ROLLBACK");
+        }
+        let rolled_back: Vec<Change> = self.building.drain(first..).collect();
+        let mut kept = 0;
+        for change in rolled_back {
+            match &change {
+                Change::Row(row, _) if kept_tables.contains(&row.table.id) => {
+                    kept += 1;
+                    self.building.push(change);
+                }
+                _ => {
+                    let size = change.size();
+                    self.building_bytes -= size;
+                    self.budget.release(size);
+                }
+            }
+        }
+        let names: Vec<String> = kept_tables.iter().map(ToString::to_string).collect();
+        let note = format!(
+            "ROLLBACK at {at}: {kept} rows of non-transactional tables ({}) persisted on the source and are applied; the transaction's other rows are dropped",
+            names.join(", ")
+        );
+        warn!(source = %self.source.name, "{note}");
+        self.notes.push(note);
+        if self.building.is_empty() {
+            self.building_since = None;
+        }
+        Ok(())
     }
 
     /// Drops the changes built from `index` on (a rollback). Fails if some of them were
@@ -1148,6 +1252,11 @@ mod tests {
     #[test]
     fn rolled_back_work_is_dropped_and_savepoints_honoured() {
         let mut selector = selector(100);
+        let table = TableId {
+            schema: "shop".into(),
+            table: "t".into(),
+        };
+        selector.transactional.insert(table, true);
         feed(
             &mut selector,
             vec![
@@ -1203,6 +1312,64 @@ mod tests {
             selector.committed.gtid.as_ref().unwrap().to_string(),
             "0-1-2"
         );
+    }
+
+    /// A row of `shop.<table>` with id `id`.
+    fn row_of(table: &str, id: i64) -> SourceEvent {
+        let SourceEvent::Rows(mut changes) = row(id) else {
+            unreachable!()
+        };
+        let mut meta = (*changes[0].table).clone();
+        meta.id.table = table.into();
+        changes[0].table = Arc::new(meta);
+        SourceEvent::Rows(changes)
+    }
+
+    #[test]
+    fn a_rollback_keeps_the_rows_of_non_transactional_tables() {
+        let mut selector = selector(100);
+        let table = |name: &str| TableId {
+            schema: "shop".into(),
+            table: name.into(),
+        };
+        selector.transactional = [(table("inno"), true), (table("isam"), false)].into();
+        feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(110, SourceEvent::Begin),
+                at(200, row_of("inno", 1)),
+                at(210, row_of("isam", 2)),
+                at(220, row_of("inno", 3)),
+                at(230, row_of("isam", 4)),
+                at(300, SourceEvent::Rollback),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ids(&selector.building), vec!["2", "4"]);
+        assert_eq!(selector.committed.file.as_ref().unwrap().offset, 300);
+        assert!(selector.notes[0].contains("2 rows of non-transactional tables (shop.isam)"));
+        let expected: usize = selector.building.iter().map(Change::size).sum();
+        assert_eq!(selector.budget.buffered(), expected);
+        // tables whose engines are not known yet are looked up before the ROLLBACK is handled
+        let mut selector = self::selector(100);
+        feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(110, SourceEvent::Begin),
+                at(200, row_of("other", 1)),
+            ],
+        )
+        .unwrap();
+        assert!(
+            selector
+                .handle(at(300, SourceEvent::Rollback))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(selector.engines_wanted, vec![table("other")]);
+        assert!(selector.pending_statement.is_some());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::config::{DataSource, DataSourceKind};
 use crate::error::{Error, Result};
 use crate::model::{BinlogFilePos, GtidState};
 use crate::pipeline::connect;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 use std::time::Duration;
@@ -216,7 +216,19 @@ impl BinlogReader {
 
     /// The next event; None at the end of the binlog when reading with `stop_at_end`.
     pub async fn next(&mut self) -> Result<Option<ReadEvent>> {
-        let Some(event) = self.stream.next().await else {
+        // The driver parses events as it reads them: a panic there (bytes it cannot take) is
+        // the stream's error, not the task's end.
+        let next = std::panic::AssertUnwindSafe(self.stream.next()).catch_unwind();
+        let Some(event) = next.await.map_err(|panic| {
+            Error::Binlog(format!(
+                "an event after {}:{} from data source '{}' cannot be parsed ({}); ottr never skips an event",
+                self.file,
+                self.last_end,
+                self.source_name,
+                crate::error::panic_message(&*panic)
+            ))
+        })?
+        else {
             return Ok(None);
         };
         let event = event.map_err(|error| self.stream_error(error))?;

@@ -10,6 +10,13 @@ use mysql_async::consts::ColumnType;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The most columns a MySQL or MariaDB table has (MySQL's limit; InnoDB allows 1,017).
+const MAX_COLUMNS: usize = 4096;
+/// The most members a SET has: one bit each in a 64-bit value.
+const MAX_SET_MEMBERS: usize = 64;
+/// The most members an ENUM has.
+const MAX_ENUM_MEMBERS: usize = 65_535;
+
 /// A table's metadata and the decoder of each column.
 #[derive(Debug, Clone)]
 pub struct TableDecoder {
@@ -33,7 +40,12 @@ pub fn table_decoder(
         context: format!("TABLE_MAP of {id}"),
         problem,
     };
-    let count = tme.columns_count() as usize;
+    let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+    if count == 0 || count > MAX_COLUMNS {
+        return Err(bad(format!(
+            "it declares {count} columns (a table has 1 to {MAX_COLUMNS})"
+        )));
+    }
     let mut types = Vec::with_capacity(count);
     for index in 0..count {
         let column_type = tme
@@ -136,6 +148,24 @@ pub fn table_decoder(
             }
             _ => {}
         }
+    }
+    if let Some(labels) = set_labels
+        .iter()
+        .find(|labels| labels.len() > MAX_SET_MEMBERS)
+    {
+        return Err(bad(format!(
+            "a SET column lists {} members (a SET has at most {MAX_SET_MEMBERS})",
+            labels.len()
+        )));
+    }
+    if let Some(labels) = enum_labels
+        .iter()
+        .find(|labels| labels.len() > MAX_ENUM_MEMBERS)
+    {
+        return Err(bad(format!(
+            "an ENUM column lists {} members (an ENUM has at most {MAX_ENUM_MEMBERS})",
+            labels.len()
+        )));
     }
     let mut enum_labels = enum_labels.into_iter();
     let mut set_labels = set_labels.into_iter();
