@@ -65,9 +65,9 @@ META_URL="mysql://root@127.0.0.1:$META_PORT/ottr"
 "$OTTR" migrate --meta "$META_URL" 2>/dev/null
 
 echo "== configuring with SQL"
-export SH_PASSWORD=demo-reader-pw
+export OTTR_SECRET_SH=demo-reader-pw
 cat <<SQL | tee "$SANDBOX/configure.sql"
-CALL add_data_source('sh', 'mariadb', 'mysql://canal@127.0.0.1:$SOURCE_PORT', 'env:SH_PASSWORD');
+CALL add_data_source('sh', 'mariadb', 'mysql://canal@127.0.0.1:$SOURCE_PORT', 'env:OTTR_SECRET_SH');
 CALL add_data_source('us', 'mariadb', 'mysql://root@127.0.0.1:$TARGET_PORT', NULL);
 CALL create_channel('orders_sh_us', 'sh', 'us');
 CALL add_table_pair('orders_sh_us', 'shop', 'order_.*', NULL, NULL);

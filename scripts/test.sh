@@ -8,8 +8,9 @@ source scripts/lib.sh
 
 # python3-aiosmtpd: the SMTP server the monitor tests send alert mail to;
 # zookeeper: the server the --zk tests coordinate through (run with java, not as a service)
+# openssl: the test CA and certificates of the TLS tests
 ensure_packages mariadb-server:mariadbd mariadb-client:mariadb python3:python3 python3-aiosmtpd:aiosmtpd \
-  zookeeper:/usr/share/java/zookeeper.jar
+  zookeeper:/usr/share/java/zookeeper.jar openssl:openssl
 ensure_rust
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

@@ -67,6 +67,13 @@ pub enum Error {
     /// A source or target failed a precheck; the message holds the fix.
     #[error("{0}")]
     Precheck(String),
+    /// A server's TLS handshake or certificate was refused: trying again will not help.
+    #[error("{context}")]
+    TlsRefused {
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
     /// A data server could not be reached (connection refused, timeout, gone away).
     #[error("{context}")]
     Unreachable {
@@ -113,7 +120,9 @@ impl Error {
     /// Wraps a database error with what was being done.
     pub fn database(context: impl Into<String>, source: mysql_async::Error) -> Self {
         let context = context.into();
-        if is_connection_error(&source) {
+        if crate::tls::is_tls_failure(&source) {
+            Error::TlsRefused { context, source }
+        } else if is_connection_error(&source) {
             Error::Unreachable { context, source }
         } else {
             Error::Database { context, source }
@@ -142,6 +151,7 @@ impl Error {
             | Error::Binlog(_)
             | Error::Transform(_)
             | Error::BadRow { .. }
+            | Error::TlsRefused { .. }
             | Error::Panicked(..) => ErrorClass::Fatal,
         }
     }

@@ -20,6 +20,7 @@
 //! - [`status`]: the `ottr status` and `ottr check` reports.
 //! - [`inspect`]: `ottr binlog`, the decoded events of a source, for debugging.
 //! - [`sql`]: SQL text built from names and bytes: quoted identifiers, hex literals.
+//! - [`tls`]: TLS options and encryption of connections to MySQL/MariaDB servers.
 
 pub mod config;
 pub mod error;
@@ -87,5 +88,6 @@ pub(crate) mod test_alloc {
     }
 }
 pub mod status;
+pub mod tls;
 
 pub use error::{Error, ErrorClass};

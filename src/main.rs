@@ -21,6 +21,27 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// The metadata database's password, from this file (so that it stays out of the
+    /// process list); OTTR_META_PASSWORD gives it from the environment.
+    #[arg(
+        long,
+        global = true,
+        env = "OTTR_META_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    meta_password_file: Option<std::path::PathBuf>,
+    /// `file:PATH` references of configuration rows (passwords, TLS keys) resolve only to
+    /// files inside this directory; without it, no file references resolve.
+    #[arg(long, global = true, env = "OTTR_SECRETS_DIR", value_name = "DIR")]
+    secrets_dir: Option<std::path::PathBuf>,
+    /// `env:NAME` references of configuration rows resolve only for names with this prefix.
+    #[arg(
+        long,
+        global = true,
+        env = "OTTR_SECRET_ENV_PREFIX",
+        default_value = ottr::config::DEFAULT_ENV_PREFIX
+    )]
+    secret_env_prefix: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +73,11 @@ enum Command {
         /// pipeline ownership by election, for faster failover than leases alone.
         #[arg(long, env = "OTTR_ZK", value_name = "HOST:PORT,...")]
         zk: Option<String>,
+        /// The installation's ZooKeeper identity, `user:password` in this file: the node
+        /// authenticates with it (digest) and makes its nodes readable and writable by that
+        /// identity only.
+        #[arg(long, env = "OTTR_ZK_AUTH_FILE", value_name = "PATH")]
+        zk_auth_file: Option<std::path::PathBuf>,
     },
     /// Prints pipelines (with lag and throughput), nodes and open alerts as tables.
     Status {
@@ -103,7 +129,7 @@ async fn main() -> ExitCode {
     } else {
         subscriber.init();
     }
-    match run(cli.command).await {
+    match run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", error_text(&error));
@@ -119,10 +145,45 @@ fn error_text(error: &anyhow::Error) -> String {
     }
 }
 
-async fn run(command: Command) -> Result<ExitCode> {
-    match command {
+/// The metadata password given apart from the URL: from `--meta-password-file`, or from
+/// OTTR_META_PASSWORD.
+async fn meta_password(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if let Some(file) = file {
+        let bytes = ottr::config::read_public_file(file, "metadata password file")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!("metadata password file {} is not UTF-8", file.display())
+        })?;
+        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+    }
+    Ok(std::env::var("OTTR_META_PASSWORD").ok())
+}
+
+/// Opens the metadata database; warns when the URL carries a password (the process list
+/// shows it).
+fn open_meta(url: &str, password: Option<&str>) -> Result<MetaDb> {
+    warn_about_url_password(url);
+    Ok(MetaDb::open_as(url, password)?)
+}
+
+fn warn_about_url_password(url: &str) {
+    if meta::redact_url(url) != url {
+        tracing::warn!(
+            "the metadata URL holds a password, which any user of this machine can read in the process list: give it with --meta-password-file or OTTR_META_PASSWORD"
+        );
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    ottr::config::install_policy(cli.secrets_dir.as_deref(), Some(&cli.secret_env_prefix))
+        .map_err(anyhow::Error::msg)?;
+    let password = meta_password(cli.meta_password_file.as_deref()).await?;
+    let password = password.as_deref();
+    match cli.command {
         Command::Migrate { meta, target } => {
-            let report = meta::migrate(&meta, target).await?;
+            warn_about_url_password(&meta);
+            let report = meta::migrate_as(&meta, password, target).await?;
             if report.from == report.to {
                 println!(
                     "metadata schema is at version {} (no migration needed); {} views and procedures re-created",
@@ -141,16 +202,44 @@ async fn run(command: Command) -> Result<ExitCode> {
             name,
             host,
             zk,
+            zk_auth_file,
         } => {
-            let meta = MetaDb::open(&meta)?;
+            let meta = open_meta(&meta, password)?;
             let host = host.unwrap_or_else(hostname);
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            node::run(meta, NodeOptions { name, host, zk }, shutdown).await?;
+            let zk_auth = match zk_auth_file {
+                None => None,
+                Some(file) => {
+                    let bytes = ottr::config::read_public_file(&file, "ZooKeeper identity file")
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    let text = String::from_utf8(bytes)
+                        .ok()
+                        .map(|text| text.trim().to_owned());
+                    anyhow::ensure!(
+                        text.as_ref().is_some_and(|text| text.contains(':')),
+                        "ZooKeeper identity file {} must hold user:password",
+                        file.display()
+                    );
+                    text
+                }
+            };
+            node::run(
+                meta,
+                NodeOptions {
+                    name,
+                    host,
+                    zk,
+                    zk_auth,
+                },
+                shutdown,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { meta, watch: None } => {
-            let meta = MetaDb::open(&meta)?;
+            let meta = open_meta(&meta, password)?;
             print!("{}", ottr::status::status_report(&meta).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -162,7 +251,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                 seconds.is_finite() && (0.1..=3600.0).contains(&seconds),
                 "--watch takes 0.1 to 3600 seconds, not {seconds}"
             );
-            let meta = MetaDb::open(&meta)?;
+            let meta = open_meta(&meta, password)?;
             let stop = CancellationToken::new();
             let stopper = stop.clone();
             tokio::spawn(async move {
@@ -181,7 +270,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             follow,
             server_id,
         } => {
-            let meta = MetaDb::open(&meta)?;
+            let meta = open_meta(&meta, password)?;
             let from = from
                 .parse()
                 .map_err(|error: ottr::model::ParsePositionError| {
@@ -198,7 +287,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { meta, data_source } => {
-            let meta = MetaDb::open(&meta)?;
+            let meta = open_meta(&meta, password)?;
             let (report, passed) = ottr::status::check_report(&meta, &data_source).await?;
             print!("{report}");
             Ok(if passed {

@@ -12,9 +12,11 @@ fn server() -> &'static common::MariaDb {
 
 async fn drop_schema(schema: &str) {
     let mut conn = server().conn().await;
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
-        .await
-        .unwrap();
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{schema}_secret`; DROP DATABASE IF EXISTS `{schema}`"
+    ))
+    .await
+    .unwrap();
 }
 
 /// Tables, columns, views and routines of a schema, to compare before and after.

@@ -810,7 +810,8 @@ async fn passwords_never_appear_in_logs_views_or_errors() {
     plain_conn
         .query_drop(format!(
             "CREATE USER IF NOT EXISTS 'metauser'@'%' IDENTIFIED BY '{meta_secret}';
-             GRANT ALL ON `ottr_n_secrets`.* TO 'metauser'@'%';"
+             GRANT ALL ON `ottr_n_secrets`.* TO 'metauser'@'%';
+             GRANT SELECT ON `ottr_n_secrets_secret`.* TO 'metauser'@'%';"
         ))
         .await
         .unwrap();
@@ -1830,4 +1831,91 @@ async fn zookeeper_nodes_on_different_ensembles_are_reported() {
     );
     assert_eq!(reported[1].0, "z2");
     assert!(reported[1].1.starts_with("node z1 "), "{reported:?}");
+}
+
+/// With the installation's ZooKeeper identity (`--zk-auth-file`), the installation's nodes
+/// are readable and writable by that identity only: a client without it, or with a wrong
+/// password, can neither read the queues, queue for a pipeline nor delete a live node.
+#[tokio::test]
+async fn with_a_zookeeper_identity_only_the_installation_reads_or_writes_its_nodes() {
+    use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+    let zk = ZooKeeperServer::start();
+    create_id_n_tables("zk_acl", &["t".to_owned()]).await;
+    let mut setup = setup("ottr_zk_acl", 30_000, 200, 200).await;
+    setup
+        .conn
+        .query_drop("CALL set_setting('zk_session_ms', 2000)")
+        .await
+        .unwrap();
+    setup
+        .channel_over("zk_acl", "sh", "zk_acl", "t", true)
+        .await;
+    let identity = setup.dir.join("zk.identity");
+    std::fs::write(&identity, "ottr:Zk-Secret-1\n").unwrap();
+    let _node = NodeProcess::spawn(
+        &setup.url,
+        "z1",
+        &setup.dir,
+        &[
+            ("OTTR_ZK", &zk.address()),
+            ("OTTR_ZK_AUTH_FILE", identity.to_str().unwrap()),
+        ],
+    );
+    setup
+        .wait_state("zk_acl", "running", Duration::from_secs(30))
+        .await;
+    let installation: String = setup
+        .conn
+        .query_first("SELECT id FROM installation")
+        .await
+        .unwrap()
+        .unwrap();
+    let root = format!("/ottr/{installation}");
+    let pipeline: u32 = setup
+        .conn
+        .query_first("SELECT id FROM pipeline")
+        .await
+        .unwrap()
+        .unwrap();
+    let stranger = Client::connect(&zk.address()).await.unwrap();
+    let guesser = Client::connector()
+        .with_auth("digest", b"ottr:guess")
+        .connect(&zk.address())
+        .await
+        .unwrap();
+    for client in [&stranger, &guesser] {
+        for path in [format!("{root}/pipelines"), format!("{root}/nodes")] {
+            assert_eq!(
+                client.list_children(&path).await.unwrap_err(),
+                ZkError::NoAuth,
+                "{path}"
+            );
+        }
+        let lock = format!("{root}/pipelines/{pipeline}/lock-0-");
+        let queued = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+        assert_eq!(
+            client.create(&lock, b"x", &queued).await.unwrap_err(),
+            ZkError::NoAuth
+        );
+        assert_eq!(
+            client
+                .delete(&format!("{root}/nodes/z1"), None)
+                .await
+                .unwrap_err(),
+            ZkError::NoAuth
+        );
+    }
+    let member = Client::connector()
+        .with_auth("digest", b"ottr:Zk-Secret-1")
+        .connect(&zk.address())
+        .await
+        .unwrap();
+    let alive = member
+        .list_children(&format!("{root}/nodes"))
+        .await
+        .unwrap();
+    assert_eq!(alive, vec!["z1".to_owned()]);
+    setup
+        .wait_state("zk_acl", "running", Duration::from_secs(1))
+        .await;
 }

@@ -1,5 +1,7 @@
 -- Registers a database endpoint. p_url is mysql://user@host[:port] (or mariadb://…);
--- p_password is NULL (none), a literal, env:NAME or file:PATH (read by the node).
+-- p_password is NULL (none), a literal, env:NAME or file:PATH (read by the node, within its
+-- allow-list); it is kept in the secrets schema. TLS starts as 'preferred'
+-- (set_data_source_tls changes it).
 CREATE PROCEDURE add_data_source(IN p_name VARCHAR(1024), IN p_kind VARCHAR(1024),
                                  IN p_url VARCHAR(1024), IN p_password VARCHAR(1024))
   SQL SECURITY INVOKER
@@ -17,6 +19,10 @@ BEGIN
   END IF;
   CALL parse_data_source_url(p_url, v_host, v_port, v_user);
   CALL check_password(p_password);
-  INSERT INTO data_source (name, kind, host, port, user, password)
-  VALUES (p_name, p_kind, v_host, v_port, v_user, p_password);
+  INSERT INTO data_source (name, kind, host, port, user)
+  VALUES (p_name, p_kind, v_host, v_port, v_user);
+  IF p_password IS NOT NULL THEN
+    INSERT INTO ottr_secret.data_source_password (data_source_id, password)
+    VALUES (LAST_INSERT_ID(), p_password);
+  END IF;
 END

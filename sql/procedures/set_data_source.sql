@@ -16,8 +16,11 @@ BEGIN
     CALL parse_data_source_url(p_url, v_host, v_port, v_user);
     UPDATE data_source SET host = v_host, port = v_port, user = v_user WHERE id = v_id;
   END IF;
-  IF p_password IS NOT NULL THEN
+  IF p_password = '' THEN
+    DELETE FROM ottr_secret.data_source_password WHERE data_source_id = v_id;
+  ELSEIF p_password IS NOT NULL THEN
     CALL check_password(p_password);
-    UPDATE data_source SET password = NULLIF(p_password, '') WHERE id = v_id;
+    INSERT INTO ottr_secret.data_source_password (data_source_id, password) VALUES (v_id, p_password)
+    ON DUPLICATE KEY UPDATE password = p_password;
   END IF;
 END

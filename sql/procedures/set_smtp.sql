@@ -1,6 +1,7 @@
 -- Sets how the monitor sends mail: host, port, security ('none', 'starttls' or 'tls'), user
--- (NULL = no login), password (NULL, a literal, env:NAME or file:PATH, read by the node) and
--- the From address.
+-- (NULL = no login), password (NULL, a literal, env:NAME or file:PATH, read by the node within
+-- its allow-list; kept in the secrets schema) and the From address. A login needs starttls or
+-- tls: it is never sent in clear.
 CREATE PROCEDURE set_smtp(IN p_host VARCHAR(1024), IN p_port INT, IN p_security VARCHAR(1024),
                           IN p_user VARCHAR(1024), IN p_password VARCHAR(1024),
                           IN p_from VARCHAR(1024))
@@ -18,11 +19,21 @@ BEGIN
   IF p_user IS NULL AND p_password IS NOT NULL THEN
     CALL raise_error('an SMTP password needs a user');
   END IF;
+  IF p_user IS NOT NULL AND LOWER(p_security) = 'none' THEN
+    CALL raise_error('an SMTP login without TLS would send the password in clear: use starttls or tls');
+  END IF;
   IF p_from IS NULL OR p_from NOT REGEXP '^[^@ ,<>]+@[^@ ,<>]+$' THEN
     CALL raise_error(CONCAT('invalid From address ''', LEFT(COALESCE(p_from, 'NULL'), 60), ''': use name@domain'));
   END IF;
-  INSERT INTO smtp (id, host, port, security, user, password, from_address)
-  VALUES (1, p_host, p_port, LOWER(p_security), p_user, p_password, p_from)
+  CALL check_password(p_password);
+  INSERT INTO smtp (id, host, port, security, user, from_address)
+  VALUES (1, p_host, p_port, LOWER(p_security), p_user, p_from)
   ON DUPLICATE KEY UPDATE host = p_host, port = p_port, security = LOWER(p_security), user = p_user,
-    password = p_password, from_address = p_from;
+    from_address = p_from;
+  IF p_password IS NULL THEN
+    DELETE FROM ottr_secret.smtp_password WHERE id = 1;
+  ELSE
+    INSERT INTO ottr_secret.smtp_password (id, password) VALUES (1, p_password)
+    ON DUPLICATE KEY UPDATE password = p_password;
+  END IF;
 END

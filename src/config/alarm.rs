@@ -346,15 +346,18 @@ pub enum SmtpSecurity {
     Tls,
 }
 
-/// The `smtp` row as stored.
+/// The `smtp` row as stored (the password from the secrets schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpRow {
     pub host: String,
     pub port: u16,
     pub security: String,
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Secret,
     pub from_address: String,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 /// Validated SMTP settings.
@@ -366,6 +369,10 @@ pub struct Smtp {
     pub user: Option<String>,
     pub password: Secret,
     pub from: lettre::message::Mailbox,
+    /// The CA the server's certificate must chain to (None: the public roots).
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// A client certificate presented to the server.
+    pub client: Option<super::ClientCertificate>,
 }
 
 /// Validates the `smtp` row.
@@ -386,13 +393,28 @@ pub fn validate_smtp(row: &SmtpRow) -> Result<Smtp, String> {
             row.from_address
         )
     })?;
+    if security == SmtpSecurity::None && row.user.is_some() {
+        return Err(
+            "an SMTP login over an unencrypted connection would send the password in clear: use starttls or tls"
+                .into(),
+        );
+    }
+    // Certificates are checked whenever TLS is used: "required" stands for starttls/tls here.
+    let tls = super::Tls::validate(
+        "verify_identity",
+        row.tls_ca_file.as_deref(),
+        row.tls_cert_file.as_deref(),
+        row.tls_key_file.as_deref(),
+    )?;
     Ok(Smtp {
         host: row.host.clone(),
         port: row.port,
         security,
         user: row.user.clone(),
-        password: Secret::from_stored(row.password.as_deref()),
+        password: row.password.clone(),
         from,
+        tls_ca_file: tls.ca_file,
+        client: tls.client,
     })
 }
 

@@ -13,6 +13,7 @@ mod pattern;
 mod rows;
 mod secret;
 mod settings;
+mod tls;
 mod validate;
 
 pub use alarm::{
@@ -25,8 +26,12 @@ pub use rows::{
     ChannelRow, ColumnPairRow, ConfigSnapshot, DataSourceRow, PipelineNodeRow, PipelineRow,
     TablePairRow,
 };
-pub use secret::Secret;
+pub use secret::{
+    CERTIFICATE_FILE_LIMIT, DEFAULT_ENV_PREFIX, SECRET_FILE_LIMIT, Secret, SecretPolicy,
+    install_policy, read_public_file, read_secret_file,
+};
 pub use settings::Settings;
+pub use tls::{ClientCertificate, Tls, TlsMode};
 pub use validate::{
     ColumnSelection, ConflictPolicy, ConflictRule, DataSource, DataSourceKind, PipelineConfig,
     PipelineOptions, SYSTEM_SCHEMAS, TablePair, validate_data_source, validate_pipeline,

@@ -1,5 +1,6 @@
 //! Configuration rows exactly as stored in the metadata schema, before validation.
 
+use super::Secret;
 use crate::model::{ChannelId, DataSourceId, PipelineId, TablePairId};
 
 /// A `data_source` row.
@@ -11,8 +12,14 @@ pub struct DataSourceRow {
     pub host: String,
     pub port: u32,
     pub user: String,
-    /// NULL, a literal, `env:NAME` or `file:PATH`.
-    pub password: Option<String>,
+    /// From the secrets schema: none, a literal, `env:NAME` or `file:PATH` (never shown by
+    /// `Debug`).
+    pub password: Secret,
+    /// `disabled`, `preferred`, `required`, `verify_ca` or `verify_identity`.
+    pub tls_mode: String,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 /// A `channel` row.

@@ -2,7 +2,7 @@
 
 use super::{
     ChannelRow, ColumnPairRow, ConfigError, ConfigSnapshot, DataSourceRow, NamePattern,
-    PipelineRow, RowRef, Secret, TablePairRow,
+    PipelineRow, RowRef, Secret, TablePairRow, Tls,
 };
 use crate::model::{
     BinlogFilePos, ChannelId, DataSourceId, GtidState, PipelineId, StartPoint, TablePairId,
@@ -21,6 +21,7 @@ pub struct DataSource {
     pub port: u16,
     pub user: String,
     pub password: Secret,
+    pub tls: Tls,
 }
 
 impl DataSource {
@@ -164,7 +165,7 @@ pub fn validate_data_source(row: &DataSourceRow) -> Result<DataSource, ConfigErr
     if row.user.is_empty() {
         return Err(invalid("user is empty".into()));
     }
-    let password = Secret::from_stored(row.password.as_deref());
+    let password = row.password.clone();
     if let Secret::Env(name) = &password
         && (name.is_empty() || name.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
     {
@@ -172,6 +173,13 @@ pub fn validate_data_source(row: &DataSourceRow) -> Result<DataSource, ConfigErr
             "a password starting with env: must be env:NAME".into(),
         ));
     }
+    let tls = Tls::validate(
+        &row.tls_mode,
+        row.tls_ca_file.as_deref(),
+        row.tls_cert_file.as_deref(),
+        row.tls_key_file.as_deref(),
+    )
+    .map_err(invalid)?;
     Ok(DataSource {
         id: row.id,
         name: row.name.clone(),
@@ -180,6 +188,7 @@ pub fn validate_data_source(row: &DataSourceRow) -> Result<DataSource, ConfigErr
         port,
         user: row.user.clone(),
         password,
+        tls,
     })
 }
 
@@ -600,7 +609,11 @@ mod tests {
             host: format!("10.0.0.{id}"),
             port: 3306,
             user: "canal".into(),
-            password: Some("env:SH_PASSWORD".into()),
+            password: Secret::from_stored(Some("env:SH_PASSWORD")),
+            tls_mode: "preferred".into(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         };
         ConfigSnapshot {
             data_sources: vec![source(1, "sh"), source(2, "us")],

@@ -2,7 +2,7 @@
 
 use super::{MetaDb, timed};
 use crate::config::{
-    ChannelRow, ColumnPairRow, ConfigSnapshot, DataSourceRow, PipelineNodeRow, PipelineRow,
+    ChannelRow, ColumnPairRow, ConfigSnapshot, DataSourceRow, PipelineNodeRow, PipelineRow, Secret,
     TablePairRow,
 };
 use crate::error::{Error, Result};
@@ -11,10 +11,10 @@ use crate::row::take;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-const SELECT_DATA_SOURCES: &str =
-    "SELECT id, name, kind, host, port, user, password FROM data_source ORDER BY id";
-const SELECT_DATA_SOURCE_BY_NAME: &str =
-    "SELECT id, name, kind, host, port, user, password FROM data_source WHERE name = ?";
+/// Data sources with their passwords from the secrets schema (`{secret}` is its quoted name).
+const SELECT_DATA_SOURCES: &str = "SELECT d.id, d.name, d.kind, d.host, d.port, d.user, \
+     p.password, CAST(d.tls_mode AS CHAR) AS tls_mode, d.tls_ca_file, d.tls_cert_file, d.tls_key_file \
+     FROM data_source d LEFT JOIN {secret}.data_source_password p ON p.data_source_id = d.id";
 const SELECT_CHANNELS: &str = "SELECT id, name, mode, desired, primary_source_id, \
      conflict_policy, conflict_column FROM channel ORDER BY id";
 const SELECT_PIPELINES: &str = "SELECT id, channel_id, name, source_id, target_id, batch_rows, \
@@ -39,7 +39,7 @@ pub async fn read_snapshot(meta: &MetaDb) -> Result<ConfigSnapshot> {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             .await
             .map_err(|error| Error::database(context, error))?;
-        let snapshot = read_rows(&mut conn).await;
+        let snapshot = read_rows(meta, &mut conn).await;
         conn.query_drop("COMMIT")
             .await
             .map_err(|error| Error::database(context, error))?;
@@ -48,9 +48,17 @@ pub async fn read_snapshot(meta: &MetaDb) -> Result<ConfigSnapshot> {
     .await
 }
 
-async fn read_rows(conn: &mut Conn) -> Result<ConfigSnapshot> {
+async fn read_rows(meta: &MetaDb, conn: &mut Conn) -> Result<ConfigSnapshot> {
     Ok(ConfigSnapshot {
-        data_sources: select(conn, SELECT_DATA_SOURCES, data_source_row).await?,
+        data_sources: select(
+            conn,
+            &format!(
+                "{} ORDER BY d.id",
+                meta.with_secret_schema(SELECT_DATA_SOURCES)
+            ),
+            data_source_row,
+        )
+        .await?,
         channels: select(conn, SELECT_CHANNELS, |row| {
             Ok(ChannelRow {
                 id: ChannelId(take(row, "id", "channel")?),
@@ -105,8 +113,12 @@ pub async fn read_data_source(meta: &MetaDb, name: &str) -> Result<Option<DataSo
     let mut conn = meta.conn().await?;
     let context = "cannot read the data source";
     timed(context, async {
+        let sql = format!(
+            "{} WHERE d.name = ?",
+            meta.with_secret_schema(SELECT_DATA_SOURCES)
+        );
         let row: Option<Row> = conn
-            .exec_first(SELECT_DATA_SOURCE_BY_NAME, (name,))
+            .exec_first(sql, (name,))
             .await
             .map_err(|error| Error::database(context, error))?;
         row.map(|mut row| data_source_row(&mut row)).transpose()
@@ -164,7 +176,11 @@ fn data_source_row(row: &mut Row) -> Result<DataSourceRow> {
         host: take(row, "host", context)?,
         port: take(row, "port", context)?,
         user: take(row, "user", context)?,
-        password: take(row, "password", context)?,
+        password: Secret::from_stored(take::<Option<String>>(row, "password", context)?.as_deref()),
+        tls_mode: take(row, "tls_mode", context)?,
+        tls_ca_file: take(row, "tls_ca_file", context)?,
+        tls_cert_file: take(row, "tls_cert_file", context)?,
+        tls_key_file: take(row, "tls_key_file", context)?,
     })
 }
 

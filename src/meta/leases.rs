@@ -57,6 +57,11 @@ const WRITE_POSITION: &str = "INSERT INTO pipeline_position \
 const READ_POSITION: &str = "SELECT binlog_file, binlog_offset, gtid, trx_rows_done \
      FROM pipeline_position WHERE pipeline_id = ?";
 // `since` is assigned first: MySQL evaluates the assignments left to right.
+const RECORD_CONNECTION: &str = "INSERT INTO data_source_connection \
+     (pipeline_id, role, data_source_id, node, token, tls_version, tls_cipher) VALUES (?, ?, ?, ?, ?, ?, ?) \
+     ON DUPLICATE KEY UPDATE data_source_id = VALUES(data_source_id), node = VALUES(node), \
+     token = VALUES(token), tls_version = VALUES(tls_version), tls_cipher = VALUES(tls_cipher), \
+     connected_at = NOW(6)";
 const WRITE_STATE: &str = "INSERT INTO pipeline_state (pipeline_id, state, reason, node, token, since) \
      SELECT l.pipeline_id, ?, ?, l.holder, l.token, NOW(6) FROM pipeline_lease l \
      WHERE l.pipeline_id = ? AND l.token = ? AND l.holder IS NOT NULL AND l.expires_at > NOW(6) \
@@ -356,6 +361,40 @@ pub async fn write_state(
     let context = format!("cannot record the state of pipeline {pipeline}");
     let params = (state, reason, pipeline.0, token.0);
     fenced_write(meta, pipeline, token, &context, WRITE_STATE, params.into()).await
+}
+
+/// Records how `pipeline`'s connection in `role` (`source` or `target`) to data source
+/// `data_source` is encrypted (`tls`: version and cipher; None: plain), as `node` found it
+/// under lease `token`.
+pub async fn record_connection(
+    meta: &MetaDb,
+    pipeline: PipelineId,
+    role: &str,
+    data_source: crate::model::DataSourceId,
+    node: &str,
+    token: FencingToken,
+    tls: Option<(String, String)>,
+) -> Result<()> {
+    let mut conn = meta.conn().await?;
+    let context = format!("cannot record the connections of pipeline {pipeline}");
+    let (version, cipher) = tls.unzip();
+    timed(&context, async {
+        conn.exec_drop(
+            RECORD_CONNECTION,
+            (
+                pipeline.0,
+                role,
+                data_source.0,
+                node,
+                token.0,
+                version,
+                cipher,
+            ),
+        )
+        .await
+        .map_err(|error| Error::database(context.clone(), error))
+    })
+    .await
 }
 
 /// Records that `node` starts running `pipeline` now (by the database's clock).

@@ -24,6 +24,8 @@ const HISTORY_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
 const SELECT_VERSION: &str = "SELECT CAST(COALESCE(MAX(version), 0) AS SIGNED) FROM schema_history";
 const LIST_ROUTINES: &str = "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES \
      WHERE ROUTINE_SCHEMA = DATABASE()";
+const TABLE_COLUMNS: &str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 const LIST_VIEWS: &str =
     "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()";
 
@@ -51,13 +53,22 @@ pub fn known_version() -> i64 {
 /// Migrates the schema named in `url` up to `target` (None: the newest), creating the schema
 /// if it is missing. Views and procedures are installed only at the newest version.
 pub async fn migrate(url: &str, target: Option<i64>) -> Result<MigrateReport> {
+    migrate_as(url, None, target).await
+}
+
+/// Like [`migrate`], with the password given apart from the URL.
+pub async fn migrate_as(
+    url: &str,
+    password: Option<&str>,
+    target: Option<i64>,
+) -> Result<MigrateReport> {
     if url.contains(',') {
         return Err(Error::Precheck(
             "ottr migrate takes one metadata URL: the primary's (its replicas get the schema by replication)".into(),
         ));
     }
-    create_schema(url).await?;
-    let meta = MetaDb::open(url)?;
+    create_schema(url, password).await?;
+    let meta = MetaDb::open_as(url, password)?;
     let known = known_version();
     let from = schema_version(&meta).await?;
     if from > known {
@@ -70,7 +81,7 @@ pub async fn migrate(url: &str, target: Option<i64>) -> Result<MigrateReport> {
         runner = runner.set_target(refinery::Target::Version(version));
     }
     runner.set_migration_table_name(HISTORY_TABLE);
-    let mut pool = meta.pool();
+    let mut pool = meta.pool().await?;
     runner.run_async(&mut pool).await.map_err(|error| {
         Error::Precheck(format!(
             "migration of {} failed: {error}",
@@ -79,7 +90,10 @@ pub async fn migrate(url: &str, target: Option<i64>) -> Result<MigrateReport> {
     })?;
     let to = schema_version(&meta).await?;
     let objects = if to == known {
-        install_procedures(&mut meta.conn().await?).await?
+        let mut conn = meta.conn().await?;
+        let objects = install_procedures(&mut conn, &meta.secret_schema()).await?;
+        install_audit_triggers(&mut conn, meta.schema(), &meta.secret_schema()).await?;
+        objects
     } else {
         0
     };
@@ -124,8 +138,8 @@ pub async fn check_schema(meta: &MetaDb) -> Result<()> {
 }
 
 /// Creates the schema named in the URL, connecting without a default database.
-async fn create_schema(url: &str) -> Result<()> {
-    let opts = parse_url(url)?;
+async fn create_schema(url: &str, password: Option<&str>) -> Result<()> {
+    let (opts, tls) = parse_url(url)?;
     let schema = opts.db_name().unwrap_or_default().to_owned();
     if schema.is_empty() || schema.contains('`') {
         return Err(Error::Precheck(format!(
@@ -137,9 +151,18 @@ async fn create_schema(url: &str) -> Result<()> {
         "cannot create schema {schema} on {}",
         super::redact_url(url)
     );
-    let mut conn = Conn::new(OptsBuilder::from_opts(opts).db_name(None::<String>))
+    let mut options = OptsBuilder::from_opts(opts).db_name(None::<String>);
+    if let Some(password) = password {
+        options = options.pass(Some(password));
+    }
+    let mut conn = crate::tls::connect(options, &tls)
         .await
-        .map_err(|error| Error::database(context.clone(), error))?;
+        .map_err(|error| match error {
+            crate::tls::TlsConnectError::Settings(problem) => {
+                Error::Precheck(format!("{context}: {problem}"))
+            }
+            crate::tls::TlsConnectError::Driver(error) => Error::database(context.clone(), error),
+        })?;
     conn.query_drop(format!(
         "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
         crate::sql::quote(&schema)
@@ -150,9 +173,10 @@ async fn create_schema(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Drops every view and routine of the schema, then creates those of sql/procedures.
-/// Returns how many were created.
-async fn install_procedures(conn: &mut Conn) -> Result<usize> {
+/// Drops every view and routine of the schema, then creates those of sql/procedures, where
+/// `ottr_secret.` names the secrets schema (`secret`, quoted). Returns how many were created.
+async fn install_procedures(conn: &mut Conn, secret: &str) -> Result<usize> {
+    let secret = format!("{}.", crate::sql::quote(secret));
     let context = "cannot re-create the views and procedures";
     let fail = |error| Error::database(context, error);
     let routines: Vec<(String, String)> = conn.query(LIST_ROUTINES).await.map_err(fail)?;
@@ -168,7 +192,7 @@ async fn install_procedures(conn: &mut Conn) -> Result<usize> {
         let mut first_error = None;
         for (name, sql) in &pending {
             check_declares(name, sql)?;
-            if let Err(error) = conn.query_drop(*sql).await {
+            if let Err(error) = conn.query_drop(sql.replace("ottr_secret.", &secret)).await {
                 first_error.get_or_insert((name.to_string(), error));
                 failed.push((*name, *sql));
             }
@@ -183,6 +207,37 @@ async fn install_procedures(conn: &mut Conn) -> Result<usize> {
         pending = failed;
     }
     Ok(PROCEDURE_FILES.len())
+}
+
+/// Re-creates the audit triggers (see `audit`) on every configuration table of `schema` and
+/// of the secrets schema `secret`, from the columns the tables have now.
+async fn install_audit_triggers(conn: &mut Conn, schema: &str, secret: &str) -> Result<()> {
+    let context = "cannot re-create the audit triggers (the migrating user needs TRIGGER, and \
+                   with binary logging on, SUPER or log_bin_trust_function_creators)";
+    let fail = |error| Error::database(context, error);
+    for audited in super::audit::AUDITED {
+        let table_schema = match audited.schema {
+            super::audit::Schema::Meta => schema,
+            super::audit::Schema::Secret => secret,
+        };
+        for name in audited.trigger_names() {
+            conn.query_drop(format!(
+                "DROP TRIGGER IF EXISTS {}.{}",
+                crate::sql::quote(table_schema),
+                crate::sql::quote(&name)
+            ))
+            .await
+            .map_err(fail)?;
+        }
+        let columns: Vec<String> = conn
+            .exec(TABLE_COLUMNS, (table_schema, audited.table))
+            .await
+            .map_err(fail)?;
+        for trigger in audited.triggers(&columns, schema, secret) {
+            conn.query_drop(trigger).await.map_err(fail)?;
+        }
+    }
+    Ok(())
 }
 
 /// The statements that drop the schema's routines (`(name, ROUTINE_TYPE)`) and views. Names

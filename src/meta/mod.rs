@@ -5,6 +5,7 @@
 //! parameters. Every call has a deadline ([`QUERY_TIMEOUT`]) so that a hung metadata server
 //! turns into a [`Error::Timeout`] instead of a hung node.
 
+mod audit;
 mod config;
 mod events;
 mod leases;
@@ -21,14 +22,17 @@ pub use events::{
 };
 pub use leases::{
     Claim, Lease, RunId, claim_lease, ensure_lease_rows, raise_lease_token, read_leases,
-    read_position, release_lease, renew_lease, start_run, stop_run, write_position, write_state,
+    read_position, record_connection, release_lease, renew_lease, start_run, stop_run,
+    write_position, write_state,
 };
-pub use migrate::{MigrateReport, check_schema, known_version, migrate, schema_version};
+pub use migrate::{
+    MigrateReport, check_schema, known_version, migrate, migrate_as, schema_version,
+};
 pub use nodes::{NodeRegistration, NodeState, heartbeat, mark_stopped, node_states, register_node};
 pub use stats::{prune_stats, write_stats};
 pub use views::{TextTable, node_status, open_alerts, pipeline_status};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, chain};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::future::Future;
@@ -54,8 +58,13 @@ pub struct MetaDb {
 
 /// One metadata server.
 struct MetaServer {
-    /// Connections with the schema as default database.
-    pool: Pool,
+    /// How to connect (TLS aside), with the schema as default database.
+    options: OptsBuilder,
+    /// The URL's TLS settings (`tls_mode`, `tls_ca`, `tls_cert`, `tls_key`).
+    tls: crate::config::Tls,
+    /// Connections, made at the first query (for TLS `preferred`, once the server said
+    /// whether it offers TLS).
+    pool: tokio::sync::OnceCell<Pool>,
     /// The URL without its password, for messages.
     display_url: String,
 }
@@ -73,16 +82,50 @@ const WRITABLE_RECHECK: Duration = Duration::from_secs(1);
 const WRITABLE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const IS_WRITABLE: &str = "SELECT @@read_only = 0";
 
+impl MetaServer {
+    /// The server's pool, made at the first call.
+    async fn pool(&self) -> Result<Pool> {
+        self.pool
+            .get_or_try_init(|| async {
+                let options = crate::tls::pool_options(self.options.clone(), &self.tls)
+                    .await
+                    .map_err(|error| {
+                        let context = format!(
+                            "cannot connect to the metadata database {} (TLS {})",
+                            self.display_url, self.tls.mode
+                        );
+                        match error {
+                            crate::tls::TlsConnectError::Settings(problem) => {
+                                Error::Precheck(format!("{context}: {problem}"))
+                            }
+                            crate::tls::TlsConnectError::Driver(error) => {
+                                Error::database(context, error)
+                            }
+                        }
+                    })?;
+                Ok(Pool::new(options))
+            })
+            .await
+            .cloned()
+    }
+}
+
 impl MetaDb {
     /// Opens a pool on the metadata schema named in `url` (`mysql://user[:pass]@host:port/ottr`),
     /// or on each of several comma-separated URLs (a primary and its replicas, same schema):
     /// every call then uses the one server that is writable, and follows a failover that
     /// promoted a replica. Connecting happens lazily, at the first query.
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_as(url, None)
+    }
+
+    /// Like [`MetaDb::open`], with the password given apart from the URL (from a file or the
+    /// environment, so that it does not show in the process list).
+    pub fn open_as(url: &str, password: Option<&str>) -> Result<Self> {
         let mut servers = Vec::new();
         let mut schema = None;
         for url in url.split(',').map(str::trim).filter(|url| !url.is_empty()) {
-            let opts = parse_url(url)?;
+            let (opts, tls) = parse_url(url)?;
             let named = opts
                 .db_name()
                 .map(str::to_owned)
@@ -106,7 +149,7 @@ impl MetaDb {
                 // dropped well before the server's wait_timeout closes them
                 .with_inactive_connection_ttl(SESSION_IDLE_LIMIT / 3)
                 .with_ttl_check_interval(SESSION_IDLE_LIMIT / 6);
-            let builder = OptsBuilder::from_opts(opts)
+            let mut builder = OptsBuilder::from_opts(opts)
                 .pool_opts(pool_opts)
                 // count matched rows, so that a fenced write that changes nothing still counts
                 .client_found_rows(true)
@@ -120,8 +163,13 @@ impl MetaDb {
                     // monitor's writes) holds its locks until the server closes the session
                     SESSION_LIMITS,
                 ]);
+            if let Some(password) = password {
+                builder = builder.pass(Some(password));
+            }
             servers.push(MetaServer {
-                pool: Pool::new(builder),
+                options: builder,
+                tls,
+                pool: tokio::sync::OnceCell::new(),
                 display_url: redact_url(url),
             });
         }
@@ -139,16 +187,28 @@ impl MetaDb {
         &self.schema
     }
 
+    /// The secrets schema's name: the metadata schema's with `_secret` (`ottr_secret`). It
+    /// holds the passwords, so that a monitoring user with SELECT on the metadata schema
+    /// cannot read them.
+    pub fn secret_schema(&self) -> String {
+        secret_schema_of(&self.schema)
+    }
+
+    /// `sql` with `{secret}` replaced by the secrets schema's quoted name.
+    pub(crate) fn with_secret_schema(&self, sql: &str) -> String {
+        sql.replace("{secret}", &crate::sql::quote(&self.secret_schema()))
+    }
+
     /// The URL of the server in use, with any password replaced by `***`.
     pub fn display_url(&self) -> &str {
         &self.servers[self.current.load(Ordering::Relaxed)].display_url
     }
 
     /// The pool of the server in use.
-    pub(crate) fn pool(&self) -> Pool {
+    pub(crate) async fn pool(&self) -> Result<Pool> {
         self.servers[self.current.load(Ordering::Relaxed)]
-            .pool
-            .clone()
+            .pool()
+            .await
     }
 
     /// A connection from the pool, within [`QUERY_TIMEOUT`]; with several servers, from the
@@ -174,13 +234,16 @@ impl MetaDb {
     async fn find_writable(&self) -> Result<usize> {
         let checks = self.servers.iter().map(|server| async move {
             let check = async {
-                let mut conn = server.pool.get_conn().await?;
-                conn.query_first::<bool, _>(IS_WRITABLE).await
+                let pool = server.pool().await.map_err(|error| chain(&error))?;
+                let mut conn = pool.get_conn().await.map_err(|error| error.to_string())?;
+                conn.query_first::<bool, _>(IS_WRITABLE)
+                    .await
+                    .map_err(|error| error.to_string())
             };
             match tokio::time::timeout(WRITABLE_CHECK_TIMEOUT, check).await {
                 Ok(Ok(Some(true))) => Ok(true),
                 Ok(Ok(_)) => Ok(false),
-                Ok(Err(error)) => Err(error.to_string()),
+                Ok(Err(error)) => Err(error),
                 Err(_) => Err(format!(
                     "no answer within {} ms",
                     WRITABLE_CHECK_TIMEOUT.as_millis()
@@ -243,7 +306,8 @@ impl MetaDb {
         );
         timed(&context, async {
             server
-                .pool
+                .pool()
+                .await?
                 .get_conn()
                 .await
                 .map_err(|error| Error::database(context.clone(), error))
@@ -254,7 +318,9 @@ impl MetaDb {
     /// Closes every pooled connection.
     pub async fn close(self) {
         for server in self.servers.iter() {
-            let _ = server.pool.clone().disconnect().await;
+            if let Some(pool) = server.pool.get() {
+                let _ = pool.clone().disconnect().await;
+            }
         }
     }
 }
@@ -265,17 +331,105 @@ impl std::fmt::Debug for MetaDb {
     }
 }
 
-/// Parses a MySQL URL; `prefer_socket` is off unless the URL asks for it, so that a TCP URL
-/// reaches the server it names and host-based grants apply as written.
-pub(crate) fn parse_url(url: &str) -> Result<Opts> {
-    let opts = Opts::from_url(url).map_err(|error| {
-        Error::Precheck(format!("invalid database URL {}: {error}", redact_url(url)))
-    })?;
-    if url.contains("prefer_socket=") {
-        Ok(opts)
-    } else {
-        Ok(OptsBuilder::from_opts(opts).prefer_socket(false).into())
+/// The secrets schema of metadata schema `schema`.
+pub fn secret_schema_of(schema: &str) -> String {
+    format!("{schema}_secret")
+}
+
+/// ottr's own URL parameters: the TLS settings of a metadata URL.
+const TLS_PARAMETERS: [&str; 4] = ["tls_mode", "tls_ca", "tls_cert", "tls_key"];
+
+/// Parses a MySQL URL and its TLS parameters (`tls_mode` = disabled, preferred (the default),
+/// required, verify_ca or verify_identity; `tls_ca`, `tls_cert` and `tls_key` = PEM files, the
+/// key this node's own, read within no allow-list). `prefer_socket` is off unless the URL asks
+/// for it, so that a TCP URL reaches the server it names and host-based grants apply as
+/// written; TLS is refused over a unix socket (where the driver would skip it silently).
+pub(crate) fn parse_url(url: &str) -> Result<(Opts, crate::config::Tls)> {
+    let invalid = |problem: String| {
+        Error::Precheck(format!(
+            "invalid database URL {}: {problem}",
+            redact_url(url)
+        ))
+    };
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let mut tls_values: std::collections::HashMap<&str, String> = Default::default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if TLS_PARAMETERS.contains(&name) {
+            let value = percent_decode(value).map_err(invalid)?;
+            tls_values.insert(name, value);
+        } else {
+            kept.push(pair);
+        }
     }
+    if tls_values.contains_key("tls_mode")
+        && kept.iter().any(|pair| pair.starts_with("require_ssl="))
+    {
+        return Err(invalid(
+            "give either tls_mode or require_ssl, not both".into(),
+        ));
+    }
+    let tls = crate::config::Tls::validate(
+        tls_values
+            .get("tls_mode")
+            .map_or("preferred", String::as_str),
+        tls_values.get("tls_ca").map(String::as_str),
+        tls_values.get("tls_cert").map(String::as_str),
+        tls_values.get("tls_key").map(String::as_str),
+    )
+    .map_err(invalid)?;
+    let plain = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let opts = Opts::from_url(&plain).map_err(|error| invalid(error.to_string()))?;
+    let over_socket = plain.contains("socket=") || plain.contains("prefer_socket=true");
+    if over_socket
+        && tls.mode != crate::config::TlsMode::Disabled
+        && tls_values.contains_key("tls_mode")
+    {
+        return Err(invalid(
+            "TLS needs TCP: a unix socket connection is never encrypted".into(),
+        ));
+    }
+    // A URL that asks mysql_async for TLS itself (require_ssl) keeps it; otherwise ottr's.
+    let tls = if opts.ssl_opts().is_some() || over_socket {
+        crate::config::Tls {
+            mode: crate::config::TlsMode::Disabled,
+            ..Default::default()
+        }
+    } else {
+        tls
+    };
+    let opts = if plain.contains("prefer_socket=") {
+        opts
+    } else {
+        OptsBuilder::from_opts(opts).prefer_socket(false).into()
+    };
+    Ok((opts, tls))
+}
+
+/// A URL query value with `%XX` escapes decoded (file paths may hold any character).
+fn percent_decode(value: &str) -> std::result::Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = value
+                .get(index + 1..index + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| format!("bad escape in '{value}'"))?;
+            out.push(hex);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("'{value}' is not UTF-8"))
 }
 
 /// `url` with the password part of its user info (between `scheme://user:` and the last `@`)

@@ -16,7 +16,10 @@ const READ_RULES: &str = "SELECT id, name, CAST(kind AS CHAR) AS kind, pipeline_
      FROM alarm_rule WHERE status <> 'disabled' ORDER BY id";
 const READ_WINDOWS: &str = "SELECT rule_id, CAST(days AS CHAR), TIME_TO_SEC(from_time), TIME_TO_SEC(to_time) \
      FROM alarm_window ORDER BY id";
-const READ_SMTP: &str = "SELECT host, port, CAST(security AS CHAR), user, password, from_address FROM smtp WHERE id = 1";
+/// The SMTP settings with the password from the secrets schema (`{secret}`).
+const READ_SMTP: &str = "SELECT s.host, s.port, CAST(s.security AS CHAR) AS security, s.user, p.password, \
+     s.from_address, s.tls_ca_file, s.tls_cert_file, s.tls_key_file \
+     FROM smtp s LEFT JOIN {secret}.smtp_password p ON p.id = s.id WHERE s.id = 1";
 const WRITE_RULE_STATE: &str = "INSERT INTO alarm_rule_state (rule_id, checked_at, next_check_at, problem) \
      VALUES (?, IF(?, NOW(6), NULL), FROM_UNIXTIME(?), ?) \
      ON DUPLICATE KEY UPDATE checked_at = IF(?, NOW(6), checked_at), \
@@ -84,7 +87,7 @@ pub const MAIL_ATTEMPTS: u32 = 30;
 async fn query<T: FromRow + Send + 'static>(
     meta: &MetaDb,
     context: &str,
-    sql: &'static str,
+    sql: &str,
     params: Params,
 ) -> Result<Vec<T>> {
     let mut conn = meta.conn().await?;
@@ -147,27 +150,26 @@ pub async fn read_alarm_rules(meta: &MetaDb) -> Result<(Vec<AlarmRuleRow>, Vec<A
 
 /// The SMTP settings, if set.
 pub async fn read_smtp(meta: &MetaDb) -> Result<Option<SmtpRow>> {
-    type SmtpColumns = (String, u16, String, Option<String>, Option<String>, String);
-    let rows: Vec<SmtpColumns> = query(
-        meta,
-        "cannot read the SMTP settings",
-        READ_SMTP,
-        Params::Empty,
-    )
-    .await?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .map(
-            |(host, port, security, user, password, from_address)| SmtpRow {
-                host,
-                port,
-                security,
-                user,
-                password,
-                from_address,
-            },
-        ))
+    let sql = meta.with_secret_schema(READ_SMTP);
+    let rows: Vec<mysql_async::Row> =
+        query(meta, "cannot read the SMTP settings", &sql, Params::Empty).await?;
+    let Some(mut row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    let context = "smtp";
+    Ok(Some(SmtpRow {
+        host: take(&mut row, "host", context)?,
+        port: take(&mut row, "port", context)?,
+        security: take(&mut row, "security", context)?,
+        user: take(&mut row, "user", context)?,
+        password: crate::config::Secret::from_stored(
+            take::<Option<String>>(&mut row, "password", context)?.as_deref(),
+        ),
+        from_address: take(&mut row, "from_address", context)?,
+        tls_ca_file: take(&mut row, "tls_ca_file", context)?,
+        tls_cert_file: take(&mut row, "tls_cert_file", context)?,
+        tls_key_file: take(&mut row, "tls_key_file", context)?,
+    }))
 }
 
 /// Records a rule's last check (when `checked`), its next one, and its problem (None = valid).

@@ -454,7 +454,10 @@ impl Monitor {
         }
         let mailer = match store::read_smtp(&self.meta).await? {
             None => Err("no SMTP settings: CALL set_smtp(host, port, security, user, password, from_address)".to_owned()),
-            Some(row) => config::validate_smtp(&row).and_then(|smtp| Mailer::new(&smtp)),
+            Some(row) => match config::validate_smtp(&row) {
+                Ok(smtp) => Mailer::new(&smtp).await,
+                Err(problem) => Err(problem),
+            },
         };
         for mail in due {
             if !store::claim_mail(&self.meta, &mail).await? {

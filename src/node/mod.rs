@@ -49,6 +49,8 @@ pub struct NodeOptions {
     pub host: String,
     /// `--zk`: the ZooKeeper ensemble (`host:port,…`) to coordinate through, if any.
     pub zk: Option<String>,
+    /// The installation's ZooKeeper identity (`user:password`) from `--zk-auth-file`.
+    pub zk_auth: Option<String>,
 }
 
 /// A pipeline this node holds a lease on.
@@ -136,6 +138,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
             &registration.name,
             registration.instance,
             &settings,
+            options.zk_auth.clone(),
         )
     });
     let coordination = zk.as_ref().map_or("leases".to_owned(), |zk| zk.describe(0));

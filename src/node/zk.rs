@@ -21,6 +21,12 @@
 //! have let another node win its lock; the task itself stops at that deadline too. While
 //! ZooKeeper is unreachable a node claims nothing.
 //! An expired session is dead for good: the client is rebuilt, with new ephemeral nodes.
+//!
+//! With the installation's identity (`--zk-auth-file`, `user:password`), every session
+//! authenticates with it (digest) and the installation's nodes (`/ottr/<installation id>`,
+//! its directories, every pipeline directory and lock) are made readable and writable by
+//! that identity only: whoever reaches ZooKeeper without it can neither read the queues nor
+//! queue, delete a lock or fake a live node.
 
 use crate::config::Settings;
 use crate::model::PipelineId;
@@ -77,6 +83,9 @@ pub struct ZooKeeper {
     /// creation whose reply never came, though the server may have carried it out): cleared
     /// by listing the queue.
     unsure: BTreeSet<PipelineId>,
+    /// The installation's identity (`user:password`), for digest authentication; None: open
+    /// nodes, as before identities.
+    auth: Option<String>,
 }
 
 impl ZooKeeper {
@@ -87,6 +96,7 @@ impl ZooKeeper {
         name: &str,
         instance: u64,
         settings: &Settings,
+        auth: Option<String>,
     ) -> ZooKeeper {
         let (session_timeout, call_timeout) = timeouts(settings);
         ZooKeeper {
@@ -104,7 +114,32 @@ impl ZooKeeper {
             unreachable: None,
             locks: BTreeMap::new(),
             unsure: BTreeSet::new(),
+            auth,
         }
+    }
+
+    /// The ACL of every node this process creates: the installation's identity only, or open
+    /// without one.
+    fn acls(&self) -> Acls<'static> {
+        if self.auth.is_some() {
+            Acls::creator_all()
+        } else {
+            Acls::anyone_all()
+        }
+    }
+
+    /// Restricts an existing node (made by a node without the identity, or before identities)
+    /// to the installation's identity; fails when another identity owns it.
+    async fn restrict(&self, client: &Client, path: &str) -> Result<(), String> {
+        if self.auth.is_none() {
+            return Ok(());
+        }
+        self.call(
+            &format!("restrict {path} to the installation's identity"),
+            client.set_acl(path, &Acls::creator_all(), None),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Takes the timeouts of new settings: the session timeout for the next new session
@@ -225,17 +260,27 @@ impl ZooKeeper {
     }
 
     async fn connect(&mut self) -> Result<Client, String> {
-        let connecting = Client::connector()
+        let mut connector = Client::connector()
             .with_session_timeout(self.session_timeout)
             .with_connection_timeout(self.call_timeout)
-            .with_fail_eagerly()
-            .connect(&self.servers);
+            .with_fail_eagerly();
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let connecting = connector.connect(&self.servers);
         let client = self.call("connect", connecting).await?;
         self.granted = client.session_timeout();
-        let directory = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let directory = CreateMode::Persistent.with_acls(self.acls());
         for path in [self.nodes_dir(), format!("{}/pipelines", self.root)] {
             self.call("create its directories", client.mkdir(&path, &directory))
                 .await?;
+        }
+        for path in [
+            self.root.clone(),
+            self.nodes_dir(),
+            format!("{}/pipelines", self.root),
+        ] {
+            self.restrict(&client, &path).await?;
         }
         info!(
             servers = %self.servers,
@@ -252,7 +297,7 @@ impl ZooKeeper {
     async fn register(&self, client: &Client) -> Result<(), String> {
         let path = self.own_path();
         let data = self.instance.to_string();
-        let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let ephemeral = CreateMode::Ephemeral.with_acls(self.acls());
         for _ in 0..3 {
             match timeout(
                 self.call_timeout,
@@ -295,12 +340,13 @@ impl ZooKeeper {
         let dir = self.pipeline_dir(pipeline);
         let prefix = self.lock_prefix();
         if !self.locks.contains_key(&pipeline) {
-            let directory = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            let directory = CreateMode::Persistent.with_acls(self.acls());
             self.call(
                 "create a pipeline directory",
                 client.mkdir(&dir, &directory),
             )
             .await?;
+            self.restrict(&client, &dir).await?;
             // A lock of this process whose creation reply was lost: this session's is
             // taken up, an earlier session's deleted.
             self.unsure.insert(pipeline);
@@ -317,7 +363,7 @@ impl ZooKeeper {
             }
             if !self.locks.contains_key(&pipeline) {
                 let owner = format!("{}#{}", self.name, self.instance);
-                let queued = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+                let queued = CreateMode::EphemeralSequential.with_acls(self.acls());
                 let (stat, sequence) = self
                     .call(
                         "queue for a pipeline",

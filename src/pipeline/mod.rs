@@ -323,6 +323,12 @@ impl PipelineTask {
             return Err(failure);
         }
         let mut target = connect(&config.target).await?;
+        for (role, server, conn) in [
+            ("source", &config.source, &mut source),
+            ("target", &config.target, &mut target),
+        ] {
+            self.record_encryption(role, server, conn).await;
+        }
         if !config.echo_pipelines.is_empty() {
             let marks = select::check_marks_logged(&mut source, config.source.kind).await?;
             if let Some(failure) = select::first_failure(std::slice::from_ref(&marks)) {
@@ -597,6 +603,39 @@ impl PipelineTask {
                 crate::error::panic_message(&*join.into_panic()),
             )),
             _ => Err(Error::Binlog("the binlog reader stopped".into())),
+        }
+    }
+
+    /// Records (for `v_data_source`) how the connection in `role` to `server` is
+    /// encrypted; a failure only logs, and a plain connection is a warning.
+    async fn record_encryption(
+        &self,
+        role: &str,
+        server: &crate::config::DataSource,
+        conn: &mut mysql_async::Conn,
+    ) {
+        let tls = match crate::tls::encryption(conn).await {
+            Ok(tls) => tls,
+            Err(error) => {
+                warn!(pipeline = %self.pipeline, error = %error, "cannot read the connection's encryption");
+                return;
+            }
+        };
+        if tls.is_none() {
+            warn!(pipeline = %self.pipeline, data_source = %server.name, tls_mode = %server.tls.mode, "the connection to the {role} is not encrypted");
+        }
+        let recorded = meta::record_connection(
+            &self.meta,
+            self.pipeline,
+            role,
+            server.id,
+            &self.node,
+            self.token,
+            tls,
+        )
+        .await;
+        if let Err(error) = recorded {
+            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record the connection's encryption");
         }
     }
 

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod tls;
 pub mod zookeeper;
 
 use mysql_async::prelude::Queryable;
@@ -265,6 +266,10 @@ impl MariaDb {
             port: self.port,
             user: "root".into(),
             password: ottr::config::Secret::None,
+            tls: ottr::config::Tls {
+                mode: ottr::config::TlsMode::Disabled,
+                ..Default::default()
+            },
         }
     }
 
@@ -309,13 +314,15 @@ fn watch(pid: u32, dir: Option<&Path>) {
         .expect("start the watchdog");
 }
 
-/// Drops and re-creates the metadata schema `schema` on `server` with `ottr migrate`'s code,
-/// and returns its URL.
+/// Drops and re-creates the metadata schema `schema` (and its secrets schema) on `server`
+/// with `ottr migrate`'s code, and returns its URL.
 pub async fn fresh_meta(server: &MariaDb, schema: &str) -> String {
     let mut conn = server.conn().await;
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
-        .await
-        .unwrap();
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{schema}_secret`; DROP DATABASE IF EXISTS `{schema}`"
+    ))
+    .await
+    .unwrap();
     drop(conn);
     let url = server.url(schema);
     ottr::meta::migrate(&url, None)

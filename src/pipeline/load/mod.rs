@@ -461,7 +461,8 @@ impl Loader {
         if !logs_statements(target).await? {
             setup.push(READ_COMMITTED.to_owned());
         }
-        let opts = crate::pipeline::connect::options(target)?
+        let opts = crate::pipeline::connect::options(target)
+            .await?
             .client_found_rows(true)
             // `setup`, not `init`: should a pooled connection be reset, only setup commands run
             // again; without them TIMESTAMPs would shift.
@@ -481,7 +482,8 @@ impl Loader {
         let source = match &options.source {
             None => None,
             Some(source) => Some(Pool::new(
-                crate::pipeline::connect::options(source)?
+                crate::pipeline::connect::options(source)
+                    .await?
                     // a claim under the same token again counts as held
                     .client_found_rows(true)
                     // a repair's write waits little for a lock: it is tried again next batch

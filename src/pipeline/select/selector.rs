@@ -923,6 +923,7 @@ mod tests {
             port: 3306,
             user: "u".into(),
             password: Secret::None,
+            tls: crate::config::Tls::default(),
         };
         let options = SelectOptions {
             reader: ReaderOptions {
