@@ -76,21 +76,27 @@ const MARIADB_HIGH_MODES: [&str; 3] = [
 ];
 /// MySQL 8's mode at bit 32.
 const TIME_TRUNCATE_FRACTIONAL: &str = "TIME_TRUNCATE_FRACTIONAL";
-/// Modes MySQL 8 removed (a MySQL replica clears them): the bits of MariaDB's compatibility
-/// modes, IGNORE_BAD_TABLE_OPTIONS and NO_AUTO_CREATE_USER. None changes how DDL reads.
-const MYSQL_REMOVED: [&str; 12] = [
+/// Modes MySQL 8 removed that change nothing a DDL creates (output options, user creation):
+/// left out for a MySQL target, as a MySQL replica clears them.
+const MYSQL_REMOVED: [&str; 7] = [
     "IGNORE_BAD_TABLE_OPTIONS",
-    "POSTGRESQL",
-    "ORACLE",
-    "MSSQL",
-    "DB2",
-    "MAXDB",
     "NO_KEY_OPTIONS",
     "NO_TABLE_OPTIONS",
     "NO_FIELD_OPTIONS",
     "MYSQL323",
     "MYSQL40",
     "NO_AUTO_CREATE_USER",
+];
+/// MariaDB's compatibility modes, which change how a DDL reads or what it creates (ORACLE's
+/// parser, MAXDB's TIMESTAMP as DATETIME): MySQL 8 has none of them.
+const MYSQL_LACKS: [&str; 7] = [
+    "EMPTY_STRING_IS_NULL",
+    "SIMULTANEOUS_ASSIGNMENT",
+    "POSTGRESQL",
+    "ORACLE",
+    "MSSQL",
+    "DB2",
+    "MAXDB",
 ];
 
 const ANSI_QUOTES_BIT: u64 = 1 << 2;
@@ -145,7 +151,7 @@ impl SqlMode {
             DataSourceKind::MySql => {
                 for name in &names {
                     match *name {
-                        "EMPTY_STRING_IS_NULL" | "SIMULTANEOUS_ASSIGNMENT" => {
+                        name if MYSQL_LACKS.contains(&name) => {
                             return Err(format!(
                                 "its sql_mode has {name}, which a MySQL target does not have"
                             ));
@@ -177,6 +183,12 @@ impl SqlMode {
 /// The session state a statement was written in.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
+    /// Why the state could not be read whole (an unknown status variable or collation); the
+    /// other fields are then defaults, and the statement is refused if it must be replayed.
+    pub problem: Option<String>,
+    /// The source server's version, `major * 10000 + minor * 100 + patch` (which executable
+    /// comments it ran).
+    pub source_version: u32,
     pub sql_mode: SqlMode,
     /// `character_set_client`: the character set of the statement's bytes.
     pub client_charset: String,
@@ -197,6 +209,36 @@ pub struct Session {
     /// `explicit_defaults_for_timestamp`, when the event says (MariaDB's flags, MySQL's
     /// own status variable on CREATE and ALTER).
     pub explicit_defaults_for_timestamp: Option<bool>,
+    /// MariaDB's `sql_if_exists`: DDL behaves as if it said IF EXISTS.
+    pub if_exists: bool,
+    /// MySQL's `default_collation_for_utf8mb4`, when it is not MySQL 8's own default.
+    pub default_collation_for_utf8mb4: Option<String>,
+    /// MariaDB: the statement is part of a two-phase ALTER (binlog_alter_two_phase).
+    pub two_phase_alter: bool,
+}
+
+impl Session {
+    /// The state of a statement whose status variables could not be read whole: `problem`
+    /// says why; the statement's quoting is not known.
+    pub fn unreadable(problem: String, flavor: DataSourceKind, source_version: u32) -> Self {
+        Session {
+            problem: Some(problem),
+            source_version,
+            sql_mode: SqlMode { bits: 0, flavor },
+            client_charset: String::new(),
+            connection_collation: String::new(),
+            server_collation: String::new(),
+            database_collation: None,
+            character_set_collations: Vec::new(),
+            time_zone: None,
+            foreign_key_checks: true,
+            unique_checks: true,
+            explicit_defaults_for_timestamp: None,
+            if_exists: false,
+            default_collation_for_utf8mb4: None,
+            two_phase_alter: false,
+        }
+    }
 }
 
 /// A statement as the source logged it.
@@ -273,7 +315,71 @@ pub fn decode_charset(bytes: &[u8], charset: &str) -> Result<String, String> {
             "its bytes are not valid in its character set {charset}"
         ));
     }
+    if let Some(lengths) = mysql_characters(bytes, charset) {
+        // The server's characters must be encoding_rs's, one for one: where they split the
+        // bytes otherwise, a `\` or a backtick would end up in another character.
+        let characters = lengths.map_err(|at| {
+            format!("its byte {at} does not start a character of {charset} as MySQL reads it")
+        })?;
+        let mut at = 0;
+        for length in characters {
+            let (one, errors) = encoding.decode_without_bom_handling(&bytes[at..at + length]);
+            if errors || one.chars().count() != 1 {
+                return Err(format!(
+                    "its bytes at {at} are one character of {charset} to MySQL but not to ottr"
+                ));
+            }
+            at += length;
+        }
+    }
     Ok(text.into_owned())
+}
+
+/// Bytes from the first to the second, inclusive.
+type ByteRange = (u8, u8);
+
+/// The byte lengths of the characters of `bytes` as MySQL reads the multi-byte character
+/// sets whose second bytes may be ASCII (`\`, a backtick): Err(offset) at a byte that starts
+/// no character; None for other character sets.
+fn mysql_characters(bytes: &[u8], charset: &str) -> Option<Result<Vec<usize>, usize>> {
+    let within = |byte: u8, ranges: &[ByteRange]| {
+        ranges
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&byte))
+    };
+    let sjis = matches!(charset, "sjis" | "cp932");
+    let (lead, trail): (&[ByteRange], &[ByteRange]) = match charset {
+        "big5" => (&[(0xa1, 0xf9)], &[(0x40, 0x7e), (0xa1, 0xfe)]),
+        "sjis" | "cp932" => (&[(0x81, 0x9f), (0xe0, 0xfc)], &[(0x40, 0x7e), (0x80, 0xfc)]),
+        "gbk" | "gb18030" => (&[(0x81, 0xfe)], &[(0x40, 0x7e), (0x80, 0xfe)]),
+        _ => return None,
+    };
+    let mut lengths = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let length = if byte < 0x80 || (sjis && (0xa1..=0xdf).contains(&byte)) {
+            1
+        } else if !within(byte, lead) {
+            return Some(Err(at));
+        } else if charset == "gb18030" && bytes.get(at + 1).is_some_and(u8::is_ascii_digit) {
+            match bytes.get(at..at + 4) {
+                Some([_, _, third, fourth])
+                    if within(*third, &[(0x81, 0xfe)]) && fourth.is_ascii_digit() =>
+                {
+                    4
+                }
+                _ => return Some(Err(at)),
+            }
+        } else if bytes.get(at + 1).is_some_and(|next| within(*next, trail)) {
+            2
+        } else {
+            return Some(Err(at));
+        };
+        lengths.push(length);
+        at += length;
+    }
+    Some(Ok(lengths))
 }
 
 /// `text` written in `charset`; refused when a character has no encoding there.
@@ -379,6 +485,13 @@ mod tests {
                 .unwrap_err()
                 .contains("latin1")
         );
+        // Big5 as MySQL reads it has no lead byte 0xFA: its 0x5C is a backslash there
+        assert!(decode_charset(b"\xfa\x5c", "big5").is_err());
+        assert_eq!(
+            decode_charset(b"\xa4\x5c", "big5").unwrap().chars().count(),
+            1
+        );
+        assert!(decode_charset(b"\x81\x30\x81\x30", "gbk").is_err());
         // GBK: one character whose second byte is a backslash
         let text = decode_charset(b"\x95\x5c", "gbk").unwrap();
         assert_eq!(text.chars().count(), 1);
@@ -391,6 +504,11 @@ mod tests {
             schema: "d".into(),
             text: b"ALTER TABLE t COMMENT '\x95\x5c'".to_vec(),
             session: Arc::new(Session {
+                problem: None,
+                source_version: 101119,
+                if_exists: false,
+                default_collation_for_utf8mb4: None,
+                two_phase_alter: false,
                 sql_mode: mode(0, DataSourceKind::MariaDb),
                 client_charset: "gbk".into(),
                 connection_collation: "gbk_chinese_ci".into(),

@@ -29,7 +29,18 @@ const DDL_FAILED: &str = "UPDATE ottr_sys.ddl SET state = 'failed' \
 const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' \
      WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 /// MySQL errors that mean a replayed DDL was already done.
-const ALREADY_DONE: [u16; 6] = [1050, 1051, 1060, 1061, 1091, 1146];
+const ALREADY_DONE: [u16; 10] = [
+    1050, // table exists
+    1051, // unknown table
+    1054, // unknown column (a DROP COLUMN done)
+    1060, // duplicate column
+    1061, // duplicate key name
+    1068, // multiple primary keys
+    1091, // cannot drop: does not exist
+    1146, // table does not exist
+    1517, // duplicate partition name
+    1826, // duplicate foreign key constraint name
+];
 /// The server knows no such database.
 const UNKNOWN_DATABASE: u16 = 1049;
 const EXPLICIT_DEFAULTS: &str = "SELECT @@session.explicit_defaults_for_timestamp";
@@ -83,6 +94,26 @@ fn session_assignments(
         assignments.push((
             "character_set_collations",
             Value::from(session.character_set_collations.join(",")),
+        ));
+    }
+    if session.if_exists {
+        if target != DataSourceKind::MariaDb {
+            return Err(
+                "it was written under MariaDB's sql_if_exists, which a MySQL target does not have"
+                    .into(),
+            );
+        }
+        assignments.push(("sql_if_exists", Value::from(true)));
+    }
+    if let Some(collation) = &session.default_collation_for_utf8mb4 {
+        if target != DataSourceKind::MySql {
+            return Err(format!(
+                "it was written with MySQL's default_collation_for_utf8mb4 = {collation}, which a MariaDB target does not have"
+            ));
+        }
+        assignments.push((
+            "default_collation_for_utf8mb4",
+            Value::from(collation.as_str()),
         ));
     }
     // Set only when it differs: on MySQL setting it needs a privilege.
@@ -147,8 +178,13 @@ impl Loader {
                 });
             }
             Err(failure) => {
-                // Not left at applying: a retry must not take this failure for "already done".
-                if let Ok(mut conn) = self.conn().await {
+                // Refused by the server: not left at applying, so that a retry does not take
+                // this failure for "already done". A lost connection leaves it applying: the
+                // statement may have run, and its thread id must still mark it as this
+                // pipeline's in the target's binlog (two-way).
+                if !matches!(failure, Failure::Driver(_))
+                    && let Ok(mut conn) = self.conn().await
+                {
                     let _ = conn.exec_drop(DDL_FAILED, key.clone()).await;
                 }
                 // Two-way: the other side changed the same objects meanwhile.
@@ -279,6 +315,11 @@ mod tests {
 
     fn session() -> Session {
         Session {
+            problem: None,
+            source_version: 101119,
+            if_exists: false,
+            default_collation_for_utf8mb4: None,
+            two_phase_alter: false,
             sql_mode: SqlMode {
                 bits: 1 << 20,
                 flavor: DataSourceKind::MariaDb,

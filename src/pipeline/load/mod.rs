@@ -155,14 +155,16 @@ const DEADLOCK_RETRIES: u32 = 5;
 /// references): the only ones `skip_load_errors` passes over. Any other error (a lock wait, a
 /// deadlock, a read-only or unreachable server, a missing table, column or privilege) is the
 /// target's, not the row's, and skipping it would lose rows the target could take later.
-const ROW_ERRORS: [u16; 18] = [
+const ROW_ERRORS: [u16; 22] = [
     1048, // column cannot be null
-    1062, // duplicate entry
+    1022, 1062, 1169, // duplicate entry / unique constraint
     1216, 1217, 1451, 1452, // foreign key
     1264, 1690, // out of range
     1265, 1292, 1366, 1367, // a value the column cannot hold
     1364, // no default for a column
     1406, // data too long
+    1300, // invalid character string
+    3140, // invalid JSON text
     1586, 1859, // duplicate entry (named key, unknown index)
     3819, // MySQL: check constraint
     4025, // MariaDB: check constraint

@@ -8,7 +8,8 @@ use super::query::{CollationNames, SourceLogging, read_session};
 use super::table::{TableDecoder, table_decoder};
 use crate::error::{Error, Result};
 use crate::model::{
-    BinlogFilePos, ChangeKind, Charset, DataSourceKind, MariaGtid, RowChange, Statement, Value,
+    BinlogFilePos, ChangeKind, Charset, DataSourceKind, MariaGtid, RowChange, Session, Statement,
+    Value,
 };
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
@@ -267,15 +268,11 @@ impl EventDecoder {
                         read_session(query.status_vars_raw(), self.logging, &self.collation_names);
                     let schema = std::str::from_utf8(query.schema_raw())
                         .map_err(|_| fail("its default database's name is not UTF-8".into()))?;
-                    let session = session.map_err(|problem| {
-                        fail(format!(
-                            "`{}` cannot be replayed as the source ran it: {problem}",
-                            String::from_utf8_lossy(query.query_raw())
-                                .chars()
-                                .take(200)
-                                .collect::<String>()
-                        ))
-                    })?;
+                    // A state that cannot be read whole matters only to a statement that
+                    // must be replayed: Transform refuses it then, naming the problem.
+                    let session = session.unwrap_or_else(|problem| {
+                        Session::unreadable(problem, self.logging.flavor, self.logging.version)
+                    });
                     SourceEvent::Query(Statement {
                         schema: schema.to_owned(),
                         text: query.query_raw().to_vec(),

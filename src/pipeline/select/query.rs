@@ -18,6 +18,8 @@ pub type CollationNames = HashMap<u16, (String, String)>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceLogging {
     pub flavor: DataSourceKind,
+    /// `major * 10000 + minor * 100 + patch`.
+    pub version: u32,
     /// MariaDB logs explicit_defaults_for_timestamp in the flags from 10.5.17, 10.6.9,
     /// 10.7.5, 10.8.4, 10.9.2 and 10.10 on; before that the bit means nothing.
     pub explicit_defaults_in_flags: bool,
@@ -45,6 +47,7 @@ impl SourceLogging {
             };
         SourceLogging {
             flavor,
+            version: u32::from(major) * 10_000 + u32::from(minor) * 100 + u32::from(patch),
             explicit_defaults_in_flags,
         }
     }
@@ -54,9 +57,15 @@ impl SourceLogging {
 const NO_FOREIGN_KEY_CHECKS: u32 = 1 << 26;
 const RELAXED_UNIQUE_CHECKS: u32 = 1 << 27;
 const EXPLICIT_DEF_TIMESTAMP: u32 = 1 << 24;
+/// MariaDB's `sql_if_exists` (the same bit means nothing to MySQL, which never logs it).
+const IF_EXISTS: u32 = 1 << 28;
+/// MySQL 8's default utf8mb4 collation (utf8mb4_0900_ai_ci).
+const MYSQL_UTF8MB4_DEFAULT: u16 = 255;
 /// MariaDB's Q_GTID_FLAGS3: a sequence number follows for these flags (commit or rollback
 /// of a two-phase ALTER).
 const COMMIT_OR_ROLLBACK_ALTER: u8 = 0x04 | 0x08;
+/// MariaDB's Q_GTID_FLAGS3: the first phase of a two-phase ALTER.
+const START_ALTER: u8 = 0x02;
 /// MySQL writes at most this many names in Q_UPDATED_DB_NAMES (more: the count says 254).
 const MAX_UPDATED_DB_NAMES: u8 = 16;
 /// MariaDB's character_set_collations holds at most this many pairs.
@@ -113,6 +122,8 @@ pub fn read_session(
     let mut time_zone = None;
     let mut explicit_defaults = None;
     let mut charset_collations = Vec::new();
+    let mut utf8mb4_default = None;
+    let mut two_phase_alter = false;
     while reader.at < status.len() {
         let code = reader.byte(0)?;
         match code {
@@ -204,7 +215,7 @@ pub fn read_session(
             }
             // MySQL: Q_DEFAULT_COLLATION_FOR_UTF8MB4
             18 => {
-                reader.take(2, code)?;
+                utf8mb4_default = Some(reader.u16(code)?);
             }
             // MySQL: Q_SQL_REQUIRE_PRIMARY_KEY, Q_DEFAULT_TABLE_ENCRYPTION
             19 | 20 => {
@@ -221,6 +232,7 @@ pub fn read_session(
             // MariaDB: Q_GTID_FLAGS3, and a sequence number for some flags
             130 => {
                 let flags = reader.byte(code)?;
+                two_phase_alter = flags & (START_ALTER | COMMIT_OR_ROLLBACK_ALTER) != 0;
                 if flags & COMMIT_OR_ROLLBACK_ALTER != 0 {
                     reader.take(8, code)?;
                 }
@@ -262,6 +274,14 @@ pub fn read_session(
         .map(|(charset, id)| Ok(format!("{}={}", collation(*charset)?.0, collation(*id)?.1)))
         .collect::<Result<Vec<String>, String>>()?;
     Ok(Session {
+        problem: None,
+        source_version: logging.version,
+        if_exists: logging.flavor == DataSourceKind::MariaDb && flags2 & IF_EXISTS != 0,
+        default_collation_for_utf8mb4: utf8mb4_default
+            .filter(|id| *id != MYSQL_UTF8MB4_DEFAULT)
+            .map(|id| collation(id).map(|names| names.1.clone()))
+            .transpose()?,
+        two_phase_alter,
         sql_mode: SqlMode {
             bits: sql_mode,
             flavor: logging.flavor,
@@ -314,6 +334,7 @@ pub(crate) mod tests {
 
     const MARIADB_10_11: SourceLogging = SourceLogging {
         flavor: DataSourceKind::MariaDb,
+        version: 101119,
         explicit_defaults_in_flags: true,
     };
 

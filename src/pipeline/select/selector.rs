@@ -664,7 +664,11 @@ impl Selector {
                 }
                 let transaction = self.transaction.take();
                 if let Some(transaction) = &transaction {
-                    self.roll_back_keeping_non_transactional(transaction, &read.start)?;
+                    self.roll_back_keeping_non_transactional(
+                        transaction.first_index,
+                        &read.start,
+                        "ROLLBACK",
+                    )?;
                 }
                 self.committed = self.after(transaction.as_ref(), read.end);
                 self.skip = 0;
@@ -677,6 +681,15 @@ impl Selector {
                     .is_none_or(|transaction| transaction.standalone);
                 if !standalone {
                     if self.transaction.as_ref().is_some_and(|t| t.echo) {
+                        return Ok(None);
+                    }
+                    if let Some(unknown) = self.engines_to_know(&statement) {
+                        // the savepoint's rows' engines are looked up first (`next_batch`)
+                        self.engines_wanted = unknown;
+                        self.pending_statement = Some(ReadEvent {
+                            event: SourceEvent::Query(statement),
+                            ..read
+                        });
                         return Ok(None);
                     }
                     return self.inner_statement(statement, &read.start, read.timestamp);
@@ -708,6 +721,8 @@ impl Selector {
                 };
                 self.committed = self.after(transaction.as_ref(), read.end.clone());
                 self.skip = 0;
+                // a table's engine may change with DDL
+                self.transactional.clear();
                 let statement = Change::Ddl { statement, at };
                 let size = statement.size();
                 self.budget.add(size);
@@ -763,7 +778,9 @@ impl Selector {
                 };
                 let index = transaction.savepoints[at].1;
                 transaction.savepoints.truncate(at + 1);
-                self.roll_back_to(index, start, &sql)?;
+                // Logged only when non-transactional rows were changed since the savepoint
+                // (their engines were looked up before, see `handle`).
+                self.roll_back_keeping_non_transactional(index, start, &sql)?;
                 Ok(None)
             }
             InnerStatement::Nothing => Ok(None),
@@ -781,6 +798,25 @@ impl Selector {
                 start
             ))),
         }
+    }
+
+    /// For a `ROLLBACK TO` a savepoint of the open transaction: the tables of the rows it
+    /// rolls back whose engines are not known yet (None when there are none).
+    fn engines_to_know(&self, statement: &Statement) -> Option<Vec<TableId>> {
+        let InnerStatement::RollbackTo(name) = classify_inner(&statement.shown(200)) else {
+            return None;
+        };
+        let transaction = self.transaction.as_ref()?;
+        let (_, index) = transaction
+            .savepoints
+            .iter()
+            .find(|(existing, _)| *existing == name)?;
+        let unknown: Vec<TableId> = self
+            .rolled_back_tables((*index)?)
+            .into_iter()
+            .filter(|table| !self.transactional.contains_key(table))
+            .collect();
+        (!unknown.is_empty()).then_some(unknown)
     }
 
     /// The tables of the rows built from `first` on.
@@ -801,11 +837,12 @@ impl Selector {
     /// kept them), the others are dropped; a note says what was kept.
     fn roll_back_keeping_non_transactional(
         &mut self,
-        transaction: &Transaction,
+        first: Option<usize>,
         at: &BinlogFilePos,
+        what: &str,
     ) -> Result<()> {
-        let Some(first) = transaction.first_index else {
-            return self.roll_back_to(None, at, "ROLLBACK");
+        let Some(first) = first else {
+            return self.roll_back_to(None, at, what);
         };
         let first = first.min(self.building.len());
         let kept_tables: Vec<TableId> = self
@@ -814,7 +851,7 @@ impl Selector {
             .filter(|table| self.transactional.get(table) == Some(&false))
             .collect();
         if kept_tables.is_empty() {
-            return self.roll_back_to(Some(first), at, "ROLLBACK");
+            return self.roll_back_to(Some(first), at, what);
         }
         let rolled_back: Vec<Change> = self.building.drain(first..).collect();
         let mut kept = 0;
@@ -833,7 +870,7 @@ impl Selector {
         }
         let names: Vec<String> = kept_tables.iter().map(ToString::to_string).collect();
         let note = format!(
-            "ROLLBACK at {at}: {kept} rows of non-transactional tables ({}) persisted on the source and are applied; the transaction's other rows are dropped",
+            "`{what}` at {at}: {kept} rows of non-transactional tables ({}) persisted on the source and are applied; the other rows it rolled back are dropped",
             names.join(", ")
         );
         warn!(source = %self.source.name, "{note}");
@@ -1003,6 +1040,11 @@ mod tests {
             schema: "shop".into(),
             text: sql.as_bytes().to_vec(),
             session: Arc::new(crate::model::Session {
+                problem: None,
+                source_version: 101119,
+                if_exists: false,
+                default_collation_for_utf8mb4: None,
+                two_phase_alter: false,
                 sql_mode: crate::model::SqlMode {
                     bits: 0,
                     flavor: DataSourceKind::MariaDb,
@@ -1352,6 +1394,24 @@ mod tests {
         assert!(selector.notes[0].contains("2 rows of non-transactional tables (shop.isam)"));
         let expected: usize = selector.building.iter().map(Change::size).sum();
         assert_eq!(selector.budget.buffered(), expected);
+        // ROLLBACK TO a savepoint is logged for the same reason: its MyISAM rows stay
+        let mut selector = self::selector(100);
+        selector.transactional = [(table("inno"), true), (table("isam"), false)].into();
+        feed(
+            &mut selector,
+            vec![
+                at(100, mysql_gtid(1)),
+                at(110, SourceEvent::Begin),
+                at(200, row_of("inno", 1)),
+                at(210, query("SAVEPOINT s")),
+                at(220, row_of("inno", 2)),
+                at(230, row_of("isam", 3)),
+                at(240, query("ROLLBACK TO SAVEPOINT s")),
+                at(300, SourceEvent::Commit),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ids(&selector.building), vec!["1", "3"]);
         // tables whose engines are not known yet are looked up before the ROLLBACK is handled
         let mut selector = self::selector(100);
         feed(

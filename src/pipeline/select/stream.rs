@@ -17,6 +17,8 @@ use std::time::Duration;
 
 const SELECT_COLLATIONS: &str = "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME \
      FROM information_schema.COLLATIONS WHERE ID IS NOT NULL";
+const SELECT_APPLICABLE: &str = "SELECT ID, CHARACTER_SET_NAME, FULL_COLLATION_NAME \
+     FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID IS NOT NULL";
 const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 const SELECT_CHECKSUM: &str = "SELECT @@GLOBAL.binlog_checksum";
 /// The type code of QUERY_EVENT.
@@ -102,10 +104,15 @@ impl BinlogReader {
                 )
             }
         };
-        let collations: Vec<(u16, String, String)> = conn
-            .query(SELECT_COLLATIONS)
-            .await
-            .map_err(query_error("read collations"))?;
+        // MariaDB 10.10+ lists collations such as uca1400's under each character set only.
+        let collations: Vec<(u16, String, String)> = match conn.query(SELECT_APPLICABLE).await {
+            Ok(rows) => rows,
+            Err(mysql_async::Error::Server(_)) => conn
+                .query(SELECT_COLLATIONS)
+                .await
+                .map_err(query_error("read collations"))?,
+            Err(error) => return Err(query_error("read collations")(error)),
+        };
         let checksum: Option<String> = conn
             .query_first(SELECT_CHECKSUM)
             .await

@@ -13,7 +13,7 @@
 //! - A statement that would change a table outside every pair on the target (ALTER TABLE …
 //!   EXCHANGE PARTITION … WITH TABLE) is refused by name.
 
-use super::text::{Lexed, Lexeme, Quoting, lex};
+use super::text::{Lexed, Lexeme, Quoting, Reader, lex, settle_comments};
 use crate::config::TablePair;
 use crate::model::{Statement, TableId, decode_charset, encode_charset};
 use crate::pipeline::extract::pair_for;
@@ -79,21 +79,33 @@ pub struct TargetDdl {
     pub tables: Vec<TableId>,
 }
 
+/// Whether a statement's first word (ASCII in every client character set) can start table
+/// DDL; anything else is never applied, whatever its bytes.
+fn may_be_table_ddl(text: &[u8]) -> bool {
+    let start = text
+        .iter()
+        .position(|byte| !byte.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let word: String = text[start..]
+        .iter()
+        .take_while(|byte| byte.is_ascii_alphabetic())
+        .map(|byte| char::from(*byte).to_ascii_uppercase())
+        .collect();
+    matches!(
+        word.as_str(),
+        "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" | "SET"
+    )
+}
+
 /// What becomes of a source DDL statement on the target: None when it is not applied; an
 /// error (naming the statement) when it must not be applied and must not be passed over.
 pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetDdl>, String> {
+    if !may_be_table_ddl(&statement.text) {
+        return Ok(None);
+    }
     let shown = || statement.shown(200);
     let refuse = |problem: String| format!("DDL `{}` cannot be replayed: {problem}", shown());
-    let text =
-        decode_charset(&statement.text, &statement.session.client_charset).map_err(refuse)?;
-    let quoting = Quoting {
-        ansi_quotes: statement.session.sql_mode.ansi_quotes(),
-        backslash_escapes: statement.session.sql_mode.backslash_escapes(),
-    };
-    let lexed = lex(&text, quoting).map_err(refuse)?;
-    let Some(shape) = shape(&lexed.tokens, &statement.schema).map_err(refuse)? else {
-        return Ok(None);
-    };
+    let session = &statement.session;
     let target = |id: &TableId| -> Option<TableId> {
         pair_for(pairs, id).map(|pair| TableId {
             schema: pair
@@ -106,12 +118,56 @@ pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetD
                 .unwrap_or_else(|| id.table.clone()),
         })
     };
+    if let Some(problem) = &session.problem {
+        // Its quoting is not known: refused if any reading of it touches a paired table.
+        return match touches_paired(statement, &target) {
+            false => Ok(None),
+            true => Err(refuse(problem.clone())),
+        };
+    }
+    let utf8 = matches!(
+        session.client_charset.as_str(),
+        "utf8mb4" | "utf8mb3" | "utf8"
+    );
+    let decoded = decode_charset(&statement.text, &session.client_charset).map_err(refuse)?;
+    let quoting = Quoting {
+        ansi_quotes: session.sql_mode.ansi_quotes(),
+        backslash_escapes: session.sql_mode.backslash_escapes(),
+    };
+    let reader = Reader {
+        flavor: session.sql_mode.flavor,
+        version: session.source_version,
+    };
+    let settled = settle_comments(&decoded, quoting, reader).map_err(refuse)?;
+    let lexed = lex(&settled, quoting, utf8).map_err(refuse)?;
+    let Some(shape) = shape(&lexed.tokens, &statement.schema).map_err(refuse)? else {
+        return Ok(None);
+    };
     let tables: Vec<TableId> = shape.names().iter().map(|named| named.id.clone()).collect();
+    if tables.iter().all(|table| target(table).is_none()) {
+        return Ok(None);
+    }
+    if session.two_phase_alter {
+        return Err(refuse(
+            "it is part of a two-phase ALTER (binlog_alter_two_phase=ON on the source), which ottr cannot replay: set it OFF"
+                .into(),
+        ));
+    }
+    // The statement as the source read it: its executable comments settled, so that no
+    // target of another flavour or version reads them otherwise.
+    let settled_statement = match &settled {
+        std::borrow::Cow::Borrowed(_) => statement.clone(),
+        std::borrow::Cow::Owned(text) => Statement {
+            text: encode_charset(text, &session.client_charset).map_err(refuse)?,
+            ..statement.clone()
+        },
+    };
     let renamed = |named: &Named| target(&named.id).is_some_and(|to| to != named.id);
-    let unqualified = shape.names().iter().any(|named| !named.qualified);
+    let unqualified =
+        shape.names().iter().any(|named| !named.qualified) || references_unqualified(&lexed.tokens);
     let as_is = || {
         Some(TargetDdl {
-            statement: statement.clone(),
+            statement: settled_statement.clone(),
             needs_schema: unqualified,
             tables: tables.clone(),
         })
@@ -125,9 +181,6 @@ pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetD
                 .iter()
                 .filter_map(|named| target(&named.id))
                 .collect();
-            if kept.is_empty() {
-                return Ok(None);
-            }
             if kept.len() == dropped.len() && !dropped.iter().any(renamed) {
                 return Ok(as_is());
             }
@@ -143,20 +196,31 @@ pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetD
             pairs: renames,
             if_exists,
         } => {
+            // An unpaired side keeps its name; in the paired side's schema when it shares it.
             let kept: Vec<(TableId, TableId)> = renames
                 .iter()
                 .filter(|(from, to)| target(&from.id).is_some() || target(&to.id).is_some())
                 .map(|(from, to)| {
+                    let beside = |other: &Named, this: &Named| match target(&other.id) {
+                        Some(other_target) if other.id.schema == this.id.schema => TableId {
+                            schema: other_target.schema,
+                            table: this.id.table.clone(),
+                        },
+                        _ => this.id.clone(),
+                    };
                     (
-                        target(&from.id).unwrap_or_else(|| from.id.clone()),
-                        target(&to.id).unwrap_or_else(|| to.id.clone()),
+                        target(&from.id).unwrap_or_else(|| beside(to, from)),
+                        target(&to.id).unwrap_or_else(|| beside(from, to)),
                     )
                 })
                 .collect();
-            if kept.is_empty() {
-                return Ok(None);
-            }
-            if kept.len() == renames.len() && !shape.names().into_iter().any(renamed) {
+            let unchanged =
+                kept.iter()
+                    .zip(renames.iter())
+                    .all(|((from, to), (source_from, source_to))| {
+                        *from == source_from.id && *to == source_to.id
+                    });
+            if kept.len() == renames.len() && unchanged {
                 return Ok(as_is());
             }
             let parts: Vec<String> = kept
@@ -175,22 +239,24 @@ pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetD
             renamed_to,
             exchanged,
         } => {
-            let involved = std::iter::once(table).chain(renamed_to);
-            if involved.clone().all(|named| target(&named.id).is_none()) {
-                return Ok(None);
-            }
-            if let Some(outside) = exchanged.iter().find(|named| target(&named.id).is_none()) {
-                return Err(refuse(format!(
-                    "it also changes table {}, which no table pair selects",
-                    outside.id
-                )));
+            // Rows that move between tables without row events (EXCHANGE, CONVERT): every
+            // table involved must be paired, or the target cannot follow.
+            if !exchanged.is_empty() {
+                let moved = std::iter::once(table).chain(exchanged);
+                if let Some(outside) = moved.clone().find(|named| target(&named.id).is_none()) {
+                    return Err(refuse(format!(
+                        "it moves rows between tables, and table {} is selected by no table pair",
+                        outside.id
+                    )));
+                }
             }
             if !shape.names().into_iter().any(renamed) {
                 return Ok(as_is());
             }
+            let _ = renamed_to;
             let rewritten = rewrite(&lexed, &statement.schema, &target).map_err(refuse)?;
             // Every paired table must now be named by its target.
-            let check = lex(&rewritten, quoting)
+            let check = lex(&rewritten, quoting, utf8)
                 .ok()
                 .and_then(|lexed| shape_of(&lexed, &statement.schema));
             let expected: Vec<TableId> = shape
@@ -206,13 +272,13 @@ pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetD
                     "its rewrite for the renamed table pairs does not name the targets".into(),
                 ));
             }
-            let text =
-                encode_charset(&rewritten, &statement.session.client_charset).map_err(refuse)?;
+            let text = encode_charset(&rewritten, &session.client_charset).map_err(refuse)?;
             let needs_schema = check
                 .expect("checked above")
                 .names()
                 .iter()
-                .any(|named| !named.qualified);
+                .any(|named| !named.qualified)
+                || references_unqualified(&lexed.tokens);
             Ok(Some(TargetDdl {
                 statement: Statement {
                     text,
@@ -223,6 +289,55 @@ pub fn plan(statement: &Statement, pairs: &[TablePair]) -> Result<Option<TargetD
             }))
         }
     }
+}
+
+/// Whether a statement whose session could not be read names a paired table under any
+/// quoting its session could have had (its bytes read as UTF-8 where they are not).
+fn touches_paired(statement: &Statement, target: &dyn Fn(&TableId) -> Option<TableId>) -> bool {
+    let text = String::from_utf8_lossy(&statement.text);
+    [(false, true), (true, true), (false, false), (true, false)]
+        .into_iter()
+        .any(|(ansi_quotes, backslash_escapes)| {
+            let quoting = Quoting {
+                ansi_quotes,
+                backslash_escapes,
+            };
+            let names = |text: &str| -> Option<Vec<TableId>> {
+                let lexed = lex(text, quoting, true).ok()?;
+                let shape = shape(&lexed.tokens, &statement.schema).ok()??;
+                Some(shape.names().iter().map(|named| named.id.clone()).collect())
+            };
+            let mut readings = vec![names(&text)];
+            for flavor in [
+                crate::model::DataSourceKind::MySql,
+                crate::model::DataSourceKind::MariaDb,
+            ] {
+                let reader = Reader {
+                    flavor,
+                    version: u32::MAX,
+                };
+                if let Ok(settled) = settle_comments(&text, quoting, reader) {
+                    readings.push(names(&settled));
+                }
+            }
+            readings.into_iter().any(|reading| match reading {
+                // what cannot be read at all may be anything
+                None => true,
+                Some(tables) => tables.iter().any(|table| target(table).is_some()),
+            })
+        })
+}
+
+/// Whether the statement names a table without its schema after REFERENCES or LIKE (a
+/// foreign key's parent, a CREATE TABLE … LIKE), which its default database then resolves.
+fn references_unqualified(tokens: &[Lexeme]) -> bool {
+    tokens.iter().enumerate().any(|(index, lexeme)| {
+        matches!(lexeme.keyword().as_deref(), Some("REFERENCES" | "LIKE"))
+            && tokens
+                .get(index + 1)
+                .is_some_and(|next| next.name().is_some())
+            && tokens.get(index + 2).map(|next| &next.token) != Some(&Token::Period)
+    })
 }
 
 fn shape_of(lexed: &Lexed, default_schema: &str) -> Option<Shape> {
@@ -301,7 +416,7 @@ fn rewrite(
             .range_of(span)
             .ok_or_else(|| format!("the position of table {source} cannot be found"))?;
         // The bytes found must read as this very name, or the positions are wrong.
-        let found = lex(&lexed.text[range.clone()], lexed.quoting)?;
+        let found = lex(&lexed.text[range.clone()], lexed.quoting, lexed.utf8)?;
         let parts: Vec<&str> = found
             .tokens
             .iter()
@@ -335,23 +450,43 @@ fn rewrite(
 
 /// Reads which table DDL `tokens` are: None when they are not table DDL, or are DDL on a
 /// temporary table (never applied); an error when they start as table DDL whose tables cannot
-/// be read.
+/// be read, or a DROP, RENAME or TRUNCATE has more after its names than the grammar allows.
 fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, String> {
+    // MariaDB: SET STATEMENT var = value [, …] FOR statement
+    if tokens.first().and_then(Lexeme::keyword).as_deref() == Some("SET") {
+        if tokens.get(1).and_then(Lexeme::keyword).as_deref() != Some("STATEMENT") {
+            return Ok(None);
+        }
+        let mut depth = 0usize;
+        for (index, lexeme) in tokens.iter().enumerate() {
+            match &lexeme.token {
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                _ if depth == 0 && lexeme.keyword().as_deref() == Some("FOR") => {
+                    return shape(&tokens[index + 1..], default_schema);
+                }
+                _ => {}
+            }
+        }
+        return Err("SET STATEMENT without FOR".into());
+    }
     let word = |index: usize| {
         tokens
             .get(index)
             .and_then(Lexeme::keyword)
             .unwrap_or_default()
     };
-    if (0..4).any(|index| word(index) == "TEMPORARY") {
-        return Ok(None);
-    }
     let mut index = 1;
     while matches!(
         word(index).as_str(),
         "OR" | "REPLACE" | "ONLINE" | "OFFLINE" | "IGNORE" | "UNIQUE" | "FULLTEXT" | "SPATIAL"
     ) {
         index += 1;
+    }
+    // A temporary table lives in its session: never applied (on a pooled load connection it
+    // would hide the real table from the batches that run there next).
+    if word(index) == "TEMPORARY" && matches!(word(index + 1).as_str(), "TABLE" | "TABLES") {
+        return Ok(None);
     }
     let name_at = |index: usize| -> Result<(Named, usize), String> {
         qualified(tokens, index, default_schema).ok_or_else(|| {
@@ -369,10 +504,43 @@ fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, Strin
         }
         (index, if_exists)
     };
+    // MariaDB's lock wait options after a name: WAIT n, NOWAIT
+    let skip_wait = |index: usize| -> usize {
+        match word(index).as_str() {
+            "NOWAIT" => index + 1,
+            "WAIT"
+                if matches!(
+                    tokens.get(index + 1).map(|l| &l.token),
+                    Some(Token::Number(..))
+                ) =>
+            {
+                index + 2
+            }
+            _ => index,
+        }
+    };
+    // Nothing but these may follow the names of a DROP, RENAME or TRUNCATE.
+    let ends_at = |index: usize, allowed: &[&str]| -> Result<(), String> {
+        let mut index = skip_wait(index);
+        while allowed.contains(&word(index).as_str()) {
+            index += 1;
+        }
+        match tokens.get(index) {
+            None => Ok(()),
+            Some(Lexeme {
+                token: Token::SemiColon,
+                ..
+            }) if index + 1 == tokens.len() => Ok(()),
+            Some(lexeme) => Err(format!(
+                "it goes on after its table names (`{}`), which ottr cannot read",
+                lexeme.token
+            )),
+        }
+    };
     let first = word(0);
     let verb = word(index);
     let shape = match (first.as_str(), verb.as_str()) {
-        ("DROP", "TABLE") => {
+        ("DROP", "TABLE" | "TABLES") => {
             let (mut index, if_exists) = skip_if_exists(index + 1);
             let mut tables = Vec::new();
             loop {
@@ -382,15 +550,16 @@ fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, Strin
                     index = next + 1;
                     continue;
                 }
+                ends_at(next, &["RESTRICT", "CASCADE"])?;
                 break;
             }
             Shape::Drop { tables, if_exists }
         }
-        ("CREATE" | "ALTER" | "TRUNCATE", "TABLE") => {
+        ("CREATE" | "ALTER", "TABLE") => {
             let (index, _) = skip_if_exists(index + 1);
             let (table, next) = name_at(index)?;
             let (renamed_to, exchanged) = if first == "ALTER" {
-                altered_names(tokens, next, default_schema)?
+                altered_names(tokens, skip_wait(next), default_schema)?
             } else {
                 (None, Vec::new())
             };
@@ -400,16 +569,22 @@ fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, Strin
                 exchanged,
             }
         }
-        ("TRUNCATE", _) => Shape::One {
-            table: name_at(index)?.0,
-            renamed_to: None,
-            exchanged: Vec::new(),
-        },
+        ("TRUNCATE", _) => {
+            let index = if verb == "TABLE" { index + 1 } else { index };
+            let (table, next) = name_at(index)?;
+            ends_at(next, &[])?;
+            Shape::One {
+                table,
+                renamed_to: None,
+                exchanged: Vec::new(),
+            }
+        }
         ("RENAME", "TABLE" | "TABLES") => {
             let (mut index, if_exists) = skip_if_exists(index + 1);
             let mut pairs = Vec::new();
             loop {
                 let (from, next) = name_at(index)?;
+                let next = skip_wait(next);
                 if word(next) != "TO" {
                     return Err("RENAME TABLE without TO".into());
                 }
@@ -419,6 +594,7 @@ fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, Strin
                     index = next + 1;
                     continue;
                 }
+                ends_at(next, &[])?;
                 break;
             }
             Shape::Rename { pairs, if_exists }
@@ -439,8 +615,9 @@ fn shape(tokens: &[Lexeme], default_schema: &str) -> Result<Option<Shape>, Strin
 }
 
 /// The names an ALTER TABLE's clauses (from `index`) give besides its table: the one it is
-/// renamed to (`RENAME [TO | AS] name`, not RENAME COLUMN/INDEX/KEY), and those it exchanges
-/// partitions with (`EXCHANGE PARTITION p WITH TABLE name`).
+/// renamed to (`RENAME [TO | AS] name`, not RENAME COLUMN/INDEX/KEY), and those it moves rows
+/// to or from (`EXCHANGE PARTITION p WITH TABLE name`, MariaDB's `CONVERT PARTITION p TO TABLE
+/// name` and `CONVERT TABLE name TO PARTITION p`), wherever they stand.
 fn altered_names(
     tokens: &[Lexeme],
     index: usize,
@@ -456,35 +633,51 @@ fn altered_names(
     let mut exchanged = Vec::new();
     let mut depth = 0usize;
     let mut at = index;
+    let table_after = |at: usize, what: &str| -> Result<Named, String> {
+        qualified(tokens, at, default_schema)
+            .map(|(named, _)| named)
+            .ok_or_else(|| format!("{what} names no table"))
+    };
     while at < tokens.len() {
         match &tokens[at].token {
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.saturating_sub(1),
             _ => {}
         }
-        // clauses begin at the top level, after the table name or a comma
-        let clause_start = depth == 0 && (at == index || tokens[at - 1].token == Token::Comma);
-        if clause_start && word(at) == "RENAME" {
-            let mut name = at + 1;
-            if matches!(word(name).as_str(), "TO" | "AS") {
-                name += 1;
-            }
-            if !matches!(
+        if depth > 0 {
+            at += 1;
+            continue;
+        }
+        // clauses begin at the top level, after the table name (and its lock wait) or a comma
+        let clause_start = at == index || tokens[at - 1].token == Token::Comma;
+        if clause_start
+            && word(at) == "RENAME"
+            && !matches!(
                 word(at + 1).as_str(),
                 "COLUMN" | "INDEX" | "KEY" | "CONSTRAINT"
-            ) {
-                let (named, _) = qualified(tokens, name, default_schema)
-                    .ok_or("ALTER TABLE … RENAME names no table")?;
-                renamed_to = Some(named);
-            }
+            )
+        {
+            let name = if matches!(word(at + 1).as_str(), "TO" | "AS") {
+                at + 2
+            } else {
+                at + 1
+            };
+            renamed_to = Some(table_after(name, "ALTER TABLE … RENAME")?);
         }
-        if clause_start && word(at) == "EXCHANGE" {
+        if word(at) == "EXCHANGE" && word(at + 1) == "PARTITION" {
             let with = (at..tokens.len())
                 .find(|index| word(*index) == "WITH" && word(index + 1) == "TABLE")
                 .ok_or("EXCHANGE PARTITION without WITH TABLE")?;
-            let (named, _) = qualified(tokens, with + 2, default_schema)
-                .ok_or("EXCHANGE PARTITION names no table")?;
-            exchanged.push(named);
+            exchanged.push(table_after(with + 2, "EXCHANGE PARTITION")?);
+        }
+        if word(at) == "CONVERT" && word(at + 1) == "PARTITION" {
+            let to = (at..tokens.len())
+                .find(|index| word(*index) == "TO" && word(index + 1) == "TABLE")
+                .ok_or("CONVERT PARTITION without TO TABLE")?;
+            exchanged.push(table_after(to + 2, "CONVERT PARTITION")?);
+        }
+        if word(at) == "CONVERT" && word(at + 1) == "TABLE" {
+            exchanged.push(table_after(at + 2, "CONVERT TABLE")?);
         }
         at += 1;
     }
@@ -537,6 +730,11 @@ mod tests {
 
     fn session(sql_mode: u64, charset: &str) -> Arc<Session> {
         Arc::new(Session {
+            problem: None,
+            source_version: 101119,
+            if_exists: false,
+            default_collation_for_utf8mb4: None,
+            two_phase_alter: false,
             sql_mode: SqlMode {
                 bits: sql_mode,
                 flavor: DataSourceKind::MariaDb,
@@ -579,7 +777,7 @@ mod tests {
     }
 
     fn tables(sql: &str, schema: &str, quoting: Quoting) -> Option<Vec<TableId>> {
-        let lexed = lex(sql, quoting).unwrap();
+        let lexed = lex(sql, quoting, true).unwrap();
         shape(&lexed.tokens, schema)
             .unwrap()
             .map(|shape| shape.names().iter().map(|named| named.id.clone()).collect())
@@ -650,11 +848,73 @@ mod tests {
             ),
             Some(vec![id("s", "t"), id("o", "x")])
         );
-        // a table hidden in an executable comment is a table
         assert_eq!(
-            tables("DROP TABLE a /*!50100 , b */", "s", MYSQL),
-            Some(vec![id("s", "a"), id("s", "b")])
+            tables(
+                "ALTER TABLE p NOWAIT EXCHANGE PARTITION p0 WITH TABLE u",
+                "s",
+                MYSQL
+            ),
+            Some(vec![id("s", "p"), id("s", "u")])
         );
+        assert_eq!(
+            tables("ALTER TABLE p CONVERT PARTITION p0 TO TABLE u", "s", MYSQL),
+            Some(vec![id("s", "p"), id("s", "u")])
+        );
+        assert_eq!(
+            tables(
+                "SET STATEMENT max_statement_time = 5 FOR ALTER TABLE t ADD c INT",
+                "s",
+                MYSQL
+            ),
+            Some(vec![id("s", "t")])
+        );
+        assert_eq!(
+            tables("DROP TABLES a WAIT 3", "s", MYSQL),
+            Some(vec![id("s", "a")])
+        );
+        assert_eq!(
+            tables("ALTER TABLE temporary ADD c INT", "s", MYSQL),
+            Some(vec![id("s", "temporary")])
+        );
+    }
+
+    #[test]
+    fn executable_comments_and_trailing_text_are_read_as_the_source_did() {
+        let pairs = [pair("s", "p", None, None)];
+        // MariaDB ran /*!50100 …*/: the paired table is dropped, and the target gets the
+        // statement with its comment settled
+        let drop = statement("s", b"DROP TABLE u /*!50100 , p */", 0, "utf8mb4");
+        let planned = plan(&drop, &pairs).unwrap().unwrap();
+        assert_eq!(planned.statement.text, b"DROP TABLE `s`.`p`");
+        // a version the source does not reach is a comment; one it cannot read is refused
+        let later = statement("s", b"DROP TABLE u /*!999999 , p */", 0, "utf8mb4");
+        assert_eq!(plan(&later, &pairs).unwrap(), None);
+        let odd = statement("s", b"DROP TABLE u /*!1p*/", 0, "utf8mb4");
+        assert!(plan(&odd, &pairs).unwrap_err().contains("digits"));
+        let settled = statement("s", b"ALTER TABLE p /*!50100 ADD c INT */", 0, "utf8mb4");
+        assert_eq!(
+            plan(&settled, &pairs).unwrap().unwrap().statement.text,
+            b"ALTER TABLE p   ADD c INT  "
+        );
+        // what follows the names of a DROP must be read, not passed over
+        let hidden = statement("s", b"DROP TABLE u -- \n x, p", 0, "utf8mb4");
+        assert!(plan(&hidden, &pairs).unwrap_err().contains("goes on after"));
+        // a session that could not be read is refused only for paired tables
+        let mut unreadable = statement("s", b"ALTER TABLE p ADD c INT", 0, "utf8mb4");
+        unreadable.session = Arc::new(Session::unreadable(
+            "its status variable 77 is unknown".into(),
+            DataSourceKind::MariaDb,
+            101119,
+        ));
+        assert!(
+            plan(&unreadable, &pairs)
+                .unwrap_err()
+                .contains("status variable 77")
+        );
+        unreadable.text = b"ALTER TABLE other ADD c INT".to_vec();
+        assert_eq!(plan(&unreadable, &pairs).unwrap(), None);
+        unreadable.text = b"GRANT ALL ON *.* TO x".to_vec();
+        assert_eq!(plan(&unreadable, &pairs).unwrap(), None);
     }
 
     #[test]
@@ -717,16 +977,22 @@ mod tests {
             plan(&rename, &pairs).unwrap().unwrap().statement.text,
             b"RENAME TABLE `s`.`a` TO `s`.`a_old`"
         );
-        let exchange = statement(
-            "s",
-            b"ALTER TABLE a EXCHANGE PARTITION p0 WITH TABLE b",
-            0,
-            "utf8mb4",
-        );
-        let error = plan(&exchange, &pairs).unwrap_err();
-        assert!(
-            error.contains("table s.b, which no table pair selects"),
-            "{error}"
+        for sql in [
+            &b"ALTER TABLE a EXCHANGE PARTITION p0 WITH TABLE b"[..],
+            b"ALTER TABLE b EXCHANGE PARTITION p0 WITH TABLE a",
+            b"ALTER TABLE a NOWAIT EXCHANGE PARTITION p0 WITH TABLE b",
+        ] {
+            let error = plan(&statement("s", sql, 0, "utf8mb4"), &pairs).unwrap_err();
+            assert!(
+                error.contains("table s.b is selected by no table pair"),
+                "{error}"
+            );
+        }
+        // an unpaired destination stays beside the paired table on the target
+        let moved = statement("s", b"RENAME TABLE c TO c_old", 0, "utf8mb4");
+        assert_eq!(
+            plan(&moved, &pairs).unwrap().unwrap().statement.text,
+            b"RENAME TABLE `copy`.`c2` TO `copy`.`c_old`"
         );
     }
 

@@ -9,11 +9,18 @@
 //!   read byte by byte;
 //! - tokens follow the session's `sql_mode`: `"…"` is a name under ANSI_QUOTES and a string
 //!   otherwise, and `\` escapes inside strings unless NO_BACKSLASH_ESCAPES;
-//! - executable comments (`/*!…*/`, MariaDB's `/*M!…*/`) are read as the statement text they
-//!   hold, since a server runs them;
+//! - executable comments (`/*!…*/`, MariaDB's `/*M!…*/`) are first settled as the source read
+//!   them, by its flavour and version ([`settle_comments`]): replaced by the text they hold when
+//!   the source ran it, or by a space when it did not; a comment whose version cannot be read
+//!   as the source did is refused. The settled text is what a target runs, so that a server of
+//!   another flavour or version cannot read the comments otherwise;
+//! - what the server and sqlparser could read apart is refused: a character sqlparser does
+//!   not know (control characters, which a server may take for spaces), `--` followed by a
+//!   character other than ASCII, an unquoted non-ASCII name in a single-byte character set;
 //! - every token carries the byte range of its text, so that a rewrite replaces exactly
 //!   those bytes and nothing else.
 
+use crate::model::DataSourceKind;
 use sqlparser::ast::Statement as Ast;
 use sqlparser::dialect::{Dialect, MySqlDialect};
 use sqlparser::keywords::Keyword;
@@ -184,26 +191,53 @@ impl Lexeme {
 pub struct Lexed {
     pub text: String,
     pub quoting: Quoting,
+    /// Whether the text came from a UTF-8 character set.
+    pub utf8: bool,
     /// Every token, whitespace and comments included, with the spans the parser takes.
     spanned: Vec<TokenWithSpan>,
     /// The tokens that mean something (no whitespace, no comments), with byte ranges.
     pub tokens: Vec<Lexeme>,
 }
 
-/// Reads `text` into tokens under `quoting`; fails on text its server could not have read
-/// (an unterminated string or name).
-pub fn lex(text: &str, quoting: Quoting) -> Result<Lexed, String> {
+/// Reads `text` (settled, see [`settle_comments`]) into tokens under `quoting`; fails on
+/// text its server could not have read (an unterminated string or name), and on text that
+/// the server and sqlparser could read apart. `utf8` says whether the text came from a UTF-8
+/// character set (elsewhere, an unquoted non-ASCII name is refused).
+pub fn lex(text: &str, quoting: Quoting, utf8: bool) -> Result<Lexed, String> {
     let dialect = SessionDialect {
         mysql: MySqlDialect {},
         quoting,
     };
-    let mut spanned = Vec::new();
-    lex_into(&dialect, text, Location::new(1, 1), &mut spanned, 0)?;
+    let spanned = Tokenizer::new(&dialect, text)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|error| format!("it cannot be read ({error})"))?;
     let lines = line_starts(text);
     let mut tokens = Vec::new();
     for token in &spanned {
-        if matches!(token.token, Token::Whitespace(_) | Token::EOF) {
-            continue;
+        match &token.token {
+            Token::EOF => continue,
+            Token::Whitespace(Whitespace::SingleLineComment { comment, prefix })
+                if prefix == "--" && comment.chars().next().is_some_and(|c| !c.is_ascii()) =>
+            {
+                return Err(
+                    "it has `--` followed by a character other than ASCII, which servers and ottr may read apart"
+                        .into(),
+                );
+            }
+            Token::Whitespace(_) => continue,
+            Token::Char(c) if !c.is_ascii_graphic() => {
+                return Err(format!(
+                    "it holds the character {c:?}, which servers and ottr may read apart"
+                ));
+            }
+            Token::Word(word) if !utf8 && word.quote_style.is_none() && !word.value.is_ascii() => {
+                return Err(format!(
+                    "the unquoted name {} holds characters other than ASCII in a single-byte character set, which servers and ottr may read apart: quote it",
+                    word.value
+                ));
+            }
+            _ => {}
         }
         let range = byte_range(text, &lines, token.span)
             .ok_or_else(|| format!("the position of `{}` cannot be found", token.token))?;
@@ -215,100 +249,93 @@ pub fn lex(text: &str, quoting: Quoting) -> Result<Lexed, String> {
     Ok(Lexed {
         text: text.to_owned(),
         quoting,
+        utf8,
         spanned,
         tokens,
     })
 }
 
-/// How deep executable comments may hold executable comments.
-const COMMENT_DEPTH: usize = 4;
+/// Who read a statement's executable comments: the source's flavour and version
+/// (`major * 10000 + minor * 100 + patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reader {
+    pub flavor: DataSourceKind,
+    pub version: u32,
+}
 
-/// Tokens of `text`, which starts at `at` in the whole statement; executable comments are
-/// replaced by the tokens of the text they hold.
-fn lex_into(
-    dialect: &SessionDialect,
-    text: &str,
-    at: Location,
-    out: &mut Vec<TokenWithSpan>,
-    depth: usize,
-) -> Result<(), String> {
-    let tokens = Tokenizer::new(dialect, text)
+/// `text` with each executable comment settled as the source read it: `/*!NNNNN …*/` (and on
+/// MariaDB `/*M!NNNNNN …*/`) replaced by the text it holds when the source's version reaches
+/// NNNNN (or it has none), by a space otherwise; on MySQL `/*M!…*/` is a plain comment. A
+/// version of another length than the source's lexer takes, or a comment inside one, is
+/// refused. Unchanged (borrowed) when there is none.
+pub fn settle_comments<'t>(
+    text: &'t str,
+    quoting: Quoting,
+    reader: Reader,
+) -> Result<std::borrow::Cow<'t, str>, String> {
+    if !text.contains("/*!") && !text.contains("/*M!") {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    let dialect = SessionDialect {
+        mysql: MySqlDialect {},
+        quoting,
+    };
+    let spanned = Tokenizer::new(&dialect, text)
         .with_unescape(true)
         .tokenize_with_location()
         .map_err(|error| format!("it cannot be read ({error})"))?;
-    for token in tokens {
-        let span = Span::new(shift(token.span.start, at), shift(token.span.end, at));
-        let held = match &token.token {
-            Token::Whitespace(Whitespace::MultiLineComment(comment)) => executable(comment),
-            _ => None,
+    let lines = line_starts(text);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for token in &spanned {
+        let Token::Whitespace(Whitespace::MultiLineComment(comment)) = &token.token else {
+            continue;
         };
-        match held {
-            Some(skipped) => {
-                if depth >= COMMENT_DEPTH {
-                    return Err("it nests executable comments too deeply".into());
-                }
-                // the held text starts after `/*`, the marker and the version digits
-                let inner = &comment_text(&token.token)[skipped..];
-                let mut start = span.start;
-                for c in "/*"
-                    .chars()
-                    .chain(comment_text(&token.token)[..skipped].chars())
-                {
-                    start = advance(start, c);
-                }
-                lex_into(dialect, inner, start, out, depth + 1)?;
-            }
-            None => out.push(TokenWithSpan {
-                token: token.token,
-                span,
-            }),
+        let marker = if comment.starts_with('!') {
+            1
+        } else if comment.starts_with("M!") {
+            2
+        } else {
+            continue;
+        };
+        let range = byte_range(text, &lines, token.span)
+            .ok_or("the position of a comment cannot be found")?;
+        let digits = comment[marker..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let held = &comment[marker + digits..];
+        if held.contains("/*") {
+            return Err("it has a comment inside an executable comment".into());
         }
+        let lengths: &[usize] = match reader.flavor {
+            DataSourceKind::MySql => &[0, 5],
+            DataSourceKind::MariaDb => &[0, 5, 6],
+        };
+        let runs = if marker == 2 && reader.flavor == DataSourceKind::MySql {
+            false
+        } else if !lengths.contains(&digits) {
+            return Err(format!(
+                "its executable comment `/*{}` has a version of {digits} digits, which {} reads otherwise",
+                &comment[..marker + digits],
+                reader.flavor
+            ));
+        } else {
+            digits == 0
+                || comment[marker..marker + digits]
+                    .parse::<u32>()
+                    .is_ok_and(|version| version <= reader.version)
+        };
+        out.push_str(&text[at..range.start]);
+        out.push(' ');
+        if runs {
+            out.push_str(held);
+            out.push(' ');
+        }
+        at = range.end;
     }
-    Ok(())
-}
-
-fn comment_text(token: &Token) -> &str {
-    match token {
-        Token::Whitespace(Whitespace::MultiLineComment(comment)) => comment,
-        _ => "",
-    }
-}
-
-/// For the text of a `/*…*/` comment that a server runs (`!` or MariaDB's `M!`, then an
-/// optional version): how many bytes precede the statement text it holds.
-fn executable(comment: &str) -> Option<usize> {
-    let marker = if comment.starts_with('!') {
-        1
-    } else if comment.starts_with("M!") {
-        2
-    } else {
-        return None;
-    };
-    let digits = comment[marker..]
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
-    Some(marker + digits)
-}
-
-/// `location` (relative to a text that starts at `at`) in the whole statement.
-fn shift(location: Location, at: Location) -> Location {
-    if location.line == 0 {
-        return location;
-    }
-    if location.line == 1 {
-        Location::new(at.line, at.column + location.column - 1)
-    } else {
-        Location::new(at.line + location.line - 1, location.column)
-    }
-}
-
-fn advance(location: Location, c: char) -> Location {
-    if c == '\n' {
-        Location::new(location.line + 1, 1)
-    } else {
-        Location::new(location.line, location.column + 1)
-    }
+    out.push_str(&text[at..]);
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// The byte offset where each line of `text` starts.
@@ -392,7 +419,7 @@ mod tests {
     #[test]
     fn a_backslash_ends_a_string_only_without_backslash_escapes() {
         let probe = "ALTER TABLE d.t COMMENT 'a\\', ADD COLUMN c INT COMMENT '; CREATE DATABASE pwned; -- '";
-        let strict = lex(probe, NO_BACKSLASH).unwrap();
+        let strict = lex(probe, NO_BACKSLASH, true).unwrap();
         assert_eq!(
             shown(&strict),
             vec![
@@ -413,16 +440,16 @@ mod tests {
             ]
         );
         // read with backslash escapes, the same bytes are another statement
-        let escaped = lex(probe, MYSQL).unwrap();
+        let escaped = lex(probe, MYSQL, true).unwrap();
         assert!(shown(&escaped).contains(&"CREATE".to_owned()));
     }
 
     #[test]
     fn double_quotes_name_under_ansi_quotes() {
-        let lexed = lex("ALTER TABLE \"a\"\"b\" ADD c INT", ANSI).unwrap();
+        let lexed = lex("ALTER TABLE \"a\"\"b\" ADD c INT", ANSI, true).unwrap();
         assert_eq!(lexed.tokens[2].name(), Some("a\"b"));
         assert_eq!(shown(&lexed)[2], "\"a\"\"b\"");
-        let lexed = lex("ALTER TABLE t COMMENT \"x\"", MYSQL).unwrap();
+        let lexed = lex("ALTER TABLE t COMMENT \"x\"", MYSQL, true).unwrap();
         assert!(matches!(
             lexed.tokens[4].token,
             Token::DoubleQuotedString(_)
@@ -430,22 +457,59 @@ mod tests {
     }
 
     #[test]
-    fn executable_comments_are_read_as_statement_text() {
-        let lexed = lex(
-            "DROP TABLE a /*!50100 , b */ /*M!100500 , `c` */ /* , d */",
-            MYSQL,
-        )
-        .unwrap();
+    fn executable_comments_are_settled_as_the_source_read_them() {
+        let maria = Reader {
+            flavor: DataSourceKind::MariaDb,
+            version: 101119,
+        };
+        let mysql = Reader {
+            flavor: DataSourceKind::MySql,
+            version: 80036,
+        };
+        let text = "DROP TABLE a /*!50100 , b */ /*M!100500 , `c` */ /*!110400 , d */ /* , e */";
         assert_eq!(
-            shown(&lexed),
-            vec!["DROP", "TABLE", "a", ",", "b", ",", "`c`"]
+            settle_comments(text, MYSQL, maria).unwrap(),
+            "DROP TABLE a   , b     , `c`     /* , e */"
         );
+        // MySQL reads /*M! as a comment
+        let text = "DROP TABLE a /*!50100 , b */ /*M!100500 , `c` */ /* , e */";
+        assert_eq!(
+            settle_comments(text, MYSQL, mysql).unwrap(),
+            "DROP TABLE a   , b     /* , e */"
+        );
+        // a version of a length the source's lexer does not take is refused
+        for odd in ["DROP TABLE a /*!1p*/", "RENAME TABLE u /*!500 TO p */"] {
+            assert!(
+                settle_comments(odd, MYSQL, maria)
+                    .unwrap_err()
+                    .contains("digits"),
+                "{odd}"
+            );
+        }
+        assert!(settle_comments("DROP TABLE a /*!100500 , b */", MYSQL, mysql).is_err());
+        // a comment inside a string is no comment
+        let quoted = "ALTER TABLE t COMMENT '/*!50100 x */'";
+        assert_eq!(settle_comments(quoted, MYSQL, maria).unwrap(), quoted);
+    }
+
+    #[test]
+    fn what_servers_and_sqlparser_may_read_apart_is_refused() {
+        assert!(lex("DROP TABLE u --\x01\n, p", MYSQL, true).is_err());
+        assert!(lex("DROP TABLE u --\u{3000}\n, p", MYSQL, true).is_err());
+        assert!(lex("ALTER TABLE\u{1}t ADD c INT", MYSQL, true).is_err());
+        assert!(
+            lex("ALTER TABLE caf\u{e9} ADD c INT", MYSQL, false)
+                .unwrap_err()
+                .contains("quote it")
+        );
+        assert!(lex("ALTER TABLE `caf\u{e9}` ADD c INT", MYSQL, false).is_ok());
+        assert!(lex("ALTER TABLE caf\u{e9} ADD c INT", MYSQL, true).is_ok());
     }
 
     #[test]
     fn ranges_are_bytes_of_multibyte_text_over_lines() {
         let text = "ALTER TABLE `中文`\n  ADD `列` INT COMMENT '注释'";
-        let lexed = lex(text, MYSQL).unwrap();
+        let lexed = lex(text, MYSQL, true).unwrap();
         assert_eq!(
             shown(&lexed),
             vec![
@@ -459,17 +523,17 @@ mod tests {
         // 0x95 0x5c is one GBK character whose second byte is `\`
         let bytes = b"ALTER TABLE t COMMENT '\x95\x5c', ADD c INT COMMENT '; DROP DATABASE x; -- '";
         let text = crate::model::decode_charset(bytes, "gbk").unwrap();
-        let lexed = lex(&text, MYSQL).unwrap();
+        let lexed = lex(&text, MYSQL, true).unwrap();
         assert_eq!(lexed.tokens.len(), 11, "{:?}", shown(&lexed));
         assert!(!shown(&lexed).contains(&"DROP".to_owned()));
-        assert!(lex("ALTER TABLE t COMMENT 'open", MYSQL).is_err());
+        assert!(lex("ALTER TABLE t COMMENT 'open", MYSQL, true).is_err());
     }
 
     #[test]
     fn one_statement_parses_and_two_are_refused() {
-        let lexed = lex("ALTER TABLE t ADD COLUMN c INT", MYSQL).unwrap();
+        let lexed = lex("ALTER TABLE t ADD COLUMN c INT", MYSQL, true).unwrap();
         assert!(lexed.parse().is_ok());
-        let two = lex("ALTER TABLE t ADD COLUMN c INT; DROP TABLE u", MYSQL).unwrap();
+        let two = lex("ALTER TABLE t ADD COLUMN c INT; DROP TABLE u", MYSQL, true).unwrap();
         assert!(two.parse().unwrap_err().contains("2 statements"));
     }
 }

@@ -127,7 +127,8 @@ fn bounded_decompress(e: &TransactionPayloadEvent<'_>) -> std::io::Result<Vec<u8
             format!("transaction payload too large: {declared} > {MAX_TPE_UNCOMPRESSED}"),
         ));
     }
-    let mut out = Vec::with_capacity(declared as usize);
+    // grown as it inflates, never sized by the declared length alone
+    let mut out = Vec::with_capacity((declared as usize).min(1 << 20));
     e.decompressed()?
         .take(MAX_TPE_UNCOMPRESSED + 1)
         .read_to_end(&mut out)?;
