@@ -755,6 +755,67 @@ async fn a_failed_send_is_recorded_on_the_alert_and_retried() {
     assert_eq!(logged, 1);
 }
 
+/// Mail over STARTTLS (required, never opportunistic) with the server's certificate checked
+/// against the CA `set_smtp_tls` names: a CA that did not sign it refuses the send, named on
+/// the alert; the right one lets the retry through.
+#[tokio::test]
+async fn mail_goes_over_starttls_checked_against_the_configured_ca() {
+    let dir = common::temp_dir("smtp_tls");
+    let ca = common::tls::TestCa::new(&dir.join("ca"), "ca");
+    let wrong = common::tls::TestCa::new(&dir.join("wrong"), "wrong");
+    let certificate = ca.issue("mail", &["localhost"], false);
+    let sink = common::SmtpSink::start_tls(&certificate.cert, &certificate.key);
+    let mut s = setup("mailtls").await;
+    s.meta
+        .exec_drop(
+            "CALL set_smtp('localhost', ?, 'starttls', NULL, NULL, 'ottr@example.com'); ",
+            (sink.port,),
+        )
+        .await
+        .unwrap();
+    s.meta
+        .exec_drop(
+            "CALL set_smtp_tls(?, NULL, NULL)",
+            (wrong.cert.to_str().unwrap(),),
+        )
+        .await
+        .unwrap();
+    s.dead_node("gone-mailtls").await;
+    s.meta
+        .query_drop("CALL add_alarm_rule('dead', 'node_dead', NULL, '0', '* * * * * *', 'ops@example.com', 3600, NULL)")
+        .await
+        .unwrap();
+    let _node = s.node("n1");
+    let error = eventually!(
+        Duration::from_secs(20),
+        "the refused certificate on the alert",
+        {
+            let error: Option<Option<String>> = s
+                .meta
+                .query_first("SELECT mail_error FROM v_alert WHERE scope = 'gone-mailtls'")
+                .await
+                .unwrap();
+            error.flatten()
+        }
+    );
+    assert!(error.contains("UnknownIssuer"), "{error}");
+    assert!(sink.messages().is_empty());
+    s.meta
+        .exec_drop(
+            "CALL set_smtp_tls(?, NULL, NULL)",
+            (ca.cert.to_str().unwrap(),),
+        )
+        .await
+        .unwrap();
+    eventually!(Duration::from_secs(30), "the mail over TLS", {
+        (!sink
+            .with_subject("[ottr] RAISED node_dead gone-mailtls")
+            .is_empty())
+        .then_some(())
+    });
+    sink.stop();
+}
+
 #[tokio::test]
 async fn status_watch_redraws_until_interrupted() {
     let mut s = setup("watch").await;

@@ -584,6 +584,20 @@ pub struct ReceivedMail {
 impl SmtpSink {
     /// Starts the sink and waits until it accepts connections.
     pub fn start() -> SmtpSink {
+        SmtpSink::start_with(&[])
+    }
+
+    /// Like [`SmtpSink::start`], with STARTTLS required, serving `cert` and `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> SmtpSink {
+        SmtpSink::start_with(&[
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ])
+    }
+
+    fn start_with(extra: &[&str]) -> SmtpSink {
         let python = Path::new("/usr/bin/python3");
         let has_aiosmtpd = Command::new(python)
             .args(["-c", "import aiosmtpd"])
@@ -606,6 +620,7 @@ impl SmtpSink {
                 "-l",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
