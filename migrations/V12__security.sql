@@ -1,31 +1,12 @@
 -- Security (issue #9): TLS settings of data sources and of the mail server, passwords moved
--- out of this schema into `<schema>_secret` (which monitoring users cannot read), and an audit
--- trail of configuration changes (its triggers are re-created by every migrate).
+-- out of this schema into `<schema>_secret` (which monitoring users cannot read), an audit
+-- trail of configuration changes (its triggers are re-created by every migrate), and how each
+-- running pipeline's connections are encrypted.
+--
+-- Every step can run again after a failure halfway: the secrets schema first (it needs the
+-- CREATE privilege, the most likely to be missing), then each ALTER only while its column is
+-- missing, the passwords dropped from this schema only after they were copied.
 
-ALTER TABLE data_source
-  ADD COLUMN tls_mode ENUM('disabled','preferred','required','verify_ca','verify_identity')
-    NOT NULL DEFAULT 'preferred'
-    COMMENT 'preferred: TLS when the server offers it, unverified (an attacker on the path can strip it); required: always TLS, unverified; verify_ca: the certificate chains to tls_ca_file; verify_identity: and names the host'
-    AFTER user,
-  ADD COLUMN tls_ca_file VARCHAR(1024) NULL
-    COMMENT 'PEM file of the CA(s) the server certificate must chain to (read by the node)' AFTER tls_mode,
-  ADD COLUMN tls_cert_file VARCHAR(1024) NULL
-    COMMENT 'PEM client certificate (chain) the node presents' AFTER tls_ca_file,
-  ADD COLUMN tls_key_file VARCHAR(1024) NULL
-    COMMENT 'PEM private key of tls_cert_file: a file:PATH reference resolved within the node''s --secrets-dir' AFTER tls_cert_file,
-  ADD CONSTRAINT ck_data_source_tls_client CHECK ((tls_cert_file IS NULL) = (tls_key_file IS NULL)),
-  ADD CONSTRAINT ck_data_source_tls_ca CHECK (tls_mode <> 'verify_ca' OR tls_ca_file IS NOT NULL);
-
-ALTER TABLE smtp
-  ADD COLUMN tls_ca_file VARCHAR(1024) NULL
-    COMMENT 'PEM file of the CA(s) the mail server certificate must chain to; NULL: the public roots' AFTER security,
-  ADD COLUMN tls_cert_file VARCHAR(1024) NULL COMMENT 'PEM client certificate' AFTER tls_ca_file,
-  ADD COLUMN tls_key_file VARCHAR(1024) NULL
-    COMMENT 'its private key: a file:PATH reference resolved within the node''s --secrets-dir' AFTER tls_cert_file,
-  ADD CONSTRAINT ck_smtp_tls_client CHECK ((tls_cert_file IS NULL) = (tls_key_file IS NULL));
-
--- The secrets schema: named after this one (`ottr` -> `ottr_secret`), created here with
--- statements built from DATABASE() (quoted by doubling its backticks).
 SET @ottr_self = CONCAT('`', REPLACE(DATABASE(), '`', '``'), '`');
 SET @ottr_secret = CONCAT('`', REPLACE(CONCAT(DATABASE(), '_secret'), '`', '``'), '`');
 
@@ -58,22 +39,68 @@ PREPARE ottr_step FROM @ottr_step;
 EXECUTE ottr_step;
 DEALLOCATE PREPARE ottr_step;
 
-SET @ottr_step = CONCAT('INSERT IGNORE INTO ', @ottr_secret,
+-- The passwords: copied (again, after a failure halfway) while this schema still has them,
+-- then dropped here.
+SET @ottr_has = (SELECT COUNT(*) FROM information_schema.COLUMNS
+  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'data_source' AND COLUMN_NAME = 'password');
+SET @ottr_step = IF(@ottr_has = 0, 'DO 0', CONCAT('INSERT INTO ', @ottr_secret,
   '.data_source_password (data_source_id, password) SELECT id, password FROM ', @ottr_self,
-  '.data_source WHERE password IS NOT NULL');
+  '.data_source WHERE password IS NOT NULL ON DUPLICATE KEY UPDATE password = VALUES(password)'));
+PREPARE ottr_step FROM @ottr_step;
+EXECUTE ottr_step;
+DEALLOCATE PREPARE ottr_step;
+SET @ottr_step = IF(@ottr_has = 0, 'DO 0', 'ALTER TABLE data_source DROP COLUMN password');
 PREPARE ottr_step FROM @ottr_step;
 EXECUTE ottr_step;
 DEALLOCATE PREPARE ottr_step;
 
-SET @ottr_step = CONCAT('INSERT IGNORE INTO ', @ottr_secret,
+SET @ottr_has = (SELECT COUNT(*) FROM information_schema.COLUMNS
+  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'smtp' AND COLUMN_NAME = 'password');
+SET @ottr_step = IF(@ottr_has = 0, 'DO 0', CONCAT('INSERT INTO ', @ottr_secret,
   '.smtp_password (id, password) SELECT id, password FROM ', @ottr_self,
-  '.smtp WHERE password IS NOT NULL');
+  '.smtp WHERE password IS NOT NULL ON DUPLICATE KEY UPDATE password = VALUES(password)'));
+PREPARE ottr_step FROM @ottr_step;
+EXECUTE ottr_step;
+DEALLOCATE PREPARE ottr_step;
+SET @ottr_step = IF(@ottr_has = 0, 'DO 0', 'ALTER TABLE smtp DROP COLUMN password');
 PREPARE ottr_step FROM @ottr_step;
 EXECUTE ottr_step;
 DEALLOCATE PREPARE ottr_step;
 
-ALTER TABLE data_source DROP COLUMN password;
-ALTER TABLE smtp DROP COLUMN password;
+-- TLS settings: each table's in one ALTER, run while its first column is missing.
+SET @ottr_step = IF((SELECT COUNT(*) FROM information_schema.COLUMNS
+    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'data_source' AND COLUMN_NAME = 'tls_mode') > 0,
+  'DO 0',
+  'ALTER TABLE data_source
+    ADD COLUMN tls_mode ENUM(''disabled'',''preferred'',''required'',''verify_ca'',''verify_identity'')
+      NOT NULL DEFAULT ''preferred''
+      COMMENT ''preferred: TLS when the server offers it, unverified (an attacker on the path can strip it); required: always TLS, unverified; verify_ca: the certificate chains to tls_ca_file; verify_identity: and names the host''
+      AFTER user,
+    ADD COLUMN tls_ca_file VARCHAR(1024) NULL
+      COMMENT ''PEM file of the CA(s) the server certificate must chain to (read by the node)'' AFTER tls_mode,
+    ADD COLUMN tls_cert_file VARCHAR(1024) NULL
+      COMMENT ''PEM client certificate (chain) the node presents'' AFTER tls_ca_file,
+    ADD COLUMN tls_key_file VARCHAR(1024) NULL
+      COMMENT ''PEM private key of tls_cert_file: a path resolved within the node''''s --secrets-dir'' AFTER tls_cert_file,
+    ADD CONSTRAINT ck_data_source_tls_client CHECK ((tls_cert_file IS NULL) = (tls_key_file IS NULL)),
+    ADD CONSTRAINT ck_data_source_tls_ca CHECK (tls_mode <> ''verify_ca'' OR tls_ca_file IS NOT NULL)');
+PREPARE ottr_step FROM @ottr_step;
+EXECUTE ottr_step;
+DEALLOCATE PREPARE ottr_step;
+
+SET @ottr_step = IF((SELECT COUNT(*) FROM information_schema.COLUMNS
+    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'smtp' AND COLUMN_NAME = 'tls_ca_file') > 0,
+  'DO 0',
+  'ALTER TABLE smtp
+    ADD COLUMN tls_ca_file VARCHAR(1024) NULL
+      COMMENT ''PEM file of the CA(s) the mail server certificate must chain to; NULL: the public roots'' AFTER security,
+    ADD COLUMN tls_cert_file VARCHAR(1024) NULL COMMENT ''PEM client certificate'' AFTER tls_ca_file,
+    ADD COLUMN tls_key_file VARCHAR(1024) NULL
+      COMMENT ''its private key: a path resolved within the node''''s --secrets-dir'' AFTER tls_cert_file,
+    ADD CONSTRAINT ck_smtp_tls_client CHECK ((tls_cert_file IS NULL) = (tls_key_file IS NULL))');
+PREPARE ottr_step FROM @ottr_step;
+EXECUTE ottr_step;
+DEALLOCATE PREPARE ottr_step;
 
 CREATE TABLE IF NOT EXISTS config_audit (
   id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,

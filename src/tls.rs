@@ -5,17 +5,26 @@
 //!
 //! Invariants:
 //! - with a CA file the built-in public roots are off, so only that CA's certificates pass;
-//! - `preferred` falls back to a plain connection only when the server offers no TLS at all
-//!   (it says so before any credential is sent); a failed handshake or a refused certificate
-//!   is never retried in plain;
+//! - `preferred` falls back to a plain connection only when the server offers no TLS, or none
+//!   rustls can use (it checks no certificate, and an attacker on the path can strip the
+//!   offer anyway); the other modes never retry in plain;
 //! - TLS is only asked for over TCP (the driver skips it on unix sockets without a word).
 
 use crate::config::{Tls, TlsMode, read_public_file, read_secret_file};
 use mysql_async::prelude::Queryable;
 use mysql_async::{ClientIdentity, Conn, DriverError, OptsBuilder, SslOpts};
 
+/// Where a client key may be read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFrom {
+    /// A configuration row named it: only inside the node's `--secrets-dir`.
+    SecretsDir,
+    /// The node's own command line named it (the metadata URL): any path.
+    CommandLine,
+}
+
 /// The driver's TLS options for `tls`; None when the mode is disabled.
-pub async fn ssl_opts(tls: &Tls) -> Result<Option<SslOpts>, String> {
+pub async fn ssl_opts(tls: &Tls, key_from: KeyFrom) -> Result<Option<SslOpts>, String> {
     let mut opts = match tls.mode {
         TlsMode::Disabled => return Ok(None),
         TlsMode::Preferred | TlsMode::Required => {
@@ -34,22 +43,44 @@ pub async fn ssl_opts(tls: &Tls) -> Result<Option<SslOpts>, String> {
     };
     if let Some(client) = &tls.client {
         let cert = read_public_file(&client.cert_file, "client certificate").await?;
-        let key = read_secret_file(&client.key_file).await?;
+        let key = match key_from {
+            KeyFrom::SecretsDir => read_secret_file(&client.key_file).await?,
+            KeyFrom::CommandLine => read_public_file(&client.key_file, "client key").await?,
+        };
         opts = opts.with_client_identity(Some(ClientIdentity::new(cert.into(), key.into())));
     }
     Ok(Some(opts))
 }
 
+/// Whether `preferred` falls back to a plain connection after `error`: when the server
+/// offers no TLS, or its TLS cannot be used (an old protocol, a certificate rustls cannot
+/// parse). `preferred` checks nothing anyway, and an attacker on the path can strip the
+/// server's TLS offer, so this falls back no further than the mode promises.
+fn falls_back(error: &mysql_async::Error) -> bool {
+    matches!(
+        error,
+        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)
+    ) || is_tls_failure(error)
+}
+
 /// Connects with `base` (TCP) under `tls`: plain when disabled, TLS otherwise, and for
-/// `preferred` plain again only when the server offers no TLS.
-pub async fn connect(base: OptsBuilder, tls: &Tls) -> Result<Conn, TlsConnectError> {
-    let Some(ssl) = ssl_opts(tls).await.map_err(TlsConnectError::Settings)? else {
+/// `preferred` plain again when the server offers no TLS, or none that can be used.
+pub async fn connect(
+    base: OptsBuilder,
+    tls: &Tls,
+    key_from: KeyFrom,
+) -> Result<Conn, TlsConnectError> {
+    let Some(ssl) = ssl_opts(tls, key_from)
+        .await
+        .map_err(TlsConnectError::Settings)?
+    else {
         return Conn::new(base).await.map_err(TlsConnectError::Driver);
     };
     match Conn::new(base.clone().ssl_opts(ssl)).await {
-        Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))
-            if tls.mode == TlsMode::Preferred =>
-        {
+        Err(error) if tls.mode == TlsMode::Preferred && falls_back(&error) => {
+            if is_tls_failure(&error) {
+                tracing::warn!(error = %error, "TLS mode preferred: the server's TLS cannot be used, connecting without it");
+            }
             Conn::new(base).await.map_err(TlsConnectError::Driver)
         }
         Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => {
@@ -64,8 +95,15 @@ pub async fn connect(base: OptsBuilder, tls: &Tls) -> Result<Conn, TlsConnectErr
 
 /// The options a pool of connections to the server of `base` uses under `tls`: for
 /// `preferred`, one connection decides whether the server offers TLS.
-pub async fn pool_options(base: OptsBuilder, tls: &Tls) -> Result<OptsBuilder, TlsConnectError> {
-    let Some(ssl) = ssl_opts(tls).await.map_err(TlsConnectError::Settings)? else {
+pub async fn pool_options(
+    base: OptsBuilder,
+    tls: &Tls,
+    key_from: KeyFrom,
+) -> Result<OptsBuilder, TlsConnectError> {
+    let Some(ssl) = ssl_opts(tls, key_from)
+        .await
+        .map_err(TlsConnectError::Settings)?
+    else {
         return Ok(base);
     };
     if tls.mode != TlsMode::Preferred {
@@ -77,7 +115,12 @@ pub async fn pool_options(base: OptsBuilder, tls: &Tls) -> Result<OptsBuilder, T
             let _ = conn.disconnect().await;
             Ok(with_tls)
         }
-        Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => Ok(base),
+        Err(error) if falls_back(&error) => {
+            if is_tls_failure(&error) {
+                tracing::warn!(error = %error, "TLS mode preferred: the server's TLS cannot be used, connecting without it");
+            }
+            Ok(base)
+        }
         Err(error) => Err(TlsConnectError::Driver(error)),
     }
 }

@@ -149,3 +149,72 @@ async fn a_schema_newer_than_the_binary_is_refused_by_migrate_and_node() {
     assert!(!ok);
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+async fn secrets_moved(conn: &mut mysql_async::Conn) {
+    let stored: Vec<(u32, String)> = conn
+            .query("SELECT data_source_id, password FROM ottr_m_secrets_secret.data_source_password ORDER BY 1")
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        vec![(1, "Lit3ral-Pw".into()), (2, "env:OTTR_SECRET_US".into())]
+    );
+    let shown: Vec<(String, Option<String>, String)> = conn
+        .query("SELECT name, password, tls_mode FROM v_data_source ORDER BY name")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        vec![
+            ("none".into(), None, "preferred".into()),
+            ("sh".into(), Some("********".into()), "preferred".into()),
+            (
+                "us".into(),
+                Some("env:OTTR_SECRET_US".into()),
+                "preferred".into()
+            ),
+        ]
+    );
+    let smtp: Option<String> = conn
+        .query_first("SELECT password FROM v_smtp")
+        .await
+        .unwrap()
+        .flatten();
+    assert_eq!(smtp.as_deref(), Some("********"));
+    let left: u64 = conn
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+                 ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+                 WHERE c.TABLE_SCHEMA = 'ottr_m_secrets' AND c.COLUMN_NAME = 'password' \
+                 AND t.TABLE_TYPE = 'BASE TABLE'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left, 0, "no password column is left in the metadata schema");
+}
+
+/// Upgrading to V12 moves passwords into the secrets schema, where v_data_source and v_smtp
+/// still show them masked; V12 can run again (as after a failure halfway) and changes nothing.
+#[tokio::test]
+async fn the_security_migration_moves_passwords_and_can_run_again() {
+    drop_schema("ottr_m_secrets").await;
+    let url = server().url("ottr_m_secrets");
+    ottr::meta::migrate(&url, Some(11)).await.unwrap();
+    let mut conn = conn_to(server(), "ottr_m_secrets").await;
+    conn.query_drop(
+        "INSERT INTO data_source (name, kind, host, port, user, password) VALUES \
+           ('sh', 'mariadb', 'h1', 3306, 'u', 'Lit3ral-Pw'), ('us', 'mysql', 'h2', 3306, 'u', 'env:OTTR_SECRET_US'), \
+           ('none', 'mysql', 'h3', 3306, 'u', NULL); \
+         INSERT INTO smtp (id, host, port, security, user, password, from_address) \
+           VALUES (1, 'mail', 465, 'tls', 'ottr', 'Sm7p-Pw', 'ottr@example.com')",
+    )
+    .await
+    .unwrap();
+    ottr::meta::migrate(&url, None).await.unwrap();
+    secrets_moved(&mut conn).await;
+    conn.query_drop(include_str!("../migrations/V12__security.sql"))
+        .await
+        .unwrap();
+    secrets_moved(&mut conn).await;
+}

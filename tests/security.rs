@@ -559,8 +559,7 @@ async fn every_configuration_change_is_audited_with_the_login_and_masked_passwor
     meta_server()
         .run(&format!(
             "CREATE USER IF NOT EXISTS 'operator'@'%' IDENTIFIED BY 'o'; \
-             GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON `{schema}`.* TO 'operator'@'%'; \
-             GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema}_secret`.* TO 'operator'@'%'"
+             GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON `{schema}`.* TO 'operator'@'%'"
         ))
         .await;
     let mut operator = Conn::new(
@@ -637,4 +636,27 @@ async fn every_configuration_change_is_audited_with_the_login_and_masked_passwor
         port.4.as_deref().unwrap().contains("3306") && port.5.as_deref().unwrap().contains("3307"),
         "{port:?}"
     );
+    // The operator sets passwords through the procedures, but cannot read them, nor change
+    // or erase the trail.
+    let denied = operator
+        .query_drop(format!(
+            "SELECT * FROM `{schema}_secret`.data_source_password"
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&denied, mysql_async::Error::Server(error) if error.code == 1142),
+        "{denied}"
+    );
+    for tampering in [
+        "DELETE FROM config_audit",
+        "UPDATE config_audit SET login = 'someone@else'",
+    ] {
+        let error = operator
+            .query_drop(tampering)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("append-only"), "{tampering}: {error}");
+    }
 }

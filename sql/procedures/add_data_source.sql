@@ -2,9 +2,11 @@
 -- p_password is NULL (none), a literal, env:NAME or file:PATH (read by the node, within its
 -- allow-list); it is kept in the secrets schema. TLS starts as 'preferred'
 -- (set_data_source_tls changes it).
+-- It runs with its definer's rights (the migrating administrator's), so that operators set
+-- passwords without being able to read the secrets schema.
 CREATE PROCEDURE add_data_source(IN p_name VARCHAR(1024), IN p_kind VARCHAR(1024),
                                  IN p_url VARCHAR(1024), IN p_password VARCHAR(1024))
-  SQL SECURITY INVOKER
+  SQL SECURITY DEFINER
 BEGIN
   DECLARE v_host VARCHAR(255);
   DECLARE v_port INT UNSIGNED;

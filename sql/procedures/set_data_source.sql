@@ -1,8 +1,10 @@
 -- Changes the address or password of a data source. NULL keeps the current value; the
 -- password '' removes it. Nodes pick the change up at their next configuration poll.
+-- It runs with its definer's rights (the migrating administrator's), so that operators set
+-- passwords without being able to read the secrets schema.
 CREATE PROCEDURE set_data_source(IN p_name VARCHAR(1024), IN p_url VARCHAR(1024),
                                  IN p_password VARCHAR(1024))
-  SQL SECURITY INVOKER
+  SQL SECURITY DEFINER
 BEGIN
   DECLARE v_id INT UNSIGNED DEFAULT NULL;
   DECLARE v_host VARCHAR(255);

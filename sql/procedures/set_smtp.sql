@@ -2,10 +2,12 @@
 -- (NULL = no login), password (NULL, a literal, env:NAME or file:PATH, read by the node within
 -- its allow-list; kept in the secrets schema) and the From address. A login needs starttls or
 -- tls: it is never sent in clear.
+-- It runs with its definer's rights (the migrating administrator's), so that operators set
+-- passwords without being able to read the secrets schema.
 CREATE PROCEDURE set_smtp(IN p_host VARCHAR(1024), IN p_port INT, IN p_security VARCHAR(1024),
                           IN p_user VARCHAR(1024), IN p_password VARCHAR(1024),
                           IN p_from VARCHAR(1024))
-  SQL SECURITY INVOKER
+  SQL SECURITY DEFINER
 BEGIN
   IF p_host IS NULL OR p_host NOT REGEXP '^[A-Za-z0-9_.:-]{1,255}$' THEN
     CALL raise_error(CONCAT('invalid SMTP host ''', LEFT(COALESCE(p_host, 'NULL'), 60), ''''));

@@ -65,10 +65,14 @@ pub fn install_policy(dir: Option<&Path>, env_prefix: Option<&str>) -> Result<()
                 .map_err(|error| format!("--secrets-dir {}: {error}", dir.display()))
         })
         .transpose()?;
-    let policy = SecretPolicy {
-        dir,
-        env_prefix: env_prefix.unwrap_or(DEFAULT_ENV_PREFIX).to_owned(),
-    };
+    let env_prefix = env_prefix.unwrap_or(DEFAULT_ENV_PREFIX).to_owned();
+    // The node's own variables (OTTR_META, OTTR_META_PASSWORD, …) must stay out of reach.
+    if env_prefix.is_empty() || "OTTR_META_PASSWORD".starts_with(&env_prefix) {
+        return Err(format!(
+            "--secret-env-prefix '{env_prefix}' would let configuration rows read the node's own variables (OTTR_META_PASSWORD): choose a longer one, e.g. {DEFAULT_ENV_PREFIX}"
+        ));
+    }
+    let policy = SecretPolicy { dir, env_prefix };
     POLICY
         .set(policy)
         .map_err(|_| "the secret policy is already set".to_owned())
@@ -118,6 +122,13 @@ impl Secret {
                 let bytes = read_secret_file_with(path, policy).await?;
                 let text = String::from_utf8(bytes)
                     .map_err(|_| format!("password file {} is not UTF-8", path.display()))?;
+                // A key lives in the same directory: never hand one out as a password.
+                if text.contains("-----BEGIN") {
+                    return Err(format!(
+                        "file:{} holds a PEM object, not a password: refused",
+                        path.display()
+                    ));
+                }
                 Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
             }
         }
@@ -179,6 +190,11 @@ async fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, St
     let context = shown.clone();
     blocking(move || {
         use std::os::unix::fs::OpenOptionsExt;
+        // not even opened unless it is a regular file (opening a device can act)
+        let kind = std::fs::metadata(&owned).map_err(|error| format!("{context}: {error}"))?;
+        if !kind.is_file() {
+            return Err(format!("{context} is not a regular file"));
+        }
         // O_NONBLOCK: opening a FIFO does not wait for a writer
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -288,6 +304,13 @@ mod tests {
             );
             assert!(!error.contains("nope"), "{error}");
         }
+        std::fs::write(dir.join("client.key"), "-----BEGIN PRIVATE KEY-----\nx\n").unwrap();
+        assert!(
+            resolve("file:client.key")
+                .await
+                .unwrap_err()
+                .contains("PEM")
+        );
         let error = resolve("env:OTTR_META").await.unwrap_err();
         assert!(error.contains("env:OTTR_META is refused"), "{error}");
         assert!(
@@ -302,6 +325,14 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.contains("--secrets-dir"), "{error}");
+    }
+
+    #[test]
+    fn a_prefix_that_reaches_the_nodes_own_variables_is_refused() {
+        for prefix in ["", "OTTR_", "OTTR_META"] {
+            let error = install_policy(None, Some(prefix)).unwrap_err();
+            assert!(error.contains("OTTR_META_PASSWORD"), "{prefix}: {error}");
+        }
     }
 
     #[tokio::test]

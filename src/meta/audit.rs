@@ -189,6 +189,25 @@ impl Audited {
     }
 }
 
+/// The triggers that keep `config_audit` append-only: whoever may write the metadata schema
+/// cannot change or erase what the trail recorded (an administrator drops them to prune).
+pub fn append_only_triggers(meta: &str) -> Vec<(String, String)> {
+    let audit = format!("{}.{}", quote(meta), quote("config_audit"));
+    ["update", "delete"]
+        .map(|action| {
+            let name = format!("config_audit_no_{action}");
+            let create = format!(
+                "CREATE TRIGGER {}.{} BEFORE {} ON {audit} FOR EACH ROW \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the configuration audit trail is append-only'",
+                quote(meta),
+                quote(&name),
+                action.to_ascii_uppercase()
+            );
+            (name, create)
+        })
+        .into()
+}
+
 /// `text` as a string literal; the names written this way are ottr's own column names, but
 /// they are escaped all the same.
 fn string_literal(text: &str) -> String {

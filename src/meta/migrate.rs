@@ -81,7 +81,7 @@ pub async fn migrate_as(
         runner = runner.set_target(refinery::Target::Version(version));
     }
     runner.set_migration_table_name(HISTORY_TABLE);
-    let mut pool = meta.pool().await?;
+    let mut pool = timed("cannot connect to the metadata database", meta.pool()).await?;
     runner.run_async(&mut pool).await.map_err(|error| {
         Error::Precheck(format!(
             "migration of {} failed: {error}",
@@ -141,6 +141,11 @@ pub async fn check_schema(meta: &MetaDb) -> Result<()> {
 async fn create_schema(url: &str, password: Option<&str>) -> Result<()> {
     let (opts, tls) = parse_url(url)?;
     let schema = opts.db_name().unwrap_or_default().to_owned();
+    if schema.chars().count() > 57 {
+        return Err(Error::Precheck(format!(
+            "the metadata schema name {schema} is longer than 57 characters: its secrets schema ({schema}_secret) would pass MySQL's 64"
+        )));
+    }
     if schema.is_empty() || schema.contains('`') {
         return Err(Error::Precheck(format!(
             "the metadata URL {} must name a schema (without backticks), e.g. …/ottr",
@@ -155,7 +160,7 @@ async fn create_schema(url: &str, password: Option<&str>) -> Result<()> {
     if let Some(password) = password {
         options = options.pass(Some(password));
     }
-    let mut conn = crate::tls::connect(options, &tls)
+    let mut conn = crate::tls::connect(options, &tls, crate::tls::KeyFrom::CommandLine)
         .await
         .map_err(|error| match error {
             crate::tls::TlsConnectError::Settings(problem) => {
@@ -236,6 +241,16 @@ async fn install_audit_triggers(conn: &mut Conn, schema: &str, secret: &str) -> 
         for trigger in audited.triggers(&columns, schema, secret) {
             conn.query_drop(trigger).await.map_err(fail)?;
         }
+    }
+    for (name, create) in super::audit::append_only_triggers(schema) {
+        conn.query_drop(format!(
+            "DROP TRIGGER IF EXISTS {}.{}",
+            crate::sql::quote(schema),
+            crate::sql::quote(&name)
+        ))
+        .await
+        .map_err(fail)?;
+        conn.query_drop(create).await.map_err(fail)?;
     }
     Ok(())
 }

@@ -87,22 +87,26 @@ impl MetaServer {
     async fn pool(&self) -> Result<Pool> {
         self.pool
             .get_or_try_init(|| async {
-                let options = crate::tls::pool_options(self.options.clone(), &self.tls)
-                    .await
-                    .map_err(|error| {
-                        let context = format!(
-                            "cannot connect to the metadata database {} (TLS {})",
-                            self.display_url, self.tls.mode
-                        );
-                        match error {
-                            crate::tls::TlsConnectError::Settings(problem) => {
-                                Error::Precheck(format!("{context}: {problem}"))
-                            }
-                            crate::tls::TlsConnectError::Driver(error) => {
-                                Error::database(context, error)
-                            }
+                let options = crate::tls::pool_options(
+                    self.options.clone(),
+                    &self.tls,
+                    crate::tls::KeyFrom::CommandLine,
+                )
+                .await
+                .map_err(|error| {
+                    let context = format!(
+                        "cannot connect to the metadata database {} (TLS {})",
+                        self.display_url, self.tls.mode
+                    );
+                    match error {
+                        crate::tls::TlsConnectError::Settings(problem) => {
+                            Error::Precheck(format!("{context}: {problem}"))
                         }
-                    })?;
+                        crate::tls::TlsConnectError::Driver(error) => {
+                            Error::database(context, error)
+                        }
+                    }
+                })?;
                 Ok(Pool::new(options))
             })
             .await
@@ -385,7 +389,9 @@ pub(crate) fn parse_url(url: &str) -> Result<(Opts, crate::config::Tls)> {
         format!("{base}?{}", kept.join("&"))
     };
     let opts = Opts::from_url(&plain).map_err(|error| invalid(error.to_string()))?;
-    let over_socket = plain.contains("socket=") || plain.contains("prefer_socket=true");
+    let over_socket = kept.iter().any(|pair| {
+        pair.starts_with("socket=") || *pair == "prefer_socket=true" || *pair == "prefer_socket=1"
+    });
     if over_socket
         && tls.mode != crate::config::TlsMode::Disabled
         && tls_values.contains_key("tls_mode")

@@ -270,6 +270,11 @@ impl ZooKeeper {
         let connecting = connector.connect(&self.servers);
         let client = self.call("connect", connecting).await?;
         self.granted = client.session_timeout();
+        // `/ottr` is shared by every installation on the ensemble: open; what is under an
+        // installation's own node is its identity's
+        let shared = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        self.call("create /ottr", client.mkdir("/ottr", &shared))
+            .await?;
         let directory = CreateMode::Persistent.with_acls(self.acls());
         for path in [self.nodes_dir(), format!("{}/pipelines", self.root)] {
             self.call("create its directories", client.mkdir(&path, &directory))

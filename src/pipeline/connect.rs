@@ -46,7 +46,12 @@ fn failed(source: &DataSource, error: TlsConnectError) -> Error {
 /// `preferred`, one connection tells whether the server offers TLS).
 pub async fn options(source: &DataSource) -> Result<OptsBuilder> {
     let base = base_options(source).await?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::pool_options(base, &source.tls)).await {
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        crate::tls::pool_options(base, &source.tls, crate::tls::KeyFrom::SecretsDir),
+    )
+    .await
+    {
         Ok(result) => result.map_err(|error| failed(source, error)),
         Err(_) => Err(Error::Timeout(
             context(source),
@@ -60,7 +65,12 @@ pub async fn connect(source: &DataSource) -> Result<Conn> {
     let opts = base_options(source)
         .await?
         .init(vec!["SET SESSION time_zone = '+00:00'"]);
-    match tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(opts, &source.tls)).await {
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        crate::tls::connect(opts, &source.tls, crate::tls::KeyFrom::SecretsDir),
+    )
+    .await
+    {
         Ok(result) => result.map_err(|error| failed(source, error)),
         Err(_) => Err(Error::Timeout(
             context(source),
