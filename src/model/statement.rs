@@ -218,6 +218,22 @@ pub struct Session {
 }
 
 impl Session {
+    /// A plain MariaDB 10.11 session with `sql_mode` bits and `charset`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(sql_mode: u64, charset: &str) -> Session {
+        Session {
+            problem: None,
+            sql_mode: SqlMode {
+                bits: sql_mode,
+                flavor: DataSourceKind::MariaDb,
+            },
+            client_charset: charset.into(),
+            connection_collation: "utf8mb4_general_ci".into(),
+            server_collation: "utf8mb4_general_ci".into(),
+            ..Session::unreadable(String::new(), DataSourceKind::MariaDb, 101119)
+        }
+    }
+
     /// The state of a statement whose status variables could not be read whole: `problem`
     /// says why; the statement's quoting is not known.
     pub fn unreadable(problem: String, flavor: DataSourceKind, source_version: u32) -> Self {
@@ -504,21 +520,8 @@ mod tests {
             schema: "d".into(),
             text: b"ALTER TABLE t COMMENT '\x95\x5c'".to_vec(),
             session: Arc::new(Session {
-                problem: None,
-                source_version: 101119,
-                if_exists: false,
-                default_collation_for_utf8mb4: None,
-                two_phase_alter: false,
-                sql_mode: mode(0, DataSourceKind::MariaDb),
-                client_charset: "gbk".into(),
                 connection_collation: "gbk_chinese_ci".into(),
-                server_collation: "utf8mb4_general_ci".into(),
-                database_collation: None,
-                character_set_collations: Vec::new(),
-                time_zone: None,
-                foreign_key_checks: true,
-                unique_checks: true,
-                explicit_defaults_for_timestamp: None,
+                ..Session::for_tests(0, "gbk")
             }),
         };
         assert!(!statement.shown(100).contains('\u{fffd}'));

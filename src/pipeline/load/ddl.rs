@@ -298,7 +298,7 @@ impl std::fmt::Display for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Session, SqlMode, Statement};
+    use crate::model::{Session, Statement};
     use std::sync::Arc;
 
     fn ddl(session: Session) -> TargetDdl {
@@ -315,24 +315,11 @@ mod tests {
 
     fn session() -> Session {
         Session {
-            problem: None,
-            source_version: 101119,
-            if_exists: false,
-            default_collation_for_utf8mb4: None,
-            two_phase_alter: false,
-            sql_mode: SqlMode {
-                bits: 1 << 20,
-                flavor: DataSourceKind::MariaDb,
-            },
-            client_charset: "gbk".into(),
             connection_collation: "gbk_chinese_ci".into(),
-            server_collation: "utf8mb4_general_ci".into(),
-            database_collation: None,
-            character_set_collations: Vec::new(),
             time_zone: Some("+02:00".into()),
             foreign_key_checks: false,
-            unique_checks: true,
             explicit_defaults_for_timestamp: Some(true),
+            ..Session::for_tests(1 << 20, "gbk")
         }
     }
 

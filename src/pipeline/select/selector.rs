@@ -1039,26 +1039,7 @@ mod tests {
         SourceEvent::Query(Statement {
             schema: "shop".into(),
             text: sql.as_bytes().to_vec(),
-            session: Arc::new(crate::model::Session {
-                problem: None,
-                source_version: 101119,
-                if_exists: false,
-                default_collation_for_utf8mb4: None,
-                two_phase_alter: false,
-                sql_mode: crate::model::SqlMode {
-                    bits: 0,
-                    flavor: DataSourceKind::MariaDb,
-                },
-                client_charset: "utf8mb4".into(),
-                connection_collation: "utf8mb4_general_ci".into(),
-                server_collation: "utf8mb4_general_ci".into(),
-                database_collation: None,
-                character_set_collations: Vec::new(),
-                time_zone: None,
-                foreign_key_checks: true,
-                unique_checks: true,
-                explicit_defaults_for_timestamp: None,
-            }),
+            session: Arc::new(crate::model::Session::for_tests(0, "utf8mb4")),
         })
     }
 

@@ -719,7 +719,7 @@ fn qualified(tokens: &[Lexeme], index: usize, default_schema: &str) -> Option<(N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DataSourceKind, Session, SqlMode};
+    use crate::model::{DataSourceKind, Session};
 
     fn id(schema: &str, table: &str) -> TableId {
         TableId {
@@ -729,26 +729,7 @@ mod tests {
     }
 
     fn session(sql_mode: u64, charset: &str) -> Arc<Session> {
-        Arc::new(Session {
-            problem: None,
-            source_version: 101119,
-            if_exists: false,
-            default_collation_for_utf8mb4: None,
-            two_phase_alter: false,
-            sql_mode: SqlMode {
-                bits: sql_mode,
-                flavor: DataSourceKind::MariaDb,
-            },
-            client_charset: charset.into(),
-            connection_collation: "utf8mb4_general_ci".into(),
-            server_collation: "utf8mb4_general_ci".into(),
-            database_collation: None,
-            character_set_collations: Vec::new(),
-            time_zone: None,
-            foreign_key_checks: true,
-            unique_checks: true,
-            explicit_defaults_for_timestamp: None,
-        })
+        Arc::new(Session::for_tests(sql_mode, charset))
     }
 
     fn statement(schema: &str, sql: &[u8], sql_mode: u64, charset: &str) -> Statement {

@@ -199,19 +199,25 @@ pub struct Lexed {
     pub tokens: Vec<Lexeme>,
 }
 
+/// Every token of `text` under `quoting`, with its span; fails on text no server could read
+/// (an unterminated string or name).
+fn tokenize(text: &str, quoting: Quoting) -> Result<Vec<TokenWithSpan>, String> {
+    let dialect = SessionDialect {
+        mysql: MySqlDialect {},
+        quoting,
+    };
+    Tokenizer::new(&dialect, text)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|error| format!("it cannot be read ({error})"))
+}
+
 /// Reads `text` (settled, see [`settle_comments`]) into tokens under `quoting`; fails on
 /// text its server could not have read (an unterminated string or name), and on text that
 /// the server and sqlparser could read apart. `utf8` says whether the text came from a UTF-8
 /// character set (elsewhere, an unquoted non-ASCII name is refused).
 pub fn lex(text: &str, quoting: Quoting, utf8: bool) -> Result<Lexed, String> {
-    let dialect = SessionDialect {
-        mysql: MySqlDialect {},
-        quoting,
-    };
-    let spanned = Tokenizer::new(&dialect, text)
-        .with_unescape(true)
-        .tokenize_with_location()
-        .map_err(|error| format!("it cannot be read ({error})"))?;
+    let spanned = tokenize(text, quoting)?;
     let lines = line_starts(text);
     let mut tokens = Vec::new();
     for token in &spanned {
@@ -276,14 +282,7 @@ pub fn settle_comments<'t>(
     if !text.contains("/*!") && !text.contains("/*M!") {
         return Ok(std::borrow::Cow::Borrowed(text));
     }
-    let dialect = SessionDialect {
-        mysql: MySqlDialect {},
-        quoting,
-    };
-    let spanned = Tokenizer::new(&dialect, text)
-        .with_unescape(true)
-        .tokenize_with_location()
-        .map_err(|error| format!("it cannot be read ({error})"))?;
+    let spanned = tokenize(text, quoting)?;
     let lines = line_starts(text);
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
