@@ -1,11 +1,17 @@
 //! Building SQL text out of names and bytes that came from a server or a configuration row:
-//! identifiers quoted by doubling their backticks, bytes as hexadecimal literals. Nothing
-//! here ever splices raw text into a statement.
+//! identifiers quoted by doubling their backticks, text as escaped string literals, bytes as
+//! hexadecimal literals. Nothing here ever splices raw text into a statement.
 
 /// `name` as a quoted identifier: backticks around it, every backtick in it doubled, so that
 /// no name can end the quoting early.
 pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
+}
+
+/// `text` as a string literal for a session that reads backslash escapes (ottr's own
+/// sessions do): quotes and backslashes doubled.
+pub fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// `bytes` as a hexadecimal literal (`X'…'`, or `''` when empty): a binary string whatever
@@ -37,6 +43,12 @@ mod tests {
             "`x``; DROP DATABASE ottr; -- `"
         );
         assert_eq!(quote("it's \\ \""), "`it's \\ \"`");
+    }
+
+    #[test]
+    fn string_literals_double_their_quotes_and_backslashes() {
+        assert_eq!(string_literal("tls_mode"), "'tls_mode'");
+        assert_eq!(string_literal("a'b\\c"), "'a''b\\\\c'");
     }
 
     #[test]

@@ -8,9 +8,7 @@ SELECT d.name,
        d.host,
        d.port,
        d.user,
-       CASE WHEN s.password IS NULL THEN NULL
-            WHEN s.password REGEXP '^(env|file):' THEN s.password
-            ELSE '********' END AS password,
+       masked_password(s.password) AS password,
        d.tls_mode,
        d.tls_ca_file,
        d.tls_cert_file,

@@ -5,9 +5,7 @@ SELECT m.host,
        m.port,
        m.security,
        m.user,
-       CASE WHEN s.password IS NULL THEN NULL
-            WHEN s.password REGEXP '^(env|file):' THEN s.password
-            ELSE '********' END AS password,
+       masked_password(s.password) AS password,
        m.from_address,
        m.tls_ca_file,
        m.tls_cert_file,

@@ -10,7 +10,7 @@
 //! dropped and re-created by every `ottr migrate`, so that they follow new columns. Every
 //! name in them is quoted by doubling.
 
-use crate::sql::quote;
+use crate::sql::{quote, string_literal};
 
 /// Which schema a table lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +109,7 @@ impl Audited {
         let value = |image: &str, column: &str| {
             let value = format!("{image}.{}", quote(column));
             if self.masked.contains(&column) {
-                format!(
-                    "CASE WHEN {value} IS NULL THEN NULL WHEN {value} REGEXP '^(env|file):' THEN {value} ELSE '********' END"
-                )
+                format!("{}.masked_password({value})", quote(meta))
             } else {
                 value
             }
@@ -208,12 +206,6 @@ pub fn append_only_triggers(meta: &str) -> Vec<(String, String)> {
         .into()
 }
 
-/// `text` as a string literal; the names written this way are ottr's own column names, but
-/// they are escaped all the same.
-fn string_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +232,7 @@ mod tests {
         assert!(triggers[0].contains("INSERT INTO `ottr`.`config_audit`"));
         assert!(triggers[0].contains("USER()"));
         assert!(!triggers[0].contains("CURRENT_USER"));
-        assert!(triggers[1].contains("ELSE '********' END"));
+        assert!(triggers[1].contains("`ottr`.masked_password(NEW.`password`)"));
         assert!(!triggers[1].contains("updated_at"));
         // only the drain flag of a node row is configuration
         let node = AUDITED
