@@ -68,12 +68,24 @@ fn find_binary(names: &[&str]) -> PathBuf {
     );
 }
 
-/// A TCP port that was free a moment ago.
+/// A TCP port that was free a moment ago and that this process has never handed out before:
+/// two servers started at once by parallel tests must not both be given the port the kernel
+/// offers first (the loser would exit, and the winner would answer its readiness check).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("bind a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A new temporary directory, removed by the watchdog of the server that uses it.
@@ -179,7 +191,7 @@ impl MariaDb {
     /// purpose: its watchdog kills it when the test process exits.
     #[allow(clippy::zombie_processes)]
     fn launch(&self) {
-        let child = Command::new(find_binary(&["mariadbd", "mysqld"]))
+        let mut child = Command::new(find_binary(&["mariadbd", "mysqld"]))
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -187,7 +199,7 @@ impl MariaDb {
             .spawn()
             .expect("start mariadbd");
         *self.pid.lock().unwrap() = child.id();
-        self.wait_ready();
+        self.wait_ready(&mut child);
     }
 
     /// The server's process id.
@@ -218,10 +230,19 @@ impl MariaDb {
         watch(self.pid(), None);
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the server answers, and panics with its log if it does not within 30 s or
+    /// exits first (an answer on the port from some other process is not taken for ready).
+    fn wait_ready(&self, child: &mut std::process::Child) {
         let client = find_binary(&["mariadb", "mysql"]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+                panic!(
+                    "mariadbd on port {} exited before it was ready ({status}):\n{log}",
+                    self.port
+                );
+            }
             let status = Command::new(&client)
                 .args([
                     "-h127.0.0.1",
