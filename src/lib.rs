@@ -23,6 +23,7 @@
 //! - [`tls`]: TLS options and encryption of connections to MySQL/MariaDB servers.
 
 pub mod config;
+pub mod coord;
 pub mod error;
 pub mod failpoint;
 pub mod inspect;
@@ -33,6 +34,7 @@ pub mod node;
 pub mod pipeline;
 mod row;
 pub mod sql;
+pub mod sys;
 
 /// Unit tests see the largest allocation a piece of code makes (the decoders' property tests
 /// bound what a length field can make them allocate).

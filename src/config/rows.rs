@@ -1,7 +1,7 @@
 //! Configuration rows exactly as stored in the metadata schema, before validation.
 
 use super::Secret;
-use crate::model::{ChannelId, DataSourceId, PipelineId, TablePairId};
+use crate::model::{ChannelId, DataSourceId, Desired, PipelineId, TablePairId};
 
 /// A `data_source` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl ConfigSnapshot {
     /// Whether the operator wants this pipeline to run.
     pub fn is_desired_running(&self, pipeline: &PipelineRow) -> bool {
         self.channel_of(pipeline)
-            .is_some_and(|channel| channel.desired == "running")
+            .is_some_and(|channel| channel.desired.parse() == Ok(Desired::Running))
     }
 
     /// The nodes allowed to run a pipeline; empty means any node.

@@ -5,7 +5,8 @@ use super::{
     PipelineRow, RowRef, Secret, TablePairRow, Tls,
 };
 use crate::model::{
-    BinlogFilePos, ChannelId, DataSourceId, GtidState, PipelineId, StartPoint, TablePairId,
+    BinlogFilePos, ChannelId, ChannelMode, DataSourceId, GtidState, PipelineId, StartPoint,
+    TablePairId,
 };
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ pub enum ColumnSelection {
 
 /// Schemas that are never synced, whatever a pattern matches.
 pub const SYSTEM_SCHEMAS: &[&str] = &[
-    "ottr_sys",
+    crate::sys::SCHEMA,
     "mysql",
     "information_schema",
     "performance_schema",
@@ -205,13 +206,13 @@ pub fn validate_pipeline(
     let channel = snapshot
         .channel_of(row)
         .ok_or_else(|| invalid(format!("channel id {} does not exist", row.channel_id)))?;
-    let two_way = match channel.mode.as_str() {
-        "one_way" => false,
-        "two_way" => true,
-        other => {
+    let two_way = match channel.mode.parse() {
+        Ok(ChannelMode::OneWay) => false,
+        Ok(ChannelMode::TwoWay) => true,
+        Err(_) => {
             return Err(invalid(format!(
-                "channel '{}' has mode '{other}', which this ottr does not run",
-                channel.name
+                "channel '{}' has mode '{}', which this ottr does not run",
+                channel.name, channel.mode
             )));
         }
     };

@@ -3,7 +3,7 @@
 use super::leases::truncate;
 use super::{MetaDb, timed};
 use crate::error::{Error, Result};
-use crate::model::PipelineId;
+use crate::model::{EventKind, PipelineId};
 use mysql_async::prelude::Queryable;
 
 const INSERT_EVENT: &str =
@@ -24,14 +24,17 @@ const PRUNE_CONFLICTS: &str =
 pub async fn recent_events(
     meta: &MetaDb,
     pipeline: PipelineId,
-    kind: &str,
+    kind: EventKind,
     within: std::time::Duration,
 ) -> Result<u64> {
     let mut conn = meta.conn().await?;
     let context = format!("cannot read the event log of pipeline {pipeline}");
     timed(&context, async {
         let count: Option<u64> = conn
-            .exec_first(RECENT_EVENTS, (pipeline.0, kind, within.as_micros() as u64))
+            .exec_first(
+                RECENT_EVENTS,
+                (pipeline.0, kind.as_str(), within.as_micros() as u64),
+            )
             .await
             .map_err(|error| Error::database(context.clone(), error))?;
         Ok(count.unwrap_or(0))
@@ -64,21 +67,21 @@ pub async fn log_event_or_warn(
     level: EventLevel,
     node: Option<&str>,
     pipeline: Option<PipelineId>,
-    kind: &str,
+    kind: EventKind,
     message: &str,
 ) {
     if let Err(error) = log_event(meta, level, node, pipeline, kind, message).await {
-        tracing::warn!(kind, error = %crate::error::chain(&error), "cannot append to the event log");
+        tracing::warn!(kind = kind.as_str(), error = %crate::error::chain(&error), "cannot append to the event log");
     }
 }
 
-/// Appends one event; `kind` is a short machine-readable word such as `lease_acquired`.
+/// Appends one event of `kind`.
 pub async fn log_event(
     meta: &MetaDb,
     level: EventLevel,
     node: Option<&str>,
     pipeline: Option<PipelineId>,
-    kind: &str,
+    kind: EventKind,
     message: &str,
 ) -> Result<()> {
     let mut conn = meta.conn().await?;
@@ -90,7 +93,7 @@ pub async fn log_event(
                 node,
                 pipeline.map(|id| id.0),
                 level.as_str(),
-                kind,
+                kind.as_str(),
                 truncate(message, 1024),
             ),
         )
@@ -121,7 +124,7 @@ pub async fn prune_event_log(meta: &MetaDb, days: u32) -> Result<u64> {
 pub async fn record_conflicts(
     meta: &MetaDb,
     pipeline: PipelineId,
-    conflicts: &[crate::pipeline::load::ConflictRecord],
+    conflicts: &[crate::model::ConflictRecord],
 ) -> Result<()> {
     let mut conn = meta.conn().await?;
     let context = "cannot record conflicts";
@@ -133,7 +136,7 @@ pub async fn record_conflicts(
                     pipeline.0,
                     truncate(&conflict.table, 130),
                     truncate(&conflict.key, 1024),
-                    conflict.kind,
+                    conflict.kind.as_str(),
                     conflict
                         .source_row
                         .as_deref()
@@ -163,7 +166,7 @@ pub async fn record_skipped(
     meta: &MetaDb,
     node: &str,
     pipeline: PipelineId,
-    rows: &[crate::pipeline::load::SkippedRow],
+    rows: &[crate::model::SkippedRow],
 ) -> Result<()> {
     let mut conn = meta.conn().await?;
     let context = "cannot record skipped rows";
@@ -195,7 +198,7 @@ pub async fn record_skipped(
                         node,
                         pipeline.0,
                         EventLevel::Warn.as_str(),
-                        "row_skipped",
+                        EventKind::RowSkipped.as_str(),
                         truncate(
                             &format!(
                                 "a row of {} ({}) was not applied (skip_load_errors): {}",

@@ -10,7 +10,7 @@
 
 use super::{MetaDb, timed};
 use crate::error::{Error, Result};
-use crate::model::{BinlogFilePos, FencingToken, GtidState, PipelineId, Position};
+use crate::model::{BinlogFilePos, FencingToken, GtidState, PipelineId, PipelineState, Position};
 use crate::row::take;
 use mysql_async::Row;
 use mysql_async::prelude::Queryable;
@@ -354,12 +354,12 @@ pub async fn write_state(
     meta: &MetaDb,
     pipeline: PipelineId,
     token: FencingToken,
-    state: &str,
+    state: PipelineState,
     reason: Option<&str>,
 ) -> Result<()> {
     let reason = reason.map(|text| truncate(text, 1024));
     let context = format!("cannot record the state of pipeline {pipeline}");
-    let params = (state, reason, pipeline.0, token.0);
+    let params = (state.as_str(), reason, pipeline.0, token.0);
     fenced_write(meta, pipeline, token, &context, WRITE_STATE, params.into()).await
 }
 

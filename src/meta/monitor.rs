@@ -4,7 +4,7 @@
 use super::{MetaDb, timed};
 use crate::config::{AlarmRuleRow, AlarmWindowRow, SmtpRow};
 use crate::error::{Error, Result};
-use crate::model::PipelineId;
+use crate::model::{Desired, PipelineId, PipelineState};
 use crate::row::take;
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Params, Transaction, TxOpts};
@@ -240,7 +240,7 @@ pub struct PipelineFacts {
     pub id: PipelineId,
     pub name: String,
     pub desired_running: bool,
-    pub observed: String,
+    pub observed: PipelineState,
     pub reason: Option<String>,
     pub lag_ms: Option<i64>,
     /// How long it has been in its observed state.
@@ -304,8 +304,10 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
             Ok(PipelineFacts {
                 id: PipelineId(id),
                 name,
-                desired_running: desired == "running",
-                observed,
+                desired_running: desired.parse() == Ok(Desired::Running),
+                observed: observed.parse().map_err(|unknown| {
+                    Error::Precheck(format!("cannot read the state of pipeline {id}: {unknown}"))
+                })?,
                 reason,
                 lag_ms,
                 state_ms,

@@ -4,7 +4,7 @@
 use super::{MetaDb, timed};
 use crate::error::{Error, Result};
 use crate::model::PipelineId;
-use crate::pipeline::stats::{LAG_BOUNDS_MS, StatsDelta};
+use crate::model::{LAG_BOUNDS_MS, StatsDelta};
 use mysql_async::TxOpts;
 use mysql_async::prelude::Queryable;
 

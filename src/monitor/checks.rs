@@ -57,7 +57,7 @@ pub fn check(rule: &AlarmRule, facts: &Facts, events: &[EventFacts]) -> Checked 
         }
         Condition::PipelineError(limit) => {
             for p in pipelines.filter(|p| p.desired_running) {
-                let failing = p.observed == "error" || p.observed == "retrying";
+                let failing = p.observed.is_failing();
                 let long = p.state_ms.unwrap_or(0) >= limit.as_millis() as i64;
                 if failing && long {
                     found(

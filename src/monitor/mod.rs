@@ -20,11 +20,13 @@ mod mail;
 pub use checks::{Checked, Finding, check};
 pub use mail::Mailer;
 
-use crate::config::{self, AlarmRule, ConfigSnapshot, Settings, validate_pipeline, validate_rule};
+use crate::config::{
+    self, AlarmRule, Condition, ConfigSnapshot, Settings, validate_pipeline, validate_rule,
+};
 use crate::error::{Result, chain};
 use crate::meta::monitor::{self as store, EventFacts, MailEvent, NodeFacts, PipelineFacts};
 use crate::meta::{self, EventLevel, MetaDb};
-use crate::model::PipelineId;
+use crate::model::{EventKind, PipelineId};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -243,7 +245,7 @@ impl Monitor {
             EventLevel::Error,
             Some(&self.node),
             None,
-            "invalid_alarm_rule",
+            EventKind::InvalidAlarmRule,
             &text,
         )
         .await;
@@ -368,7 +370,7 @@ impl Monitor {
                     EventLevel::Warn,
                     Some(&self.node),
                     Some(pipeline),
-                    "auto_recovery",
+                    EventKind::AutoRecovery,
                     &text,
                 )
                 .await?;
@@ -418,11 +420,14 @@ impl Monitor {
         };
         let subject = format!("[ottr] {word} {kind} {scope}");
         let schema = self.meta.schema();
-        let view = match kind {
-            "lag" => format!("SELECT * FROM {schema}.v_lag WHERE pipeline = '{scope}';"),
-            "node_dead" => format!("SELECT * FROM {schema}.v_node_status WHERE node = '{scope}';"),
-            "error_text" => format!("SELECT * FROM {schema}.v_event_log LIMIT 50;"),
-            _ => format!("SELECT * FROM {schema}.v_pipeline_status WHERE pipeline = '{scope}';"),
+        let name = crate::sql::string_literal(scope);
+        let view = match rule.condition {
+            Condition::Lag(_) => format!("SELECT * FROM {schema}.v_lag WHERE pipeline = {name};"),
+            Condition::NodeDead(_) => {
+                format!("SELECT * FROM {schema}.v_node_status WHERE node = {name};")
+            }
+            Condition::ErrorText(_) => format!("SELECT * FROM {schema}.v_event_log LIMIT 50;"),
+            _ => format!("SELECT * FROM {schema}.v_pipeline_status WHERE pipeline = {name};"),
         };
         let mut body = format!(
             "{word}: alarm rule '{}' ({kind}, threshold {}) for {scope}\n\nMeasured: {measured}\nSince: {since}\n",
@@ -487,7 +492,7 @@ impl Monitor {
                             EventLevel::Warn,
                             Some(&self.node),
                             None,
-                            "mail_failed",
+                            EventKind::MailFailed,
                             &text,
                         )
                         .await;

@@ -1,30 +1,31 @@
 //! `ottr node`: a worker process. It registers, heartbeats, reads the configuration every
 //! poll, claims runnable pipelines through leases, runs each in a [`PipelineTask`], and on
 //! shutdown stops its pipelines and releases their leases so another node takes them at once.
-//! With `--zk`, ZooKeeper decides which nodes are alive and which node may claim a pipeline
-//! (see [`zk`]); the leases and their fencing tokens stay in the metadata database.
+//! Who is alive and who may claim is the [`Coordinator`]'s to say: the lease clocks alone, or
+//! with `--zk` ZooKeeper (see [`crate::coord`]); the leases and their fencing tokens stay in
+//! the metadata database either way.
 //!
 //! Invariants:
 //! - a pipeline task runs only while this node holds the pipeline's lease. Each task has a
 //!   deadline (the time its last successful renewal was sent, plus three quarters of the
 //!   lease) and stops itself when it passes, whatever the node loop is doing; an expired
 //!   lease cannot be renewed, only claimed again with a new fencing token;
-//! - with ZooKeeper, a task also runs only while ZooKeeper confirms the session its pipeline
-//!   was claimed in; while ZooKeeper is unreachable the node claims nothing;
+//! - a task also runs only while the coordinator confirms the session its pipeline was
+//!   claimed in; while the coordinator cannot say who is alive the node claims nothing;
 //! - an invalid configuration row is that pipeline's error, never the node's;
 //! - invalid settings are reported and the previous (or default) values kept.
 //!
 //! One loop owns all state; pipeline tasks only report through the metadata database.
 
 mod claims;
-mod zk;
 
 pub use claims::{Runnable, plan_claims};
 
 use crate::config::{ConfigError, ConfigSnapshot, PipelineConfig, Settings, validate_pipeline};
+use crate::coord::{Change, Contention, Coordinator, Leases, Liveness, ZooKeeper};
 use crate::error::{Error, Result, chain};
-use crate::meta::{self, Claim, EventLevel, MetaDb, NodeRegistration};
-use crate::model::{FencingToken, PipelineId};
+use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
+use crate::model::{EventKind, FencingToken, PipelineId};
 use crate::monitor::{self, MonitorHandle};
 use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
 use futures_util::future::join_all;
@@ -35,7 +36,6 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use zk::ZooKeeper;
 
 /// How often a node deletes old event log rows.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -61,14 +61,14 @@ struct Held {
     /// The configuration the task runs with, to notice changes.
     config: Result<PipelineConfig, ConfigError>,
     handle: PipelineHandle,
-    /// The ZooKeeper session the pipeline was claimed in.
-    zk_session: u64,
-    /// The local deadline of the lease alone; `deadline` is also capped by ZooKeeper's
-    /// confirmation.
+    /// The coordinator's session the pipeline was claimed in.
+    session: u64,
+    /// The local deadline of the lease alone; `deadline` is also capped by the
+    /// coordinator's confirmation.
     lease_until: Instant,
 }
 
-struct Node {
+struct Node<C> {
     meta: MetaDb,
     /// The metadata schema's installation id, handed to every pipeline task.
     installation: String,
@@ -84,27 +84,11 @@ struct Node {
     pruning: Option<tokio::task::JoinHandle<()>>,
     /// The operator drained this node: it hands everything over and claims nothing.
     drained: bool,
-    /// ZooKeeper coordination, with `--zk`.
-    zk: Option<ZooKeeper>,
+    /// Who is alive and who may claim.
+    coordinator: C,
     /// Nodes that say they coordinate through ZooKeeper and heartbeat, but that this node's
     /// ensemble does not list: since when, and whether it was reported.
     strangers: BTreeMap<String, (Instant, bool)>,
-}
-
-/// The local deadline of a held pipeline at `now`, and whether ZooKeeper no longer confirms
-/// it: the lease's deadline, capped with ZooKeeper by the end of the confirmation of the
-/// session it was claimed in (`now`, when that session is gone).
-fn local_deadline(
-    zk: Option<&ZooKeeper>,
-    session: u64,
-    lease_until: Instant,
-    now: Instant,
-) -> (Instant, bool) {
-    match zk.map(|zk| zk.confirmed_until(session)) {
-        None => (lease_until, false),
-        Some(Some(until)) => (until.min(lease_until), now >= until),
-        Some(None) => (now, true),
-    }
 }
 
 /// The local deadline of a lease renewed (or claimed) by a request sent at `sent`.
@@ -131,62 +115,88 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
         instance: RandomState::new().hash_one(std::time::SystemTime::now()) >> 1,
     };
     let installation = meta::read_installation(&meta).await?;
-    let zk = options.zk.as_deref().map(|servers| {
-        ZooKeeper::new(
-            servers,
-            &installation,
-            &registration.name,
-            registration.instance,
-            &settings,
-            options.zk_auth.clone(),
-        )
-    });
-    let coordination = zk.as_ref().map_or("leases".to_owned(), |zk| zk.describe(0));
-    meta::register_node(
-        &meta,
-        &registration,
-        &coordination,
-        settings.lease,
-        settings.heartbeat,
-    )
-    .await?;
-    info!(node = %registration.name, meta = meta.display_url(), coordination, "node registered");
-    let mut node = Node {
-        meta,
-        installation,
-        registration,
-        settings,
-        settings_error: None,
-        held: BTreeMap::new(),
-        monitor: None,
-        last_prune: None,
-        pruning: None,
-        drained: false,
-        zk,
-        strangers: BTreeMap::new(),
-    };
-    // A drained node that restarts must not take the monitor before its first poll.
-    node.drained = meta::node_states(&node.meta, node.settings.lease)
-        .await
-        .is_ok_and(|nodes| node.drained_in(&nodes));
-    let started = format!(
-        "node {} started on {} (pid {}, version {})",
-        node.registration.name,
-        node.registration.host,
-        node.registration.pid,
-        node.registration.version
-    );
-    node.log(EventLevel::Info, None, "node_started", &started)
-        .await;
-    if let Some(text) = settings_error {
-        node.report_settings_error(text).await;
+    match options.zk.as_deref() {
+        None => {
+            let node = Node::new(meta, installation, registration, settings, Leases);
+            node.run(settings_error, shutdown).await
+        }
+        Some(servers) => {
+            let zk = ZooKeeper::new(
+                servers,
+                &installation,
+                &registration.name,
+                registration.instance,
+                &settings,
+                options.zk_auth.clone(),
+            );
+            let node = Node::new(meta, installation, registration, settings, zk);
+            node.run(settings_error, shutdown).await
+        }
     }
-    let result = node.run_loop(shutdown).await;
-    node.shut_down(result.is_ok()).await;
-    result
 }
 
-impl Node {
+impl<C: Coordinator> Node<C> {
+    fn new(
+        meta: MetaDb,
+        installation: String,
+        registration: NodeRegistration,
+        settings: Settings,
+        coordinator: C,
+    ) -> Node<C> {
+        Node {
+            meta,
+            installation,
+            registration,
+            settings,
+            settings_error: None,
+            held: BTreeMap::new(),
+            monitor: None,
+            last_prune: None,
+            pruning: None,
+            drained: false,
+            coordinator,
+            strangers: BTreeMap::new(),
+        }
+    }
+
+    /// Registers, runs the loop until `shutdown` or a fatal error, then shuts down.
+    async fn run(
+        mut self,
+        settings_error: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let coordination = self.coordinator.describe(0);
+        meta::register_node(
+            &self.meta,
+            &self.registration,
+            &coordination,
+            self.settings.lease,
+            self.settings.heartbeat,
+        )
+        .await?;
+        info!(node = %self.registration.name, meta = self.meta.display_url(), coordination, "node registered");
+        let node = &mut self;
+        // A drained node that restarts must not take the monitor before its first poll.
+        node.drained = meta::node_states(&node.meta, node.settings.lease)
+            .await
+            .is_ok_and(|nodes| node.drained_in(&nodes));
+        let started = format!(
+            "node {} started on {} (pid {}, version {})",
+            node.registration.name,
+            node.registration.host,
+            node.registration.pid,
+            node.registration.version
+        );
+        node.log(EventLevel::Info, None, EventKind::NodeStarted, &started)
+            .await;
+        if let Some(text) = settings_error {
+            node.report_settings_error(text).await;
+        }
+        let result = node.run_loop(shutdown).await;
+        node.shut_down(result.is_ok()).await;
+        result
+    }
+
     async fn run_loop(&mut self, shutdown: CancellationToken) -> Result<()> {
         loop {
             let mut heartbeat = interval(self.settings.heartbeat);
@@ -208,10 +218,7 @@ impl Node {
     /// Heartbeats, renews every held lease and (with ZooKeeper) checks the session, all at
     /// once; then stops the tasks whose lease is lost or can no longer be confirmed.
     async fn beat(&mut self) -> Result<()> {
-        let coordination = self
-            .zk
-            .as_ref()
-            .map_or("leases".to_owned(), |zk| zk.describe(self.held.len()));
+        let coordination = self.coordinator.describe(self.held.len());
         match meta::heartbeat(&self.meta, &self.registration, &coordination).await {
             Err(error @ Error::NodeReplaced { .. }) => return Err(error),
             Err(error) => warn!(error = %chain(&error), "heartbeat failed"),
@@ -236,13 +243,7 @@ impl Node {
                 });
             }
         }
-        let zk = self.zk.as_mut();
-        let refresh = async move {
-            match zk {
-                Some(zk) => zk.refresh().await,
-                None => None,
-            }
-        };
+        let refresh = self.coordinator.refresh();
         let (change, renewed) = tokio::join!(refresh, join_all(renewals));
         for (pipeline, sent, outcome) in renewed {
             match outcome {
@@ -267,7 +268,8 @@ impl Node {
         let now = Instant::now();
         for (pipeline, held) in &self.held {
             let (deadline, unconfirmed) =
-                local_deadline(self.zk.as_ref(), held.zk_session, held.lease_until, now);
+                self.coordinator
+                    .deadline(held.session, held.lease_until, now);
             held.deadline.send_replace(deadline);
             if lost.iter().any(|(lost, ..)| lost == pipeline) {
                 continue;
@@ -335,38 +337,51 @@ impl Node {
                 (pipeline, why)
             });
         for (pipeline, why) in join_all(stops).await {
-            if let Some(zk) = &mut self.zk {
-                zk.withdraw(pipeline).await;
-            }
+            self.coordinator.withdraw(pipeline).await;
             warn!(pipeline = %pipeline, why, "lease lost");
             let text = format!("lease lost: {why}");
-            self.log(EventLevel::Warn, Some(pipeline), "lease_lost", &text)
-                .await;
+            self.log(
+                EventLevel::Warn,
+                Some(pipeline),
+                EventKind::LeaseLost,
+                &text,
+            )
+            .await;
         }
     }
 
     /// Says in the event log what changed in the connection to ZooKeeper.
-    async fn log_zookeeper_change(&self, change: zk::Change) {
+    async fn log_zookeeper_change(&self, change: Change) {
         match change {
-            zk::Change::Reachable => {
+            Change::Reachable => {
                 let text = "zookeeper reachable: claiming pipelines by election";
-                self.log(EventLevel::Info, None, "zookeeper_reachable", text)
+                self.log(EventLevel::Info, None, EventKind::ZookeeperReachable, text)
                     .await
             }
-            zk::Change::Unreachable(why) => {
+            Change::Unreachable(why) => {
                 let text = format!(
                     "zookeeper unreachable ({why}): claiming nothing, handing back the {} held pipelines when their tokens can no longer be confirmed",
                     self.held.len()
                 );
-                self.log(EventLevel::Warn, None, "zookeeper_unreachable", &text)
-                    .await
+                self.log(
+                    EventLevel::Warn,
+                    None,
+                    EventKind::ZookeeperUnreachable,
+                    &text,
+                )
+                .await
             }
-            zk::Change::SessionEnded(how) => {
+            Change::SessionEnded(how) => {
                 let text = format!(
                     "zookeeper session ended ({how}): its pipelines are handed back, a new session is built"
                 );
-                self.log(EventLevel::Warn, None, "zookeeper_session_ended", &text)
-                    .await
+                self.log(
+                    EventLevel::Warn,
+                    None,
+                    EventKind::ZookeeperSessionEnded,
+                    &text,
+                )
+                .await
             }
         }
     }
@@ -400,7 +415,7 @@ impl Node {
                     self.log(
                         EventLevel::Info,
                         None,
-                        "monitor_acquired",
+                        EventKind::MonitorAcquired,
                         &format!("this node runs the monitor (token {token})"),
                     )
                     .await;
@@ -438,7 +453,7 @@ impl Node {
             self.log(
                 EventLevel::Warn,
                 None,
-                "monitor_lost",
+                EventKind::MonitorLost,
                 &format!("monitor lease lost: {why}"),
             )
             .await;
@@ -454,9 +469,7 @@ impl Node {
                 warn!(error = %chain(&error), "configuration poll failed");
                 // Queued for pipelines it cannot claim now: leave, not to hold up others.
                 let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
-                if let Some(zk) = &mut self.zk {
-                    zk.withdraw_except(&held).await;
-                }
+                self.coordinator.withdraw_except(&held).await;
                 Ok(())
             }
             Ok(()) => Ok(()),
@@ -481,34 +494,30 @@ impl Node {
             self.drained = drained;
             let (kind, text) = if drained {
                 let text = format!("node drained: handing over {} pipelines", self.held.len());
-                ("node_drained", text)
+                (EventKind::NodeDrained, text)
             } else {
                 (
-                    "node_undrained",
+                    EventKind::NodeUndrained,
                     "node undrained: claiming pipelines again".to_owned(),
                 )
             };
-            info!("{text}");
+            info!("{}", text);
             self.log(EventLevel::Info, None, kind, &text).await;
         }
         self.reconcile(&snapshot, &leases).await;
         let held: BTreeSet<PipelineId> = self.held.keys().copied().collect();
         if self.drained {
-            if let Some(zk) = &mut self.zk {
-                zk.withdraw_except(&held).await;
-            }
+            self.coordinator.withdraw_except(&held).await;
             return Ok(());
         }
         // Who works (alive by heartbeat, not drained, claiming), and which leases are live:
         // by the lease clocks of the metadata database, or with ZooKeeper also by its
         // sessions: a lease whose holder's session ended is up for election, however long
         // it still runs. A node without --zk beside ones with it is judged by its lease.
-        let in_zookeeper = match &self.zk {
-            None => None,
-            Some(zk) => match zk.alive() {
-                Some(alive) => Some(alive.clone()),
-                None => return Ok(()), // unreachable: claim nothing
-            },
+        let in_zookeeper = match self.coordinator.alive() {
+            Liveness::ByLease => None,
+            Liveness::Listed(alive) => Some(alive.clone()),
+            Liveness::Unknown => return Ok(()), // claim nothing
         };
         if let Some(alive) = &in_zookeeper {
             self.look_for_strangers(&nodes, alive).await;
@@ -545,32 +554,21 @@ impl Node {
             })
             .collect();
         let plan = plan_claims(&self.registration.name, &runnable, &leases, &working, &held);
-        if let Some(zk) = &mut self.zk {
-            let queued = held.iter().chain(&plan).copied().collect();
-            zk.withdraw_except(&queued).await;
-        }
+        let queued = held.iter().chain(&plan).copied().collect();
+        self.coordinator.withdraw_except(&queued).await;
         for pipeline in plan {
-            let claim = match &mut self.zk {
-                None => Claim::Lease,
-                Some(zk) => match zk.contend(pipeline).await {
-                    Ok(Some(czxid)) => {
-                        let lease = leases.iter().find(|lease| lease.pipeline == pipeline);
-                        Claim::Elected {
-                            czxid,
-                            holder: lease.and_then(|lease| lease.holder.clone()),
-                            token: lease.map_or(FencingToken(0), |lease| lease.token),
-                        }
-                    }
-                    Ok(None) => continue, // another node is ahead in the queue
-                    Err(why) => {
-                        // Counted as unreachable until the next refresh: no more calls now.
-                        warn!(pipeline = %pipeline, error = why, "cannot queue for the pipeline");
-                        break;
-                    }
-                },
+            let lease = leases.iter().find(|lease| lease.pipeline == pipeline);
+            let claim = match self.coordinator.contend(pipeline, lease).await {
+                Contention::Claim(claim) => claim,
+                Contention::Behind => continue,
+                Contention::Failed(why) => {
+                    // Counted as unreachable until the next refresh: no more calls now.
+                    warn!(pipeline = %pipeline, error = why, "cannot queue for the pipeline");
+                    break;
+                }
             };
             let sent = Instant::now();
-            let zk_session = self.zk.as_ref().map_or(0, ZooKeeper::generation);
+            let session = self.coordinator.session();
             let claimed = meta::claim_lease(
                 &self.meta,
                 pipeline,
@@ -579,10 +577,8 @@ impl Node {
                 &claim,
             )
             .await;
-            if !matches!(claimed, Ok(Some(_)))
-                && let Some(zk) = &mut self.zk
-            {
-                zk.withdraw(pipeline).await;
+            if !matches!(claimed, Ok(Some(_))) {
+                self.coordinator.withdraw(pipeline).await;
             }
             match claimed {
                 Ok(Some(token)) => {
@@ -594,13 +590,14 @@ impl Node {
                     self.log(
                         EventLevel::Info,
                         Some(pipeline),
-                        "lease_acquired",
+                        EventKind::LeaseAcquired,
                         &format!("lease acquired with token {token}"),
                     )
                     .await;
                     let lease_until = deadline_after(sent, self.settings.lease);
                     let (deadline, _) =
-                        local_deadline(self.zk.as_ref(), zk_session, lease_until, Instant::now());
+                        self.coordinator
+                            .deadline(session, lease_until, Instant::now());
                     let (deadline, _) = watch::channel(deadline);
                     let handle = self.spawn(pipeline, token, &deadline, config.clone());
                     self.held.insert(
@@ -610,7 +607,7 @@ impl Node {
                             deadline,
                             config,
                             handle,
-                            zk_session,
+                            session,
                             lease_until,
                         },
                     );
@@ -655,7 +652,7 @@ impl Node {
             self.log(
                 EventLevel::Error,
                 None,
-                "zookeeper_ensemble_mismatch",
+                EventKind::ZookeeperEnsembleMismatch,
                 &text,
             )
             .await;
@@ -712,19 +709,22 @@ impl Node {
                 {
                     warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
                 }
-                if let Some(zk) = &mut self.zk {
-                    zk.withdraw(pipeline).await;
-                }
+                self.coordinator.withdraw(pipeline).await;
                 if reason == StopReason::LeaseLost {
                     warn!(pipeline = %pipeline, why = "taken over", "lease lost");
                     let text = "lease lost: taken over, expired or reset";
-                    self.log(EventLevel::Warn, Some(pipeline), "lease_lost", text)
+                    self.log(EventLevel::Warn, Some(pipeline), EventKind::LeaseLost, text)
                         .await;
                 } else {
                     info!(pipeline = %pipeline, reason = %reason, "pipeline stopped");
                     let text = reason.to_string();
-                    self.log(EventLevel::Info, Some(pipeline), "pipeline_stopped", &text)
-                        .await;
+                    self.log(
+                        EventLevel::Info,
+                        Some(pipeline),
+                        EventKind::PipelineStopped,
+                        &text,
+                    )
+                    .await;
                 }
             }
         }
@@ -740,7 +740,7 @@ impl Node {
         self.log(
             EventLevel::Info,
             Some(pipeline),
-            "config_changed",
+            EventKind::ConfigChanged,
             "configuration changed: pipeline restarted",
         )
         .await;
@@ -770,9 +770,7 @@ impl Node {
             token,
             config,
             settings: self.settings.clone(),
-            takeover: self.zk.as_ref().map_or(self.settings.lease, |zk| {
-                zk.granted_timeout().min(self.settings.lease)
-            }),
+            takeover: self.coordinator.takeover(self.settings.lease),
             installation: self.installation.clone(),
         }
         .spawn(deadline.subscribe())
@@ -785,9 +783,7 @@ impl Node {
                 if settings != self.settings {
                     info!(?settings, "settings changed");
                 }
-                if let Some(zk) = &mut self.zk {
-                    zk.follow(&settings);
-                }
+                self.coordinator.follow(&settings);
                 self.settings = settings;
                 self.settings_error = None;
             }
@@ -802,7 +798,7 @@ impl Node {
             self.log(
                 EventLevel::Error,
                 None,
-                "invalid_setting",
+                EventKind::InvalidSetting,
                 &format!("{text}; keeping the previous values"),
             )
             .await;
@@ -838,16 +834,14 @@ impl Node {
             });
             join_all(releases).await;
         }
-        if let Some(zk) = &mut self.zk {
-            zk.close().await;
-        }
+        self.coordinator.close().await;
         if let Err(error) = meta::mark_stopped(&self.meta, &self.registration).await {
             warn!(error = %chain(&error), "cannot record the node's stop");
         }
         self.log(
             EventLevel::Info,
             None,
-            "node_stopped",
+            EventKind::NodeStopped,
             &format!("node {} stopped", self.registration.name),
         )
         .await;
@@ -858,7 +852,7 @@ impl Node {
         &self,
         level: EventLevel,
         pipeline: Option<PipelineId>,
-        kind: &str,
+        kind: EventKind,
         message: &str,
     ) {
         let node = Some(self.registration.name.as_str());

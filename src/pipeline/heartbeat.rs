@@ -15,29 +15,15 @@ use super::stats::Recorder;
 use crate::config::DataSource;
 use crate::error::chain;
 use crate::meta::{self, EventLevel, MetaDb};
-use crate::model::{PipelineId, Value};
+use crate::model::{EventKind, PipelineId, Value};
+use crate::sys::heartbeat::{BEAT, CREATE_SCHEMA, CREATE_TABLE, INSERT_ROW, SCHEMA, TABLE};
 use mysql_async::prelude::Queryable;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// The schema and table of heartbeat rows.
-pub const SCHEMA: &str = "ottr_sys";
-pub const TABLE: &str = "heartbeat";
-
-const CREATE_SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS ottr_sys";
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.heartbeat (
-    pipeline_key VARCHAR(100) NOT NULL COMMENT 'installation id / pipeline id',
-    beat_us BIGINT UNSIGNED NOT NULL COMMENT 'this database''s clock, microseconds since the epoch',
-    beat_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (pipeline_key)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 const READ_ONLY: &str = "SELECT @@read_only";
-const INSERT_ROW: &str =
-    "INSERT IGNORE INTO ottr_sys.heartbeat (pipeline_key, beat_us) VALUES (?, 0)";
-const BEAT: &str = "UPDATE ottr_sys.heartbeat \
-     SET beat_us = CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED), beat_at = NOW(6) WHERE pipeline_key = ?";
 
 /// Who writes heartbeats, for the event log.
 #[derive(Debug, Clone)]
@@ -87,7 +73,7 @@ impl HeartbeatWriter {
                         info!(pipeline = %self.pipeline, "heartbeats written again");
                         self.log(
                             EventLevel::Info,
-                            "heartbeat_restored",
+                            EventKind::HeartbeatRestored,
                             "heartbeats are written again: lag is measured from them",
                         )
                         .await;
@@ -108,7 +94,8 @@ impl HeartbeatWriter {
                             "no heartbeats into ottr_sys.heartbeat on data source '{}': {why}; lag falls back to event timestamps (grant CREATE, INSERT, UPDATE ON ottr_sys.* to the source user, or set_pipeline_option(..., 'heartbeat_ms', '0'))",
                             self.source.name
                         );
-                        self.log(EventLevel::Warn, "heartbeat_failed", &text).await;
+                        self.log(EventLevel::Warn, EventKind::HeartbeatFailed, &text)
+                            .await;
                     }
                 }
             }
@@ -143,7 +130,7 @@ impl HeartbeatWriter {
         }
     }
 
-    async fn log(&self, level: EventLevel, kind: &str, message: &str) {
+    async fn log(&self, level: EventLevel, kind: EventKind, message: &str) {
         let (node, pipeline) = (Some(self.node.as_str()), Some(self.pipeline));
         meta::log_event_or_warn(&self.meta, level, node, pipeline, kind, message).await;
     }

@@ -26,7 +26,7 @@ pub use connect::connect;
 use crate::config::{ConfigError, PipelineConfig, Settings};
 use crate::error::{Error, ErrorClass, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb};
-use crate::model::{FencingToken, PipelineId, Position, StartPoint};
+use crate::model::{EventKind, FencingToken, PipelineId, PipelineState, Position, StartPoint};
 use futures_util::FutureExt;
 use std::fmt;
 use std::sync::Arc;
@@ -219,7 +219,7 @@ impl PipelineTask {
                 &self.meta,
                 self.pipeline,
                 self.token,
-                "stopped",
+                PipelineState::Stopped,
                 Some(&state_reason),
             )
             .await;
@@ -244,7 +244,7 @@ impl PipelineTask {
                         &self.meta,
                         self.pipeline,
                         self.token,
-                        "error",
+                        PipelineState::Error,
                         Some(&reason),
                     )
                     .await
@@ -258,11 +258,12 @@ impl PipelineTask {
                         }
                     }
                 }
-                self.log(EventLevel::Error, "invalid_config", &reason).await;
+                self.log(EventLevel::Error, EventKind::InvalidConfig, &reason)
+                    .await;
                 return std::future::pending().await;
             }
         };
-        if let Err(error) = self.report("starting", None).await {
+        if let Err(error) = self.report(PipelineState::Starting, None).await {
             return error;
         }
         let mut backoff = self.settings.retry_min;
@@ -295,14 +296,17 @@ impl PipelineTask {
                 error => {
                     let text = chain(&error);
                     let (state, wait) = match error.class() {
-                        ErrorClass::Transient => ("retrying", backoff),
-                        ErrorClass::Table | ErrorClass::Fatal => ("error", self.settings.retry_max),
+                        ErrorClass::Transient => (PipelineState::Retrying, backoff),
+                        ErrorClass::Table | ErrorClass::Fatal => {
+                            (PipelineState::Error, self.settings.retry_max)
+                        }
                     };
                     let reason = format!("{text} (checking again in {})", seconds(wait));
                     if let Err(error) = self.report(state, Some(&reason)).await {
                         return error;
                     }
-                    self.log(EventLevel::Error, "pipeline_error", &text).await;
+                    self.log(EventLevel::Error, EventKind::PipelineError, &text)
+                        .await;
                     backoff = (backoff * 2).min(self.settings.retry_max);
                     wait
                 }
@@ -345,7 +349,7 @@ impl PipelineTask {
                     .await?
                     .outcome
         {
-            self.log(EventLevel::Warn, "auto_increment_collision", &text)
+            self.log(EventLevel::Warn, EventKind::AutoIncrementCollision, &text)
                 .await;
         }
         let _ = target.disconnect().await;
@@ -377,7 +381,7 @@ impl PipelineTask {
                 meta::write_position(&self.meta, self.pipeline, self.token, &resolved).await?;
                 self.log(
                     EventLevel::Info,
-                    "position_resolved",
+                    EventKind::PositionResolved,
                     &format!("start position {resolved} (from {})", config.start),
                 )
                 .await;
@@ -502,7 +506,7 @@ impl PipelineTask {
             Some(warning) => format!("{warning}; applying changes"),
             None => "applying changes".to_owned(),
         };
-        self.report("running", Some(&running)).await?;
+        self.report(PipelineState::Running, Some(&running)).await?;
         loop {
             // Stop between batches, never inside one.
             let batch = tokio::select! {
@@ -536,7 +540,7 @@ impl PipelineTask {
                     Ok(given_up) => {
                         for text in given_up {
                             warn!(pipeline = %self.pipeline, "{text}");
-                            self.log(EventLevel::Warn, "conflict_unrepaired", &text)
+                            self.log(EventLevel::Warn, EventKind::ConflictUnrepaired, &text)
                                 .await;
                         }
                     }
@@ -556,7 +560,7 @@ impl PipelineTask {
                 }
             }
             for note in std::mem::take(&mut batch.notes) {
-                self.log(EventLevel::Warn, "rollback_rows_kept", &note)
+                self.log(EventLevel::Warn, EventKind::RollbackRowsKept, &note)
                     .await;
             }
             for skipped in transformer
@@ -569,7 +573,8 @@ impl PipelineTask {
                     skipped.statement, skipped.at.transaction, skipped.reason
                 );
                 warn!(pipeline = %self.pipeline, "{text}");
-                self.log(EventLevel::Warn, "ddl_skipped", &text).await;
+                self.log(EventLevel::Warn, EventKind::DdlSkipped, &text)
+                    .await;
             }
             let skipped = loader.take_skipped();
             if !skipped.is_empty() {
@@ -673,7 +678,7 @@ impl PipelineTask {
         format!("{}/{}", self.installation, self.pipeline)
     }
 
-    async fn report(&self, state: &str, reason: Option<&str>) -> Result<()> {
+    async fn report(&self, state: PipelineState, reason: Option<&str>) -> Result<()> {
         match meta::write_state(&self.meta, self.pipeline, self.token, state, reason).await {
             Err(error @ Error::Fenced { .. }) => Err(error),
             Err(error) => {
@@ -724,7 +729,14 @@ impl PipelineTask {
             token: self.token,
         };
         let window = self.settings.lease * RAISE_WINDOW_LEASES;
-        match meta::recent_events(&self.meta, self.pipeline, "fencing_token_raised", window).await {
+        match meta::recent_events(
+            &self.meta,
+            self.pipeline,
+            EventKind::FencingTokenRaised,
+            window,
+        )
+        .await
+        {
             Ok(0) => {}
             Ok(_) => {
                 let reason = format!(
@@ -735,10 +747,11 @@ impl PipelineTask {
                     self.token,
                     seconds(window)
                 );
-                if let Err(error) = self.report("error", Some(&reason)).await {
+                if let Err(error) = self.report(PipelineState::Error, Some(&reason)).await {
                     return error;
                 }
-                self.log(EventLevel::Error, "pipeline_error", &reason).await;
+                self.log(EventLevel::Error, EventKind::PipelineError, &reason)
+                    .await;
                 return std::future::pending().await;
             }
             Err(error) => {
@@ -758,7 +771,7 @@ impl PipelineTask {
                     self.token
                 );
                 warn!(pipeline = %self.pipeline, "{text}");
-                self.log(EventLevel::Warn, "fencing_token_raised", &text)
+                self.log(EventLevel::Warn, EventKind::FencingTokenRaised, &text)
                     .await;
             }
             Ok(false) => {}
@@ -769,7 +782,7 @@ impl PipelineTask {
         fenced
     }
 
-    async fn log(&self, level: EventLevel, kind: &str, message: &str) {
+    async fn log(&self, level: EventLevel, kind: EventKind, message: &str) {
         let (node, pipeline) = (Some(self.node.as_str()), Some(self.pipeline));
         meta::log_event_or_warn(&self.meta, level, node, pipeline, kind, message).await;
     }
@@ -831,9 +844,9 @@ impl LagMeter {
             // Every heartbeat is a sample: one that waited in the batch for the next was late
             // by that wait.
             for beat in beats {
-                stats.record_lag(stats::LagReading {
+                stats.record_lag(crate::model::LagReading {
                     lag_ms: applied.saturating_sub(beat) / 1000,
-                    method: stats::LagMethod::Heartbeat,
+                    method: crate::model::LagMethod::Heartbeat,
                     source_us: beat,
                     applied_us: applied,
                     heartbeat_ms,
@@ -842,9 +855,9 @@ impl LagMeter {
             }
         } else if let Some(seconds) = from_events {
             let source_us = u64::from(seconds) * 1_000_000;
-            stats.record_lag(stats::LagReading {
+            stats.record_lag(crate::model::LagReading {
                 lag_ms: applied.saturating_sub(source_us) / 1000,
-                method: stats::LagMethod::EventTime,
+                method: crate::model::LagMethod::EventTime,
                 source_us,
                 applied_us: applied,
                 heartbeat_ms: 0,

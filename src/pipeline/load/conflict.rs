@@ -20,7 +20,6 @@
 //! The checks compare on the server (`<=>` with the very literals a write would carry), so a
 //! value matches exactly when writing it would store what is there.
 
-use super::bind::{Bound, from_param};
 use super::merge::{KeyStep, key_steps};
 use super::repair::Suspect;
 use super::statements::{
@@ -30,6 +29,8 @@ use super::statements::{
 use super::{Loader, TableInfo, table_key};
 use crate::config::{ConflictPolicy, ConflictRule};
 use crate::error::{Error, Result};
+use crate::model::{ConflictKind, ConflictRecord};
+use crate::pipeline::transform::bind::{Bound, from_param};
 use crate::pipeline::transform::{TargetRow, TargetTable};
 use mysql_async::Transaction;
 use mysql_async::prelude::Queryable;
@@ -37,24 +38,6 @@ use std::sync::Arc;
 
 /// ER_DUP_ENTRY.
 const DUPLICATE_KEY: u16 = 1062;
-
-/// One conflict, as `conflict_log` records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConflictRecord {
-    /// `schema.table` on the target.
-    pub table: String,
-    pub key: String,
-    /// insert, update, delete or unique_key.
-    pub kind: &'static str,
-    /// The version the source sent (None: it deleted the row).
-    pub source_row: Option<String>,
-    /// The version found on the target (None: no row).
-    pub target_row: Option<String>,
-    /// Whether the source's version was applied (else the target's was kept).
-    pub source_applied: bool,
-    /// The rule that decided, and why.
-    pub policy: String,
-}
 
 /// What the checked writes of one target transaction leave to do once it commits.
 #[derive(Debug, Default)]
@@ -133,7 +116,7 @@ impl Checked<'_> {
     fn record(
         &self,
         key: &[Bound],
-        kind: &'static str,
+        kind: ConflictKind,
         source_row: Option<String>,
         target_row: Option<String>,
         decision: Decision,
@@ -234,9 +217,9 @@ impl Loader {
             _ => {}
         }
         let kind = match (change.expected, change.last) {
-            (None, _) => "insert",
-            (_, None) => "delete",
-            _ => "update",
+            (None, _) => ConflictKind::Insert,
+            (_, None) => ConflictKind::Delete,
+            _ => ConflictKind::Update,
         };
         let source_row = change.last.map(|last| image_text(table, columns, last));
         let (decision, exists, target_row) = match (found, change.last) {
@@ -251,7 +234,7 @@ impl Loader {
             (Some((_, comparison, row)), Some(_)) => (decide(checked.rule, comparison), true, row),
         };
         let apply = decision.apply;
-        tracing::debug!(pipeline = %self.options.pipeline, key = %literal_tuple(change.key.iter()), kind, apply, why = %decision.why, source = ?source_row, target = ?target_row, "conflict");
+        tracing::debug!(pipeline = %self.options.pipeline, key = %literal_tuple(change.key.iter()), kind = kind.as_str(), apply, why = %decision.why, source = ?source_row, target = ?target_row, "conflict");
         outcome
             .conflicts
             .push(checked.record(&change.key, kind, source_row, target_row, decision));
@@ -351,7 +334,7 @@ impl Loader {
         let rows: Vec<&str> = colliding.iter().map(|(_, _, row)| row.as_str()).collect();
         outcome.conflicts.push(checked.record(
             &change.key,
-            "unique_key",
+            ConflictKind::UniqueKey,
             Some(image_text(table, columns, last)),
             Some(rows.join(" | ")),
             decision,

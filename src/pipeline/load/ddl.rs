@@ -16,18 +16,10 @@ use crate::error::{Error, Result};
 use crate::model::{ChangeAt, DataSourceKind};
 use crate::pipeline::transform::{SkippedDdl, TargetDdl};
 use crate::sql::{hex_literal, quote};
+use crate::sys::ddl::{DDL_APPLIED, DDL_APPLYING, DDL_FAILED, DDL_STATE};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
-const DDL_STATE: &str = "SELECT state FROM ottr_sys.ddl WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
-const DDL_APPLYING: &str = "INSERT INTO ottr_sys.ddl \
-     (pipeline_key, binlog_file, binlog_offset, state, statement, connection_id) \
-     VALUES (?, ?, ?, 'applying', ?, CONNECTION_ID()) \
-     ON DUPLICATE KEY UPDATE state = 'applying', connection_id = CONNECTION_ID(), updated_at = NOW(6)";
-const DDL_FAILED: &str = "UPDATE ottr_sys.ddl SET state = 'failed' \
-     WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
-const DDL_APPLIED: &str = "UPDATE ottr_sys.ddl SET state = 'applied' \
-     WHERE pipeline_key = ? AND binlog_file = ? AND binlog_offset = ?";
 /// MySQL errors that mean a replayed DDL was already done.
 const ALREADY_DONE: [u16; 10] = [
     1050, // table exists

@@ -4,8 +4,8 @@
 //! write carries the whole after-image, so the merged result is each key's last image, or a
 //! delete by key. Pure: no IO.
 
-use super::bind::Bound;
 use crate::model::ChangeKind;
+use crate::pipeline::transform::bind::Bound;
 use crate::pipeline::transform::{TargetRow, TargetTable};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -14,16 +14,15 @@
 //! pipeline stops: its lease was lost. A replay skips each change its partition's row says
 //! is applied.
 
-mod bind;
 mod conflict;
 mod ddl;
 mod merge;
 mod repair;
 mod statements;
 
-pub use bind::{Bound, bind, from_param};
+pub use crate::model::{ConflictRecord, SkippedRow};
+pub use crate::pipeline::transform::bind::{Bound, bind, from_param};
 use conflict::CheckedOutcome;
-pub use conflict::ConflictRecord;
 pub use merge::{KeyOp, Merged, merge, partition_of};
 pub use repair::RepairProgress;
 
@@ -32,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::model::ChangeKind;
 use crate::model::{BinlogFilePos, ChangeAt, FencingToken, GtidState, PipelineId, Position};
 use crate::pipeline::transform::{SkippedDdl, TargetChange, TargetRow, TargetTable};
+use crate::sys::{self, applied::*};
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, Transaction, TxOpts};
@@ -44,93 +44,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
-const CREATE_SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS ottr_sys";
-const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (
-    pipeline_key VARCHAR(100) NOT NULL COMMENT 'installation id / pipeline id',
-    partition_no SMALLINT UNSIGNED NOT NULL,
-    pipeline_name VARCHAR(130) NOT NULL,
-    binlog_file VARCHAR(255) NULL,
-    binlog_offset BIGINT UNSIGNED NULL,
-    gtid TEXT NULL,
-    trx_rows_done BIGINT UNSIGNED NOT NULL DEFAULT 0,
-    fencing_token BIGINT UNSIGNED NOT NULL DEFAULT 0,
-    holder VARCHAR(130) NULL COMMENT 'the node process (name#instance) that took the row under fencing_token',
-    layout VARCHAR(32) NOT NULL DEFAULT '' COMMENT 'partitions and mode that routed rows here',
-    marks BIGINT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'bumped first in every transaction the pipeline writes: how its writes are recognised in this server''s binlog',
-    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (pipeline_key, partition_no)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-const CREATE_DDL: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.ddl (
-    pipeline_key VARCHAR(100) NOT NULL,
-    binlog_file VARCHAR(255) NOT NULL,
-    binlog_offset BIGINT UNSIGNED NOT NULL,
-    state ENUM('applying','applied','failed') NOT NULL,
-    statement MEDIUMTEXT NOT NULL,
-    connection_id BIGINT UNSIGNED NULL COMMENT 'the connection that runs the statement: its DDL event is recognised by this thread id',
-    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (pipeline_key, binlog_file, binlog_offset)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-const CREATE_REPAIR: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.repair (
-    pipeline_key VARCHAR(100) NOT NULL,
-    suspect_hash CHAR(64) NOT NULL,
-    suspect MEDIUMTEXT NOT NULL COMMENT 'a two-way key whose sides may differ after a conflict, until repaired (JSON)',
-    created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (pipeline_key, suspect_hash)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-/// Columns added to `ottr_sys` tables after their first release: table, column, and how to
-/// add it to a target whose table predates it.
-const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
-    (
-        "applied",
-        "marks",
-        "ALTER TABLE ottr_sys.applied ADD COLUMN marks BIGINT UNSIGNED NOT NULL DEFAULT 0",
-    ),
-    (
-        "ddl",
-        "connection_id",
-        "ALTER TABLE ottr_sys.ddl ADD COLUMN connection_id BIGINT UNSIGNED NULL",
-    ),
-    (
-        "applied",
-        "holder",
-        "ALTER TABLE ottr_sys.applied ADD COLUMN holder VARCHAR(130) NULL AFTER fencing_token",
-    ),
-];
-const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.COLUMNS \
-     WHERE TABLE_SCHEMA = 'ottr_sys' AND TABLE_NAME = ? AND COLUMN_NAME = ?";
-/// The first statement of every transaction that writes rows or announces a DDL: a change in
-/// the binlog that names the pipeline (see `select::echo`), and the fencing check.
-const MARK: &str = "UPDATE ottr_sys.applied SET marks = marks + 1 \
-     WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
-/// The `ottr_sys.applied` row a two-way pipeline marks on its *source* when it writes there:
-/// the primary's rows of conflicts' keys, and the suspects it takes over (see `repair`).
-const WRITE_BACK_PARTITION: u32 = 65_535;
-const CLAIM_WRITE_BACK: &str = "UPDATE ottr_sys.applied SET fencing_token = ?, holder = ? \
-     WHERE pipeline_key = ? AND partition_no = ? \
-     AND (fencing_token < ? OR (fencing_token = ? AND holder <=> ?))";
-const ADD_PARTITION: &str = "INSERT IGNORE INTO ottr_sys.applied (pipeline_key, partition_no, pipeline_name) VALUES (?, ?, ?)";
-/// A token is taken by one process only: the same token held by another process means two
-/// holders were handed the same token (a metadata failover that lost lease rows), and the
-/// claim fails, so that the lease's token is raised past the target's (see [`TokenBehind`]).
-///
-/// [`TokenBehind`]: Error::TokenBehind
-const CLAIM_PARTITIONS: &str = "UPDATE ottr_sys.applied SET fencing_token = ?, holder = ? \
-     WHERE pipeline_key = ? AND partition_no < 65535 \
-     AND (fencing_token < ? OR (fencing_token = ? AND holder <=> ?))";
-const NEWEST_TOKEN: &str = "SELECT MAX(fencing_token) FROM ottr_sys.applied WHERE pipeline_key = ?";
-const COUNT_PARTITIONS: &str =
-    "SELECT COUNT(*) FROM ottr_sys.applied WHERE pipeline_key = ? AND partition_no < 65535";
-const SET_LAYOUT: &str = "UPDATE ottr_sys.applied SET layout = ?, binlog_file = ?, binlog_offset = ?, gtid = ?, \
-     trx_rows_done = ? WHERE pipeline_key = ? AND fencing_token <= ? AND partition_no < 65535";
-const MARK_LAYOUT: &str = "UPDATE ottr_sys.applied SET layout = ? \
-     WHERE pipeline_key = ? AND layout = '' AND partition_no < 65535";
-const READ_APPLIED: &str = "SELECT partition_no, binlog_file, binlog_offset, gtid, trx_rows_done, layout \
-     FROM ottr_sys.applied WHERE pipeline_key = ? AND partition_no < 65535 ORDER BY partition_no";
-const FORGET_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = NULL, binlog_offset = NULL, \
-     gtid = NULL, trx_rows_done = 0 WHERE pipeline_key = ? AND fencing_token <= ? AND partition_no < 65535";
-const FORGET_DDL: &str = "DELETE FROM ottr_sys.ddl WHERE pipeline_key = ?";
-const MOVE_APPLIED: &str = "UPDATE ottr_sys.applied SET binlog_file = ?, binlog_offset = ?, gtid = ?, \
-     trx_rows_done = ?, fencing_token = ? WHERE pipeline_key = ? AND partition_no = ? AND fencing_token <= ?";
 const FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
      WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)";
 const UNIQUE_KEYS: &str = "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS \
@@ -182,16 +95,6 @@ const STATEMENT_CACHE: usize = 64;
 /// The target database's clock, microseconds since the epoch (lag is measured with it).
 const CLOCK_US: &str = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED)";
 
-/// `partition_no, binlog_file, binlog_offset, gtid, trx_rows_done, layout` of an applied row.
-type AppliedColumns = (
-    u32,
-    Option<String>,
-    Option<u64>,
-    Option<String>,
-    u64,
-    String,
-);
-
 /// How a pipeline loads.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -234,37 +137,6 @@ pub fn idle_limit(takeover: Duration) -> Duration {
     Duration::from_secs(takeover.as_secs_f64().ceil().max(4.0) as u64)
 }
 
-/// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
-/// create).
-async fn create_system_tables(conn: &mut Conn, server: &str) -> Result<()> {
-    for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL, CREATE_REPAIR] {
-        conn.query_drop(sql).await.map_err(|error| {
-            Error::database(format!("cannot create ottr_sys on data source '{server}' (it needs CREATE on ottr_sys.*)"), error)
-        })?;
-    }
-    for (table, column, add) in ADDED_COLUMNS {
-        let present: Option<u64> =
-            conn.exec_first(HAS_COLUMN, (table, column))
-                .await
-                .map_err(|error| {
-                    Error::database(
-                        format!("cannot read the columns of ottr_sys on data source '{server}'"),
-                        error,
-                    )
-                })?;
-        if present == Some(0) {
-            conn.query_drop(add).await.or_else(|error| match &error {
-                // another pipeline added it meanwhile
-                mysql_async::Error::Server(server) if server.code == 1060 => Ok(()),
-                _ => Err(error),
-            }).map_err(|error| {
-                Error::database(format!("cannot add column {column} to ottr_sys.{table} on data source '{server}' (it needs ALTER on ottr_sys.*)"), error)
-            })?;
-        }
-    }
-    Ok(())
-}
-
 /// The unique keys of `table` from `(index name, column name)` rows in key order, as indexes
 /// into its columns; a key on a column that is not synced cannot be compared and is left out.
 fn unique_key_columns(table: &TargetTable, rows: &[(String, String)]) -> Vec<Vec<usize>> {
@@ -304,15 +176,6 @@ fn newer_column(table: &TargetTable, rule: &crate::config::ConflictRule) -> Resu
                 ))
             }),
     }
-}
-
-/// A row the target rejected and `skip_load_errors` left out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedRow {
-    pub table: String,
-    /// Its key (or first columns) and its source position.
-    pub row: String,
-    pub error: String,
 }
 
 /// The load side of one pipeline, on its target.
@@ -532,7 +395,7 @@ impl Loader {
 
     async fn prepare(&mut self, target: &str) -> Result<()> {
         let mut conn = self.conn().await?;
-        create_system_tables(&mut conn, target).await?;
+        sys::ensure(&mut conn, target).await?;
         let options = &self.options;
         for partition in 0..=options.parallelism {
             conn.exec_drop(
@@ -669,7 +532,7 @@ impl Loader {
             )
         };
         let mut conn = pool.get_conn().await.map_err(fail)?;
-        create_system_tables(&mut conn, source).await?;
+        sys::ensure(&mut conn, source).await?;
         let options = &self.options;
         conn.exec_drop(
             ADD_PARTITION,

@@ -25,22 +25,19 @@
 //! A key that fails [`REPAIR_TRIES`] times in a row (errors, or writes that do not make the
 //! rows equal) is given up, and the pipeline logs an event naming it.
 
-use super::bind::{Bound, from_param};
 use super::statements::{colliding_keys, delete_text, insert_text, row_by_key, update_text};
-use super::{LOCK_WAIT_TIMEOUT, Loader, MARK, WRITE_BACK_PARTITION, table_key};
+use super::{LOCK_WAIT_TIMEOUT, Loader, table_key};
 use crate::error::{Error, Result, is_transient_server_error};
 use crate::model::BinlogFilePos;
 use crate::pipeline::select::binlog_end;
+use crate::pipeline::transform::bind::{Bound, from_param};
 use crate::pipeline::transform::{SourceNames, TargetTable};
+use crate::sys::applied::{MARK, WRITE_BACK_PARTITION};
+use crate::sys::repair::{FORGET_SUSPECT, KEEP_SUSPECT, READ_SUSPECTS};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Transaction, TxOpts};
 use std::sync::Arc;
 
-const KEEP_SUSPECT: &str = "INSERT IGNORE INTO ottr_sys.repair (pipeline_key, suspect_hash, suspect) \
-     VALUES (?, SHA2(?, 256), ?)";
-const READ_SUSPECTS: &str = "SELECT suspect FROM ottr_sys.repair WHERE pipeline_key = ?";
-const FORGET_SUSPECT: &str =
-    "DELETE FROM ottr_sys.repair WHERE pipeline_key = ? AND suspect_hash = SHA2(?, 256)";
 /// Failed rounds in a row (errors, or writes that did not make the rows equal) before a key
 /// is given up.
 pub const REPAIR_TRIES: u32 = 50;

@@ -2,7 +2,7 @@
 //! values written as escaped literals; row-by-row statements with bound values for the serial
 //! paths and tables without a key. Identifiers are always quoted.
 
-use super::bind::Bound;
+use crate::pipeline::transform::bind::Bound;
 use crate::pipeline::transform::{SourceNames, TargetTable};
 use mysql_async::Value as Param;
 

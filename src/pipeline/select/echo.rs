@@ -13,21 +13,15 @@
 use crate::config::DataSource;
 use crate::error::{Error, Result};
 use crate::model::{RowChange, Value};
+use crate::sys::SCHEMA as SYSTEM_SCHEMA;
+use crate::sys::ddl::ANNOUNCED;
 use mysql_async::prelude::Queryable;
 use std::collections::HashSet;
 
-/// The connections with a DDL announced by an echo pipeline and perhaps not yet read: those
-/// still applying, and those applied in the last ten minutes (their DDL may lie after the
-/// position a restarted reader resumes at).
-const ANNOUNCED: &str = "SELECT pipeline_key, connection_id FROM ottr_sys.ddl \
-     WHERE connection_id IS NOT NULL AND (state = 'applying' OR updated_at > NOW(6) - INTERVAL 10 MINUTE)";
 /// ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR: nothing was ever announced on this server.
 const NOTHING_ANNOUNCED: [u16; 2] = [1146, 1054];
 /// ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR: the reader may not look.
 const MAY_NOT_READ: [u16; 2] = [1142, 1044];
-
-/// ottr's schema on every server it writes to.
-const SYSTEM_SCHEMA: &str = "ottr_sys";
 
 /// What a row change says about its transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! table and column names, only the columns that travel, and DDL kept, split, rewritten,
 //! dropped or refused (see [`ddl`]). Pure: no IO.
 
+pub mod bind;
 mod ddl;
 mod text;
 
@@ -50,7 +51,7 @@ pub struct TargetRow {
 }
 
 /// A value as the load side binds it.
-pub type TargetValue = super::load::Bound;
+pub type TargetValue = bind::Bound;
 
 /// One change for the target.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -242,7 +243,7 @@ fn map_row(mapping: &Mapping, row: RowChange, at: ChangeAt) -> Result<TargetRow,
                         let value = values.get(*index).ok_or_else(|| {
                             format!("{}: a row image is missing column {index}", row.table.id)
                         })?;
-                        super::load::bind(value).map_err(|problem| {
+                        bind::bind(value).map_err(|problem| {
                             format!(
                                 "{}.{}: {problem}",
                                 row.table.id,

@@ -28,8 +28,10 @@
 //! that identity only: whoever reaches ZooKeeper without it can neither read the queues nor
 //! queue, delete a lock or fake a live node.
 
+use super::{Change, Contention, Coordinator, Liveness};
 use crate::config::Settings;
-use crate::model::PipelineId;
+use crate::meta::{Claim, Lease};
+use crate::model::{FencingToken, PipelineId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
@@ -43,18 +45,6 @@ struct Lock {
     /// The node's name under the pipeline's directory, `lock-<instance>-0000000007`.
     name: String,
     czxid: i64,
-}
-
-/// What changed in the connection at a [`ZooKeeper::refresh`], for the event log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// ZooKeeper answered after failing (or for the first time).
-    Reachable,
-    /// ZooKeeper stopped answering; the text says why.
-    Unreachable(String),
-    /// The session ended (expired, closed, or its authentication failed; the text says
-    /// which): every ephemeral node it held is gone.
-    SessionEnded(String),
 }
 
 /// The ZooKeeper side of one node process.
@@ -144,23 +134,8 @@ impl ZooKeeper {
 
     /// Takes the timeouts of new settings: the session timeout for the next new session
     /// (the current one keeps the timeout it was granted), the call time limit at once.
-    pub fn follow(&mut self, settings: &Settings) {
+    fn follow(&mut self, settings: &Settings) {
         (self.session_timeout, self.call_timeout) = timeouts(settings);
-    }
-
-    /// The session timeout granted to the current session (or asked for, before one).
-    pub fn granted_timeout(&self) -> Duration {
-        self.granted
-    }
-
-    /// The current session's number; pipelines claimed now belong to it.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// The names of the nodes alive by ZooKeeper, if it answered at the last refresh.
-    pub fn alive(&self) -> Option<&BTreeSet<String>> {
-        self.alive.as_ref()
     }
 
     /// Until when a pipeline claimed in session `generation` is confirmed: while the session
@@ -177,7 +152,7 @@ impl ZooKeeper {
     }
 
     /// What `v_node_status.coordination` shows, for a node holding `held` pipelines.
-    pub fn describe(&self, held: usize) -> String {
+    fn describe(&self, held: usize) -> String {
         match &self.unreachable {
             None if self.alive.is_some() => "zookeeper".to_owned(),
             None => "zookeeper: connecting".to_owned(),
@@ -197,7 +172,7 @@ impl ZooKeeper {
 
     /// Checks the session, rebuilding it when it expired, and reads the live nodes.
     /// Returns what changed, if anything.
-    pub async fn refresh(&mut self) -> Option<Change> {
+    async fn refresh(&mut self) -> Option<Change> {
         let mut ended = None;
         if let Some(client) = &self.client {
             let how = match client.state() {
@@ -327,7 +302,7 @@ impl ZooKeeper {
     /// it may claim, and the czxid is returned. A failed call counts as ZooKeeper being
     /// unreachable until the next refresh, so that the poll makes no more calls that would
     /// each wait out their time limit.
-    pub async fn contend(&mut self, pipeline: PipelineId) -> Result<Option<u64>, String> {
+    async fn contend(&mut self, pipeline: PipelineId) -> Result<Option<u64>, String> {
         let result = self.try_contend(pipeline).await;
         if let Err(why) = &result {
             self.failed(why);
@@ -420,7 +395,7 @@ impl ZooKeeper {
 
     /// Leaves the queue of every pipeline not in `keep`, including the ones where a lock of
     /// this process may stand unknown.
-    pub async fn withdraw_except(&mut self, keep: &BTreeSet<PipelineId>) {
+    async fn withdraw_except(&mut self, keep: &BTreeSet<PipelineId>) {
         let leaving: Vec<PipelineId> = self
             .locks
             .keys()
@@ -461,7 +436,7 @@ impl ZooKeeper {
     /// Leaves the queue of `pipeline`, so that the next node in it may claim. While
     /// ZooKeeper does not answer the lock stays listed, to be deleted once it does (or to
     /// vanish with the session).
-    pub async fn withdraw(&mut self, pipeline: PipelineId) {
+    async fn withdraw(&mut self, pipeline: PipelineId) {
         let (Some(client), Some(lock)) = (self.client.clone(), self.locks.get(&pipeline)) else {
             return;
         };
@@ -481,7 +456,7 @@ impl ZooKeeper {
 
     /// Leaves every queue and deletes this node's ephemeral node (if this session owns it:
     /// after a replacement it is the new process's), so that ZooKeeper forgets it at once.
-    pub async fn close(&mut self) {
+    async fn close(&mut self) {
         self.withdraw_except(&BTreeSet::new()).await;
         if let Some(client) = self.client.take() {
             let path = self.own_path();
@@ -575,6 +550,68 @@ fn sequence_of(name: &str) -> i64 {
         .next()
         .and_then(|digits| digits.parse().ok())
         .unwrap_or(i64::MAX)
+}
+
+impl Coordinator for ZooKeeper {
+    fn describe(&self, held: usize) -> String {
+        ZooKeeper::describe(self, held)
+    }
+
+    async fn refresh(&mut self) -> Option<Change> {
+        ZooKeeper::refresh(self).await
+    }
+
+    fn follow(&mut self, settings: &Settings) {
+        ZooKeeper::follow(self, settings)
+    }
+
+    fn session(&self) -> u64 {
+        self.generation
+    }
+
+    /// The lease's deadline, capped by the end of the confirmation of the session the
+    /// pipeline was claimed in (`now`, when that session is gone).
+    fn deadline(&self, session: u64, lease_until: Instant, now: Instant) -> (Instant, bool) {
+        match self.confirmed_until(session) {
+            Some(until) => (until.min(lease_until), now >= until),
+            None => (now, true),
+        }
+    }
+
+    fn alive(&self) -> Liveness<'_> {
+        match &self.alive {
+            Some(alive) => Liveness::Listed(alive),
+            None => Liveness::Unknown,
+        }
+    }
+
+    async fn contend(&mut self, pipeline: PipelineId, lease: Option<&Lease>) -> Contention {
+        match ZooKeeper::contend(self, pipeline).await {
+            Ok(Some(czxid)) => Contention::Claim(Claim::Elected {
+                czxid,
+                holder: lease.and_then(|lease| lease.holder.clone()),
+                token: lease.map_or(FencingToken(0), |lease| lease.token),
+            }),
+            Ok(None) => Contention::Behind,
+            Err(why) => Contention::Failed(why),
+        }
+    }
+
+    async fn withdraw(&mut self, pipeline: PipelineId) {
+        ZooKeeper::withdraw(self, pipeline).await
+    }
+
+    async fn withdraw_except(&mut self, keep: &BTreeSet<PipelineId>) {
+        ZooKeeper::withdraw_except(self, keep).await
+    }
+
+    fn takeover(&self, lease: Duration) -> Duration {
+        self.granted.min(lease)
+    }
+
+    async fn close(&mut self) {
+        ZooKeeper::close(self).await
+    }
 }
 
 #[cfg(test)]
