@@ -20,13 +20,14 @@
 //! The checks compare on the server (`<=>` with the very literals a write would carry), so a
 //! value matches exactly when writing it would store what is there.
 
+use super::Loader;
 use super::merge::{KeyStep, key_steps};
 use super::repair::Suspect;
 use super::statements::{
     check_text, colliding_keys, colliding_text, delete_colliding_text, delete_text, image_text,
     insert_text, literal_tuple, update_text,
 };
-use super::{Loader, TableInfo, table_key};
+use super::tables::{TableInfo, table_key};
 use crate::config::{ConflictPolicy, ConflictRule};
 use crate::error::{Error, Result};
 use crate::model::{ConflictKind, ConflictRecord};

@@ -26,7 +26,8 @@
 //! rows equal) is given up, and the pipeline logs an event naming it.
 
 use super::statements::{colliding_keys, delete_text, insert_text, row_by_key, update_text};
-use super::{LOCK_WAIT_TIMEOUT, Loader, table_key};
+use super::tables::table_key;
+use super::{LOCK_WAIT_TIMEOUT, Loader};
 use crate::error::{Error, Result, is_transient_server_error};
 use crate::model::BinlogFilePos;
 use crate::pipeline::select::binlog_end;
