@@ -1,8 +1,9 @@
 //! The error type of ottr and the class that decides what a supervisor does with it.
 //!
-//! Every failure has a class: [`ErrorClass::Transient`] (retry from the saved position with
-//! backoff), [`ErrorClass::Table`] (stop one table pair, keep the rest), [`ErrorClass::Fatal`]
-//! (stop the pipeline and record the reason). `Display` says what went wrong in this layer
+//! Every failure has a class: [`ErrorClass::Transient`] (it goes away by itself: retry from
+//! the saved position with backoff) or [`ErrorClass::Fatal`] (definite: record the reason as
+//! the pipeline's `error` and check again only after `retry_max_ms`, since an operator must
+//! act). Each variant is one or the other, never both. `Display` says what went wrong in this layer
 //! only; [`chain`] renders the whole cause chain for logs and status rows.
 
 use crate::config::ConfigError;
@@ -82,9 +83,18 @@ pub enum Error {
         source: mysql_async::Error,
     },
     /// The binlog holds something ottr must not skip and cannot read: an unknown or
-    /// compressed event, a bad checksum, a purged position. The message says where and why.
+    /// compressed event, a bad checksum. The message says where and why.
     #[error("{0}")]
     Binlog(String),
+    /// The source no longer has the binlog position to read from (purged, or never there).
+    #[error("{0}")]
+    PositionGone(String),
+    /// The binlog stream ended or fell silent; it is reopened from the last position.
+    #[error("{0}")]
+    StreamLost(String),
+    /// The pipeline was asked to stop (between batches); not a failure.
+    #[error("stopped")]
+    Stopped,
     /// The source refuses the replica server id: another connection uses it. Transient, since
     /// it is also what a restarted reader sees until the source drops its dead connection.
     #[error("{0}")]
@@ -110,9 +120,7 @@ pub enum Error {
 pub enum ErrorClass {
     /// Retry from the saved position with backoff.
     Transient,
-    /// Stop one table pair, alert, keep the rest of the pipeline running.
-    Table,
-    /// Stop the pipeline, record the reason, alert; an operator must act.
+    /// Record the reason and alert; an operator must act (checked again slowly).
     Fatal,
 }
 
@@ -135,6 +143,8 @@ impl Error {
             Error::Unreachable { .. }
             | Error::Timeout(..)
             | Error::ServerIdInUse(_)
+            | Error::StreamLost(_)
+            | Error::Stopped
             | Error::MetaUnavailable(_) => ErrorClass::Transient,
             Error::Database { source, .. } if is_transient_server_error(source) => {
                 ErrorClass::Transient
@@ -149,6 +159,7 @@ impl Error {
             | Error::TokenBehind { .. }
             | Error::Precheck(_)
             | Error::Binlog(_)
+            | Error::PositionGone(_)
             | Error::Transform(_)
             | Error::BadRow { .. }
             | Error::TlsRefused { .. }
@@ -177,6 +188,14 @@ fn is_connection_error(error: &mysql_async::Error) -> bool {
 /// Server errors that go away by themselves: deadlocks and lock wait timeouts.
 pub(crate) fn is_transient_server_error(error: &mysql_async::Error) -> bool {
     matches!(error, mysql_async::Error::Server(server) if matches!(server.code, 1205 | 1213))
+}
+
+/// The server error code of a database error, if the server sent one.
+pub(crate) fn server_code(error: &mysql_async::Error) -> Option<u16> {
+    match error {
+        mysql_async::Error::Server(server) => Some(server.code),
+        _ => None,
+    }
 }
 
 /// Renders an error with its whole cause chain, `outer: inner: root`.

@@ -136,6 +136,13 @@ pub struct PipelineConfig {
     pub reverse_pipeline: Option<PipelineId>,
 }
 
+impl PipelineConfig {
+    /// Whether this is a pipeline of a two-way channel (its pairs carry a conflict rule).
+    pub fn two_way(&self) -> bool {
+        self.table_pairs.iter().any(|pair| pair.conflict.is_some())
+    }
+}
+
 /// Validates one `data_source` row.
 pub fn validate_data_source(row: &DataSourceRow) -> Result<DataSource, ConfigError> {
     let invalid = |problem: String| {

@@ -31,7 +31,7 @@
 use super::{Change, Contention, Coordinator, Liveness};
 use crate::config::Settings;
 use crate::meta::{Claim, Lease};
-use crate::model::{FencingToken, PipelineId};
+use crate::model::{FencingToken, InstallationId, PipelineId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
@@ -82,7 +82,7 @@ impl ZooKeeper {
     /// Coordination through the ensemble `servers` (`host:port,…`), not connected yet.
     pub fn new(
         servers: &str,
-        installation: &str,
+        installation: &InstallationId,
         name: &str,
         instance: u64,
         settings: &Settings,

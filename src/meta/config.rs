@@ -6,7 +6,7 @@ use crate::config::{
     TablePairRow,
 };
 use crate::error::{Error, Result};
-use crate::model::{ChannelId, DataSourceId, PipelineId, TablePairId};
+use crate::model::{ChannelId, DataSourceId, InstallationId, PipelineId, TablePairId};
 use crate::row::take;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -127,7 +127,7 @@ pub async fn read_data_source(meta: &MetaDb, name: &str) -> Result<Option<DataSo
 }
 
 /// The id of this metadata schema (a UUID written by the first migrate).
-pub async fn read_installation(meta: &MetaDb) -> Result<String> {
+pub async fn read_installation(meta: &MetaDb) -> Result<InstallationId> {
     let mut conn = meta.conn().await?;
     let context = "cannot read the installation id";
     timed(context, async {
@@ -135,7 +135,7 @@ pub async fn read_installation(meta: &MetaDb) -> Result<String> {
             .query_first(SELECT_INSTALLATION)
             .await
             .map_err(|error| Error::database(context, error))?;
-        id.ok_or_else(|| Error::BadRow {
+        id.map(InstallationId).ok_or_else(|| Error::BadRow {
             context: context.into(),
             problem: "the installation table is empty: run ottr migrate".into(),
         })

@@ -44,3 +44,64 @@ id_type!(
     /// write carrying an older token is refused.
     FencingToken(u64)
 );
+
+/// `installation.id` of a metadata schema: what tells its pipelines' rows apart on data
+/// servers and its nodes apart in ZooKeeper, when several installations share them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstallationId(pub String);
+
+impl InstallationId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstallationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pipeline's key in `ottr_sys` on data servers, `installation id/pipeline id`: unique
+/// across installations writing to the same server.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipelineKey(String);
+
+impl PipelineKey {
+    pub fn new(installation: &InstallationId, pipeline: PipelineId) -> Self {
+        PipelineKey(format!("{installation}/{pipeline}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PipelineKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Bound as a statement parameter (by value or, through `mysql_common`, by reference).
+impl From<PipelineKey> for mysql_async::Value {
+    fn from(key: PipelineKey) -> Self {
+        mysql_async::Value::from(key.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_key_is_the_installation_and_the_pipeline() {
+        let installation = InstallationId("6f1c".into());
+        let key = PipelineKey::new(&installation, PipelineId(7));
+        assert_eq!(key.as_str(), "6f1c/7");
+        assert_eq!(
+            mysql_async::Value::from(&key),
+            mysql_async::Value::from("6f1c/7")
+        );
+    }
+}

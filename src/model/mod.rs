@@ -13,7 +13,9 @@ mod stats;
 mod value;
 
 pub use change::{ChangeKind, ColumnMeta, RowChange, TableId, TableMeta};
-pub use ids::{ChannelId, DataSourceId, FencingToken, PipelineId, TablePairId};
+pub use ids::{
+    ChannelId, DataSourceId, FencingToken, InstallationId, PipelineId, PipelineKey, TablePairId,
+};
 pub use position::{
     BinlogFilePos, ChangeAt, GtidState, MariaGtid, ParsePositionError, Position, StartPoint,
 };

@@ -25,7 +25,7 @@ use crate::config::{ConfigError, ConfigSnapshot, PipelineConfig, Settings, valid
 use crate::coord::{Change, Contention, Coordinator, Leases, Liveness, ZooKeeper};
 use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
-use crate::model::{EventKind, FencingToken, PipelineId};
+use crate::model::{EventKind, FencingToken, InstallationId, PipelineId};
 use crate::monitor::{self, MonitorHandle};
 use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
 use futures_util::future::join_all;
@@ -71,7 +71,7 @@ struct Held {
 struct Node<C> {
     meta: MetaDb,
     /// The metadata schema's installation id, handed to every pipeline task.
-    installation: String,
+    installation: InstallationId,
     registration: NodeRegistration,
     settings: Settings,
     /// The last settings error, reported once rather than at every poll.
@@ -138,7 +138,7 @@ pub async fn run(meta: MetaDb, options: NodeOptions, shutdown: CancellationToken
 impl<C: Coordinator> Node<C> {
     fn new(
         meta: MetaDb,
-        installation: String,
+        installation: InstallationId,
         registration: NodeRegistration,
         settings: Settings,
         coordinator: C,

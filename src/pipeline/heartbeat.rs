@@ -15,7 +15,7 @@ use super::stats::Recorder;
 use crate::config::DataSource;
 use crate::error::chain;
 use crate::meta::{self, EventLevel, MetaDb};
-use crate::model::{EventKind, PipelineId, Value};
+use crate::model::{EventKind, PipelineId, PipelineKey, Value};
 use crate::sys::heartbeat::{BEAT, CREATE_SCHEMA, CREATE_TABLE, INSERT_ROW, SCHEMA, TABLE};
 use mysql_async::prelude::Queryable;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ pub struct HeartbeatWriter {
     pub pipeline: PipelineId,
     pub source: DataSource,
     /// The pipeline's key, as in `ottr_sys.applied` on the target.
-    pub key: String,
+    pub key: PipelineKey,
     pub every: Duration,
     /// Set while heartbeats cannot be written: lag then comes from event timestamps, and the
     /// last heartbeat reading must not grow as if the pipeline were stuck.

@@ -15,10 +15,14 @@
 
 mod connect;
 pub mod extract;
+mod fencing;
 pub mod heartbeat;
+mod lag;
 pub mod load;
 pub mod select;
+mod start;
 pub mod stats;
+mod stream;
 pub mod transform;
 
 pub use connect::connect;
@@ -26,31 +30,18 @@ pub use connect::connect;
 use crate::config::{ConfigError, PipelineConfig, Settings};
 use crate::error::{Error, ErrorClass, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb};
-use crate::model::{EventKind, FencingToken, PipelineId, PipelineState, Position, StartPoint};
+use crate::model::{
+    EventKind, FencingToken, InstallationId, PipelineId, PipelineKey, PipelineState,
+};
 use futures_util::FutureExt;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-/// A batch is handed on when the source has sent nothing for this long (between
-/// transactions), without waiting for `batch_timeout_ms`.
-const CUT_WHEN_IDLE: Duration = Duration::from_millis(5);
-/// Leases within which a second fencing-token raise stops the pipeline (see
-/// `PipelineTask::raise_token`).
-const RAISE_WINDOW_LEASES: u32 = 10;
-
-/// Where streaming starts, as the prechecks resolved it.
-#[derive(Debug)]
-struct Start {
-    position: Position,
-    /// A warning to show with the running state (position near the oldest binlog kept).
-    warning: Option<String>,
-}
 
 /// Aborts a task when dropped.
 struct AbortOnDrop(JoinHandle<()>);
@@ -115,7 +106,7 @@ pub struct PipelineTask {
     /// the lease, or with ZooKeeper the session timeout when that is shorter.
     pub takeover: Duration,
     /// The metadata schema's installation id, which keys the pipeline's rows on targets.
-    pub installation: String,
+    pub installation: InstallationId,
 }
 
 /// A running pipeline task, owned by the node.
@@ -297,9 +288,7 @@ impl PipelineTask {
                     let text = chain(&error);
                     let (state, wait) = match error.class() {
                         ErrorClass::Transient => (PipelineState::Retrying, backoff),
-                        ErrorClass::Table | ErrorClass::Fatal => {
-                            (PipelineState::Error, self.settings.retry_max)
-                        }
+                        ErrorClass::Fatal => (PipelineState::Error, self.settings.retry_max),
                     };
                     let reason = format!("{text} (checking again in {})", seconds(wait));
                     if let Err(error) = self.report(state, Some(&reason)).await {
@@ -312,370 +301,15 @@ impl PipelineTask {
                 }
             };
             tokio::select! {
-                () = stopping.cancelled() => return Error::Transform("stopped".into()),
+                () = stopping.cancelled() => return Error::Stopped,
                 () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// Prechecks the source, checks the target, and saves the start position if none is
-    /// saved. Returns the summary shown as the reason of a running pipeline.
-    async fn check_and_resolve(&self, config: &PipelineConfig) -> Result<Start> {
-        let mut source = connect(&config.source).await?;
-        let checks = select::run_prechecks(&mut source, config.source.kind).await?;
-        if let Some(failure) = select::first_failure(&checks) {
-            return Err(failure);
-        }
-        let mut target = connect(&config.target).await?;
-        for (role, server, conn) in [
-            ("source", &config.source, &mut source),
-            ("target", &config.target, &mut target),
-        ] {
-            self.record_encryption(role, server, conn).await;
-        }
-        if !config.echo_pipelines.is_empty() {
-            let marks = select::check_marks_logged(&mut source, config.source.kind).await?;
-            if let Some(failure) = select::first_failure(std::slice::from_ref(&marks)) {
-                return Err(failure);
-            }
-        }
-        let two_way = config
-            .table_pairs
-            .iter()
-            .any(|pair| pair.conflict.is_some());
-        if two_way
-            && let select::Outcome::Warning(text) =
-                select::check_auto_increment(&mut source, &mut target)
-                    .await?
-                    .outcome
-        {
-            self.log(EventLevel::Warn, EventKind::AutoIncrementCollision, &text)
-                .await;
-        }
-        let _ = target.disconnect().await;
-        let position = match meta::read_position(&self.meta, self.pipeline).await? {
-            Some(position) => position,
-            None => {
-                let resolved = match &config.start {
-                    StartPoint::End => select::resolve_end(&mut source, config.source.kind).await?,
-                    StartPoint::File(file) => Position {
-                        file: Some(file.clone()),
-                        gtid: None,
-                        trx_rows_done: 0,
-                    },
-                    StartPoint::Gtid(gtid) => Position {
-                        file: None,
-                        gtid: Some(gtid.clone()),
-                        trx_rows_done: 0,
-                    },
-                    StartPoint::Timestamp(time) => {
-                        select::resolve_timestamp(&config.source, config.server_id, *time).await?
-                    }
-                };
-                // Forget what the target recorded as applied before the new position is saved:
-                // a rewind must not be skipped by the target's rows of a later position.
-                let mut loader =
-                    load::Loader::open(&config.target, self.load_options(config)).await?;
-                loader.forget_applied().await?;
-                loader.close().await;
-                meta::write_position(&self.meta, self.pipeline, self.token, &resolved).await?;
-                self.log(
-                    EventLevel::Info,
-                    EventKind::PositionResolved,
-                    &format!("start position {resolved} (from {})", config.start),
-                )
-                .await;
-                resolved
-            }
-        };
-        let warning = match &position.file {
-            Some(file) => select::check_not_purged(&mut source, file, &config.source.name).await?,
-            None => None,
-        };
-        let _ = source.disconnect().await;
-        Ok(Start { position, warning })
-    }
-
-    /// Streams from `start` until something fails: Select → Transform → Load, joined by a
-    /// bounded channel, the metadata position written after each batch is applied.
-    async fn stream(
-        &self,
-        config: &PipelineConfig,
-        start: Start,
-        backoff: &mut Duration,
-        stopping: &CancellationToken,
-        stats: &Arc<stats::Recorder>,
-    ) -> Error {
-        match self
-            .try_stream(config, start, backoff, stopping, stats)
-            .await
-        {
-            Ok(never) => match never {},
-            Err(error) => error,
-        }
-    }
-
-    async fn try_stream(
-        &self,
-        config: &PipelineConfig,
-        start: Start,
-        backoff: &mut Duration,
-        stopping: &CancellationToken,
-        stats: &Arc<stats::Recorder>,
-    ) -> Result<std::convert::Infallible> {
-        let options = &config.options;
-        let mut loader = load::Loader::open(&config.target, self.load_options(config)).await?;
-        let select_options = select::SelectOptions {
-            reader: select::ReaderOptions {
-                server_id: config.server_id,
-                heartbeat: Duration::from_secs(1),
-                stop_at_end: false,
-            },
-            batch_rows: options.batch_rows as usize,
-            batch_bytes: options.batch_bytes as usize,
-            batch_timeout: options.batch_timeout,
-            retry_min: self.settings.retry_min,
-            retry_max: self.settings.retry_max,
-            split_transactions: !options.transactional,
-            cut_when_idle: Some(CUT_WHEN_IDLE),
-            // and, two-way, this pipeline's own writes into its source (a conflict's winner,
-            // see `load::conflict`)
-            echo_keys: config
-                .echo_pipelines
-                .iter()
-                .chain(
-                    config
-                        .table_pairs
-                        .iter()
-                        .any(|pair| pair.conflict.is_some())
-                        .then_some(&self.pipeline),
-                )
-                .map(|pipeline| format!("{}/{}", self.installation, pipeline))
-                .collect(),
-        };
-        let budget = Arc::new(select::ByteBudget::default());
-        let mut selector = select::Selector::new(
-            config.source.clone(),
-            select_options,
-            start.position.clone(),
-            budget,
-        );
-        // Select runs ahead by one batch at most: memory stays bounded by batch_bytes.
-        let (sender, mut batches) = mpsc::channel::<Result<select::Batch>>(1);
-        let reader = tokio::spawn(async move {
-            loop {
-                let next = selector.next_batch().await.transpose();
-                crate::failpoint::panic_if_set("select_batch");
-                let Some(next) = next else { break };
-                let failed = next.is_err();
-                if sender.send(next).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let mut reader = AbortOnDrop(reader);
-        let pipeline_key = self.pipeline_key();
-        let beats_failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let _stop_heartbeats = options.heartbeat.map(|every| {
-            AbortOnDrop(
-                heartbeat::HeartbeatWriter {
-                    meta: self.meta.clone(),
-                    node: self.node.clone(),
-                    pipeline: self.pipeline,
-                    source: config.source.clone(),
-                    key: pipeline_key.clone(),
-                    every,
-                    failing: beats_failing.clone(),
-                    stats: stats.clone(),
-                }
-                .spawn(),
-            )
-        });
-        let mut lag = LagMeter {
-            heartbeat: options.heartbeat,
-            failing: beats_failing,
-            last_beat: Instant::now(),
-        };
-        let mut transformer = transform::Transformer::new(
-            config.table_pairs.clone(),
-            options.ddl_sync,
-            options.skip_ddl_errors,
-        );
-        // The position column of v_pipeline_status says how far it has applied.
-        let running = match &start.warning {
-            Some(warning) => format!("{warning}; applying changes"),
-            None => "applying changes".to_owned(),
-        };
-        self.report(PipelineState::Running, Some(&running)).await?;
-        loop {
-            // Stop between batches, never inside one.
-            let batch = tokio::select! {
-                biased;
-                () = stopping.cancelled() => return Err(Error::Transform("stopped".into())),
-                batch = batches.recv() => match batch {
-                    Some(batch) => batch,
-                    None => break,
-                },
-            };
-            let mut batch = batch?;
-            crate::failpoint::panic_if_set("load_batch");
-            let mut counted = stats::BatchStats::default();
-            counted.stages.select = batch.select_time;
-            let started = Instant::now();
-            let changes = batch.take_changes();
-            let beats = heartbeat::beats(&changes, &pipeline_key);
-            let changes = transformer.extract(changes).map_err(Error::Transform)?;
-            counted.count(&changes);
-            let has_rows = counted.has_rows();
-            counted.stages.extract = started.elapsed();
-            let started = Instant::now();
-            let changes = transformer.transform(changes).map_err(Error::Transform)?;
-            counted.stages.transform = started.elapsed();
-            let started = Instant::now();
-            loader.apply(changes, &batch.end).await?;
-            // Two-way: conflicts' keys are made equal on both sides once this pipeline has
-            // applied past them (the heartbeat brings a batch at least every heartbeat_ms).
-            if loader.repairs_pending() > 0 {
-                match self.repair(&mut loader, config, &batch.end).await {
-                    Ok(given_up) => {
-                        for text in given_up {
-                            warn!(pipeline = %self.pipeline, "{text}");
-                            self.log(EventLevel::Warn, EventKind::ConflictUnrepaired, &text)
-                                .await;
-                        }
-                    }
-                    Err(error @ Error::Fenced { .. }) => return Err(error),
-                    Err(error) => {
-                        warn!(pipeline = %self.pipeline, pending = loader.repairs_pending(), error = %chain(&error), "cannot repair conflicts yet");
-                    }
-                }
-            }
-            let conflicts = loader.take_conflicts();
-            if !conflicts.is_empty() {
-                // Recorded after the target commit, like skipped rows.
-                if let Err(error) =
-                    meta::record_conflicts(&self.meta, self.pipeline, &conflicts).await
-                {
-                    warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record conflicts");
-                }
-            }
-            for note in std::mem::take(&mut batch.notes) {
-                self.log(EventLevel::Warn, EventKind::RollbackRowsKept, &note)
-                    .await;
-            }
-            for skipped in transformer
-                .take_skipped()
-                .into_iter()
-                .chain(loader.take_skipped_ddl())
-            {
-                let text = format!(
-                    "DDL `{}` at {} was not applied (skip_ddl_errors): {}",
-                    skipped.statement, skipped.at.transaction, skipped.reason
-                );
-                warn!(pipeline = %self.pipeline, "{text}");
-                self.log(EventLevel::Warn, EventKind::DdlSkipped, &text)
-                    .await;
-            }
-            let skipped = loader.take_skipped();
-            if !skipped.is_empty() {
-                // Recorded after the target commit: a crash in between loses the record, not rows.
-                warn!(pipeline = %self.pipeline, rows = skipped.len(), "rows rejected by the target were skipped (skip_load_errors)");
-                if let Err(error) =
-                    meta::record_skipped(&self.meta, &self.node, self.pipeline, &skipped).await
-                {
-                    warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record skipped rows");
-                }
-            }
-            match meta::write_position(&self.meta, self.pipeline, self.token, &batch.end).await {
-                Ok(()) => {}
-                Err(error @ Error::Fenced { .. }) => return Err(error),
-                // The metadata database is away: keep applying; the lease deadline decides.
-                Err(error) => {
-                    warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot save the position")
-                }
-            }
-            *backoff = self.settings.retry_min;
-            let event_time =
-                (has_rows && batch.last_event_time > 0).then_some(batch.last_event_time);
-            lag.measure(&loader, stats, beats, event_time).await;
-            counted.stages.load = started.elapsed();
-            stats.record_batch(counted);
-        }
-        // The reader ended without a word: it panicked, or it was stopped.
-        match (&mut reader.0).await {
-            Err(join) if join.is_panic() => Err(Error::Panicked(
-                format!("the binlog reader of pipeline {}", self.pipeline),
-                crate::error::panic_message(&*join.into_panic()),
-            )),
-            _ => Err(Error::Binlog("the binlog reader stopped".into())),
-        }
-    }
-
-    /// Records (for `v_data_source`) how the connection in `role` to `server` is
-    /// encrypted; a failure only logs, and a plain connection is a warning.
-    async fn record_encryption(
-        &self,
-        role: &str,
-        server: &crate::config::DataSource,
-        conn: &mut mysql_async::Conn,
-    ) {
-        let tls = match crate::tls::encryption(conn).await {
-            Ok(tls) => tls,
-            Err(error) => {
-                warn!(pipeline = %self.pipeline, error = %error, "cannot read the connection's encryption");
-                return;
-            }
-        };
-        if tls.is_none() {
-            warn!(pipeline = %self.pipeline, data_source = %server.name, tls_mode = %server.tls.mode, "the connection to the {role} is not encrypted");
-        }
-        let recorded = meta::record_connection(
-            &self.meta,
-            self.pipeline,
-            role,
-            server.id,
-            &self.node,
-            self.token,
-            tls,
-        )
-        .await;
-        if let Err(error) = recorded {
-            warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot record the connection's encryption");
-        }
-    }
-
-    fn load_options(&self, config: &PipelineConfig) -> load::LoadOptions {
-        let options = &config.options;
-        load::LoadOptions {
-            pipeline: self.pipeline,
-            pipeline_key: self.pipeline_key(),
-            pipeline_name: config.name.clone(),
-            token: self.token,
-            holder: format!("{}#{}", self.node, self.instance),
-            parallelism: usize::from(options.load_parallelism),
-            transactional: options.transactional,
-            skip_ddl_errors: options.skip_ddl_errors,
-            skip_load_errors: options.skip_load_errors,
-            takeover: self.takeover,
-            source: config
-                .table_pairs
-                .iter()
-                .any(|pair| pair.conflict.is_some())
-                .then(|| config.source.clone()),
-            reverse_key: config
-                .reverse_pipeline
-                .map(|pipeline| format!("{}/{}", self.installation, pipeline)),
-            arbiter: config.table_pairs.iter().any(|pair| {
-                pair.conflict
-                    .as_ref()
-                    .is_some_and(|rule| !rule.source_is_primary)
-            }),
-        }
-    }
-
     /// The pipeline's key in `ottr_sys` on data servers: `installation id/pipeline id`.
-    fn pipeline_key(&self) -> String {
-        format!("{}/{}", self.installation, self.pipeline)
+    fn pipeline_key(&self) -> PipelineKey {
+        PipelineKey::new(&self.installation, self.pipeline)
     }
 
     async fn report(&self, state: PipelineState, reason: Option<&str>) -> Result<()> {
@@ -691,179 +325,9 @@ impl PipelineTask {
         }
     }
 
-    /// Two-way: a round of making conflicts' keys equal on both sides (see `load::repair`),
-    /// with how far this pipeline and the channel's other one have applied. Returns what
-    /// it gave up on.
-    async fn repair(
-        &self,
-        loader: &mut load::Loader,
-        config: &PipelineConfig,
-        applied: &Position,
-    ) -> Result<Vec<String>> {
-        let mut progress = load::RepairProgress {
-            applied: applied.file.clone(),
-            reverse_applied: None,
-        };
-        // The metadata is asked only when a key waits for the other pipeline.
-        if loader.repairs_settling()
-            && let Some(reverse) = config.reverse_pipeline
-        {
-            progress.reverse_applied = meta::read_position(&self.meta, reverse)
-                .await?
-                .and_then(|position| position.file);
-        }
-        loader.repair(&progress).await
-    }
-
-    /// A data server holds a token for this pipeline the lease has not passed: raises the
-    /// lease's token to it and hands the lease back (only while the lease is still this
-    /// task's), so that the next claim takes a token no holder has used. Ends the task.
-    ///
-    /// A second raise within [`RAISE_WINDOW_LEASES`] leases means two lease authorities (two
-    /// metadata databases with the same installation id, or a split brain), which would
-    /// raise past each other in turn: the pipeline then stays in `error`, holding its lease,
-    /// until the channel is stopped.
-    async fn raise_token(&self, server: &str, newest: FencingToken) -> Error {
-        let fenced = Error::Fenced {
-            pipeline: self.pipeline,
-            token: self.token,
-        };
-        let window = self.settings.lease * RAISE_WINDOW_LEASES;
-        match meta::recent_events(
-            &self.meta,
-            self.pipeline,
-            EventKind::FencingTokenRaised,
-            window,
-        )
-        .await
-        {
-            Ok(0) => {}
-            Ok(_) => {
-                let reason = format!(
-                    "data source '{server}' holds fencing token {newest}, not older than this \
-                     lease's {}, again within {}: is another metadata database handing out \
-                     leases for this pipeline (a copy with the same installation id, or a split \
-                     brain)? Stop the other one, then stop and start the channel",
-                    self.token,
-                    seconds(window)
-                );
-                if let Err(error) = self.report(PipelineState::Error, Some(&reason)).await {
-                    return error;
-                }
-                self.log(EventLevel::Error, EventKind::PipelineError, &reason)
-                    .await;
-                return std::future::pending().await;
-            }
-            Err(error) => {
-                warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot read the event log");
-                return fenced;
-            }
-        }
-        match meta::raise_lease_token(&self.meta, self.pipeline, &self.node, self.token, newest)
-            .await
-        {
-            Ok(true) => {
-                let text = format!(
-                    "data source '{server}' holds fencing token {newest}, not older than this \
-                     lease's {}: the metadata handed the token out before (a failover to a \
-                     replica that missed lease rows?); the lease's token is raised to {newest} \
-                     and the lease handed back, so the next claim takes a new one",
-                    self.token
-                );
-                warn!(pipeline = %self.pipeline, "{text}");
-                self.log(EventLevel::Warn, EventKind::FencingTokenRaised, &text)
-                    .await;
-            }
-            Ok(false) => {}
-            Err(error) => {
-                warn!(pipeline = %self.pipeline, error = %chain(&error), "cannot raise the lease's fencing token");
-            }
-        }
-        fenced
-    }
-
     async fn log(&self, level: EventLevel, kind: EventKind, message: &str) {
         let (node, pipeline) = (Some(self.node.as_str()), Some(self.pipeline));
         meta::log_event_or_warn(&self.meta, level, node, pipeline, kind, message).await;
-    }
-}
-
-/// Measures lag after each applied batch: from the heartbeats it held, or from the
-/// timestamp of its last event when heartbeats are off or not being written.
-struct LagMeter {
-    heartbeat: Option<Duration>,
-    /// Set by the heartbeat writer while it cannot write.
-    failing: Arc<std::sync::atomic::AtomicBool>,
-    /// When a heartbeat last arrived (or streaming started).
-    last_beat: Instant,
-}
-
-impl LagMeter {
-    fn heartbeats_missing(&self) -> bool {
-        match self.heartbeat {
-            None => true,
-            Some(every) => {
-                self.failing.load(std::sync::atomic::Ordering::Relaxed)
-                    || self.last_beat.elapsed() > every * 3 + Duration::from_secs(5)
-            }
-        }
-    }
-
-    /// Records the lag of an applied batch; a failed clock read is logged, never an error
-    /// of the pipeline.
-    async fn measure(
-        &mut self,
-        loader: &load::Loader,
-        stats: &stats::Recorder,
-        beats: Vec<u64>,
-        event_time: Option<u32>,
-    ) {
-        // Without heartbeats every batch with rows is a sample (one round trip to the target):
-        // the last one must be the newest, or an idle pipeline would keep an old, high reading.
-        let from_events = event_time.filter(|_| beats.is_empty() && self.heartbeats_missing());
-        if beats.is_empty() && from_events.is_none() {
-            return;
-        }
-        let applied = match loader.clock_us().await {
-            Ok(now) => now,
-            Err(error) => {
-                warn!(error = %chain(&error), "cannot read the target's clock for lag");
-                return;
-            }
-        };
-        let taken = std::time::Instant::now();
-        if !beats.is_empty() {
-            self.last_beat = Instant::now();
-            // A heartbeat written before the writer started failing must not make the reading
-            // grow again once it is applied.
-            let failing = self.failing.load(std::sync::atomic::Ordering::Relaxed);
-            let heartbeat_ms = match self.heartbeat {
-                Some(every) if !failing => every.as_millis() as u64,
-                _ => 0,
-            };
-            // Every heartbeat is a sample: one that waited in the batch for the next was late
-            // by that wait.
-            for beat in beats {
-                stats.record_lag(crate::model::LagReading {
-                    lag_ms: applied.saturating_sub(beat) / 1000,
-                    method: crate::model::LagMethod::Heartbeat,
-                    source_us: beat,
-                    applied_us: applied,
-                    heartbeat_ms,
-                    taken,
-                });
-            }
-        } else if let Some(seconds) = from_events {
-            let source_us = u64::from(seconds) * 1_000_000;
-            stats.record_lag(crate::model::LagReading {
-                lag_ms: applied.saturating_sub(source_us) / 1000,
-                method: crate::model::LagMethod::EventTime,
-                source_us,
-                applied_us: applied,
-                heartbeat_ms: 0,
-                taken,
-            });
-        }
     }
 }
 

@@ -29,7 +29,7 @@ pub use repair::RepairProgress;
 
 use crate::config::DataSource;
 use crate::error::{Error, Result};
-use crate::model::{ChangeAt, FencingToken, PipelineId, Position};
+use crate::model::{ChangeAt, FencingToken, PipelineId, PipelineKey, Position};
 use crate::pipeline::transform::{SkippedDdl, TargetChange};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, TxOpts};
@@ -60,7 +60,7 @@ pub struct LoadOptions {
     pub pipeline: PipelineId,
     /// The pipeline's key in `ottr_sys`: `installation id/pipeline id`, unique across
     /// installations writing to the same target.
-    pub pipeline_key: String,
+    pub pipeline_key: PipelineKey,
     pub pipeline_name: String,
     pub token: FencingToken,
     /// The node process running the pipeline (`name#instance`), recorded with the token.
@@ -82,7 +82,7 @@ pub struct LoadOptions {
     /// conflicts and repairs their keys.
     pub arbiter: bool,
     /// Two-way channels: the `ottr_sys` key of the channel's other pipeline.
-    pub reverse_key: Option<String>,
+    pub reverse_key: Option<PipelineKey>,
 }
 
 /// How long the target keeps a load connection that sends nothing (`wait_timeout`, and

@@ -29,7 +29,7 @@ use super::statements::{colliding_keys, delete_text, insert_text, row_by_key, up
 use super::tables::table_key;
 use super::{LOCK_WAIT_TIMEOUT, Loader};
 use crate::error::{Error, Result, is_transient_server_error};
-use crate::model::BinlogFilePos;
+use crate::model::{BinlogFilePos, PipelineKey};
 use crate::pipeline::select::binlog_end;
 use crate::pipeline::transform::bind::{Bound, from_param};
 use crate::pipeline::transform::{SourceNames, TargetTable};
@@ -278,7 +278,7 @@ impl Loader {
     /// Moves the other direction's suspects from the source's `ottr_sys.repair` into the
     /// target's, inverted: kept here first, then forgotten there (a crash in between leaves
     /// them in both places, and a key repaired twice is harmless).
-    async fn adopt_suspects(&self, pool: &Pool, reverse_key: &str) -> Result<Vec<Suspect>> {
+    async fn adopt_suspects(&self, pool: &Pool, reverse_key: &PipelineKey) -> Result<Vec<Suspect>> {
         let fail = self.source_fail("take over the other direction's conflicts");
         let mut source = self.source_conn(pool).await?;
         let rows: Vec<String> = match source.exec(READ_SUSPECTS, (reverse_key,)).await {

@@ -371,7 +371,7 @@ impl Selector {
                         return Ok(Some(batch));
                     }
                     if self.idle_too_long() {
-                        let error = Error::Binlog(format!(
+                        let error = Error::StreamLost(format!(
                             "no event and no heartbeat from data source '{}' for {} ms",
                             self.source.name,
                             self.idle_limit().as_millis()
@@ -388,7 +388,7 @@ impl Selector {
                     }
                 }
                 Ok(Ok(None)) if !self.options.reader.stop_at_end => {
-                    let error = Error::Binlog(format!(
+                    let error = Error::StreamLost(format!(
                         "data source '{}' ended the binlog stream",
                         self.source.name
                     ));

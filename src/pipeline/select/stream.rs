@@ -7,7 +7,7 @@
 use super::decode::collation_map;
 use super::event::{EventDecoder, SourceEvent};
 use crate::config::{DataSource, DataSourceKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, server_code};
 use crate::model::{BinlogFilePos, GtidState};
 use crate::pipeline::connect;
 use futures_util::{FutureExt, StreamExt};
@@ -23,6 +23,9 @@ const SHOW_BINARY_LOGS: &str = "SHOW BINARY LOGS";
 const SELECT_CHECKSUM: &str = "SELECT @@GLOBAL.binlog_checksum";
 /// The type code of QUERY_EVENT.
 const QUERY_EVENT: u8 = 2;
+/// ER_MASTER_FATAL_ERROR_READING_BINLOG: the source cannot send from the position asked for
+/// (purged, or never there).
+const POSITION_GONE: u16 = 1236;
 /// How long connecting and starting a stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -179,8 +182,8 @@ impl BinlogReader {
         }
         let stream = conn.get_binlog_stream(request).await.map_err(|error| {
             let text = error.to_string();
-            if text.contains("1236") || text.to_ascii_lowercase().contains("could not find") {
-                Error::Binlog(format!(
+            if server_code(&error) == Some(POSITION_GONE) {
+                Error::PositionGone(format!(
                     "data source '{}' cannot stream from {}: {text}; reset the position (CALL reset_position) or re-snapshot the target",
                     source.name,
                     file.map(ToString::to_string).or(gtid.map(ToString::to_string)).unwrap_or_default()
@@ -309,8 +312,8 @@ impl BinlogReader {
                  (CALL set_pipeline_option(pipeline, 'server_id', …)); the source said: {text}",
                 self.server_id, self.source_name
             ))
-        } else if text.contains("1236") {
-            Error::Binlog(format!("the source stopped the binlog stream: {text}"))
+        } else if server_code(&error) == Some(POSITION_GONE) {
+            Error::PositionGone(format!("the source stopped the binlog stream: {text}"))
         } else {
             Error::database("the binlog stream failed", error)
         }
