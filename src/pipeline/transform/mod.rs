@@ -4,7 +4,6 @@
 
 pub mod bind;
 mod ddl;
-mod text;
 
 pub use ddl::{TargetDdl, plan as plan_ddl};
 

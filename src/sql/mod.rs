@@ -1,6 +1,12 @@
-//! Building SQL text out of names and bytes that came from a server or a configuration row:
-//! identifiers quoted by doubling their backticks, text as escaped string literals, bytes as
-//! hexadecimal literals. Nothing here ever splices raw text into a statement.
+//! SQL text, both ways, in one place:
+//! - building it out of names and bytes that came from a server or a configuration row:
+//!   identifiers quoted by doubling their backticks, text as escaped string literals, bytes
+//!   as hexadecimal literals; nothing here ever splices raw text into a statement;
+//! - reading it: [`lex`] is ottr's one SQL tokenizer (sqlparser's, under the session's
+//!   quoting), and [`classify`] tells what a statement from the binlog is by its first words.
+
+pub mod classify;
+pub mod lex;
 
 /// `name` as a quoted identifier: backticks around it, every backtick in it doubled, so that
 /// no name can end the quoting early.

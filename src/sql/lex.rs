@@ -169,21 +169,51 @@ pub struct Lexeme {
 impl Lexeme {
     /// The upper-case keyword this token is, if it is an unquoted word.
     pub fn keyword(&self) -> Option<String> {
-        match &self.token {
-            Token::Word(word) if word.quote_style.is_none() => {
-                Some(word.value.to_ascii_uppercase())
-            }
-            _ => None,
-        }
+        keyword(&self.token)
     }
 
     /// The name this token is: a quoted name, or an unquoted word.
     pub fn name(&self) -> Option<&str> {
-        match &self.token {
-            Token::Word(word) => Some(&word.value),
-            _ => None,
-        }
+        name(&self.token)
     }
+}
+
+/// The upper-case keyword `token` is, if it is an unquoted word.
+pub fn keyword(token: &Token) -> Option<String> {
+    match token {
+        Token::Word(word) if word.quote_style.is_none() => Some(word.value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+/// The name `token` is: a quoted name, or an unquoted word.
+pub fn name(token: &Token) -> Option<&str> {
+    match token {
+        Token::Word(word) => Some(&word.value),
+        _ => None,
+    }
+}
+
+/// The first `count` tokens of `text` that mean something (whitespace and comments left
+/// out), read with MySQL's default quoting: as many as there are before text no server
+/// would read, so that a statement is told by its first words whatever follows them.
+pub fn leading(text: &str, count: usize) -> Vec<Token> {
+    let dialect = SessionDialect {
+        mysql: MySqlDialect {},
+        quoting: Quoting {
+            ansi_quotes: false,
+            backslash_escapes: true,
+        },
+    };
+    let mut tokens = Vec::new();
+    // On an error, what was read before it is in `tokens`.
+    let _ = Tokenizer::new(&dialect, text).tokenize_with_location_into_buf(&mut tokens);
+    tokens
+        .into_iter()
+        .map(|token| token.token)
+        .filter(|token| !matches!(token, Token::Whitespace(_) | Token::EOF))
+        .take(count)
+        .collect()
 }
 
 /// A statement read as its server read it.
