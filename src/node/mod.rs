@@ -17,17 +17,20 @@
 //!
 //! One loop owns all state; pipeline tasks only report through the metadata database.
 
-mod claims;
+mod balance;
+mod claim;
+mod monitor_lease;
+mod reconcile;
 
-pub use claims::{Runnable, plan_claims};
+pub use balance::{Runnable, plan_claims};
 
-use crate::config::{ConfigError, ConfigSnapshot, PipelineConfig, Settings, validate_pipeline};
-use crate::coord::{Change, Contention, Coordinator, Leases, Liveness, ZooKeeper};
+use crate::config::{ConfigError, PipelineConfig, Settings};
+use crate::coord::{Coordinator, Leases, Liveness, ZooKeeper};
 use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel, MetaDb, NodeRegistration};
 use crate::model::{EventKind, FencingToken, InstallationId, PipelineId};
-use crate::monitor::{self, MonitorHandle};
-use crate::pipeline::{PipelineHandle, PipelineTask, StopReason};
+use crate::monitor::MonitorHandle;
+use crate::pipeline::{PipelineHandle, StopReason};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
@@ -350,116 +353,6 @@ impl<C: Coordinator> Node<C> {
         }
     }
 
-    /// Says in the event log what changed in the connection to ZooKeeper.
-    async fn log_zookeeper_change(&self, change: Change) {
-        match change {
-            Change::Reachable => {
-                let text = "zookeeper reachable: claiming pipelines by election";
-                self.log(EventLevel::Info, None, EventKind::ZookeeperReachable, text)
-                    .await
-            }
-            Change::Unreachable(why) => {
-                let text = format!(
-                    "zookeeper unreachable ({why}): claiming nothing, handing back the {} held pipelines when their tokens can no longer be confirmed",
-                    self.held.len()
-                );
-                self.log(
-                    EventLevel::Warn,
-                    None,
-                    EventKind::ZookeeperUnreachable,
-                    &text,
-                )
-                .await
-            }
-            Change::SessionEnded(how) => {
-                let text = format!(
-                    "zookeeper session ended ({how}): its pipelines are handed back, a new session is built"
-                );
-                self.log(
-                    EventLevel::Warn,
-                    None,
-                    EventKind::ZookeeperSessionEnded,
-                    &text,
-                )
-                .await
-            }
-        }
-    }
-
-    /// Renews the monitor lease while this node holds it, or claims it when it is free or
-    /// expired; starts and stops the monitor task to match.
-    async fn beat_monitor(&mut self) {
-        let lease = self.settings.lease;
-        let name = self.registration.name.clone();
-        let sent = Instant::now();
-        if self.drained {
-            if let Some(handle) = self.monitor.take() {
-                let token = handle.token;
-                handle.abort();
-                let _ = meta::monitor::release_monitor(&self.meta, &name, token).await;
-                info!("monitor handed over: node drained");
-            }
-            return;
-        }
-        let Some(handle) = &self.monitor else {
-            match meta::monitor::claim_monitor(&self.meta, &name, lease).await {
-                Ok(Some(token)) => {
-                    info!(token, "monitor lease acquired");
-                    self.monitor = Some(monitor::spawn(
-                        self.meta.clone(),
-                        name,
-                        self.settings.clone(),
-                        token,
-                        deadline_after(sent, lease),
-                    ));
-                    self.log(
-                        EventLevel::Info,
-                        None,
-                        EventKind::MonitorAcquired,
-                        &format!("this node runs the monitor (token {token})"),
-                    )
-                    .await;
-                }
-                Ok(None) => {}
-                Err(error) => warn!(error = %chain(&error), "cannot claim the monitor lease"),
-            }
-            return;
-        };
-        let renewal = meta::monitor::renew_monitor(&self.meta, &name, handle.token, lease);
-        let lost = match tokio::time::timeout(lease / 4, renewal).await {
-            Ok(Ok(true)) if !handle.is_finished() => {
-                handle.deadline.send_replace(deadline_after(sent, lease));
-                None
-            }
-            Ok(Ok(true)) => {
-                // Still ours, but its task ended: hand the lease back so that a monitor runs again.
-                let _ = meta::monitor::release_monitor(&self.meta, &name, handle.token).await;
-                Some("its task stopped")
-            }
-            Ok(Ok(false)) => Some("expired or taken over"),
-            Ok(Err(error)) => {
-                warn!(error = %chain(&error), "monitor lease renewal failed");
-                (Instant::now() >= *handle.deadline.borrow()).then_some("not renewed in time")
-            }
-            Err(_) => {
-                (Instant::now() >= *handle.deadline.borrow()).then_some("not renewed in time")
-            }
-        };
-        if let Some(why) = lost
-            && let Some(handle) = self.monitor.take()
-        {
-            handle.abort();
-            warn!(why, "monitor lease lost");
-            self.log(
-                EventLevel::Warn,
-                None,
-                EventKind::MonitorLost,
-                &format!("monitor lease lost: {why}"),
-            )
-            .await;
-        }
-    }
-
     /// Reads settings and configuration, reconciles the held pipelines, claims new ones.
     /// Only a replaced node is an error; anything else is logged and retried at the next poll.
     async fn poll(&mut self) -> Result<()> {
@@ -556,110 +449,7 @@ impl<C: Coordinator> Node<C> {
         let plan = plan_claims(&self.registration.name, &runnable, &leases, &working, &held);
         let queued = held.iter().chain(&plan).copied().collect();
         self.coordinator.withdraw_except(&queued).await;
-        for pipeline in plan {
-            let lease = leases.iter().find(|lease| lease.pipeline == pipeline);
-            let claim = match self.coordinator.contend(pipeline, lease).await {
-                Contention::Claim(claim) => claim,
-                Contention::Behind => continue,
-                Contention::Failed(why) => {
-                    // Counted as unreachable until the next refresh: no more calls now.
-                    warn!(pipeline = %pipeline, error = why, "cannot queue for the pipeline");
-                    break;
-                }
-            };
-            let sent = Instant::now();
-            let session = self.coordinator.session();
-            let claimed = meta::claim_lease(
-                &self.meta,
-                pipeline,
-                &self.registration,
-                self.settings.lease,
-                &claim,
-            )
-            .await;
-            if !matches!(claimed, Ok(Some(_))) {
-                self.coordinator.withdraw(pipeline).await;
-            }
-            match claimed {
-                Ok(Some(token)) => {
-                    let Some(row) = snapshot.pipelines.iter().find(|row| row.id == pipeline) else {
-                        continue;
-                    };
-                    let config = validate_pipeline(&snapshot, row);
-                    info!(pipeline = %pipeline, token = %token, "lease acquired");
-                    self.log(
-                        EventLevel::Info,
-                        Some(pipeline),
-                        EventKind::LeaseAcquired,
-                        &format!("lease acquired with token {token}"),
-                    )
-                    .await;
-                    let lease_until = deadline_after(sent, self.settings.lease);
-                    let (deadline, _) =
-                        self.coordinator
-                            .deadline(session, lease_until, Instant::now());
-                    let (deadline, _) = watch::channel(deadline);
-                    let handle = self.spawn(pipeline, token, &deadline, config.clone());
-                    self.held.insert(
-                        pipeline,
-                        Held {
-                            token,
-                            deadline,
-                            config,
-                            handle,
-                            session,
-                            lease_until,
-                        },
-                    );
-                }
-                Ok(None) => {}
-                Err(error @ Error::NodeReplaced { .. }) => return Err(error),
-                Err(error) => warn!(pipeline = %pipeline, error = %chain(&error), "claim failed"),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reports (once each) nodes that have said for longer than a lease and a session that
-    /// they coordinate through ZooKeeper, and heartbeat all along, but that this node's
-    /// ensemble does not list: they use another ensemble (or chroot), and each side takes the
-    /// other for dead. Fencing keeps the data right, but pipelines would move back and forth.
-    async fn look_for_strangers(&mut self, nodes: &[meta::NodeState], alive: &BTreeSet<String>) {
-        let me = &self.registration.name;
-        let missing: BTreeSet<&String> = nodes
-            .iter()
-            .filter(|node| node.alive && node.zookeeper && node.claiming)
-            .map(|node| &node.name)
-            .filter(|name| *name != me && !alive.contains(*name))
-            .collect();
-        self.strangers.retain(|name, _| missing.contains(name));
-        let now = Instant::now();
-        for name in missing {
-            self.strangers.entry(name.clone()).or_insert((now, false));
-        }
-        let patience = self.settings.lease + self.settings.zk_session_timeout();
-        let due: Vec<String> = self
-            .strangers
-            .iter()
-            .filter(|(_, (since, reported))| !reported && since.elapsed() > patience)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in due {
-            let text = format!(
-                "node {name} heartbeats and says it coordinates through ZooKeeper, but the ensemble this node uses does not list it: every --zk node of an installation must use the same ensemble (and chroot)"
-            );
-            error!("{text}");
-            self.log(
-                EventLevel::Error,
-                None,
-                EventKind::ZookeeperEnsembleMismatch,
-                &text,
-            )
-            .await;
-            if let Some((_, reported)) = self.strangers.get_mut(&name) {
-                *reported = true;
-            }
-        }
+        self.claim(plan, &snapshot, &leases).await
     }
 
     /// Whether the node rows say this node is drained; unchanged when they do not list it.
@@ -668,112 +458,6 @@ impl<C: Coordinator> Node<C> {
             .iter()
             .find(|node| node.name == self.registration.name)
             .map_or(self.drained, |node| node.drained)
-    }
-
-    /// Stops what should no longer run here; restarts what changed.
-    async fn reconcile(&mut self, snapshot: &ConfigSnapshot, leases: &[meta::Lease]) {
-        let me = self.registration.name.clone();
-        let pipelines: Vec<PipelineId> = self.held.keys().copied().collect();
-        for pipeline in pipelines {
-            let row = snapshot.pipelines.iter().find(|row| row.id == pipeline);
-            let lease = leases.iter().find(|lease| lease.pipeline == pipeline);
-            let held = &self.held[&pipeline];
-            let still_ours = lease
-                .is_some_and(|l| l.holder.as_deref() == Some(me.as_str()) && l.token == held.token);
-            let allowed = Runnable {
-                pipeline,
-                allowed_nodes: snapshot.allowed_nodes(pipeline),
-            }
-            .allows(&me);
-            let stop = match row {
-                None => Some((StopReason::Removed, false)),
-                Some(_) if !still_ours => Some((StopReason::LeaseLost, false)),
-                Some(row) if !snapshot.is_desired_running(row) => {
-                    Some((StopReason::ChannelStopped, true))
-                }
-                Some(_) if !allowed => Some((StopReason::Removed, true)),
-                Some(_) if self.drained => Some((StopReason::Drained, true)),
-                Some(row) => {
-                    let config = validate_pipeline(snapshot, row);
-                    if config != held.config {
-                        self.restart(pipeline, config).await;
-                    }
-                    None
-                }
-            };
-            if let Some((reason, release)) = stop {
-                let held = self.held.remove(&pipeline).expect("held pipeline");
-                held.handle.stop(reason).await;
-                if release
-                    && let Err(error) = meta::release_lease(&self.meta, pipeline, held.token).await
-                {
-                    warn!(pipeline = %pipeline, error = %chain(&error), "cannot release the lease");
-                }
-                self.coordinator.withdraw(pipeline).await;
-                if reason == StopReason::LeaseLost {
-                    warn!(pipeline = %pipeline, why = "taken over", "lease lost");
-                    let text = "lease lost: taken over, expired or reset";
-                    self.log(EventLevel::Warn, Some(pipeline), EventKind::LeaseLost, text)
-                        .await;
-                } else {
-                    info!(pipeline = %pipeline, reason = %reason, "pipeline stopped");
-                    let text = reason.to_string();
-                    self.log(
-                        EventLevel::Info,
-                        Some(pipeline),
-                        EventKind::PipelineStopped,
-                        &text,
-                    )
-                    .await;
-                }
-            }
-        }
-    }
-
-    /// Restarts a held pipeline's task with a new configuration, under the same lease.
-    async fn restart(&mut self, pipeline: PipelineId, config: Result<PipelineConfig, ConfigError>) {
-        let Some(held) = self.held.remove(&pipeline) else {
-            return;
-        };
-        held.handle.stop(StopReason::ConfigChanged).await;
-        info!(pipeline = %pipeline, "configuration changed: restarting the pipeline");
-        self.log(
-            EventLevel::Info,
-            Some(pipeline),
-            EventKind::ConfigChanged,
-            "configuration changed: pipeline restarted",
-        )
-        .await;
-        let handle = self.spawn(pipeline, held.token, &held.deadline, config.clone());
-        self.held.insert(
-            pipeline,
-            Held {
-                config,
-                handle,
-                ..held
-            },
-        );
-    }
-
-    fn spawn(
-        &self,
-        pipeline: PipelineId,
-        token: FencingToken,
-        deadline: &watch::Sender<Instant>,
-        config: Result<PipelineConfig, ConfigError>,
-    ) -> PipelineHandle {
-        PipelineTask {
-            meta: self.meta.clone(),
-            node: self.registration.name.clone(),
-            instance: self.registration.instance,
-            pipeline,
-            token,
-            config,
-            settings: self.settings.clone(),
-            takeover: self.coordinator.takeover(self.settings.lease),
-            installation: self.installation.clone(),
-        }
-        .spawn(deadline.subscribe())
     }
 
     async fn refresh_settings(&mut self) -> Result<()> {

@@ -37,7 +37,8 @@ use crate::sys::applied::{MARK, WRITE_BACK_PARTITION};
 use crate::sys::repair::{FORGET_SUSPECT, KEEP_SUSPECT, READ_SUSPECTS};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Transaction, TxOpts};
-use std::sync::Arc;
+pub use suspect::Suspect;
+use suspect::encoding;
 
 /// Failed rounds in a row (errors, or writes that did not make the rows equal) before a key
 /// is given up.
@@ -46,62 +47,6 @@ pub const REPAIR_TRIES: u32 = 50;
 const DUPLICATE_KEY: u16 = 1062;
 /// ER_NO_SUCH_TABLE.
 const NO_SUCH_TABLE: u16 = 1146;
-
-/// A key whose two sides may differ after a conflict: the source gets the primary's row.
-/// Kept in `ottr_sys.repair` on the target as JSON until it is repaired.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Suspect {
-    pub table: Arc<TargetTable>,
-    pub key: Vec<Bound>,
-}
-
-impl Suspect {
-    /// The same key of the same table (whatever columns either description lists).
-    fn is(&self, other: &Suspect) -> bool {
-        (&self.table.schema, &self.table.table, &self.key)
-            == (&other.table.schema, &other.table.table, &other.key)
-    }
-
-    /// What names the key in `ottr_sys.repair`: table and key (not the table's description,
-    /// which a configuration change may alter).
-    fn identity(&self) -> Result<String> {
-        Ok(format!(
-            "{}.{}:{}",
-            self.table.schema,
-            self.table.table,
-            serde_json::to_string(&self.key).map_err(encoding)?
-        ))
-    }
-
-    /// The same key seen from the other side: what the channel's other pipeline repairs.
-    fn inverted(&self) -> Option<Suspect> {
-        let other = self.table.source.as_ref()?;
-        Some(Suspect {
-            table: Arc::new(TargetTable {
-                schema: other.schema.clone(),
-                table: other.table.clone(),
-                columns: other.columns.clone(),
-                key: self.table.key.clone(),
-                conflict: self.table.conflict.clone(),
-                source: Some(own_names(&self.table)),
-            }),
-            key: self.key.clone(),
-        })
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{}.{} key {}",
-            self.table.schema,
-            self.table.table,
-            super::statements::literal_tuple(self.key.iter())
-        )
-    }
-}
-
-fn encoding(error: serde_json::Error) -> Error {
-    Error::Transform(format!("cannot encode a conflict's key: {error}"))
-}
 
 /// A suspect key being repaired.
 #[derive(Debug)]
@@ -731,6 +676,8 @@ impl Loader {
         }
     }
 }
+
+mod suspect;
 
 #[cfg(test)]
 mod tests;

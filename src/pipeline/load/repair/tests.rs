@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{ConflictPolicy, ConflictRule};
+use std::sync::Arc;
 
 fn suspect(columns: &[&str], key: Vec<Bound>) -> Suspect {
     Suspect {

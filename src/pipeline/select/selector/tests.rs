@@ -1,10 +1,10 @@
 //! Unit tests of `selector`.
 
 use super::*;
-use crate::model::{RowChange, Statement};
-use crate::pipeline::select::batch::BatchData;
 use crate::config::{DataSourceKind, Secret};
 use crate::model::{ChangeKind, ColumnMeta, DataSourceId, MariaGtid, TableId, TableMeta, Value};
+use crate::model::{RowChange, Statement};
+use crate::pipeline::select::batch::BatchData;
 
 fn selector(batch_rows: usize) -> Selector {
     let source = DataSource {
