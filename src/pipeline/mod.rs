@@ -10,8 +10,20 @@
 //! never outlives its lease even when the node loop is slow.
 //!
 //! Running a pipeline: prechecks of the source, a check that the target is reachable,
-//! resolving and saving the start position, then streaming: Select → Transform → Load, with
-//! the metadata position written after each batch is applied on the target.
+//! resolving and saving the start position, then streaming: Select → Extract → Transform →
+//! Load, with the metadata position written after each batch is applied on the target.
+//!
+//! Where each part lives:
+//! - this file: the task's supervision (spawn, stop, the lease deadline, error classes,
+//!   backoff, the observed state);
+//! - `start.rs`: prechecks and the start position; `stream.rs`: the batch loop and what an
+//!   applied batch leaves to record; `lag.rs`: lag after each batch; `fencing.rs`: raising
+//!   the lease's token when a data server holds one it has not passed;
+//! - the stages: [`select`] (the only code on the source), [`extract`], [`transform`] (pure),
+//!   [`load`] (the only code on the target); [`heartbeat`] and [`stats`] beside them.
+//!
+//! Select and Load meet only through [`select::Batch`] (its serialisable part,
+//! [`select::BatchData`]) and the position it ends at, so that they can run in two processes.
 
 mod connect;
 pub mod extract;
@@ -280,7 +292,8 @@ impl PipelineTask {
                     )
                 });
             let wait = match outcome {
-                error @ Error::Fenced { .. } => return error,
+                // Asked to stop between batches: not a failure to report.
+                error @ (Error::Fenced { .. } | Error::Stopped) => return error,
                 Error::TokenBehind { server, newest, .. } => {
                     return self.raise_token(&server, newest).await;
                 }

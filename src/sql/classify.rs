@@ -2,6 +2,7 @@
 //! [`super::lex`] reads them (comments and whitespace skipped, names unquoted).
 
 use super::lex::{keyword, leading, name};
+use sqlparser::tokenizer::Token;
 
 /// What a QUERY event's statement is to Select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub enum QueryKind {
 }
 
 /// The first `count` keywords of `text` (None for a token that is not an unquoted word).
-fn keywords(text: &str, count: usize) -> Vec<Option<String>> {
+fn keywords(text: &[u8], count: usize) -> Vec<Option<String>> {
     leading(text, count).iter().map(keyword).collect()
 }
 
@@ -29,14 +30,13 @@ pub fn classify_query(sql: &[u8]) -> QueryKind {
     if sql.starts_with(b"# Dummy event") {
         return QueryKind::Dummy;
     }
-    let text = String::from_utf8_lossy(sql);
-    let words = keywords(&text, 2);
+    let words = keywords(sql, 2);
     let word = |index: usize| words.get(index).cloned().flatten();
     match (word(0).as_deref(), word(1).as_deref()) {
         (Some("BEGIN"), _) | (Some("XA"), Some("START" | "BEGIN")) => QueryKind::Begin,
         (Some("COMMIT"), _) | (Some("XA"), Some("COMMIT" | "PREPARE")) => QueryKind::Commit,
         (Some("XA"), Some("ROLLBACK")) => QueryKind::XaRollback,
-        (Some("ROLLBACK"), second) if second != Some("TO") && !rolls_back_to(&text) => {
+        (Some("ROLLBACK"), second) if second != Some("TO") && !rolls_back_to(sql) => {
             QueryKind::Rollback
         }
         _ => QueryKind::Statement,
@@ -44,7 +44,7 @@ pub fn classify_query(sql: &[u8]) -> QueryKind {
 }
 
 /// `ROLLBACK [WORK] TO …`.
-fn rolls_back_to(text: &str) -> bool {
+fn rolls_back_to(text: &[u8]) -> bool {
     let words = keywords(text, 3);
     matches!(
         words.as_slice(),
@@ -66,15 +66,26 @@ pub enum InnerStatement {
     Unknown,
 }
 
-/// Classifies a statement logged inside a BEGIN … COMMIT transaction.
-pub fn classify_inner(sql: &str) -> InnerStatement {
+/// The name a savepoint token holds: a word, or a `"…"` string, which is how a session with
+/// ANSI_QUOTES logs names (elsewhere `"…"` cannot name a savepoint, so reading it as a name
+/// is never wrong).
+fn savepoint_name(token: &Token) -> Option<&str> {
+    match token {
+        Token::DoubleQuotedString(text) => Some(text),
+        other => name(other),
+    }
+}
+
+/// Classifies a statement logged inside a BEGIN … COMMIT transaction (bytes in the
+/// session's character set).
+pub fn classify_inner(sql: &[u8]) -> InnerStatement {
     let tokens = leading(sql, 5);
     let words: Vec<Option<String>> = tokens.iter().map(keyword).collect();
     let word = |index: usize| words.get(index).cloned().flatten();
     let name_at = |index: usize| {
         tokens
             .get(index)
-            .and_then(name)
+            .and_then(savepoint_name)
             .unwrap_or_default()
             .to_owned()
     };
@@ -137,6 +148,9 @@ mod tests {
                 InnerStatement::Savepoint("my point".into()),
             ),
             ("SAVEPOINT s1", InnerStatement::Savepoint("s1".into())),
+            // as a session with ANSI_QUOTES logs them
+            ("SAVEPOINT \"a\"", InnerStatement::Savepoint("a".into())),
+            ("ROLLBACK TO \"a\"", InnerStatement::RollbackTo("a".into())),
             ("ROLLBACK TO s1", InnerStatement::RollbackTo("s1".into())),
             (
                 "ROLLBACK TO SAVEPOINT `s``1`",
@@ -154,7 +168,19 @@ mod tests {
             ),
             ("INSERT INTO t VALUES (1)", InnerStatement::Unknown),
         ] {
-            assert_eq!(classify_inner(sql), kind, "{sql}");
+            assert_eq!(classify_inner(sql.as_bytes()), kind, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_statement_of_any_size_is_told_from_its_first_bytes_only() {
+        let mut huge = b"INSERT INTO t VALUES ('".to_vec();
+        huge.resize(64 << 20, b'x');
+        let ((inner, query), largest) = crate::test_alloc::largest_allocation(|| {
+            (classify_inner(&huge), classify_query(&huge))
+        });
+        assert_eq!(inner, InnerStatement::Unknown);
+        assert_eq!(query, QueryKind::Statement);
+        assert!(largest < 1 << 20, "{largest} bytes allocated at once");
     }
 }

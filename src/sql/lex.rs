@@ -194,10 +194,17 @@ pub fn name(token: &Token) -> Option<&str> {
     }
 }
 
+/// How much of a statement [`leading`] reads: its first words are well within it, and a
+/// statement of any size costs no more than this.
+pub const LEADING_BYTES: usize = 4096;
+
 /// The first `count` tokens of `text` that mean something (whitespace and comments left
-/// out), read with MySQL's default quoting: as many as there are before text no server
-/// would read, so that a statement is told by its first words whatever follows them.
-pub fn leading(text: &str, count: usize) -> Vec<Token> {
+/// out), read with MySQL's default quoting from its first [`LEADING_BYTES`] bytes (lossily
+/// decoded: the words that matter are ASCII in every character set a client may use): as
+/// many as there are before text no server would read, so that a statement is told by its
+/// first words whatever follows them.
+pub fn leading(text: &[u8], count: usize) -> Vec<Token> {
+    let text = String::from_utf8_lossy(&text[..text.len().min(LEADING_BYTES)]);
     let dialect = SessionDialect {
         mysql: MySqlDialect {},
         quoting: Quoting {
@@ -207,7 +214,7 @@ pub fn leading(text: &str, count: usize) -> Vec<Token> {
     };
     let mut tokens = Vec::new();
     // On an error, what was read before it is in `tokens`.
-    let _ = Tokenizer::new(&dialect, text).tokenize_with_location_into_buf(&mut tokens);
+    let _ = Tokenizer::new(&dialect, &text).tokenize_with_location_into_buf(&mut tokens);
     tokens
         .into_iter()
         .map(|token| token.token)

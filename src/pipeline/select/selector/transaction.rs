@@ -20,7 +20,7 @@ impl Selector {
         let building = self.building.len();
         let transaction = self.transaction.as_mut().expect("inside a transaction");
         let sql = statement.shown(200);
-        match classify_inner(&String::from_utf8_lossy(&statement.text)) {
+        match classify_inner(&statement.text) {
             InnerStatement::Savepoint(name) => {
                 transaction
                     .savepoints
@@ -66,9 +66,7 @@ impl Selector {
     /// For a `ROLLBACK TO` a savepoint of the open transaction: the tables of the rows it
     /// rolls back whose engines are not known yet (None when there are none).
     pub(super) fn engines_to_know(&self, statement: &Statement) -> Option<Vec<TableId>> {
-        let InnerStatement::RollbackTo(name) =
-            classify_inner(&String::from_utf8_lossy(&statement.text))
-        else {
+        let InnerStatement::RollbackTo(name) = classify_inner(&statement.text) else {
             return None;
         };
         let transaction = self.transaction.as_ref()?;
