@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{MariaDb, NodeProcess, ServerKind, SmtpSink, conn_to, fresh_meta, shared, temp_dir};
-use mysql_async::Conn;
+use common::{Installation, MariaDb, ServerKind, SmtpSink, shared};
 use mysql_async::prelude::Queryable;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -24,42 +22,49 @@ fn smtp() -> &'static SmtpSink {
     SINK.get_or_init(SmtpSink::start)
 }
 
-struct Setup {
-    meta: Conn,
-    url: String,
-    dir: PathBuf,
-}
-
 /// A metadata schema with short timings and SMTP set to the sink.
 async fn setup(name: &str) -> Setup {
-    let schema = format!("ottr_m_{name}");
-    let url = fresh_meta(meta(), &schema).await;
-    let mut conn = conn_to(meta(), &schema).await;
-    conn.query_drop(
-        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); \
-         CALL set_setting('poll_ms', 200); CALL set_setting('retry_min_ms', 200); \
-         CALL set_setting('retry_max_ms', 1000); CALL set_setting('monitor_tick_ms', 200);",
+    let mut setup = Installation::new(
+        meta(),
+        &format!("ottr_m_{name}"),
+        &[
+            ("lease_ms", 3000),
+            ("heartbeat_ms", 200),
+            ("poll_ms", 200),
+            ("retry_min_ms", 200),
+            ("retry_max_ms", 1000),
+            ("monitor_tick_ms", 200),
+        ],
     )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "CALL set_smtp('127.0.0.1', ?, 'none', NULL, NULL, 'ottr@example.com')",
-        (smtp().port,),
-    )
-    .await
-    .unwrap();
-    Setup {
-        meta: conn,
-        url,
-        dir: temp_dir(name),
+    .await;
+    setup
+        .meta
+        .exec_drop(
+            "CALL set_smtp('127.0.0.1', ?, 'none', NULL, NULL, 'ottr@example.com')",
+            (smtp().port,),
+        )
+        .await
+        .unwrap();
+    Setup(setup)
+}
+
+/// The monitor tests' installation: channels from the shared source to a target.
+struct Setup(Installation);
+
+impl std::ops::Deref for Setup {
+    type Target = Installation;
+    fn deref(&self) -> &Installation {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut Installation {
+        &mut self.0
     }
 }
 
 impl Setup {
-    fn node(&self, name: &str) -> NodeProcess {
-        NodeProcess::spawn(&self.url, name, &self.dir, &[])
-    }
-
     /// A channel `name` from the shared source to `target` over `schema.t`, created on both
     /// sides, and started.
     async fn channel(&mut self, name: &str, target: &MariaDb, schema: &str, create_target: bool) {

@@ -7,12 +7,10 @@
 mod common;
 
 use common::zookeeper::ZooKeeperServer;
-use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
-use mysql_async::Conn;
+use common::{Installation, MariaDb, NodeProcess, ServerKind, conn_to, shared};
 use mysql_async::prelude::Queryable;
 use ottr::model::{BinlogFilePos, FencingToken, PipelineId, Position};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn source() -> &'static MariaDb {
@@ -27,16 +25,8 @@ fn target() -> &'static MariaDb {
     shared(ServerKind::Target)
 }
 
-/// A metadata schema (on the plain server) with short timings and data sources `sh` (the
+/// A metadata schema (on the plain server) with the given timings and data sources `sh` (the
 /// binlog source) and `us` (the target server).
-struct Setup {
-    url: String,
-    conn: Conn,
-    dir: PathBuf,
-    /// Replica server ids of this test's pipelines start here (the source is shared).
-    server_ids: u32,
-}
-
 async fn setup(schema: &str, lease_ms: u32, heartbeat_ms: u32, poll_ms: u32) -> Setup {
     setup_on(plain(), schema, lease_ms, heartbeat_ms, poll_ms).await
 }
@@ -49,34 +39,30 @@ async fn setup_on(
     heartbeat_ms: u32,
     poll_ms: u32,
 ) -> Setup {
-    let url = fresh_meta(server, schema).await;
-    let mut conn = conn_to(server, schema).await;
-    conn.exec_drop("CALL set_setting('lease_ms', ?)", (lease_ms,))
-        .await
-        .unwrap();
-    conn.exec_drop("CALL set_setting('heartbeat_ms', ?)", (heartbeat_ms,))
-        .await
-        .unwrap();
-    conn.exec_drop("CALL set_setting('poll_ms', ?)", (poll_ms,))
-        .await
-        .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
-        (source().source_url("root"),),
-    )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('us', 'mariadb', ?, NULL)",
-        (target().source_url("root"),),
-    )
-    .await
-    .unwrap();
-    Setup {
-        url,
-        conn,
-        dir: temp_dir(schema),
-        server_ids: common::server_id_base(schema),
+    let timings = [
+        ("lease_ms", lease_ms),
+        ("heartbeat_ms", heartbeat_ms),
+        ("poll_ms", poll_ms),
+    ];
+    let mut setup = Installation::new(server, schema, &timings).await;
+    setup.data_source("sh", source(), "root").await;
+    setup.data_source("us", target(), "root").await;
+    Setup(setup)
+}
+
+/// The node tests' installation: channels from `sh` to `us`, and their state.
+struct Setup(Installation);
+
+impl std::ops::Deref for Setup {
+    type Target = Installation;
+    fn deref(&self) -> &Installation {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut Installation {
+        &mut self.0
     }
 }
 
@@ -96,31 +82,24 @@ impl Setup {
         table: &str,
         start: bool,
     ) {
-        self.conn
+        self.meta
             .exec_drop("CALL create_channel(?, ?, 'us')", (name, source))
             .await
             .unwrap();
-        self.conn
+        self.meta
             .exec_drop(
                 "CALL add_table_pair(?, ?, ?, NULL, NULL)",
                 (name, schema, table),
             )
             .await
             .unwrap();
-        self.conn
-            .exec_drop("UPDATE pipeline SET server_id = ? + id", (self.server_ids,))
-            .await
-            .unwrap();
+        self.own_server_ids().await;
         if start {
-            self.conn
+            self.meta
                 .exec_drop("CALL start_channel(?)", (name,))
                 .await
                 .unwrap();
         }
-    }
-
-    fn node(&self, name: &str) -> NodeProcess {
-        NodeProcess::spawn(&self.url, name, &self.dir, &[])
     }
 
     /// A node started with `--zk` (through `OTTR_ZK`).
@@ -130,7 +109,7 @@ impl Setup {
 
     async fn start_channels(&mut self, names: &[String]) {
         for name in names {
-            self.conn
+            self.meta
                 .exec_drop("CALL start_channel(?)", (name,))
                 .await
                 .unwrap();
@@ -139,7 +118,7 @@ impl Setup {
 
     /// How many pipelines are observed running on `node`.
     async fn running_on(&mut self, node: &str) -> u64 {
-        self.conn
+        self.meta
             .exec_first(
                 "SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node = ?",
                 (node,),
@@ -151,7 +130,7 @@ impl Setup {
 
     /// `(observed, node, reason)` of a pipeline.
     async fn status(&mut self, pipeline: &str) -> (String, Option<String>, Option<String>) {
-        self.conn
+        self.meta
             .exec_first(
                 "SELECT observed, node, reason FROM v_pipeline_status WHERE pipeline = ?",
                 (pipeline,),
@@ -164,7 +143,7 @@ impl Setup {
     /// pipeline → holding node, for every pipeline observed running.
     async fn running(&mut self) -> BTreeMap<String, String> {
         let rows: Vec<(String, String)> = self
-            .conn
+            .meta
             .query("SELECT pipeline, node FROM v_pipeline_status WHERE observed = 'running' AND node IS NOT NULL")
             .await
             .unwrap();
@@ -172,7 +151,7 @@ impl Setup {
     }
 
     async fn now(&mut self) -> String {
-        self.conn
+        self.meta
             .query_first("SELECT CAST(NOW(6) AS CHAR)")
             .await
             .unwrap()
@@ -181,7 +160,7 @@ impl Setup {
 
     /// Waits until the number `sql` returns is `expected`.
     async fn wait_count(&mut self, sql: &str, expected: u64, limit: Duration) {
-        let conn = &mut self.conn;
+        let conn = &mut self.meta;
         eventually!(limit, &format!("`{sql}` to return {expected}"), {
             let count: Option<u64> = conn.query_first(sql).await.unwrap();
             (count == Some(expected)).then_some(())
@@ -194,7 +173,7 @@ impl Setup {
         state: &str,
         limit: Duration,
     ) -> (Option<String>, Option<String>) {
-        let conn = &mut self.conn;
+        let conn = &mut self.meta;
         eventually!(limit, &format!("{pipeline} to be {state}"), {
             let row: Option<(String, Option<String>, Option<String>)> = conn
                 .exec_first(
@@ -287,7 +266,7 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
     // The dead holder's fencing token can no longer write a position; the new one can.
     let meta = ottr::meta::MetaDb::open(&setup.url).unwrap();
     let (pipeline_id, old_token): (u32, u64) = setup
-        .conn
+        .meta
         .exec_first(
             "SELECT r.pipeline_id, r.token FROM pipeline_run r JOIN pipeline p ON p.id = r.pipeline_id WHERE r.node = ? AND p.name = ? ORDER BY r.id DESC LIMIT 1",
             (&victim, &victim_pipelines[0]),
@@ -315,7 +294,7 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
         "{refused:?}"
     );
     let current: u64 = setup
-        .conn
+        .meta
         .exec_first(
             "SELECT token FROM pipeline_lease WHERE pipeline_id = ?",
             (pipeline_id,),
@@ -363,7 +342,7 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
         "handover took {handover:?}, as long as a lease"
     );
     let alive: Vec<(String, bool)> = setup
-        .conn
+        .meta
         .query("SELECT node, alive FROM v_node_status ORDER BY node")
         .await
         .unwrap();
@@ -373,7 +352,7 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
 
     // No two runs of a pipeline ever overlapped (database clock throughout).
     let runs: Vec<(u32, String, String, Option<String>)> = setup
-        .conn
+        .meta
         .query("SELECT pipeline_id, node, CAST(started_at AS CHAR), CAST(stopped_at AS CHAR) FROM pipeline_run ORDER BY pipeline_id, started_at")
         .await
         .unwrap();
@@ -395,7 +374,7 @@ async fn three_nodes_never_run_a_pipeline_twice_and_fail_over() {
     assert!(runs.len() >= 5 + victim_pipelines.len());
     // Settled: each pipeline has exactly one open run, on the node that holds its lease.
     let open: Vec<(u32, String)> = setup
-        .conn
+        .meta
         .exec(
             "SELECT r.pipeline_id, r.node FROM pipeline_run r JOIN pipeline_lease l ON l.pipeline_id = r.pipeline_id \
              WHERE r.stopped_at IS NULL AND r.node <> ? AND r.node = l.holder ORDER BY r.pipeline_id",
@@ -420,11 +399,11 @@ async fn a_config_change_is_acted_on_within_two_seconds() {
 
     let before = setup.now().await;
     setup
-        .conn
+        .meta
         .query_drop("CALL add_table_pair('orders', 'shop', 'customers', NULL, NULL)")
         .await
         .unwrap();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let delay: f64 = eventually!(
         Duration::from_secs(5),
         "a restart with the new table pair",
@@ -443,7 +422,7 @@ async fn a_config_change_is_acted_on_within_two_seconds() {
         "the new table pair was acted on after {delay} s"
     );
     let events: u64 = setup
-        .conn
+        .meta
         .query_first("SELECT COUNT(*) FROM event_log WHERE kind = 'config_changed'")
         .await
         .unwrap()
@@ -455,11 +434,11 @@ async fn a_config_change_is_acted_on_within_two_seconds() {
         .await;
     let before = setup.now().await;
     setup
-        .conn
+        .meta
         .query_drop("CALL stop_channel('orders')")
         .await
         .unwrap();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let delay: f64 = eventually!(Duration::from_secs(5), "the run to stop", {
         conn.exec_first::<Option<f64>, _, _>(
                 "SELECT TIMESTAMPDIFF(MICROSECOND, ?, MAX(stopped_at)) / 1e6 FROM pipeline_run WHERE stopped_at > ? AND stop_reason = 'stopped by the operator'",
@@ -487,18 +466,18 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
     setup.channel("good", "sh", true).await;
     setup.channel("badregex", "sh", false).await;
     setup
-        .conn
+        .meta
         .query_drop("UPDATE table_pair SET source_table = 'order_(' WHERE source_table = 'badregex'; CALL start_channel('badregex');")
         .await
         .unwrap();
     let bad_pair: u32 = setup
-        .conn
+        .meta
         .query_first("SELECT id FROM table_pair WHERE source_table = 'order_('")
         .await
         .unwrap()
         .unwrap();
     setup
-        .conn
+        .meta
         .query_drop(
             "SET foreign_key_checks = 0;
              INSERT INTO channel (name, desired) VALUES ('ghost', 'running');
@@ -509,7 +488,7 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
         .await
         .unwrap();
     let ghost_id: u32 = setup
-        .conn
+        .meta
         .query_first("SELECT id FROM pipeline WHERE name = 'ghost'")
         .await
         .unwrap()
@@ -517,7 +496,7 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
     // A zero date MariaDB accepts in a DATETIME column is no start time at all.
     setup.channel("zerotime", "sh", true).await;
     setup
-        .conn
+        .meta
         .query_drop("UPDATE pipeline SET start_kind = 'timestamp', start_time = '0000-00-00 00:00:00' WHERE name = 'zerotime'")
         .await
         .unwrap();
@@ -556,11 +535,11 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
 
     // An incoherent setting is reported and ignored; the node keeps running.
     setup
-        .conn
+        .meta
         .query_drop("UPDATE setting SET value = 1600 WHERE name = 'heartbeat_ms'")
         .await
         .unwrap();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let message: String = eventually!(Duration::from_secs(5), "the invalid setting event", {
         conn.query_first("SELECT message FROM event_log WHERE kind = 'invalid_setting'")
             .await
@@ -579,7 +558,7 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
         node.log_text()
     );
     let alive: bool = setup
-        .conn
+        .meta
         .query_first("SELECT alive FROM v_node_status WHERE node = 'n1'")
         .await
         .unwrap()
@@ -589,7 +568,7 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
 
     // Fixing the row is acted on without a restart of the node.
     setup
-        .conn
+        .meta
         .query_drop(
             "UPDATE table_pair SET source_table = 'order_[0-9]+' WHERE source_table = 'order_('",
         )
@@ -604,7 +583,7 @@ async fn invalid_rows_are_that_pipelines_error_and_nothing_else() {
 async fn prechecks_resolve_positions_and_report_a_bad_source() {
     let mut setup = setup("ottr_n_prechecks", 3000, 200, 200).await;
     setup
-        .conn
+        .meta
         .exec_drop(
             "CALL add_data_source('nolog', 'mariadb', ?, NULL)",
             (plain().source_url("root"),),
@@ -612,7 +591,7 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
         .await
         .unwrap();
     setup.channel("orders", "sh", true).await;
-    setup.conn.query_drop("CALL create_channel('unlogged', 'nolog', 'us'); CALL add_table_pair('unlogged', 'shop', 'x', 'shop_copy', NULL); CALL start_channel('unlogged')").await.unwrap();
+    setup.meta.query_drop("CALL create_channel('unlogged', 'nolog', 'us'); CALL add_table_pair('unlogged', 'shop', 'x', 'shop_copy', NULL); CALL start_channel('unlogged')").await.unwrap();
     let _node = setup.node("n1");
 
     let (_, reason) = setup
@@ -636,7 +615,7 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
         .unwrap();
     let current_file: String = status.get("File").unwrap();
     let position: String = setup
-        .conn
+        .meta
         .query_first("SELECT position FROM v_pipeline_status WHERE pipeline = 'orders'")
         .await
         .unwrap()
@@ -648,7 +627,7 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
 
     // reset_position is followed at the next start.
     setup
-        .conn
+        .meta
         .query_drop("CALL stop_channel('orders')")
         .await
         .unwrap();
@@ -656,13 +635,13 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
         .wait_state("orders", "stopped", Duration::from_secs(10))
         .await;
     setup
-        .conn
+        .meta
         .query_drop(
             "CALL reset_position('orders', 'mysql-bin.000001:4'); CALL start_channel('orders')",
         )
         .await
         .unwrap();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     // It streams from there at once, so look at where it started, not where it is.
     eventually!(Duration::from_secs(10), "the reset position", {
         let started: Option<String> = conn
@@ -674,7 +653,7 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
 
     // 'now' is a time: the first transaction at or after it, here the current end.
     setup
-        .conn
+        .meta
         .query_drop("CALL stop_channel('orders')")
         .await
         .unwrap();
@@ -682,11 +661,11 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
         .wait_state("orders", "stopped", Duration::from_secs(10))
         .await;
     setup
-        .conn
+        .meta
         .query_drop("CALL reset_position('orders', 'now'); CALL start_channel('orders')")
         .await
         .unwrap();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let resolved: String = eventually!(
         Duration::from_secs(10),
         "a position resolved from 'now'",
@@ -700,7 +679,7 @@ async fn prechecks_resolve_positions_and_report_a_bad_source() {
     );
     assert!(resolved.starts_with("mysql-bin."), "{resolved}");
     let kind: String = setup
-        .conn
+        .meta
         .query_first("SELECT kind FROM event_log WHERE kind = 'position_resolved' AND message LIKE '%(from 20%' LIMIT 1")
         .await
         .unwrap()
@@ -743,7 +722,7 @@ async fn node_names_are_unique_among_live_nodes_and_a_restart_takes_back_its_lea
         .wait_state("orders", "running", Duration::from_secs(20))
         .await;
     let token: u64 = setup
-        .conn
+        .meta
         .query_first("SELECT token FROM pipeline_lease")
         .await
         .unwrap()
@@ -777,7 +756,7 @@ async fn node_names_are_unique_among_live_nodes_and_a_restart_takes_back_its_lea
     first.kill9();
     let started = Instant::now();
     let _restarted = setup.node("n1");
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(lease, "n1 to take back its lease", {
         let row: Option<(String, u64, Option<String>)> = conn
                 .query_first("SELECT s.observed, l.token, s.reason FROM v_pipeline_status s JOIN pipeline_lease l WHERE s.node = 'n1'")
@@ -816,7 +795,7 @@ async fn passwords_never_appear_in_logs_views_or_errors() {
         .await
         .unwrap();
     setup
-        .conn
+        .meta
         .exec_drop(
             "CALL add_data_source('reader', 'mariadb', ?, ?)",
             (source().source_url("reader"), secret),
@@ -824,7 +803,7 @@ async fn passwords_never_appear_in_logs_views_or_errors() {
         .await
         .unwrap();
     setup
-        .conn
+        .meta
         .exec_drop(
             "CALL add_data_source('wrongpw', 'mariadb', ?, ?)",
             (source().source_url("reader"), wrong),
@@ -862,14 +841,14 @@ async fn passwords_never_appear_in_logs_views_or_errors() {
         "v_event_log",
     ] {
         let rows: Vec<mysql_async::Row> = setup
-            .conn
+            .meta
             .query(format!("SELECT * FROM {view}"))
             .await
             .unwrap();
         seen.push_str(&format!("{rows:?}"));
     }
     let states: Vec<Option<String>> = setup
-        .conn
+        .meta
         .query("SELECT reason FROM pipeline_state")
         .await
         .unwrap();
@@ -900,7 +879,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         )
         .await;
     setup.start_channels(&names).await;
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(Duration::from_secs(30), "four pipelines on two nodes", {
         let spread: Vec<(String, u64)> = conn
             .query("SELECT node, COUNT(*) FROM v_pipeline_status WHERE observed = 'running' AND node IS NOT NULL GROUP BY node")
@@ -911,7 +890,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
 
     // A name that never registered is refused, naming it.
     let refused = setup
-        .conn
+        .meta
         .query_drop("CALL drain_node('nope')")
         .await
         .unwrap_err()
@@ -924,7 +903,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
     // Drained: n1 stops its pipelines and releases them; n2 takes them from their positions.
     let started = Instant::now();
     setup
-        .conn
+        .meta
         .query_drop("CALL drain_node('n1')")
         .await
         .unwrap();
@@ -932,7 +911,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         (setup.running_on("n2").await == 4).then_some(())
     });
     eprintln!("drained in {:?}", started.elapsed());
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(
         Duration::from_secs(10),
         "n1 drained, n2 running the monitor",
@@ -958,7 +937,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
     // The flag outlives a restart of the node.
     n1.terminate();
     let n1 = setup.node("n1");
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(Duration::from_secs(15), "the restarted n1 to be drained", {
         let state: Option<String> = conn
             .query_first("SELECT state FROM v_node_status WHERE node = 'n1'")
@@ -975,7 +954,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
 
     // Undrained: it steals nothing from a healthy holder, but takes the next free pipeline.
     setup
-        .conn
+        .meta
         .query_drop("CALL undrain_node('n1')")
         .await
         .unwrap();
@@ -986,7 +965,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         "n1 took a pipeline from a healthy holder"
     );
     setup
-        .conn
+        .meta
         .query_drop("CALL stop_channel('d4')")
         .await
         .unwrap();
@@ -994,7 +973,7 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
         .wait_state("d4", "stopped", Duration::from_secs(15))
         .await;
     setup
-        .conn
+        .meta
         .query_drop("CALL start_channel('d4')")
         .await
         .unwrap();
@@ -1008,11 +987,11 @@ async fn drain_node_hands_pipelines_and_the_monitor_over_until_undrained() {
     );
     // Draining the only node a pipeline may run on says so.
     setup
-        .conn
+        .meta
         .query_drop("CALL allow_node('d4', 'n1')")
         .await
         .unwrap();
-    let warnings: Vec<(String, String)> = setup.conn.query("CALL drain_node('n1')").await.unwrap();
+    let warnings: Vec<(String, String)> = setup.meta.query("CALL drain_node('n1')").await.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].0, "d4");
     assert!(
@@ -1031,7 +1010,7 @@ async fn a_panic_in_a_pipeline_is_its_error_backed_off_and_alerted() {
     let mut s = setup("ottr_n_panic", 3000, 200, 200).await;
     create_id_n_tables("n_panic", &["t".to_owned()]).await;
     s.channel_over("panicky", "sh", "n_panic", "t", true).await;
-    s.conn
+    s.meta
         .query_drop(
             "CALL set_setting('retry_max_ms', 2000);
              CALL add_alarm_rule('broken', 'pipeline_error', NULL, '0', '* * * * * *', 'ops@example.com', 3600, NULL)",
@@ -1043,7 +1022,7 @@ async fn a_panic_in_a_pipeline_is_its_error_backed_off_and_alerted() {
         source()
             .run("INSERT INTO n_panic.t VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1")
             .await;
-        let conn = &mut s.conn;
+        let conn = &mut s.meta;
         let (held_by, reason) = eventually!(
             Duration::from_secs(30),
             "the panic as the pipeline's error",
@@ -1066,15 +1045,15 @@ async fn a_panic_in_a_pipeline_is_its_error_backed_off_and_alerted() {
         assert_eq!(held_by.as_deref(), Some(name));
         // Backed off and still held: the same lease, claimed once, for several retries.
         let claims = "SELECT COUNT(*) FROM event_log WHERE kind = 'lease_acquired'";
-        let before: u64 = s.conn.query_first(claims).await.unwrap().unwrap();
+        let before: u64 = s.meta.query_first(claims).await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let after: u64 = s.conn.query_first(claims).await.unwrap().unwrap();
+        let after: u64 = s.meta.query_first(claims).await.unwrap().unwrap();
         assert_eq!(
             before, after,
             "the pipeline was claimed again after its panic"
         );
         let errors: u64 = s
-            .conn
+            .meta
             .query_first(format!(
                 "SELECT COUNT(*) FROM event_log WHERE kind = 'pipeline_error' AND message LIKE '%failpoint {failpoint}%'"
             ))
@@ -1085,7 +1064,7 @@ async fn a_panic_in_a_pipeline_is_its_error_backed_off_and_alerted() {
             (2..=5).contains(&errors),
             "{errors} errors in 5 s with a 2 s backoff"
         );
-        let conn = &mut s.conn;
+        let conn = &mut s.meta;
         eventually!(Duration::from_secs(20), "an open pipeline_error alert", {
             let open: Option<u64> = conn
                 .query_first("SELECT COUNT(*) FROM v_open_alerts WHERE rule = 'broken'")
@@ -1184,7 +1163,7 @@ async fn three_nodes_six_pipelines_under_writes_survive_kill_9_one_after_another
         tokio::time::sleep(Duration::from_millis(1500)).await;
         nodes.get_mut(victim).unwrap().kill9();
         let started = Instant::now();
-        let conn = &mut setup.conn;
+        let conn = &mut setup.meta;
         eventually!(
             Duration::from_secs(15),
             &format!("{victim}'s pipelines to move"),
@@ -1232,16 +1211,16 @@ async fn nodes_follow_the_metadata_replica_promoted_after_the_primary_dies() {
         .unwrap();
     create_id_n_tables("mf", &["t".to_owned()]).await;
     let setup = setup_on(&primary, "ottr_mf", 3000, 300, 200).await;
-    let mut meta = setup.conn;
+    let Setup(Installation { meta, dir, url, .. }) = setup;
+    let mut meta = meta;
     meta.query_drop(format!(
         "CALL create_channel('mf', 'sh', 'us'); CALL add_table_pair('mf', 'mf', 't', NULL, NULL);
          UPDATE pipeline SET server_id = {}; CALL start_channel('mf');",
-        setup.server_ids
+        common::server_id_base("ottr_mf")
     ))
     .await
     .unwrap();
-    let urls = format!("{},{}", setup.url, replica.url("ottr_mf"));
-    let dir = setup.dir;
+    let urls = format!("{},{}", url, replica.url("ottr_mf"));
     let node = NodeProcess::spawn(&urls, "n1", &dir, &[]);
     eventually!(Duration::from_secs(30), "the pipeline to apply changes", {
         let reason: Option<Option<String>> = meta
@@ -1358,7 +1337,7 @@ async fn a_pipeline_with_a_huge_backlog_starves_neither_the_others_nor_memory() 
             .await;
     }
     setup
-        .conn
+        .meta
         .query_drop("CALL set_pipeline_option('fair_big', 'batch_bytes', '8388608'); CALL set_pipeline_option('fair_small', 'batch_timeout_ms', '50')")
         .await
         .unwrap();
@@ -1371,7 +1350,7 @@ async fn a_pipeline_with_a_huge_backlog_starves_neither_the_others_nor_memory() 
             Duration::from_secs(30),
         )
         .await;
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     // The backlog: written while the big pipeline is stopped.
     conn.query_drop("CALL stop_channel('fair_big')")
         .await
@@ -1476,7 +1455,7 @@ async fn zk_setup(
     create_id_n_tables(schema, &table_names).await;
     let mut setup = setup(&format!("ottr_{schema}"), 30_000, 200, 200).await;
     setup
-        .conn
+        .meta
         .query_drop("CALL set_setting('zk_session_ms', 2000)")
         .await
         .unwrap();
@@ -1519,7 +1498,7 @@ async fn insert_rows(table: &str, ids: std::ops::Range<i64>) {
 async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout() {
     let zk = ZooKeeperServer::start();
     let (mut setup, mut nodes) = zk_setup("zk_move", &zk, 4).await;
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(Duration::from_secs(20), "two pipelines on each node", {
         let per_node: Vec<u64> = conn
             .query("SELECT pipelines FROM v_node_status ORDER BY node")
@@ -1537,7 +1516,7 @@ async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tokens_before: Vec<u64> = setup
-        .conn
+        .meta
         .query("SELECT token FROM pipeline_lease ORDER BY pipeline_id")
         .await
         .unwrap();
@@ -1560,7 +1539,7 @@ async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout
     // The new holder's tokens are newer than every token of the dead node (at least the lock's
     // czxid), so that the dead node's last transactions can never be confirmed again.
     let tokens_after: Vec<u64> = setup
-        .conn
+        .meta
         .query("SELECT token FROM pipeline_lease ORDER BY pipeline_id")
         .await
         .unwrap();
@@ -1580,7 +1559,7 @@ async fn with_zookeeper_a_killed_nodes_pipelines_move_within_the_session_timeout
     }
     // z1 comes back: it does not take anything back from the healthy z2.
     nodes.insert("z1".into(), setup.zk_node("z1", &zk));
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(Duration::from_secs(20), "z1 back in ZooKeeper", {
         let back: Option<String> = conn
             .query_first("SELECT coordination FROM v_node_status WHERE node = 'z1' AND alive")
@@ -1602,7 +1581,7 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
 
     zk.kill9();
     let killed = Instant::now();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let said: Vec<String> = eventually!(
         Duration::from_secs(20),
         "both nodes to hand their pipelines back and say why",
@@ -1627,13 +1606,13 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
         killed.elapsed()
     );
     let observed: Vec<String> = setup
-        .conn
+        .meta
         .query("SELECT observed FROM v_pipeline_status ORDER BY pipeline")
         .await
         .unwrap();
     assert_eq!(observed, ["stopped", "stopped"]);
     let handed_back: u64 = setup
-        .conn
+        .meta
         .query_first(
             "SELECT COUNT(*) FROM event_log WHERE kind = 'lease_lost' \
              AND message LIKE '%zookeeper can no longer confirm the lease%'",
@@ -1647,7 +1626,7 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
     );
     // A node started meanwhile says it cannot reach ZooKeeper, and claims nothing either.
     let _late = setup.zk_node("z3", &zk);
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let late: String = eventually!(Duration::from_secs(20), "z3 to say why it waits", {
         let row: Option<String> = conn
             .query_first("SELECT coordination FROM v_node_status WHERE node = 'z3'")
@@ -1668,7 +1647,7 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
     assert_eq!(id_n_rows(target(), "zk_down.t1").await.len(), 50);
 
     zk.restart();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(Duration::from_secs(30), "both pipelines running again", {
         let running: u64 = conn
             .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed = 'running'")
@@ -1691,7 +1670,7 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
         50
     );
     let kinds: Vec<String> = setup
-        .conn
+        .meta
         .query("SELECT DISTINCT kind FROM event_log WHERE kind LIKE 'zookeeper%' ORDER BY kind")
         .await
         .unwrap();
@@ -1706,7 +1685,7 @@ async fn with_zookeeper_down_nodes_hand_back_claim_nothing_and_say_so() {
 async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_when_woken() {
     let zk = ZooKeeperServer::start();
     let (mut setup, nodes) = zk_setup("zk_frozen", &zk, 2).await;
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let frozen_pipeline: String = eventually!(Duration::from_secs(20), "one pipeline per node", {
         let per_node: Vec<u64> = conn
             .query("SELECT pipelines FROM v_node_status ORDER BY node")
@@ -1733,7 +1712,7 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
     tokio::time::sleep(Duration::from_millis(500)).await;
     nodes["z1"].signal("-STOP");
     let frozen = Instant::now();
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(
         Duration::from_secs(20),
         "z2 to take the frozen node's pipeline",
@@ -1755,7 +1734,7 @@ async fn with_zookeeper_a_frozen_node_loses_its_pipeline_and_commits_nothing_whe
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     nodes["z1"].signal("-CONT");
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     eventually!(
         Duration::from_secs(20),
         "the woken node to say its session ended",
@@ -1803,13 +1782,13 @@ async fn zookeeper_nodes_on_different_ensembles_are_reported() {
     let (one, other) = (ZooKeeperServer::start(), ZooKeeperServer::start());
     let mut setup = setup("ottr_zk_split", 3000, 200, 200).await;
     setup
-        .conn
+        .meta
         .query_drop("CALL set_setting('zk_session_ms', 2000)")
         .await
         .unwrap();
     let _z1 = setup.zk_node("z1", &one);
     let _z2 = setup.zk_node("z2", &other);
-    let conn = &mut setup.conn;
+    let conn = &mut setup.meta;
     let reported: Vec<(String, String)> =
         eventually!(Duration::from_secs(30), "each node to report the other", {
             let rows: Vec<(String, String)> = conn
@@ -1843,7 +1822,7 @@ async fn with_a_zookeeper_identity_only_the_installation_reads_or_writes_its_nod
     create_id_n_tables("zk_acl", &["t".to_owned()]).await;
     let mut setup = setup("ottr_zk_acl", 30_000, 200, 200).await;
     setup
-        .conn
+        .meta
         .query_drop("CALL set_setting('zk_session_ms', 2000)")
         .await
         .unwrap();
@@ -1865,14 +1844,14 @@ async fn with_a_zookeeper_identity_only_the_installation_reads_or_writes_its_nod
         .wait_state("zk_acl", "running", Duration::from_secs(30))
         .await;
     let installation: String = setup
-        .conn
+        .meta
         .query_first("SELECT id FROM installation")
         .await
         .unwrap()
         .unwrap();
     let root = format!("/ottr/{installation}");
     let pipeline: u32 = setup
-        .conn
+        .meta
         .query_first("SELECT id FROM pipeline")
         .await
         .unwrap()

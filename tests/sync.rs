@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
+use common::{
+    Installation, MariaDb, NodeProcess, SHORT, ServerKind, conn_to, fresh_meta, shared, temp_dir,
+};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn source() -> &'static MariaDb {
@@ -21,38 +22,17 @@ fn meta() -> &'static MariaDb {
     shared(ServerKind::Plain)
 }
 
-struct Sync {
-    meta: Conn,
-    url: String,
-    dir: PathBuf,
-}
-
 /// A metadata schema with short timings, data sources sh → us, and a channel `name` over
 /// `schema` (exact) with the given extra SQL, started.
 async fn channel(
     schema: &str,
     pairs: &[(&str, &str, Option<&str>, Option<&str>)],
     extra: &str,
-) -> Sync {
-    let url = fresh_meta(meta(), &format!("ottr_y_{schema}")).await;
-    let mut conn = conn_to(meta(), &format!("ottr_y_{schema}")).await;
-    conn.query_drop(
-        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200);",
-    )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
-        (source().source_url("root"),),
-    )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('us', 'mariadb', ?, NULL)",
-        (target().source_url("root"),),
-    )
-    .await
-    .unwrap();
+) -> Installation {
+    let mut sync = Installation::new(meta(), &format!("ottr_y_{schema}"), SHORT).await;
+    sync.data_source("sh", source(), "root").await;
+    sync.data_source("us", target(), "root").await;
+    let conn = &mut sync.meta;
     conn.exec_drop("CALL create_channel(?, 'sh', 'us')", (schema,))
         .await
         .unwrap();
@@ -70,56 +50,26 @@ async fn channel(
     )
     .await
     .unwrap();
-    // Every test's pipeline reads the shared source: each needs its own replica server id.
-    let server_id = 5_000_000
-        + schema.bytes().fold(0u32, |hash, byte| {
-            hash.wrapping_mul(31).wrapping_add(u32::from(byte))
-        }) % 1_000_000;
-    conn.exec_drop(
-        "CALL set_pipeline_option(?, 'server_id', ?)",
-        (schema, server_id.to_string()),
-    )
-    .await
-    .unwrap();
+    sync.own_server_ids().await;
     if !extra.is_empty() {
-        conn.query_drop(extra).await.unwrap();
+        sync.meta.query_drop(extra).await.unwrap();
     }
-    conn.exec_drop("CALL start_channel(?)", (schema,))
+    sync.meta
+        .exec_drop("CALL start_channel(?)", (schema,))
         .await
         .unwrap();
-    Sync {
-        meta: conn,
-        url,
-        dir: temp_dir(schema),
-    }
+    sync
 }
 
-impl Sync {
-    fn node(&self) -> NodeProcess {
-        NodeProcess::spawn(&self.url, "n1", &self.dir, &[])
-    }
+/// What the sync tests wait for.
+trait SyncTest {
+    async fn running(&mut self);
+}
 
+impl SyncTest for Installation {
+    /// The channel's one pipeline runs and applies changes.
     async fn running(&mut self) {
-        let conn = &mut self.meta;
-        eventually!(
-            Duration::from_secs(30),
-            "the pipeline to run (see its reason in v_pipeline_status)",
-            {
-                let row: Option<(String, Option<String>)> = conn
-                    .query_first("SELECT observed, reason FROM v_pipeline_status")
-                    .await
-                    .unwrap();
-                if let Some((observed, reason)) = &row
-                    && observed == "error"
-                {
-                    panic!("the pipeline failed: {reason:?}");
-                }
-                row.filter(|(observed, reason)| {
-                    observed == "running"
-                        && reason.as_deref().unwrap_or_default().contains("applying")
-                })
-            }
-        );
+        self.wait_running(None, Duration::from_secs(30)).await;
     }
 }
 
@@ -140,29 +90,27 @@ async fn converged_within(
     status: Option<&mut Conn>,
     limit: Duration,
 ) {
-    let mut last = (Vec::new(), Vec::new());
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        let (on_source, on_target) = (
-            rows(source(), source_table).await,
-            rows(target(), target_table).await,
-        );
-        if on_source == on_target {
-            return;
+    let mut last: (common::Rows, common::Rows);
+    eventually!(
+        limit,
+        format!("{target_table} to converge to {source_table}"),
+        {
+            last = (
+                rows(source(), source_table).await,
+                rows(target(), target_table).await,
+            );
+            (last.0 == last.1).then_some(())
+        },
+        else {
+            let reason: Option<(String, Option<String>)> = match status {
+                Some(conn) => conn
+                    .query_first("SELECT observed, reason FROM v_pipeline_status")
+                    .await
+                    .unwrap(),
+                None => None,
+            };
+            format!("source {:?}\ntarget {:?}\npipeline {reason:?}", last.0, last.1)
         }
-        last = (on_source, on_target);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let reason: Option<(String, Option<String>)> = match status {
-        Some(conn) => conn
-            .query_first("SELECT observed, reason FROM v_pipeline_status")
-            .await
-            .unwrap(),
-        None => None,
-    };
-    panic!(
-        "{target_table} did not converge to {source_table}:\nsource {:?}\ntarget {:?}\npipeline {reason:?}",
-        last.0, last.1
     );
 }
 
@@ -189,7 +137,7 @@ async fn inserts_updates_deletes_and_key_changes_reach_the_target() {
         "",
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     let mut conn = source().conn().await;
     conn.query_drop(
@@ -240,7 +188,7 @@ async fn regex_pairs_rename_and_columns_are_included_excluded_and_renamed() {
          CALL add_column_pair('y_map', 'y_map', 'people', 'include', 'note', NULL);",
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .conn()
@@ -303,7 +251,7 @@ async fn the_type_matrix_round_trips_into_the_target() {
     .await;
     // The target runs in another time zone: TIMESTAMP must still arrive as the same instant.
     let mut sync = channel("y_types", &[("y_types", ".*", None, None)], "").await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .conn()
@@ -348,7 +296,7 @@ async fn the_type_matrix_round_trips_into_the_target() {
 async fn a_table_without_a_key_keeps_its_duplicate_rows() {
     both("DROP DATABASE IF EXISTS y_nokey; CREATE DATABASE y_nokey; CREATE TABLE y_nokey.log (msg VARCHAR(20), n INT);").await;
     let mut sync = channel("y_nokey", &[("y_nokey", "log", None, None)], "").await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .conn()
@@ -367,7 +315,7 @@ async fn a_table_without_a_key_keeps_its_duplicate_rows() {
 async fn ddl_on_paired_tables_is_applied_while_rows_flow() {
     both("DROP DATABASE IF EXISTS y_ddl; CREATE DATABASE y_ddl; CREATE TABLE y_ddl.t (id INT PRIMARY KEY, a INT);").await;
     let mut sync = channel("y_ddl", &[("y_ddl", ".*", None, None)], "").await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .conn()
@@ -427,7 +375,7 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
         .query_drop("CALL set_setting('lease_ms', 2000); CALL set_setting('heartbeat_ms', 100); CALL set_setting('poll_ms', 100);")
         .await
         .unwrap();
-    let mut node = sync.node();
+    let mut node = sync.node("n1");
     sync.running().await;
 
     // The workload: multi-table transactions, inserts deleted soon after, key changes,
@@ -482,7 +430,7 @@ async fn kill_9_during_a_workload_loses_nothing_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(700 + 300 * (kills % 3))).await;
         node.kill9();
         kills += 1;
-        node = sync.node();
+        node = sync.node("n1");
     }
     let rows = workload.await.unwrap();
     let started = std::time::Instant::now();
@@ -516,7 +464,7 @@ async fn a_target_that_goes_away_is_caught_up_with_when_it_returns() {
         .query_drop("CALL set_setting('retry_max_ms', 2000)")
         .await
         .unwrap();
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     let mut conn = source().conn().await;
     conn.query_drop("INSERT INTO y_gone.t VALUES (1, 1), (2, 2)")
@@ -649,7 +597,7 @@ async fn in_transactional_mode_a_reader_never_sees_half_a_source_transaction() {
         "CALL set_pipeline_option('y_atomic', 'transactional', 'on'); CALL set_pipeline_option('y_atomic', 'batch_rows', '100');",
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     let watcher = tokio::spawn(async {
         let mut conn = target().conn().await;
@@ -708,7 +656,7 @@ async fn target_side_details_hold_on_update_timestamps_foreign_keys_and_unique_s
     )
     .await;
     let mut sync = channel("y_detail", &[("y_detail", ".*", None, None)], "").await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     let mut conn = source().conn().await;
     conn.query_drop(
@@ -760,7 +708,7 @@ async fn timestamps_arrive_as_the_same_instant_on_a_target_in_another_time_zone(
         )
         .await
         .unwrap();
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source().run("SET time_zone = '+00:00'; INSERT INTO y_zone.t VALUES (1, '2026-11-22 01:02:03.456789'), (2, NULL);").await;
     let mut target_conn = own_target.conn().await;
@@ -798,7 +746,7 @@ async fn timestamps_arrive_as_the_same_instant_on_a_target_in_another_time_zone(
 async fn the_load_layout_may_change_between_runs() {
     both("DROP DATABASE IF EXISTS y_layout; CREATE DATABASE y_layout; CREATE TABLE y_layout.t (id INT PRIMARY KEY, v INT);").await;
     let mut sync = channel("y_layout", &[("y_layout", "t", None, None)], "").await;
-    let mut node = sync.node();
+    let mut node = sync.node("n1");
     sync.running().await;
     let mut conn = source().conn().await;
     conn.query_drop("USE y_layout; INSERT INTO t SELECT seq, seq FROM seq_1_to_200;")
@@ -821,7 +769,7 @@ async fn a_row_the_target_rejects_stops_the_pipeline_naming_table_and_key() {
     source().run("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(50));").await;
     target().run("DROP DATABASE IF EXISTS y_reject; CREATE DATABASE y_reject; CREATE TABLE y_reject.t (id INT PRIMARY KEY, v VARCHAR(3));").await;
     let mut sync = channel("y_reject", &[("y_reject", "t", None, None)], "").await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .run("INSERT INTO y_reject.t VALUES (1, 'ok'), (2, 'far too long for the target')")
@@ -864,7 +812,7 @@ async fn skip_load_errors_records_the_rejected_rows_and_goes_on() {
         "CALL set_pipeline_option('y_skip', 'skip_load_errors', 'on')",
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .conn()
@@ -925,7 +873,7 @@ async fn a_ddl_that_fails_on_the_target_is_not_taken_for_done_when_retried() {
         "CALL set_setting('retry_max_ms', 1000)",
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     source()
         .run("ALTER TABLE y_ddlfail.t ADD COLUMN c INT")
@@ -1047,7 +995,7 @@ async fn ddl_is_replayed_as_the_source_read_it_and_never_runs_smuggled_sql() {
         "",
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     let mut conn = source().conn().await;
     conn.query_drop(
@@ -1180,7 +1128,7 @@ async fn parallel_partitions_on_a_secondary_index_apply_without_a_single_restart
         ),
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     converged_within(
         "y_index.t",
@@ -1217,7 +1165,7 @@ async fn a_frozen_node_woken_after_losing_its_lease_commits_nothing() {
                      CALL set_setting('retry_min_ms', 100); CALL set_setting('retry_max_ms', 1000);")
         .await
         .unwrap();
-    let frozen = sync.node();
+    let frozen = sync.node("n1");
     sync.running().await;
     let _other = NodeProcess::spawn(&sync.url, "n2", &sync.dir, &[]);
 
@@ -1287,7 +1235,7 @@ async fn a_token_the_target_has_seen_is_never_handed_out_again() {
     )
     .await;
     let mut sync = channel("y_token", &[("y_token", "t", None, None)], "").await;
-    let mut node = sync.node();
+    let mut node = sync.node("n1");
     sync.running().await;
     source()
         .run("INSERT INTO y_token.t VALUES (1, 1), (2, 2)")
@@ -1313,7 +1261,7 @@ async fn a_token_the_target_has_seen_is_never_handed_out_again() {
         )
         .await
         .unwrap();
-    node = sync.node();
+    node = sync.node("n1");
     source().run("INSERT INTO y_token.t VALUES (3, 3)").await;
     converged_or("y_token.t", "y_token.t", Some(&mut sync.meta)).await;
     let now = target_token().await;
@@ -1352,7 +1300,7 @@ async fn a_token_the_target_has_seen_is_never_handed_out_again() {
         )
         .await
         .unwrap();
-    let _again = sync.node();
+    let _again = sync.node("n1");
     let conn = &mut sync.meta;
     let reason = eventually!(Duration::from_secs(30), "the pipeline to stop in error", {
         let row: Option<(String, Option<String>)> = conn
@@ -1393,7 +1341,7 @@ async fn a_slow_lossy_stalling_network_to_the_target_loses_and_doubles_nothing()
         ),
     )
     .await;
-    let _node = sync.node();
+    let _node = sync.node("n1");
     sync.running().await;
     let writer = tokio::spawn(async move {
         let mut conn = source().conn().await;

@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, table_rows, temp_dir};
-use mysql_async::Conn;
+use common::{Installation, MariaDb, Rows, ServerKind, shared, table_rows};
 use mysql_async::prelude::Queryable;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,11 +26,23 @@ fn meta() -> &'static MariaDb {
     shared(ServerKind::Plain)
 }
 
+/// A two-way channel's installation.
 struct Channel {
-    meta: Conn,
-    url: String,
-    dir: PathBuf,
+    installation: Installation,
     name: String,
+}
+
+impl std::ops::Deref for Channel {
+    type Target = Installation;
+    fn deref(&self) -> &Installation {
+        &self.installation
+    }
+}
+
+impl std::ops::DerefMut for Channel {
+    fn deref_mut(&mut self) -> &mut Installation {
+        &mut self.installation
+    }
 }
 
 /// The pipelines of channel `name` between data sources a and b.
@@ -42,15 +52,6 @@ fn forward(name: &str) -> String {
 
 fn reverse(name: &str) -> String {
     format!("{name}.b.to.a")
-}
-
-/// A distinct replica server id per pipeline: the tests share A and B.
-fn server_id(pipeline: &str) -> String {
-    (6_000_000
-        + pipeline.bytes().fold(0u32, |hash, byte| {
-            hash.wrapping_mul(31).wrapping_add(u32::from(byte))
-        }) % 1_000_000)
-        .to_string()
 }
 
 /// Runs `sql` on A and on B.
@@ -63,24 +64,21 @@ async fn both(sql: &str) {
 /// A metadata schema with short timings, data sources a and b, and a two-way channel `name`
 /// over every table of schema `name`, with `extra` SQL run before it starts.
 async fn two_way(name: &str, extra: &str) -> Channel {
-    let schema = format!("ottr_w_{name}");
-    let url = fresh_meta(meta(), &schema).await;
-    let mut conn = conn_to(meta(), &schema).await;
-    conn.query_drop(
-        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); \
-         CALL set_setting('poll_ms', 200); CALL set_setting('retry_min_ms', 100); \
-         CALL set_setting('retry_max_ms', 1000);",
+    let mut installation = Installation::new(
+        meta(),
+        &format!("ottr_w_{name}"),
+        &[
+            ("lease_ms", 3000),
+            ("heartbeat_ms", 200),
+            ("poll_ms", 200),
+            ("retry_min_ms", 100),
+            ("retry_max_ms", 1000),
+        ],
     )
-    .await
-    .unwrap();
-    for (source, server) in [("a", a()), ("b", b())] {
-        conn.exec_drop(
-            "CALL add_data_source(?, 'mariadb', ?, NULL)",
-            (source, server.source_url("root")),
-        )
-        .await
-        .unwrap();
-    }
+    .await;
+    installation.data_source("a", a(), "root").await;
+    installation.data_source("b", b(), "root").await;
+    let conn = &mut installation.meta;
     conn.exec_drop("CALL create_two_way_channel(?, 'a', 'b')", (name,))
         .await
         .unwrap();
@@ -94,35 +92,27 @@ async fn two_way(name: &str, extra: &str) -> Channel {
         )
         .await
         .unwrap();
-        conn.exec_drop(
-            "CALL set_pipeline_option(?, 'server_id', ?)",
-            (&pipeline, server_id(&pipeline)),
-        )
-        .await
-        .unwrap();
     }
+    // The tests share A and B: each pipeline reads with a replica server id of its own.
+    installation.own_server_ids().await;
     if !extra.is_empty() {
-        conn.query_drop(extra).await.unwrap();
+        installation.meta.query_drop(extra).await.unwrap();
     }
-    conn.exec_drop("CALL start_channel(?)", (name,))
+    installation
+        .meta
+        .exec_drop("CALL start_channel(?)", (name,))
         .await
         .unwrap();
     Channel {
-        meta: conn,
-        url,
-        dir: temp_dir(name),
+        installation,
         name: name.to_owned(),
     }
 }
 
 impl Channel {
-    fn node(&self, node: &str) -> NodeProcess {
-        NodeProcess::spawn(&self.url, node, &self.dir, &[])
-    }
-
     /// Waits until every pipeline of the metadata schema applies.
     async fn running(&mut self) {
-        let conn = &mut self.meta;
+        let conn = &mut self.installation.meta;
         eventually!(
             Duration::from_secs(40),
             "every pipeline to run (see v_pipeline_status)",
@@ -147,11 +137,12 @@ impl Channel {
     }
 
     async fn stopped(&mut self) {
-        self.meta
+        self.installation
+            .meta
             .exec_drop("CALL stop_channel(?)", (&self.name,))
             .await
             .unwrap();
-        let conn = &mut self.meta;
+        let conn = &mut self.installation.meta;
         eventually!(Duration::from_secs(30), "the channel to stop", {
             let moving: Option<u64> = conn
                 .query_first("SELECT COUNT(*) FROM v_pipeline_status WHERE observed <> 'stopped'")
@@ -162,7 +153,8 @@ impl Channel {
     }
 
     async fn start(&mut self) {
-        self.meta
+        self.installation
+            .meta
             .exec_drop("CALL start_channel(?)", (&self.name,))
             .await
             .unwrap();
@@ -171,7 +163,8 @@ impl Channel {
 
     /// Every pipeline's state, for messages.
     async fn status(&mut self) -> Vec<(String, String, Option<String>)> {
-        self.meta
+        self.installation
+            .meta
             .query("SELECT pipeline, observed, reason FROM v_pipeline_status")
             .await
             .unwrap()
@@ -199,7 +192,8 @@ impl Channel {
 
     /// `(kind, decision)` of every logged conflict, in order.
     async fn conflicts(&mut self) -> Vec<(String, String)> {
-        self.meta
+        self.installation
+            .meta
             .query("SELECT kind, decision FROM v_conflicts ORDER BY id")
             .await
             .unwrap()
@@ -207,20 +201,18 @@ impl Channel {
 
     /// Waits until `table` is identical on A and B.
     async fn identical(&mut self, table: &str, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        let mut last = (Vec::new(), Vec::new());
-        while std::time::Instant::now() < deadline {
-            let (on_a, on_b) = (table_rows(a(), table).await, table_rows(b(), table).await);
-            if on_a == on_b {
-                return;
+        let mut last: (Rows, Rows);
+        eventually!(
+            limit,
+            format!("{table} to be identical on A and B"),
+            {
+                last = (table_rows(a(), table).await, table_rows(b(), table).await);
+                (last.0 == last.1).then_some(())
+            },
+            else {
+                let status = self.status().await;
+                format!("A {:?}\nB {:?}\npipelines {status:?}", last.0, last.1)
             }
-            last = (on_a, on_b);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let status = self.status().await;
-        panic!(
-            "{table} differs between A and B:\nA {:?}\nB {:?}\npipelines {status:?}",
-            last.0, last.1
         );
     }
 }
@@ -357,6 +349,7 @@ async fn conflicts_converge_to_the_primary_and_are_logged() {
     }
     // A is the primary: only the pipeline into B ever applies its source's version.
     let decisions: Vec<(String, String)> = channel
+        .installation
         .meta
         .query("SELECT pipeline, decision FROM v_conflicts")
         .await
@@ -383,6 +376,7 @@ async fn conflicts_converge_to_the_primary_and_are_logged() {
     );
     // The other way round once B is the primary.
     channel
+        .installation
         .meta
         .query_drop("CALL set_conflict_policy('w_conflict', 'primary_wins', 'b')")
         .await
@@ -529,6 +523,7 @@ async fn concurrent_conflicting_ddl_stops_the_channel_with_its_reason() {
     b().run("ALTER TABLE w_clash.t ADD COLUMN note VARCHAR(5) NULL")
         .await;
     channel
+        .installation
         .meta
         .exec_drop("CALL start_channel(?)", (&channel.name,))
         .await
@@ -658,9 +653,10 @@ async fn a_chain_beyond_a_two_way_channel_gets_each_change_once() {
     )
     .await
     .unwrap();
+    // Its own replica server id, like the channel's (same base, next pipeline id).
     conn.exec_drop(
-        "CALL set_pipeline_option('w_chain_c', 'server_id', ?)",
-        (server_id("w_chain_c"),),
+        "UPDATE pipeline SET server_id = ? + id",
+        (common::server_id_base("ottr_w_w_chain"),),
     )
     .await
     .unwrap();
@@ -750,6 +746,7 @@ async fn a_node_killed_during_two_way_traffic_resumes_without_echo() {
     channel.identical("w_kill.t", Duration::from_secs(60)).await;
     assert_eq!(table_rows(a(), "w_kill.t").await.len(), 100);
     let conflicts: Vec<String> = channel
+        .installation
         .meta
         .query(
             "SELECT CONCAT_WS(' | ', pipeline, row_key, kind, source_row, target_row, policy) \

@@ -6,10 +6,13 @@
 
 #![allow(dead_code)]
 
+pub mod installation;
 pub mod proxy;
 pub mod tls;
 pub mod zookeeper;
 
+#[allow(unused_imports)]
+pub use installation::{Installation, SHORT};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use std::net::TcpListener;
@@ -362,19 +365,21 @@ pub async fn conn_to(server: &MariaDb, schema: &str) -> Conn {
 /// is `Some(value)`, and yields the value; panics after `$limit` naming `$what`.
 #[macro_export]
 macro_rules! eventually {
-    ($limit:expr, $what:expr, $probe:expr) => {{
+    ($limit:expr, $what:expr, $probe:expr) => {
+        $crate::eventually!($limit, $what, $probe, else String::new())
+    };
+    // With a diagnostic evaluated at the deadline and added to the panic's message.
+    ($limit:expr, $what:expr, $probe:expr, else $diagnostic:expr) => {{
         let limit: std::time::Duration = $limit;
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(value) = $probe {
                 break value;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out after {:?} waiting for {}",
-                limit,
-                $what
-            );
+            if std::time::Instant::now() >= deadline {
+                let diagnostic: String = $diagnostic;
+                panic!("timed out after {:?} waiting for {}\n{}", limit, $what, diagnostic);
+            }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }};
@@ -532,9 +537,12 @@ pub async fn binlog_end(conn: &mut Conn) -> ottr::model::BinlogFilePos {
     }
 }
 
+/// Rows of a table as text, as [`table_rows`] reads them.
+pub type Rows = Vec<Vec<Option<String>>>;
+
 /// Every row of `schema.table` on a server, ordered by its first two columns, as text
 /// (empty when the table is missing).
-pub async fn table_rows(server: &MariaDb, table: &str) -> Vec<Vec<Option<String>>> {
+pub async fn table_rows(server: &MariaDb, table: &str) -> Rows {
     let mut conn = server.conn().await;
     conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
     let rows: Vec<mysql_async::Row> = conn
