@@ -5,22 +5,46 @@
 //! read its state from views in the same schema. Nodes (`ottr node`) register there, claim
 //! pipelines through leases with fencing tokens, and write back positions and state.
 //!
-//! # Layout
+//! # The data path: Select → Extract → Transform → Load
 //!
-//! - [`error`]: the one error type and its class (transient, table, fatal).
+//! One claimed pipeline (one direction of a channel, source → target) runs as one task
+//! ([`pipeline::PipelineTask`]): [`pipeline::start`](pipeline) prechecks the source and
+//! resolves the start position, then the stream loop moves batches through four stages.
+//!
+//! | stage | module | reads | hands on | may touch |
+//! |---|---|---|---|---|
+//! | **Select** | [`pipeline::select`] | the source's binlog (a replica connection), decoded event by event, never skipping one | [`pipeline::select::Batch`]: whole transactions (or parts of a huge one) of [`pipeline::select::Change`]s (row images with [`model::ChangeAt`], DDL as a [`model::Statement`] with its session), and the [`model::Position`] reading resumes at | the source only |
+//! | **Extract** | [`pipeline::extract`] | a batch's changes | the changes of paired tables, columns included or excluded | nothing (pure) |
+//! | **Transform** | [`pipeline::transform`] | extracted changes | [`pipeline::transform::TargetChange`]: rows renamed and bound to target values ([`pipeline::transform::bind`]), DDL planned for the target | nothing (pure) |
+//! | **Load** | [`pipeline::load`] | target changes and the batch's end position | rows applied in partitions, exactly once, DDL as a barrier; two-way conflicts decided and repaired | the target (and, two-way, the source's write-back row) |
+//!
+//! After each batch the pipeline writes the position to the metadata (fenced by its lease's
+//! token), lag ([`pipeline::heartbeat`]) and statistics ([`pipeline::stats`]).
+//!
+//! # Layers, from the bottom up
+//!
+//! Each module imports only from the ones listed before it (no module imports from a later
+//! one, and there is no import cycle):
+//!
+//! - [`model`]: typed ids and keys, positions and start points, row changes and statements,
+//!   the closed sets the schema stores (pipeline state, channel mode, event kind), what the
+//!   statistics count, conflict and skipped-row records. No IO.
 //! - [`failpoint`]: faults the tests inject into debug builds (`OTTR_FAILPOINTS`).
-//! - [`model`]: typed ids, positions and start points shared by every stage.
-//! - [`config`]: typed rows read from the metadata schema and their pure validation.
-//! - [`meta`]: the only code that speaks SQL to the metadata schema (migrate, reads, writes).
-//! - [`node`]: registration, heartbeats, leases, choosing which pipelines to run, shutdown.
-//! - [`pipeline`]: running one claimed pipeline; [`pipeline::select`] owns the source
-//!   connection (prechecks and start positions today, the binlog reader next).
-//! - [`monitor`]: alarm rules checked on their cron schedule, alerts, auto-recovery and
-//!   mail; run by one node at a time under the monitor lease.
-//! - [`status`]: the `ottr status` and `ottr check` reports.
-//! - [`inspect`]: `ottr binlog`, the decoded events of a source, for debugging.
-//! - [`sql`]: SQL text built from names and bytes: quoted identifiers, hex literals.
+//! - [`sql`]: SQL text both ways: quoting names and values, and the one SQL tokenizer.
+//! - [`config`]: typed configuration rows and their pure validation.
 //! - [`tls`]: TLS options and encryption of connections to MySQL/MariaDB servers.
+//! - [`error`]: the one error type; each variant is definite (fatal) or transient.
+//! - [`sys`]: every statement on `ottr_sys`, what ottr keeps on data servers (applied
+//!   positions and fencing, DDL records, repair suspects, heartbeats).
+//! - [`meta`]: the only code that speaks SQL to the metadata schema (migrate, reads, writes).
+//! - [`coord`]: who is alive and who may claim: one [`coord::Coordinator`] interface, with
+//!   leases alone or ZooKeeper.
+//! - [`pipeline`]: running one claimed pipeline (the stages above).
+//! - [`monitor`]: alarm rules on their cron schedule, alerts, auto-recovery and mail; run by
+//!   one node at a time under the monitor lease.
+//! - [`node`]: registration, heartbeats, leases and claims through the coordinator, the
+//!   monitor lease, reconciling pipeline tasks with the configuration, shutdown.
+//! - [`status`], [`inspect`]: the `ottr status`/`ottr check` reports and `ottr binlog`.
 
 pub mod config;
 pub mod coord;

@@ -65,7 +65,7 @@ pub enum ColumnSelection {
 
 /// Schemas that are never synced, whatever a pattern matches.
 pub const SYSTEM_SCHEMAS: &[&str] = &[
-    crate::sys::SCHEMA,
+    crate::model::SYSTEM_SCHEMA,
     "mysql",
     "information_schema",
     "performance_schema",

@@ -45,6 +45,9 @@ id_type!(
     FencingToken(u64)
 );
 
+/// ottr's schema on every data server it reads or writes (see `crate::sys`).
+pub const SYSTEM_SCHEMA: &str = "ottr_sys";
+
 /// `installation.id` of a metadata schema: what tells its pipelines' rows apart on data
 /// servers and its nodes apart in ZooKeeper, when several installations share them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -14,7 +14,8 @@ mod value;
 
 pub use change::{ChangeKind, ColumnMeta, RowChange, TableId, TableMeta};
 pub use ids::{
-    ChannelId, DataSourceId, FencingToken, InstallationId, PipelineId, PipelineKey, TablePairId,
+    ChannelId, DataSourceId, FencingToken, InstallationId, PipelineId, PipelineKey, SYSTEM_SCHEMA,
+    TablePairId,
 };
 pub use position::{
     BinlogFilePos, ChangeAt, GtidState, MariaGtid, ParsePositionError, Position, StartPoint,

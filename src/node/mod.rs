@@ -15,7 +15,11 @@
 //! - an invalid configuration row is that pipeline's error, never the node's;
 //! - invalid settings are reported and the previous (or default) values kept.
 //!
-//! One loop owns all state; pipeline tasks only report through the metadata database.
+//! One loop owns all state; pipeline tasks only report through the metadata database. This
+//! file holds the loop (heartbeat, poll, shutdown); `claim.rs` queues and claims,
+//! `reconcile.rs` stops and restarts tasks to match the configuration, `monitor_lease.rs`
+//! runs the monitor while this node holds its lease, and `balance.rs` is the pure rule of
+//! which pipelines this node should claim.
 
 mod balance;
 mod claim;

@@ -21,8 +21,7 @@ use crate::error::{Error, Result};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-/// ottr's schema on every data server it reads or writes.
-pub const SCHEMA: &str = "ottr_sys";
+pub use crate::model::SYSTEM_SCHEMA as SCHEMA;
 
 pub const CREATE_SCHEMA: &str = "CREATE DATABASE IF NOT EXISTS ottr_sys";
 const CREATE_APPLIED: &str = "CREATE TABLE IF NOT EXISTS ottr_sys.applied (

@@ -13,6 +13,13 @@
 //! (`WHERE fencing_token <= ?`); if that matches no row, the transaction rolls back and the
 //! pipeline stops: its lease was lost. A replay skips each change its partition's row says
 //! is applied.
+//!
+//! Files: `claim.rs` takes the partitions' rows under the lease's token and reads where each
+//! stands; `tables.rs` what is known of a target table (information_schema); `partitions.rs`
+//! the partitioned and serial apply; `merge.rs` and `statements.rs` the merged writes and
+//! their SQL; `ddl.rs` the DDL barrier; two-way: `conflict.rs` (checked writes and their
+//! decisions) and `repair.rs` (making conflicts' keys equal on both sides). Every statement
+//! on `ottr_sys` is in [`crate::sys`].
 
 mod claim;
 mod conflict;
