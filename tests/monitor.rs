@@ -51,18 +51,7 @@ async fn setup(name: &str) -> Setup {
 /// The monitor tests' installation: channels from the shared source to a target.
 struct Setup(Installation);
 
-impl std::ops::Deref for Setup {
-    type Target = Installation;
-    fn deref(&self) -> &Installation {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Setup {
-    fn deref_mut(&mut self) -> &mut Installation {
-        &mut self.0
-    }
-}
+installation_wrapper!(Setup);
 
 impl Setup {
     /// A channel `name` from the shared source to `target` over `schema.t`, created on both

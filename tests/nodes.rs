@@ -53,18 +53,7 @@ async fn setup_on(
 /// The node tests' installation: channels from `sh` to `us`, and their state.
 struct Setup(Installation);
 
-impl std::ops::Deref for Setup {
-    type Target = Installation;
-    fn deref(&self) -> &Installation {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Setup {
-    fn deref_mut(&mut self) -> &mut Installation {
-        &mut self.0
-    }
-}
+installation_wrapper!(Setup);
 
 impl Setup {
     /// A channel `name` from `source` to `us` over `shop.<name>`, each pipeline with a replica

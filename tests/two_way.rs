@@ -32,18 +32,7 @@ struct Channel {
     name: String,
 }
 
-impl std::ops::Deref for Channel {
-    type Target = Installation;
-    fn deref(&self) -> &Installation {
-        &self.installation
-    }
-}
-
-impl std::ops::DerefMut for Channel {
-    fn deref_mut(&mut self) -> &mut Installation {
-        &mut self.installation
-    }
-}
+installation_wrapper!(Channel.installation);
 
 /// The pipelines of channel `name` between data sources a and b.
 fn forward(name: &str) -> String {

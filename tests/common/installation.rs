@@ -117,3 +117,27 @@ impl Installation {
         );
     }
 }
+
+/// Lets a test's own fixture type wrap an [`Installation`] and be used as one:
+/// `installation_wrapper!(Setup)` for `struct Setup(Installation)`,
+/// `installation_wrapper!(Channel.installation)` for a named field.
+#[macro_export]
+macro_rules! installation_wrapper {
+    ($wrapper:ident) => {
+        $crate::installation_wrapper!($wrapper.0);
+    };
+    ($wrapper:ident . $field:tt) => {
+        impl std::ops::Deref for $wrapper {
+            type Target = $crate::common::Installation;
+            fn deref(&self) -> &Self::Target {
+                &self.$field
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.$field
+            }
+        }
+    };
+}
