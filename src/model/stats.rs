@@ -36,6 +36,7 @@ pub struct KindCounts {
 }
 
 impl KindCounts {
+    #[inline]
     pub(crate) fn add_row(&mut self, kind: ChangeKind, bytes: u64) {
         let (rows, total) = match kind {
             ChangeKind::Insert => (&mut self.inserts, &mut self.insert_bytes),

@@ -17,6 +17,7 @@ pub enum Change {
 }
 
 impl Change {
+    #[inline]
     pub(super) fn size(&self) -> usize {
         match self {
             Change::Row(row, _) => row.size(),
@@ -43,11 +44,13 @@ impl ByteBudget {
         self.peak.load(Ordering::Relaxed)
     }
 
+    #[inline]
     pub(super) fn add(&self, bytes: usize) {
         let now = self.buffered.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(super) fn release(&self, bytes: usize) {
         self.buffered.fetch_sub(bytes, Ordering::Relaxed);
     }
