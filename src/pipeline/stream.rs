@@ -51,48 +51,7 @@ impl PipelineTask {
     ) -> Result<std::convert::Infallible> {
         let options = &config.options;
         let mut loader = load::Loader::open(&config.target, self.load_options(config)).await?;
-        let select_options = select::SelectOptions {
-            reader: select::ReaderOptions {
-                server_id: config.server_id,
-                heartbeat: Duration::from_secs(1),
-                stop_at_end: false,
-            },
-            batch_rows: options.batch_rows as usize,
-            batch_bytes: options.batch_bytes as usize,
-            batch_timeout: options.batch_timeout,
-            retry_min: self.settings.retry_min,
-            retry_max: self.settings.retry_max,
-            split_transactions: !options.transactional,
-            cut_when_idle: Some(CUT_WHEN_IDLE),
-            // and, two-way, this pipeline's own writes into its source (a conflict's winner,
-            // see `load::conflict`)
-            echo_keys: config
-                .echo_pipelines
-                .iter()
-                .chain(config.two_way().then_some(&self.pipeline))
-                .map(|pipeline| PipelineKey::new(&self.installation, *pipeline).to_string())
-                .collect(),
-        };
-        let budget = Arc::new(select::ByteBudget::default());
-        let mut selector = select::Selector::new(
-            config.source.clone(),
-            select_options,
-            start.position.clone(),
-            budget,
-        );
-        // Select runs ahead by one batch at most: memory stays bounded by batch_bytes.
-        let (sender, mut batches) = mpsc::channel::<Result<select::Batch>>(1);
-        let reader = tokio::spawn(async move {
-            loop {
-                let next = selector.next_batch().await.transpose();
-                crate::failpoint::panic_if_set("select_batch");
-                let Some(next) = next else { break };
-                let failed = next.is_err();
-                if sender.send(next).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
+        let (reader, mut batches) = self.spawn_reader(config, &start);
         let mut reader = AbortOnDrop(reader);
         let pipeline_key = self.pipeline_key();
         let beats_failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -174,6 +133,66 @@ impl PipelineTask {
             )),
             _ => Err(Error::StreamLost("the binlog reader stopped".into())),
         }
+    }
+
+    /// How Select reads and cuts batches for this pipeline.
+    fn select_options(&self, config: &PipelineConfig) -> select::SelectOptions {
+        let options = &config.options;
+        select::SelectOptions {
+            reader: select::ReaderOptions {
+                server_id: config.server_id,
+                heartbeat: Duration::from_secs(1),
+                stop_at_end: false,
+            },
+            batch_rows: options.batch_rows as usize,
+            batch_bytes: options.batch_bytes as usize,
+            batch_timeout: options.batch_timeout,
+            retry_min: self.settings.retry_min,
+            retry_max: self.settings.retry_max,
+            split_transactions: !options.transactional,
+            cut_when_idle: Some(CUT_WHEN_IDLE),
+            // and, two-way, this pipeline's own writes into its source (a conflict's winner,
+            // see `load::conflict`)
+            echo_keys: config
+                .echo_pipelines
+                .iter()
+                .chain(config.two_way().then_some(&self.pipeline))
+                .map(|pipeline| PipelineKey::new(&self.installation, *pipeline).to_string())
+                .collect(),
+        }
+    }
+
+    /// Starts Select in a task of its own, reading from `start`: it runs ahead by one batch
+    /// at most, so memory stays bounded by batch_bytes.
+    fn spawn_reader(
+        &self,
+        config: &PipelineConfig,
+        start: &Start,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<Result<select::Batch>>,
+    ) {
+        let budget = Arc::new(select::ByteBudget::default());
+        let mut selector = select::Selector::new(
+            config.source.clone(),
+            self.select_options(config),
+            start.position.clone(),
+            budget,
+        );
+        // Select runs ahead by one batch at most: memory stays bounded by batch_bytes.
+        let (sender, batches) = mpsc::channel::<Result<select::Batch>>(1);
+        let reader = tokio::spawn(async move {
+            loop {
+                let next = selector.next_batch().await.transpose();
+                crate::failpoint::panic_if_set("select_batch");
+                let Some(next) = next else { break };
+                let failed = next.is_err();
+                if sender.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        (reader, batches)
     }
 
     /// What an applied batch leaves to do before its position is saved: two-way, a round
