@@ -7,7 +7,9 @@
 mod common;
 
 use common::tls::TestCa;
-use common::{MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir};
+use common::{
+    Installation, MariaDb, NodeProcess, ServerKind, conn_to, fresh_meta, shared, temp_dir,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use ottr::config::{ClientCertificate, DataSource, Tls, TlsMode};
@@ -257,20 +259,23 @@ async fn tls_modes_connect_as_their_names_say_and_refuse_by_name() {
 /// A metadata schema with short timings and a channel from the shared source to the TLS
 /// target over `schema.t`.
 async fn tls_channel(schema: &str) -> (String, Conn) {
-    let url = fresh_meta(meta_server(), schema).await;
-    let mut conn = conn_to(meta_server(), schema).await;
-    conn.query_drop(
-        "CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); \
-         CALL set_setting('poll_ms', 200); CALL set_setting('retry_max_ms', 1000);",
+    let mut installation = Installation::new(
+        meta_server(),
+        schema,
+        &[
+            ("lease_ms", 3000),
+            ("heartbeat_ms", 200),
+            ("poll_ms", 200),
+            ("retry_max_ms", 1000),
+        ],
     )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
-        (source().source_url("root"),),
-    )
-    .await
-    .unwrap();
+    .await;
+    installation.data_source("sh", source(), "root").await;
+    let Installation {
+        meta: mut conn,
+        url,
+        ..
+    } = installation;
     conn.exec_drop(
         "CALL add_data_source('secure', 'mariadb', ?, NULL)",
         (format!(

@@ -3,9 +3,7 @@
 
 mod common;
 
-use common::{
-    Installation, MariaDb, NodeProcess, SHORT, ServerKind, conn_to, fresh_meta, shared, temp_dir,
-};
+use common::{Installation, MariaDb, NodeProcess, SHORT, ServerKind, conn_to, shared, temp_dir};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use std::time::Duration;
@@ -504,23 +502,24 @@ async fn a_target_that_goes_away_is_caught_up_with_when_it_returns() {
 async fn the_node_recovers_by_itself_when_the_metadata_server_restarts() {
     let own_meta = MariaDb::start(ServerKind::Plain);
     both("DROP DATABASE IF EXISTS y_meta; CREATE DATABASE y_meta; CREATE TABLE y_meta.t (id INT PRIMARY KEY, v INT);").await;
-    let url = fresh_meta(&own_meta, "ottr").await;
-    let mut conn = conn_to(&own_meta, "ottr").await;
-    conn.query_drop("CALL set_setting('lease_ms', 3000); CALL set_setting('heartbeat_ms', 200); CALL set_setting('poll_ms', 200); CALL set_setting('retry_max_ms', 2000);")
-        .await
-        .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('sh', 'mariadb', ?, NULL)",
-        (source().source_url("root"),),
+    let mut installation = Installation::new(
+        &own_meta,
+        "ottr",
+        &[
+            ("lease_ms", 3000),
+            ("heartbeat_ms", 200),
+            ("poll_ms", 200),
+            ("retry_max_ms", 2000),
+        ],
     )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "CALL add_data_source('us', 'mariadb', ?, NULL)",
-        (target().source_url("root"),),
-    )
-    .await
-    .unwrap();
+    .await;
+    installation.data_source("sh", source(), "root").await;
+    installation.data_source("us", target(), "root").await;
+    let Installation {
+        meta: mut conn,
+        url,
+        ..
+    } = installation;
     conn.query_drop("CALL create_channel('y_meta', 'sh', 'us'); CALL add_table_pair('y_meta', 'y_meta', 't', NULL, NULL);").await.unwrap();
     conn.exec_drop(
         "CALL set_pipeline_option('y_meta', 'server_id', ?)",
