@@ -276,8 +276,10 @@ impl PipelineTask {
             let attempt = async {
                 match self.check_and_resolve(config).await {
                     Ok(start) => {
-                        self.stream(config, start, &mut backoff, stopping, stats)
-                            .await
+                        let Err(error) = self
+                            .stream(config, start, &mut backoff, stopping, stats)
+                            .await;
+                        error
                     }
                     Err(error) => error,
                 }

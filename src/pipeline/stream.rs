@@ -23,25 +23,9 @@ pub(super) const CUT_WHEN_IDLE: Duration = Duration::from_millis(5);
 
 impl PipelineTask {
     /// Streams from `start` until something fails: Select → Transform → Load, joined by a
-    /// bounded channel, the metadata position written after each batch is applied.
+    /// bounded channel, the metadata position written after each batch is applied. Never
+    /// returns anything but an error.
     pub(super) async fn stream(
-        &self,
-        config: &PipelineConfig,
-        start: Start,
-        backoff: &mut Duration,
-        stopping: &CancellationToken,
-        stats: &Arc<stats::Recorder>,
-    ) -> Error {
-        match self
-            .try_stream(config, start, backoff, stopping, stats)
-            .await
-        {
-            Ok(never) => match never {},
-            Err(error) => error,
-        }
-    }
-
-    pub(super) async fn try_stream(
         &self,
         config: &PipelineConfig,
         start: Start,
