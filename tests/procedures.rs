@@ -841,7 +841,7 @@ async fn alarm_rules_are_validated_with_clear_messages() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(defaults, 6);
+    assert_eq!(defaults, 7);
     let security: String = conn
         .query_first("SELECT security FROM smtp")
         .await

@@ -3,7 +3,8 @@
 -- node_dead (seconds past its lease), error_text (threshold: a regular expression matched
 -- against the messages of error events), binlog_retention (the position within this many binlog
 -- files of the oldest one the source keeps), conflicts (more than this many conflicts in the
--- last minute, two-way channels). p_pipeline: a pipeline or channel name, or NULL
+-- last minute, two-way channels), copy_failed (a table of an online copy failed; threshold
+-- NULL or 0). p_pipeline: a pipeline or channel name, or NULL
 -- for every pipeline (node_dead: always NULL). cron: when to check (UTC, 6 fields, or 5 unix
 -- fields). quiet_period_s: at most one mail per rule and scope in this time.
 -- auto_recovery_after: restart the pipeline after this many checks in a row found the
@@ -24,9 +25,9 @@ BEGIN
   IF EXISTS (SELECT 1 FROM alarm_rule WHERE name = p_name) THEN
     CALL raise_error(CONCAT('alarm rule ''', p_name, ''' already exists: drop_alarm_rule it first'));
   END IF;
-  IF p_kind IS NULL OR p_kind NOT IN ('lag', 'no_progress', 'pipeline_error', 'node_dead', 'error_text', 'binlog_retention', 'conflicts') THEN
+  IF p_kind IS NULL OR p_kind NOT IN ('lag', 'no_progress', 'pipeline_error', 'node_dead', 'error_text', 'binlog_retention', 'conflicts', 'copy_failed') THEN
     CALL raise_error(CONCAT('unknown alarm kind ''', LEFT(COALESCE(p_kind, 'NULL'), 30),
-      ''': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts'));
+      ''': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts, copy_failed'));
   END IF;
   IF p_pipeline IS NOT NULL THEN
     IF p_kind = 'node_dead' THEN
@@ -48,6 +49,10 @@ BEGIN
       CALL raise_error(CONCAT('invalid error_text pattern ''', LEFT(p_threshold, 60), ''''));
     END IF;
     SET v_pattern = p_threshold;
+  ELSEIF p_kind = 'copy_failed' THEN
+    IF COALESCE(p_threshold, '0') <> '0' THEN
+      CALL raise_error('a copy_failed rule has no threshold: give NULL');
+    END IF;
   ELSE
     IF p_threshold IS NULL OR p_threshold NOT REGEXP '^[0-9]{1,9}$' THEN
       CALL raise_error(CONCAT('a ', p_kind, ' rule needs a whole number as its threshold (',

@@ -1,7 +1,8 @@
 -- Sets one option of a pipeline (or of every pipeline of a channel). Options:
 -- batch_rows, batch_bytes, batch_timeout_ms, load_parallelism, server_id (numbers);
 -- heartbeat_ms (0 = off, else 100 to 3600000); ddl_sync, skip_ddl_errors, skip_load_errors,
--- transactional (on/off). Nodes restart the pipeline to apply it.
+-- transactional, initial_copy (on/off); copy_chunk_ms (10 to 60000), copy_max_lag_ms (100 to
+-- 86400000). Nodes restart the pipeline to apply it.
 CREATE PROCEDURE set_pipeline_option(IN p_ref VARCHAR(1024), IN p_option VARCHAR(1024),
                                      IN p_value VARCHAR(1024))
   SQL SECURITY INVOKER
@@ -72,6 +73,21 @@ BEGIN
         CALL raise_error(CONCAT('heartbeat_ms must be 0 (off) or a number from 100 to 3600000, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
       END IF;
       UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.heartbeat_ms = v_number WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'initial_copy' THEN
+      IF v_flag IS NULL THEN
+        CALL raise_error(CONCAT('initial_copy must be on or off, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.initial_copy = v_flag WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'copy_chunk_ms' THEN
+      IF v_number IS NULL OR v_number NOT BETWEEN 10 AND 60000 THEN
+        CALL raise_error(CONCAT('copy_chunk_ms must be a number from 10 to 60000, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.copy_chunk_ms = v_number WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'copy_max_lag_ms' THEN
+      IF v_number IS NULL OR v_number NOT BETWEEN 100 AND 86400000 THEN
+        CALL raise_error(CONCAT('copy_max_lag_ms must be a number from 100 to 86400000, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.copy_max_lag_ms = v_number WHERE p.name = p_ref OR c.name = p_ref;
     ELSE
       CALL raise_error(CONCAT('unknown pipeline option ''', LEFT(COALESCE(p_option, 'NULL'), 40),
         ''' (see the pipeline table''s columns)'));

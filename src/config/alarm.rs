@@ -60,6 +60,8 @@ pub enum Condition {
     BinlogRetention(u64),
     /// More conflicts than this in the last minute (two-way channels).
     Conflicts(u64),
+    /// A table of an online copy failed (until its job is cancelled).
+    CopyFailed,
 }
 
 impl Condition {
@@ -73,6 +75,7 @@ impl Condition {
             Condition::ErrorText(_) => "error_text",
             Condition::BinlogRetention(_) => "binlog_retention",
             Condition::Conflicts(_) => "conflicts",
+            Condition::CopyFailed => "copy_failed",
         }
     }
 
@@ -86,6 +89,7 @@ impl Condition {
             Condition::ErrorText(pattern) => format!("/{}/", pattern.as_str()),
             Condition::BinlogRetention(files) => format!("{files} binlog file(s)"),
             Condition::Conflicts(per_minute) => format!("{per_minute} conflicts per minute"),
+            Condition::CopyFailed => "a failed copy".to_owned(),
         }
     }
 }
@@ -170,9 +174,10 @@ pub fn validate_rule(row: &AlarmRuleRow, windows: &[AlarmWindowRow]) -> Result<A
             row.threshold
                 .ok_or("a conflicts rule needs a threshold: conflicts per minute")?,
         ),
+        "copy_failed" => Condition::CopyFailed,
         other => {
             return Err(format!(
-                "unknown kind '{other}': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention or conflicts"
+                "unknown kind '{other}': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts or copy_failed"
             ));
         }
     };

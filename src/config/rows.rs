@@ -56,6 +56,12 @@ pub struct PipelineRow {
     pub heartbeat_ms: u64,
     /// Bumped to restart the pipeline.
     pub restart_seq: u64,
+    /// The first start copies every paired table while streaming.
+    pub initial_copy: i64,
+    /// The time one copy chunk should take.
+    pub copy_chunk_ms: u64,
+    /// Copies wait while the pipeline lags more than this.
+    pub copy_max_lag_ms: u64,
     pub server_id: Option<u32>,
     pub start_kind: String,
     pub start_file: Option<String>,

@@ -50,6 +50,12 @@ pub struct PipelineOptions {
     /// Part of the configuration so that bumping it (restart_pipeline, auto-recovery)
     /// restarts the pipeline like any other change.
     pub restart_seq: u64,
+    /// The first start of the pipeline copies every paired table while it streams.
+    pub initial_copy: bool,
+    /// The time one copy chunk should take to read and apply (chunk sizes adapt to it).
+    pub copy_chunk: Duration,
+    /// Copies wait while the pipeline lags more than this.
+    pub copy_max_lag: Duration,
 }
 
 /// Which columns of a table pair travel, and under which target names.
@@ -466,6 +472,19 @@ fn validate_options(row: &PipelineRow) -> Result<PipelineOptions, String> {
             )?)),
         },
         restart_seq: row.restart_seq,
+        initial_copy: flag("initial_copy", row.initial_copy)?,
+        copy_chunk: Duration::from_millis(in_range(
+            "copy_chunk_ms",
+            row.copy_chunk_ms,
+            10,
+            60_000,
+        )?),
+        copy_max_lag: Duration::from_millis(in_range(
+            "copy_max_lag_ms",
+            row.copy_max_lag_ms,
+            100,
+            86_400_000,
+        )?),
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod audit;
 mod config;
+pub mod copy;
 mod events;
 mod leases;
 mod migrate;

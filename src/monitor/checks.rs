@@ -172,6 +172,19 @@ pub fn check(rule: &AlarmRule, facts: &Facts, events: &[EventFacts]) -> Checked 
                 }
             }
         }
+        Condition::CopyFailed => {
+            for p in pipelines {
+                if let Some(failed) = &p.failed_copies {
+                    found(
+                        &p.name,
+                        Some(p.id),
+                        format!(
+                            "copy failed: {failed} (SELECT * FROM v_copy; cancel_copy(job) clears this)"
+                        ),
+                    );
+                }
+            }
+        }
         Condition::ErrorText(pattern) => {
             let mut seen: BTreeSet<String> = BTreeSet::new();
             for event in events {

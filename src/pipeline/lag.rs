@@ -42,26 +42,26 @@ impl LagMeter {
         }
     }
 
-    /// Records the lag of an applied batch; a failed clock read is logged, never an error
-    /// of the pipeline.
+    /// Records the lag of an applied batch and returns the newest reading (ms), if it took
+    /// one; a failed clock read is logged, never an error of the pipeline.
     pub(super) async fn measure(
         &mut self,
         loader: &load::Loader,
         stats: &stats::Recorder,
         beats: Vec<u64>,
         event_time: Option<u32>,
-    ) {
+    ) -> Option<u64> {
         // Without heartbeats every batch with rows is a sample (one round trip to the target):
         // the last one must be the newest, or an idle pipeline would keep an old, high reading.
         let from_events = event_time.filter(|_| beats.is_empty() && self.heartbeats_missing());
         if beats.is_empty() && from_events.is_none() {
-            return;
+            return None;
         }
         let applied = match loader.clock_us().await {
             Ok(now) => now,
             Err(error) => {
                 warn!(error = %chain(&error), "cannot read the target's clock for lag");
-                return;
+                return None;
             }
         };
         let taken = std::time::Instant::now();
@@ -76,6 +76,9 @@ impl LagMeter {
             };
             // Every heartbeat is a sample: one that waited in the batch for the next was late
             // by that wait.
+            let newest = beats
+                .last()
+                .map(|beat| applied.saturating_sub(*beat) / 1000);
             for beat in beats {
                 stats.record_lag(crate::model::LagReading {
                     lag_ms: applied.saturating_sub(beat) / 1000,
@@ -86,16 +89,21 @@ impl LagMeter {
                     taken,
                 });
             }
+            newest
         } else if let Some(seconds) = from_events {
             let source_us = u64::from(seconds) * 1_000_000;
+            let lag_ms = applied.saturating_sub(source_us) / 1000;
             stats.record_lag(crate::model::LagReading {
-                lag_ms: applied.saturating_sub(source_us) / 1000,
+                lag_ms,
                 method: crate::model::LagMethod::EventTime,
                 source_us,
                 applied_us: applied,
                 heartbeat_ms: 0,
                 taken,
             });
+            Some(lag_ms)
+        } else {
+            None
         }
     }
 }

@@ -26,6 +26,7 @@
 //! [`select::BatchData`]) and the position it ends at, so that they can run in two processes.
 
 mod connect;
+pub mod copy;
 pub mod extract;
 mod fencing;
 pub mod heartbeat;

@@ -73,6 +73,12 @@ impl PipelineTask {
                     load::Loader::open(&config.target, self.load_options(config)).await?;
                 loader.forget_applied().await?;
                 loader.close().await;
+                // The first start: with initial_copy, the copy of every paired table is
+                // queued before the position is saved (so a crash in between queues it again,
+                // once), and runs while the pipeline streams from the resolved position.
+                if config.options.initial_copy {
+                    meta::copy::queue_initial_copy(&self.meta, self.pipeline).await?;
+                }
                 meta::write_position(&self.meta, self.pipeline, self.token, &resolved).await?;
                 self.log(
                     EventLevel::Info,

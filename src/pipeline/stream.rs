@@ -5,12 +5,13 @@
 
 use super::lag::LagMeter;
 use super::start::Start;
-use super::{AbortOnDrop, PipelineTask, heartbeat, load, select, stats, transform};
+use super::{AbortOnDrop, PipelineTask, copy, heartbeat, load, select, stats, transform};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel};
 use crate::model::{EventKind, PipelineKey, PipelineState, Position};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -55,6 +56,21 @@ impl PipelineTask {
             )
         });
         let mut lag = LagMeter::new(options.heartbeat, beats_failing);
+        // The online copy: chunks read beside the stream, applied at their high watermarks.
+        let marks = Arc::new(copy::Marks::default());
+        let lag_ms = Arc::new(AtomicU64::new(0));
+        let mut splicer = copy::Splicer::new(pipeline_key.to_string(), marks.clone());
+        let _stop_copies = AbortOnDrop(
+            copy::Copier::new(
+                self.meta.clone(),
+                self.node.clone(),
+                pipeline_key.clone(),
+                config.clone(),
+                marks,
+                lag_ms.clone(),
+            )
+            .spawn(),
+        );
         let mut transformer = transform::Transformer::new(
             config.table_pairs.clone(),
             options.ddl_sync,
@@ -80,18 +96,38 @@ impl PipelineTask {
             crate::failpoint::panic_if_set("load_batch");
             let mut counted = stats::BatchStats::default();
             counted.stages.select = batch.select_time;
-            let started = Instant::now();
             let changes = batch.take_changes();
             let beats = heartbeat::beats(&changes, pipeline_key.as_str());
-            let changes = transformer.extract(changes).map_err(Error::Transform)?;
-            counted.count(&changes);
+            let mut pieces = splicer.split(changes).into_iter().peekable();
+            let mut load_time = Duration::ZERO;
+            while let Some(piece) = pieces.next() {
+                let started = Instant::now();
+                let changes = match piece {
+                    copy::Piece::Changes(changes) => changes,
+                    copy::Piece::Chunk { chunk, changed, .. } => {
+                        self.apply_chunk(&mut loader, config, chunk, changed)
+                            .await?;
+                        load_time += started.elapsed();
+                        continue;
+                    }
+                };
+                // changes before a chunk are applied up to its high watermark
+                let end = match pieces.peek() {
+                    Some(copy::Piece::Chunk { at, .. }) => load::position_at(at),
+                    _ => batch.end.clone(),
+                };
+                let changes = transformer.extract(changes).map_err(Error::Transform)?;
+                counted.count(&changes);
+                counted.stages.extract += started.elapsed();
+                let started = Instant::now();
+                let changes = transformer.transform(changes).map_err(Error::Transform)?;
+                counted.stages.transform += started.elapsed();
+                let started = Instant::now();
+                loader.apply(changes, &end).await?;
+                load_time += started.elapsed();
+            }
             let has_rows = counted.has_rows();
-            counted.stages.extract = started.elapsed();
             let started = Instant::now();
-            let changes = transformer.transform(changes).map_err(Error::Transform)?;
-            counted.stages.transform = started.elapsed();
-            let started = Instant::now();
-            loader.apply(changes, &batch.end).await?;
             self.after_apply(&mut loader, &mut transformer, config, &mut batch)
                 .await?;
             match meta::write_position(&self.meta, self.pipeline, self.token, &batch.end).await {
@@ -105,8 +141,10 @@ impl PipelineTask {
             *backoff = self.settings.retry_min;
             let event_time =
                 (has_rows && batch.last_event_time > 0).then_some(batch.last_event_time);
-            lag.measure(&loader, stats, beats, event_time).await;
-            counted.stages.load = started.elapsed();
+            if let Some(reading) = lag.measure(&loader, stats, beats, event_time).await {
+                lag_ms.store(reading, Ordering::Relaxed);
+            }
+            counted.stages.load = load_time + started.elapsed();
             stats.record_batch(counted);
         }
         // The reader ended without a word: it panicked, or it was stopped.
@@ -117,6 +155,59 @@ impl PipelineTask {
             )),
             _ => Err(Error::StreamLost("the binlog reader stopped".into())),
         }
+    }
+
+    /// Applies a copy chunk at its high watermark (everything before it is applied), and
+    /// tells its copy task how it went.
+    async fn apply_chunk(
+        &self,
+        loader: &mut load::Loader,
+        config: &PipelineConfig,
+        chunk: Box<copy::ReadChunk>,
+        changed: std::collections::HashSet<copy::KeyText>,
+    ) -> Result<()> {
+        let mapped = crate::pipeline::extract::pair_for(&config.table_pairs, &chunk.table.id)
+            .ok_or_else(|| format!("{} is outside the table pairs", chunk.table.id))
+            .and_then(|pair| transform::target_of(pair, &chunk.table));
+        let (target, sources) = match mapped {
+            Ok(mapped) => mapped,
+            Err(problem) => {
+                let _ = chunk.outcome.send(copy::Outcome::Again(problem));
+                return Ok(());
+            }
+        };
+        let chunk = *chunk;
+        let rows = chunk
+            .rows
+            .into_iter()
+            .map(|row| sources.iter().map(|index| row[*index].clone()).collect())
+            .collect();
+        let applied = match loader
+            .apply_chunk(load::TargetChunk {
+                table: target,
+                rows,
+                after: chunk.after,
+                through: chunk.through,
+                delete_extras: chunk.delete_extras,
+                skip: changed,
+                progress: chunk.progress,
+            })
+            .await
+        {
+            Ok(applied) => applied,
+            // the target table does not fit the chunk: the copy fails, not the pipeline
+            Err(Error::Precheck(problem)) => {
+                let _ = chunk.outcome.send(copy::Outcome::Failed(problem));
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let _ = chunk.outcome.send(copy::Outcome::Applied {
+            written: applied.written,
+            left_to_stream: applied.left_to_stream,
+            deleted: applied.deleted,
+        });
+        Ok(())
     }
 
     /// How Select reads and cuts batches for this pipeline.

@@ -7,12 +7,14 @@
 //! - [`ddl`]: the DDL barrier's records (applying, applied, failed), and which connection
 //!   replays a DDL (its binlog event is recognised by that thread id);
 //! - [`repair`]: the keys of a two-way channel whose sides may differ after a conflict;
-//! - [`heartbeat`]: one row per pipeline on the source, stamped with its clock, for lag.
+//! - [`heartbeat`]: one row per pipeline on the source, stamped with its clock, for lag;
+//! - [`copy`]: the online copy's watermarks on the source and its progress on the target.
 //!
 //! Every piece of SQL that touches `ottr_sys` is in this module. It knows nothing of
 //! pipelines beyond their key (`installation id/pipeline id`).
 
 pub mod applied;
+pub mod copy;
 pub mod ddl;
 pub mod heartbeat;
 pub mod repair;
@@ -81,7 +83,13 @@ const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.COLUMNS \
 /// Creates ottr's schema and tables on a data server (or adds what an older ottr did not
 /// create).
 pub async fn ensure(conn: &mut Conn, server: &str) -> Result<()> {
-    for sql in [CREATE_SCHEMA, CREATE_APPLIED, CREATE_DDL, CREATE_REPAIR] {
+    for sql in [
+        CREATE_SCHEMA,
+        CREATE_APPLIED,
+        CREATE_DDL,
+        CREATE_REPAIR,
+        copy::CREATE_PROGRESS,
+    ] {
         conn.query_drop(sql).await.map_err(|error| {
             Error::database(format!("cannot create ottr_sys on data source '{server}' (it needs CREATE on ottr_sys.*)"), error)
         })?;

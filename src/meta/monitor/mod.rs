@@ -40,7 +40,11 @@ const PIPELINE_FACTS: &str = "SELECT p.id, p.name, c.desired, s.observed, s.reas
      pos.binlog_file, pos.binlog_offset, \
      CAST(TIMESTAMPDIFF(MICROSECOND, pos.updated_at, NOW(6)) / 1000 AS SIGNED), \
      (SELECT COUNT(*) FROM conflict_log cl WHERE cl.pipeline_id = p.id \
-       AND cl.detected_at > NOW(6) - INTERVAL 1 MINUTE) \
+       AND cl.detected_at > NOW(6) - INTERVAL 1 MINUTE), \
+     (SELECT GROUP_CONCAT(CONCAT('job ', t.job_id, ' ', t.source_schema, '.', t.source_table, ': ', \
+       LEFT(COALESCE(t.last_error, ''), 200)) ORDER BY t.job_id SEPARATOR '; ') \
+       FROM copy_table t JOIN copy_job j ON j.id = t.job_id \
+       WHERE j.pipeline_id = p.id AND t.state = 'failed' AND j.requested <> 'cancel') \
      FROM pipeline p JOIN channel c ON c.id = p.channel_id \
      JOIN v_pipeline_status s ON s.pipeline = p.name \
      LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id ORDER BY p.id";
@@ -220,6 +224,8 @@ pub struct PipelineFacts {
     pub position_age_ms: Option<i64>,
     /// Conflicts it met in the last minute (two-way channels).
     pub conflicts_per_minute: u64,
+    /// Its copies' tables that failed (jobs not cancelled): which, and why.
+    pub failed_copies: Option<String>,
 }
 
 /// A node as alarm rules see it.
@@ -253,6 +259,7 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
                 Option<u64>,
                 Option<i64>,
                 u64,
+                Option<String>,
             );
             let columns: Columns = mysql_async::from_row_opt(row).map_err(|error| {
                 Error::Precheck(format!("cannot read the pipelines' status: {error}"))
@@ -269,6 +276,7 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
                 offset,
                 age,
                 conflicts,
+                failed_copies,
             ) = columns;
             Ok(PipelineFacts {
                 id: PipelineId(id),
@@ -284,6 +292,7 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
                 binlog_offset: offset,
                 position_age_ms: age,
                 conflicts_per_minute: conflicts,
+                failed_copies,
             })
         })
         .collect()

@@ -17,12 +17,13 @@
 //! Files: `claim.rs` takes the partitions' rows under the lease's token and reads where each
 //! stands; `tables.rs` what is known of a target table (information_schema); `partitions.rs`
 //! the partitioned and serial apply; `merge.rs` and `statements.rs` the merged writes and
-//! their SQL; `ddl.rs` the DDL barrier; two-way: `conflict.rs` (checked writes and their
+//! their SQL; `ddl.rs` the DDL barrier; `copy.rs` a chunk of the online copy; two-way: `conflict.rs` (checked writes and their
 //! decisions) and `repair.rs` (making conflicts' keys equal on both sides). Every statement
 //! on `ottr_sys` is in [`crate::sys`].
 
 mod claim;
 mod conflict;
+mod copy;
 mod ddl;
 mod merge;
 mod partitions;
@@ -31,6 +32,7 @@ mod statements;
 mod tables;
 
 pub use crate::model::{ConflictRecord, SkippedRow};
+pub use copy::{ChunkApplied, TargetChunk};
 pub use merge::{KeyOp, Merged, merge, partition_of};
 pub use repair::RepairProgress;
 
@@ -126,7 +128,7 @@ pub struct Loader {
 }
 
 /// The resume position just before the change at `at`.
-fn position_at(at: &ChangeAt) -> Position {
+pub fn position_at(at: &ChangeAt) -> Position {
     Position {
         file: Some(at.transaction.clone()),
         gtid: None,

@@ -91,6 +91,21 @@ impl Bound {
         };
     }
 
+    /// A key value's text for telling keys apart however the value was read (decoded from
+    /// the binlog, or read with the binary protocol, which gives a narrow UNSIGNED column
+    /// as a signed number): numbers as digits, text and decimals as their bytes.
+    pub fn identity_text(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = match self {
+            Bound::Int(number) => write!(out, "{number}"),
+            Bound::UInt(number) => write!(out, "{number}"),
+            Bound::Bytes(bytes) => out.write_all(bytes),
+            Bound::Decimal(text) => out.write_all(text.as_bytes()),
+            other => write!(out, "{other:?}"),
+        };
+        out.push(0);
+    }
+
     /// A stable text for hashing keys into partitions.
     pub fn key_text(&self, out: &mut Vec<u8>) {
         match self {

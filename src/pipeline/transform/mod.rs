@@ -156,46 +156,8 @@ impl Transformer {
         let mapping = match pair_for(&self.pairs, &meta.id) {
             None => None,
             Some(pair) => {
-                let names: Vec<String> = meta
-                    .columns
-                    .iter()
-                    .map(|column| column.name.clone())
-                    .collect();
-                let kept = kept_columns(pair, &names, &meta.primary_key)
-                    .map_err(|problem| format!("{}: {problem}", meta.id))?;
-                let key = meta
-                    .primary_key
-                    .iter()
-                    .map(|source| {
-                        kept.iter()
-                            .position(|(index, _)| index == source)
-                            .expect("key columns are kept")
-                    })
-                    .collect();
-                Some(Arc::new(Mapping {
-                    target: Arc::new(TargetTable {
-                        schema: pair
-                            .target_schema
-                            .clone()
-                            .unwrap_or_else(|| meta.id.schema.clone()),
-                        table: pair
-                            .target_table
-                            .clone()
-                            .unwrap_or_else(|| meta.id.table.clone()),
-                        columns: kept.iter().map(|(_, name)| name.clone()).collect(),
-                        key,
-                        conflict: pair.conflict.clone(),
-                        source: pair.conflict.as_ref().map(|_| SourceNames {
-                            schema: meta.id.schema.clone(),
-                            table: meta.id.table.clone(),
-                            columns: kept
-                                .iter()
-                                .map(|(index, _)| meta.columns[*index].name.clone())
-                                .collect(),
-                        }),
-                    }),
-                    sources: kept.iter().map(|(index, _)| *index).collect(),
-                }))
+                let (target, sources) = target_of(pair, &meta)?;
+                Some(Arc::new(Mapping { target, sources }))
             }
         };
         self.tables.insert(meta.id.clone(), (meta, mapping.clone()));
@@ -229,6 +191,55 @@ impl Transformer {
             )),
         }
     }
+}
+
+/// The target table a pair makes of the source table `meta`, and the source column index of
+/// each target column; an error names the table and the column at fault.
+pub fn target_of(
+    pair: &TablePair,
+    meta: &TableMeta,
+) -> Result<(Arc<TargetTable>, Vec<usize>), String> {
+    let names: Vec<String> = meta
+        .columns
+        .iter()
+        .map(|column| column.name.clone())
+        .collect();
+    let kept = kept_columns(pair, &names, &meta.primary_key)
+        .map_err(|problem| format!("{}: {problem}", meta.id))?;
+    let key = meta
+        .primary_key
+        .iter()
+        .map(|source| {
+            kept.iter()
+                .position(|(index, _)| index == source)
+                .expect("key columns are kept")
+        })
+        .collect();
+    let target = TargetTable {
+        schema: pair
+            .target_schema
+            .clone()
+            .unwrap_or_else(|| meta.id.schema.clone()),
+        table: pair
+            .target_table
+            .clone()
+            .unwrap_or_else(|| meta.id.table.clone()),
+        columns: kept.iter().map(|(_, name)| name.clone()).collect(),
+        key,
+        conflict: pair.conflict.clone(),
+        source: pair.conflict.as_ref().map(|_| SourceNames {
+            schema: meta.id.schema.clone(),
+            table: meta.id.table.clone(),
+            columns: kept
+                .iter()
+                .map(|(index, _)| meta.columns[*index].name.clone())
+                .collect(),
+        }),
+    };
+    Ok((
+        Arc::new(target),
+        kept.iter().map(|(index, _)| *index).collect(),
+    ))
 }
 
 fn map_row(mapping: &Mapping, row: RowChange, at: ChangeAt) -> Result<TargetRow, String> {

@@ -1,0 +1,192 @@
+//! The online copy: brings live source tables into the target while the pipeline streams,
+//! without locks (DBLog's watermarks, see [`splice`]).
+//!
+//! A [`Copier`] runs beside the stream of a running pipeline: it keeps the list of paired
+//! source tables in the metadata (`source_table`, what a `copy_tables` regex is matched
+//! against), lists the tables of new jobs, and runs up to `load_parallelism` table copies at
+//! once ([`task`]). Each walks the table's primary key in chunks sized to `copy_chunk_ms`:
+//! low watermark, one short read, high watermark; the stream applies the chunk at its high
+//! watermark and commits its progress with its rows (see `load::copy`). A copy waits while
+//! the pipeline lags more than `copy_max_lag_ms`, and before each chunk looks whether the
+//! operator paused or cancelled its job. The target table is created from the source's
+//! `SHOW CREATE TABLE` ([`create`]) before the first chunk.
+
+mod create;
+mod splice;
+mod task;
+
+pub use splice::{ChunkProgress, KeyText, Marks, Outcome, Piece, ReadChunk, Splicer, key_text};
+
+use crate::config::PipelineConfig;
+use crate::error::{Result, chain};
+use crate::meta::{self, MetaDb};
+use crate::model::{PipelineId, PipelineKey, TableId};
+use crate::pipeline::connect;
+use crate::pipeline::extract::pair_for;
+use mysql_async::prelude::Queryable;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// How often the copier looks for jobs.
+const POLL: Duration = Duration::from_secs(1);
+/// How often the list of source tables is refreshed.
+const LIST_EVERY: Duration = Duration::from_secs(30);
+const SOURCE_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
+     WHERE TABLE_TYPE = 'BASE TABLE'";
+
+/// What the copy tasks of a pipeline share.
+pub struct Shared {
+    pub meta: MetaDb,
+    pub node: String,
+    pub pipeline: PipelineId,
+    pub key: PipelineKey,
+    pub config: PipelineConfig,
+    pub marks: Arc<Marks>,
+    /// The pipeline's lag as last measured (ms).
+    pub lag_ms: Arc<AtomicU64>,
+    /// Watermark marks of this run: random high bits, a counter below.
+    next_mark: AtomicU64,
+}
+
+impl Shared {
+    fn next_mark(&self) -> u64 {
+        self.next_mark.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Runs a pipeline's copy jobs beside its stream.
+pub struct Copier {
+    shared: Arc<Shared>,
+}
+
+impl Copier {
+    pub fn new(
+        meta: MetaDb,
+        node: String,
+        key: PipelineKey,
+        config: PipelineConfig,
+        marks: Arc<Marks>,
+        lag_ms: Arc<AtomicU64>,
+    ) -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let run = RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF;
+        Copier {
+            shared: Arc::new(Shared {
+                meta,
+                node,
+                pipeline: config.id,
+                key,
+                config,
+                marks,
+                lag_ms,
+                next_mark: AtomicU64::new(run << 31),
+            }),
+        }
+    }
+
+    /// Starts the copier; it runs until the handle is aborted (with the stream).
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) {
+        let shared = &self.shared;
+        let mut running: HashMap<meta::copy::CopyWork, (u16, JoinHandle<()>)> = HashMap::new();
+        let mut listed_at: Option<tokio::time::Instant> = None;
+        let parallelism = usize::from(shared.config.options.load_parallelism).clamp(1, 64);
+        loop {
+            running.retain(|_, (_, handle)| !handle.is_finished());
+            let unexpanded = match meta::copy::unexpanded_jobs(&shared.meta, shared.pipeline).await
+            {
+                Ok(jobs) => jobs,
+                Err(error) => {
+                    warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot read the copy jobs");
+                    Vec::new()
+                }
+            };
+            let due = listed_at.is_none_or(|at| at.elapsed() >= LIST_EVERY);
+            if due || !unexpanded.is_empty() {
+                match self.list_and_expand(&unexpanded).await {
+                    Ok(()) => listed_at = Some(tokio::time::Instant::now()),
+                    Err(error) => {
+                        warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot list the source tables for copies")
+                    }
+                }
+            }
+            match meta::copy::copy_work(&shared.meta, shared.pipeline).await {
+                Ok(work) => {
+                    for work in work {
+                        if running.len() >= parallelism {
+                            break;
+                        }
+                        if running.contains_key(&work) {
+                            continue;
+                        }
+                        let slot = (0..)
+                            .find(|slot| !running.values().any(|(used, _)| used == slot))
+                            .expect("a free slot");
+                        let handle = task::TableCopy {
+                            shared: shared.clone(),
+                            work: work.clone(),
+                            slot,
+                        }
+                        .spawn();
+                        running.insert(work, (slot, handle));
+                    }
+                }
+                Err(error) => {
+                    warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot read the copy jobs")
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Lists the paired source tables (for `copy_tables` regexes) and the tables of new jobs.
+    async fn list_and_expand(&self, jobs: &[meta::copy::UnexpandedJob]) -> Result<()> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let mut conn = connect(&config.source).await?;
+        let rows: Vec<(String, String, Option<u64>)> =
+            conn.query(SOURCE_TABLES).await.map_err(|error| {
+                crate::error::Error::database(
+                    format!(
+                        "cannot list the tables of data source '{}'",
+                        config.source.name
+                    ),
+                    error,
+                )
+            })?;
+        let _ = conn.disconnect().await;
+        let paired: Vec<(String, String, Option<u64>)> = rows
+            .into_iter()
+            .filter(|(schema, table, _)| {
+                let id = TableId {
+                    schema: schema.clone(),
+                    table: table.clone(),
+                };
+                pair_for(&config.table_pairs, &id).is_some()
+            })
+            .collect();
+        meta::copy::record_source_tables(&shared.meta, shared.pipeline, &paired).await?;
+        for job in jobs {
+            let tables: Vec<(String, String, Option<u64>)> = match (&job.schema, &job.pattern) {
+                (Some(schema), Some(pattern)) => match crate::config::NamePattern::parse(pattern) {
+                    Ok(crate::config::NamePattern::Exact(_)) | Err(_) => Vec::new(),
+                    Ok(pattern) => paired
+                        .iter()
+                        .filter(|(s, t, _)| s == schema && pattern.matches(t))
+                        .cloned()
+                        .collect(),
+                },
+                _ => paired.clone(),
+            };
+            meta::copy::expand_job(&shared.meta, job.job, &tables).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,295 @@
+//! The stream's side of the online copy (DBLog's method): a chunk is read between a low and
+//! a high watermark written into the source's `ottr_sys.watermark`; the stream notes the keys
+//! of the chunk's table that change between the two in the binlog, and at the high watermark
+//! the chunk is applied without those keys (the stream has applied their newer versions).
+//! Everything before the high watermark is applied first, so a chunk lands at exactly its
+//! place in the stream. A DDL between the watermarks, or a low watermark the stream did not
+//! see (it restarted in between), sends the chunk back to be read again.
+
+use crate::model::{ChangeAt, RowChange, TableId, TableMeta, Value};
+use crate::pipeline::select::Change;
+use crate::pipeline::transform::bind::{self, Bound};
+use crate::sys::copy::{SCHEMA, WATERMARK_TABLE};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// A key as bytes that compare equal however its values were read (see
+/// [`Bound::identity_text`]).
+pub type KeyText = Vec<u8>;
+
+/// The identity text of the values of `image` at `key` (indexes).
+pub fn key_text<'v>(values: impl Iterator<Item = &'v Bound>) -> KeyText {
+    let mut out = Vec::with_capacity(16);
+    for value in values {
+        value.identity_text(&mut out);
+    }
+    out
+}
+
+/// Where a table's copy stands once a chunk is committed (written to the target with it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkProgress {
+    pub job: u64,
+    /// `schema.table` on the source.
+    pub source_table: String,
+    /// The key walked, as JSON (column names).
+    pub key_columns: String,
+    /// The last key copied, as JSON (None: nothing yet).
+    pub last_key: Option<String>,
+    pub rows_copied: u64,
+    pub chunks_done: u64,
+    pub done: bool,
+}
+
+/// A chunk read from the source, waiting for its high watermark in the stream.
+#[derive(Debug)]
+pub struct ReadChunk {
+    /// The source table: column names in the order of `rows`, and its primary key.
+    pub table: Arc<TableMeta>,
+    pub rows: Vec<Vec<Bound>>,
+    /// The key range the chunk covers: after this key (None: from the first), through this
+    /// key (None: to the last). Target rows in it that the chunk lacks are deleted when
+    /// `delete_extras`.
+    pub after: Option<Vec<Bound>>,
+    pub through: Option<Vec<Bound>>,
+    pub delete_extras: bool,
+    pub progress: ChunkProgress,
+    /// Told how the chunk ended.
+    pub outcome: oneshot::Sender<Outcome>,
+}
+
+/// How a chunk ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed on the target: rows written, rows left to the stream, extra target rows
+    /// deleted.
+    Applied {
+        written: u64,
+        left_to_stream: u64,
+        deleted: u64,
+    },
+    /// Not applied: read it again (why).
+    Again(String),
+    /// Cannot be applied: the target table does not fit (why); the stream goes on.
+    Failed(String),
+}
+
+/// What a copy task has told the stream about a watermark.
+#[derive(Debug)]
+enum Slot {
+    /// The low watermark is being written: its table is this.
+    Expected(TableId),
+    /// The chunk was read; the high watermark follows.
+    Read(Box<ReadChunk>),
+}
+
+/// Chunks between their watermarks, shared by the copy tasks and the stream.
+#[derive(Debug, Default)]
+pub struct Marks {
+    slots: Mutex<HashMap<u64, Slot>>,
+}
+
+impl Marks {
+    /// A low watermark `mark` for `table` is about to be written.
+    pub fn expect(&self, mark: u64, table: TableId) {
+        self.lock().insert(mark, Slot::Expected(table));
+    }
+
+    /// The chunk of `mark` was read; its high watermark is about to be written.
+    pub fn read(&self, mark: u64, chunk: ReadChunk) {
+        self.lock().insert(mark, Slot::Read(Box::new(chunk)));
+    }
+
+    /// The copy task gave `mark` up (it failed to write a watermark).
+    pub fn forget(&self, mark: u64) {
+        self.lock().remove(&mark);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
+        self.slots.lock().expect("not poisoned")
+    }
+
+    fn table_of(&self, mark: u64) -> Option<TableId> {
+        match self.lock().get(&mark)? {
+            Slot::Expected(table) => Some(table.clone()),
+            Slot::Read(chunk) => Some(chunk.table.id.clone()),
+        }
+    }
+
+    fn take(&self, mark: u64) -> Option<Box<ReadChunk>> {
+        match self.lock().remove(&mark)? {
+            Slot::Read(chunk) => Some(chunk),
+            Slot::Expected(_) => None,
+        }
+    }
+}
+
+/// What the stream applies, in order: changes, and chunks at their high watermark.
+#[derive(Debug)]
+pub enum Piece {
+    Changes(Vec<Change>),
+    Chunk {
+        chunk: Box<ReadChunk>,
+        /// The chunk's keys that changed between its watermarks: left to the stream.
+        changed: HashSet<KeyText>,
+        /// Where the high watermark is.
+        at: ChangeAt,
+    },
+}
+
+/// Keys of a table noted between a chunk's watermarks.
+#[derive(Debug)]
+struct Tracked {
+    table: TableId,
+    keys: HashSet<KeyText>,
+    ddl: bool,
+}
+
+/// Follows watermarks through the stream and splices chunks in.
+#[derive(Debug)]
+pub struct Splicer {
+    pipeline_key: String,
+    marks: Arc<Marks>,
+    tracking: HashMap<u64, Tracked>,
+}
+
+/// A watermark of a pipeline in the binlog.
+struct Watermark {
+    mark: u64,
+    high: bool,
+}
+
+fn watermark(row: &RowChange, pipeline_key: &str) -> Option<Watermark> {
+    let after = row.after.as_ref()?;
+    let column = |name: &str| row.table.columns.iter().position(|c| c.name == name);
+    let ours = matches!(after.get(column("pipeline_key")?),
+        Some(Value::Text { bytes, .. }) if bytes == pipeline_key.as_bytes());
+    if !ours {
+        return None;
+    }
+    let mark = match after.get(column("mark")?)? {
+        Value::UInt(mark) => *mark,
+        Value::Int(mark) => u64::try_from(*mark).ok()?,
+        _ => return None,
+    };
+    let high = match after.get(column("kind")?)? {
+        Value::Enum { index, .. } => *index == 2,
+        Value::Text { bytes, .. } => bytes == b"high",
+        _ => return None,
+    };
+    Some(Watermark { mark, high })
+}
+
+/// The identity text of a binlog row image's primary key, or None when a value cannot be
+/// bound (it is then no key of a copied row either).
+fn row_key(meta: &TableMeta, image: &[Value]) -> Option<KeyText> {
+    let mut out = Vec::with_capacity(16);
+    for index in &meta.primary_key {
+        bind::bind(image.get(*index)?).ok()?.identity_text(&mut out);
+    }
+    Some(out)
+}
+
+impl Splicer {
+    pub fn new(pipeline_key: String, marks: Arc<Marks>) -> Self {
+        Splicer {
+            pipeline_key,
+            marks,
+            tracking: HashMap::new(),
+        }
+    }
+
+    /// Whether nothing is between watermarks and no chunk waits (the common case: a batch
+    /// then goes through untouched).
+    fn idle(&self) -> bool {
+        self.tracking.is_empty() && self.marks.lock().is_empty()
+    }
+
+    /// Splits a batch's changes at the high watermarks of chunks read meanwhile.
+    pub fn split(&mut self, changes: Vec<Change>) -> Vec<Piece> {
+        if self.idle() {
+            return vec![Piece::Changes(changes)];
+        }
+        let mut pieces = Vec::new();
+        let mut current = Vec::with_capacity(changes.len());
+        for change in changes {
+            match &change {
+                Change::Row(row, at)
+                    if row.table.id.schema == SCHEMA && row.table.id.table == WATERMARK_TABLE =>
+                {
+                    let Some(mark) = watermark(row, &self.pipeline_key) else {
+                        current.push(change);
+                        continue;
+                    };
+                    if !mark.high {
+                        if let Some(table) = self.marks.table_of(mark.mark) {
+                            self.tracking.insert(
+                                mark.mark,
+                                Tracked {
+                                    table,
+                                    keys: HashSet::new(),
+                                    ddl: false,
+                                },
+                            );
+                        }
+                        continue;
+                    }
+                    let tracked = self.tracking.remove(&mark.mark);
+                    let Some(chunk) = self.marks.take(mark.mark) else {
+                        continue;
+                    };
+                    match tracked {
+                        Some(tracked) if !tracked.ddl => {
+                            pieces.push(Piece::Changes(std::mem::take(&mut current)));
+                            pieces.push(Piece::Chunk {
+                                chunk,
+                                changed: tracked.keys,
+                                at: at.clone(),
+                            });
+                        }
+                        Some(_) => {
+                            let _ = chunk.outcome.send(Outcome::Again(
+                                "a DDL was logged while the chunk was read".into(),
+                            ));
+                        }
+                        None => {
+                            let _ = chunk.outcome.send(Outcome::Again(
+                                "the stream did not see the chunk's low watermark".into(),
+                            ));
+                        }
+                    }
+                }
+                Change::Row(row, _) => {
+                    for tracked in self.tracking.values_mut() {
+                        if tracked.table != row.table.id {
+                            continue;
+                        }
+                        for image in [&row.before, &row.after].into_iter().flatten() {
+                            match row_key(&row.table, image) {
+                                Some(key) => {
+                                    tracked.keys.insert(key);
+                                }
+                                // a key that cannot be told: the chunk is read again
+                                None => tracked.ddl = true,
+                            }
+                        }
+                    }
+                    current.push(change);
+                }
+                Change::Ddl { .. } => {
+                    for tracked in self.tracking.values_mut() {
+                        tracked.ddl = true;
+                    }
+                    current.push(change);
+                }
+            }
+        }
+        pieces.push(Piece::Changes(current));
+        // a copy task that gave its chunk up leaves nothing to follow
+        let marks = self.marks.lock();
+        self.tracking.retain(|mark, _| marks.contains_key(mark));
+        drop(marks);
+        pieces
+    }
+}

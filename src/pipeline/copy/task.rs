@@ -1,0 +1,743 @@
+//! The copy of one table: described on the source, its target created when missing, then
+//! chunk after chunk along its primary key from where the target's `ottr_sys.copy_progress`
+//! says the last committed chunk ended, each read between two watermarks and handed to the
+//! stream (see [`super::splice`]). Errors that go away by themselves are tried again; others
+//! fail the table in `v_copy` with a message naming it.
+
+use super::Shared;
+use super::create::target_create;
+use super::splice::{ChunkProgress, Outcome, ReadChunk};
+use crate::error::{Error, ErrorClass, Result, chain};
+use crate::meta::copy::{CopyCounts, CopyWork, Requested};
+use crate::meta::{self, EventLevel};
+use crate::model::{ColumnMeta, EventKind, TableId, TableMeta};
+use crate::pipeline::connect;
+use crate::pipeline::extract::pair_for;
+use crate::pipeline::transform::bind::{Bound, from_param};
+use crate::pipeline::transform::{TargetTable, target_of};
+use crate::sql::{key_compare, quote};
+use crate::sys::copy::{CREATE_SCHEMA, CREATE_WATERMARK, READ_PROGRESS, WRITE_WATERMARK};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+const COLUMNS: &str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
+const PRIMARY_KEY: &str = "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX";
+const ESTIMATE: &str = "SELECT TABLE_ROWS FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
+const TARGET_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
+
+/// Rows of the first chunk; later chunks are sized to `copy_chunk_ms`.
+const FIRST_CHUNK: usize = 1_000;
+const MIN_CHUNK: usize = 100;
+const MAX_CHUNK: usize = 100_000;
+/// A chunk holds about this many bytes at most (rows are sized from the last chunk's).
+const CHUNK_BYTES: usize = 16 << 20;
+/// How long a chunk may wait for the stream to reach its high watermark.
+const HIGH_WATERMARK_WAIT: Duration = Duration::from_secs(600);
+/// How many times in a row an error that goes away by itself is tried again.
+const RETRIES: u32 = 8;
+
+/// One table of a copy job, being copied.
+pub(super) struct TableCopy {
+    pub(super) shared: Arc<Shared>,
+    pub(super) work: CopyWork,
+    /// Its row in `ottr_sys.watermark`.
+    pub(super) slot: u16,
+}
+
+/// How a table's copy ended.
+enum Finished {
+    Done,
+    /// Paused or cancelled by the operator.
+    Stopped,
+}
+
+/// The source table as a chunk reads it.
+struct Described {
+    id: TableId,
+    key: Vec<String>,
+    target: Arc<TargetTable>,
+    estimate: Option<u64>,
+}
+
+/// Where a table's copy stands.
+#[derive(Default)]
+struct Progress {
+    last_key: Option<Vec<Bound>>,
+    rows: u64,
+    chunks: u64,
+}
+
+impl TableCopy {
+    pub(super) fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    fn name(&self) -> String {
+        format!("{}.{}", self.work.schema, self.work.table)
+    }
+
+    async fn log(&self, level: EventLevel, kind: EventKind, message: &str) {
+        let shared = &self.shared;
+        meta::log_event_or_warn(
+            &shared.meta,
+            level,
+            Some(&shared.node),
+            Some(shared.pipeline),
+            kind,
+            message,
+        )
+        .await;
+    }
+
+    async fn run(self) {
+        let mut tries = 0;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let error = match self.copy().await {
+                Ok(Finished::Done | Finished::Stopped) => return,
+                Err(error) => error,
+            };
+            tries += 1;
+            let text = format!(
+                "copy job {} table {}: {}",
+                self.work.job,
+                self.name(),
+                chain(&error)
+            );
+            if error.class() == ErrorClass::Transient && tries < RETRIES {
+                warn!(pipeline = %self.shared.pipeline, error = %text, "copy failed, trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            warn!(pipeline = %self.shared.pipeline, error = %text, "copy failed");
+            if let Err(error) =
+                meta::copy::copy_failed(&self.shared.meta, &self.work, &chain(&error)).await
+            {
+                warn!(pipeline = %self.shared.pipeline, error = %chain(&error), "cannot record a failed copy");
+            }
+            self.log(EventLevel::Error, EventKind::CopyFailed, &text)
+                .await;
+            return;
+        }
+    }
+
+    async fn copy(&self) -> Result<Finished> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let mut source = connect(&config.source).await?;
+        let mut table = self.describe(&mut source).await?;
+        let condition = match &self.work.condition {
+            None => None,
+            Some(text) => Some(crate::sql::condition::parse_condition(text).map_err(
+                |problem| {
+                    Error::Precheck(format!(
+                        "{problem}: cancel_copy({}) and copy again",
+                        self.work.job
+                    ))
+                },
+            )?),
+        };
+        let mut target = connect(&config.target).await?;
+        self.create_target(&mut source, &mut target, &table).await?;
+        let progress = self.read_progress(&mut target, &table).await?;
+        let _ = target.disconnect().await;
+        let target_name = format!("{}.{}", table.target.schema, table.target.table);
+        meta::copy::copy_started(&shared.meta, &self.work, &target_name, table.estimate).await?;
+        if progress.0 {
+            meta::copy::copy_progress(
+                &shared.meta,
+                &self.work,
+                self.counts(&progress.1, None),
+                true,
+            )
+            .await?;
+            return Ok(Finished::Done);
+        }
+        let mut progress = progress.1;
+        self.log(
+            EventLevel::Info,
+            EventKind::CopyStarted,
+            &format!(
+                "copy job {} table {} into {target_name}: {}",
+                self.work.job,
+                self.name(),
+                if progress.chunks == 0 {
+                    "started".to_owned()
+                } else {
+                    format!("resumed after {} rows", progress.rows)
+                }
+            ),
+        )
+        .await;
+        for statement in [CREATE_SCHEMA, CREATE_WATERMARK] {
+            source.query_drop(statement).await.map_err(|error| {
+                Error::database(
+                    format!("cannot create ottr_sys.watermark on data source '{}' (the copy needs CREATE, INSERT, UPDATE on ottr_sys.*)", config.source.name),
+                    error,
+                )
+            })?;
+        }
+        let mut rows_wanted = FIRST_CHUNK;
+        let mut rate = Rate::default();
+        loop {
+            match meta::copy::copy_requested(&shared.meta, self.work.job).await? {
+                Requested::Run => {}
+                Requested::Pause | Requested::Cancel => return Ok(Finished::Stopped),
+            }
+            self.wait_for_lag().await;
+            let started = Instant::now();
+            let (outcome, read, bytes, done) = self
+                .chunk(
+                    &mut source,
+                    &table,
+                    &progress,
+                    condition.as_deref(),
+                    rows_wanted,
+                )
+                .await?;
+            match outcome {
+                Outcome::Applied { .. } => {
+                    progress.rows += read.0;
+                    progress.chunks += 1;
+                    progress.last_key = read.1.or(progress.last_key.take());
+                    rate.add(progress.rows);
+                    meta::copy::copy_progress(
+                        &shared.meta,
+                        &self.work,
+                        self.counts(&progress, rate.per_second()),
+                        done,
+                    )
+                    .await?;
+                    if done {
+                        let text = format!(
+                            "copy job {} table {} done: {} rows in {} chunks",
+                            self.work.job,
+                            self.name(),
+                            progress.rows,
+                            progress.chunks
+                        );
+                        info!(pipeline = %shared.pipeline, "{text}");
+                        self.log(EventLevel::Info, EventKind::CopyDone, &text).await;
+                        return Ok(Finished::Done);
+                    }
+                    rows_wanted = next_size(
+                        rows_wanted,
+                        started.elapsed(),
+                        config.options.copy_chunk,
+                        read.0,
+                        bytes,
+                    );
+                }
+                Outcome::Failed(why) => return Err(Error::Precheck(why)),
+                Outcome::Again(why) => {
+                    debug!(pipeline = %shared.pipeline, table = %self.name(), why = %why, "chunk read again");
+                    table = self.describe(&mut source).await?;
+                }
+            }
+        }
+    }
+
+    fn counts(&self, progress: &Progress, rate: Option<f64>) -> CopyCounts {
+        CopyCounts {
+            rows: progress.rows,
+            chunks: progress.chunks,
+            rate,
+        }
+    }
+
+    /// Waits while the pipeline lags more than `copy_max_lag_ms`: streaming comes first.
+    async fn wait_for_lag(&self) {
+        let limit = self.shared.config.options.copy_max_lag.as_millis() as u64;
+        let mut waited = Duration::ZERO;
+        while self.shared.lag_ms.load(Ordering::Relaxed) > limit && waited < Duration::from_secs(60)
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            waited += Duration::from_millis(250);
+        }
+    }
+
+    /// The source table's columns, primary key, and target.
+    async fn describe(&self, source: &mut Conn) -> Result<Described> {
+        let config = &self.shared.config;
+        let fail = |error| {
+            Error::database(
+                format!(
+                    "cannot describe {} on data source '{}'",
+                    self.name(),
+                    config.source.name
+                ),
+                error,
+            )
+        };
+        let params = (&self.work.schema, &self.work.table);
+        let columns: Vec<String> = source.exec(COLUMNS, params).await.map_err(fail)?;
+        if columns.is_empty() {
+            return Err(Error::Precheck(format!(
+                "no table {} on data source '{}'",
+                self.name(),
+                config.source.name
+            )));
+        }
+        let key: Vec<String> = source.exec(PRIMARY_KEY, params).await.map_err(fail)?;
+        if key.is_empty() {
+            return Err(Error::Precheck(format!(
+                "{} has no primary key: the copy walks the primary key (ALTER TABLE … ADD PRIMARY KEY, or seed this table by hand)",
+                self.name()
+            )));
+        }
+        let estimate: Option<Option<u64>> =
+            source.exec_first(ESTIMATE, params).await.map_err(fail)?;
+        let id = TableId {
+            schema: self.work.schema.clone(),
+            table: self.work.table.clone(),
+        };
+        let meta = table_meta(&id, &columns, &key)?;
+        let pair = pair_for(&config.table_pairs, &id).ok_or_else(|| {
+            Error::Precheck(format!(
+                "{} is outside the table pairs of pipeline {}",
+                self.name(),
+                config.name
+            ))
+        })?;
+        let (target, _) = target_of(pair, &meta).map_err(Error::Precheck)?;
+        Ok(Described {
+            id,
+            key,
+            target,
+            estimate: estimate.flatten(),
+        })
+    }
+
+    /// Creates the target table from the source's SHOW CREATE TABLE when it is missing.
+    async fn create_target(
+        &self,
+        source: &mut Conn,
+        target: &mut Conn,
+        table: &Described,
+    ) -> Result<()> {
+        let config = &self.shared.config;
+        let name = &table.target;
+        let exists: Option<u64> = target
+            .exec_first(TARGET_EXISTS, (&name.schema, &name.table))
+            .await
+            .map_err(|error| {
+                Error::database(
+                    format!(
+                        "cannot look for {}.{} on data source '{}'",
+                        name.schema, name.table, config.target.name
+                    ),
+                    error,
+                )
+            })?;
+        if exists.unwrap_or(0) > 0 {
+            let present: Vec<String> = target
+                .exec(COLUMNS, (&name.schema, &name.table))
+                .await
+                .map_err(|error| {
+                    Error::database(
+                        format!(
+                            "cannot describe {}.{} on data source '{}'",
+                            name.schema, name.table, config.target.name
+                        ),
+                        error,
+                    )
+                })?;
+            let missing: Vec<&str> = name
+                .columns
+                .iter()
+                .filter(|column| !present.iter().any(|p| p.eq_ignore_ascii_case(column)))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Precheck(format!(
+                    "target table {}.{} has no column {} (it exists with other columns: align it, or drop it and copy again to have it created)",
+                    name.schema,
+                    name.table,
+                    missing.join(", ")
+                )));
+            }
+            return Ok(());
+        }
+        let shown: Option<(String, String)> = source
+            .query_first(format!(
+                "SHOW CREATE TABLE {}.{}",
+                quote(&table.id.schema),
+                quote(&table.id.table)
+            ))
+            .await
+            .map_err(|error| {
+                Error::database(
+                    format!("cannot read SHOW CREATE TABLE {}", self.name()),
+                    error,
+                )
+            })?;
+        let (_, shown) = shown.ok_or_else(|| {
+            Error::Precheck(format!("SHOW CREATE TABLE {} gave nothing", self.name()))
+        })?;
+        let columns: Vec<String> = source
+            .exec(COLUMNS, (&table.id.schema, &table.id.table))
+            .await
+            .map_err(|error| Error::database(format!("cannot describe {}", self.name()), error))?;
+        let meta = table_meta(&table.id, &columns, &table.key)?;
+        let pair = pair_for(&config.table_pairs, &table.id).expect("described as paired");
+        let (mapped, sources) = target_of(pair, &meta).map_err(Error::Precheck)?;
+        let create = target_create(&shown, &mapped, &columns, &sources).map_err(|problem| {
+            Error::Precheck(format!(
+                "cannot make the target table {}.{} from the source's: {problem} (create it by hand)",
+                name.schema, name.table
+            ))
+        })?;
+        target
+            .query_drop(format!(
+                "CREATE DATABASE IF NOT EXISTS {}",
+                quote(&name.schema)
+            ))
+            .await
+            .and(target.query_drop(create).await)
+            .map_err(|error| {
+                Error::database(
+                    format!(
+                        "cannot create the target table {}.{} on data source '{}'",
+                        name.schema, name.table, config.target.name
+                    ),
+                    error,
+                )
+            })?;
+        info!(pipeline = %self.shared.pipeline, table = %self.name(), "target table {}.{} created", name.schema, name.table);
+        Ok(())
+    }
+
+    /// Where the target says this table's copy stands: (done, progress). A copy whose key
+    /// changed since starts over.
+    async fn read_progress(
+        &self,
+        target: &mut Conn,
+        table: &Described,
+    ) -> Result<(bool, Progress)> {
+        let shared = &self.shared;
+        let row: Option<(String, Option<String>, u64, u64, bool)> = target
+            .exec_first(READ_PROGRESS, (&shared.key, self.work.job, self.name()))
+            .await
+            .map_err(|error| {
+                Error::database("cannot read a copy's progress on the target", error)
+            })?;
+        let Some((key_columns, last_key, rows, chunks, done)) = row else {
+            return Ok((false, Progress::default()));
+        };
+        if key_columns != key_json(&table.key) {
+            return Ok((false, Progress::default()));
+        }
+        let last_key = match last_key {
+            None => None,
+            Some(text) => Some(serde_json::from_str::<Vec<Bound>>(&text).map_err(|error| {
+                Error::Precheck(format!(
+                    "the copy progress of {} on the target cannot be read ({error})",
+                    self.name()
+                ))
+            })?),
+        };
+        Ok((
+            done,
+            Progress {
+                last_key,
+                rows,
+                chunks,
+            },
+        ))
+    }
+
+    /// One chunk: low watermark, read, high watermark, then what the stream made of it.
+    /// Returns the outcome, (rows read, their last key), the bytes read and whether it was
+    /// the last chunk.
+    async fn chunk(
+        &self,
+        source: &mut Conn,
+        table: &Described,
+        progress: &Progress,
+        condition: Option<&str>,
+        rows_wanted: usize,
+    ) -> Result<(Outcome, (u64, Option<Vec<Bound>>), usize, bool)> {
+        let shared = &self.shared;
+        let mark = shared.next_mark();
+        shared.marks.expect(mark, table.id.clone());
+        let result = self
+            .read_between_watermarks(source, table, progress, condition, rows_wanted, mark)
+            .await;
+        let (receiver, read, bytes, done) = match result {
+            Ok(read) => read,
+            Err(error) => {
+                shared.marks.forget(mark);
+                return Err(error);
+            }
+        };
+        let outcome = match tokio::time::timeout(HIGH_WATERMARK_WAIT, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => {
+                return Err(Error::StreamLost(
+                    "the stream stopped before the chunk was applied".into(),
+                ));
+            }
+            Err(_) => {
+                shared.marks.forget(mark);
+                return Err(Error::Precheck(format!(
+                    "the stream did not reach the chunk's high watermark in ottr_sys.watermark within {} s (is ottr_sys filtered out of the source's binlog?)",
+                    HIGH_WATERMARK_WAIT.as_secs()
+                )));
+            }
+        };
+        Ok((outcome, read, bytes, done))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn read_between_watermarks(
+        &self,
+        source: &mut Conn,
+        table: &Described,
+        progress: &Progress,
+        condition: Option<&str>,
+        rows_wanted: usize,
+        mark: u64,
+    ) -> Result<(
+        oneshot::Receiver<Outcome>,
+        (u64, Option<Vec<Bound>>),
+        usize,
+        bool,
+    )> {
+        let shared = &self.shared;
+        let source_name = &shared.config.source.name;
+        let watermark = |kind: &'static str| (&shared.key, self.slot, mark, kind);
+        let fail = |what: &'static str| {
+            move |error| {
+                Error::database(
+                    format!("cannot {what} on data source '{source_name}'"),
+                    error,
+                )
+            }
+        };
+        source
+            .exec_drop(WRITE_WATERMARK, watermark("low"))
+            .await
+            .map_err(fail("write a low watermark"))?;
+        let (sql, params) =
+            chunk_query(table, progress.last_key.as_deref(), condition, rows_wanted);
+        let result: Vec<mysql_async::Row> = source
+            .exec(sql, params)
+            .await
+            .map_err(fail("read a copy chunk"))?;
+        let names: Vec<String> = result
+            .first()
+            .map(|row| {
+                row.columns_ref()
+                    .iter()
+                    .map(|c| c.name_str().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut bytes = 0;
+        let rows: Vec<Vec<Bound>> = result
+            .into_iter()
+            .map(|row| {
+                let values: Vec<Bound> = row.unwrap().into_iter().map(from_param).collect();
+                bytes += values.iter().map(bound_size).sum::<usize>();
+                values
+            })
+            .collect();
+        let done = rows.len() < rows_wanted;
+        let meta = Arc::new(if names.is_empty() {
+            table_meta(&table.id, &table.key, &table.key)?
+        } else {
+            table_meta(&table.id, &names, &table.key)?
+        });
+        let last_key: Option<Vec<Bound>> = rows.last().map(|row| {
+            meta.primary_key
+                .iter()
+                .map(|index| row[*index].clone())
+                .collect()
+        });
+        let read = rows.len() as u64;
+        let (sender, receiver) = oneshot::channel();
+        let chunk = ReadChunk {
+            table: meta,
+            rows,
+            after: progress.last_key.clone(),
+            through: if done { None } else { last_key.clone() },
+            delete_extras: condition.is_none(),
+            progress: ChunkProgress {
+                job: self.work.job,
+                source_table: self.name(),
+                key_columns: key_json(&table.key),
+                last_key: last_key
+                    .as_ref()
+                    .or(progress.last_key.as_ref())
+                    .map(|key| serde_json::to_string(key).expect("values serialise")),
+                rows_copied: progress.rows + read,
+                chunks_done: progress.chunks + 1,
+                done,
+            },
+            outcome: sender,
+        };
+        shared.marks.read(mark, chunk);
+        source
+            .exec_drop(WRITE_WATERMARK, watermark("high"))
+            .await
+            .map_err(fail("write a high watermark"))?;
+        Ok((receiver, (read, last_key), bytes, done))
+    }
+}
+
+/// A source table's description with its key's column indexes; fails naming a key column
+/// the columns lack (the table changed meanwhile).
+fn table_meta(id: &TableId, columns: &[String], key: &[String]) -> Result<TableMeta> {
+    let primary_key = key
+        .iter()
+        .map(|name| {
+            columns
+                .iter()
+                .position(|column| column == name)
+                .ok_or_else(|| {
+                    Error::StreamLost(format!(
+                        "{id}: the key column {name} is gone (the table changed): reading it again"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    Ok(TableMeta {
+        id: id.clone(),
+        columns: columns
+            .iter()
+            .map(|name| ColumnMeta {
+                name: name.clone(),
+                type_name: String::new(),
+                unsigned: false,
+            })
+            .collect(),
+        primary_key,
+    })
+}
+
+fn key_json(key: &[String]) -> String {
+    serde_json::to_string(key).expect("names serialise")
+}
+
+/// `SELECT * FROM t WHERE key > last AND (condition) ORDER BY key LIMIT n`, with its values.
+fn chunk_query(
+    table: &Described,
+    after: Option<&[Bound]>,
+    condition: Option<&str>,
+    rows: usize,
+) -> (String, Vec<mysql_async::Value>) {
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    if let Some(after) = after {
+        let (text, binds) = key_compare(&table.key, true);
+        conditions.push(text);
+        params.extend(binds.into_iter().map(|at| after[at].param()));
+    }
+    if let Some(condition) = condition {
+        conditions.push(format!("({condition})"));
+    }
+    let order: Vec<String> = table.key.iter().map(|name| quote(name)).collect();
+    let sql = format!(
+        "SELECT * FROM {}.{}{} ORDER BY {} LIMIT {rows}",
+        quote(&table.id.schema),
+        quote(&table.id.table),
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        },
+        order.join(", ")
+    );
+    (sql, params)
+}
+
+fn bound_size(value: &Bound) -> usize {
+    match value {
+        Bound::Bytes(bytes) => bytes.len() + 24,
+        Bound::Decimal(text) => text.len() + 24,
+        _ => 24,
+    }
+}
+
+/// The next chunk's rows: sized so that a chunk takes about `target` (at most twice or half
+/// the last), and holds about [`CHUNK_BYTES`] at most.
+fn next_size(last: usize, took: Duration, target: Duration, rows: u64, bytes: usize) -> usize {
+    let by_time = if took.is_zero() {
+        last * 2
+    } else {
+        (last as f64 * target.as_secs_f64() / took.as_secs_f64()) as usize
+    };
+    let mut next = by_time.clamp(last / 2, last * 2);
+    if rows > 0 && bytes > 0 {
+        let per_row = (bytes / rows as usize).max(1);
+        next = next.min(CHUNK_BYTES / per_row);
+    }
+    next.clamp(MIN_CHUNK, MAX_CHUNK)
+}
+
+/// Rows copied over the last minute.
+#[derive(Default)]
+struct Rate {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    fn add(&mut self, rows: u64) {
+        let now = Instant::now();
+        self.samples.push_back((now, rows));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(60))
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn per_second(&self) -> Option<f64> {
+        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        let seconds = last.0.duration_since(first.0).as_secs_f64();
+        (seconds > 0.0).then(|| (last.1 - first.1) as f64 / seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_grow_toward_their_time_and_stay_within_bounds() {
+        let target = Duration::from_millis(500);
+        assert_eq!(
+            next_size(1000, Duration::from_millis(100), target, 1000, 100_000),
+            2000
+        );
+        assert_eq!(
+            next_size(1000, Duration::from_secs(5), target, 1000, 100_000),
+            500
+        );
+        assert_eq!(
+            next_size(100, Duration::from_secs(5), target, 100, 100),
+            MIN_CHUNK
+        );
+        // rows of 1 MiB: 16 per chunk at most, but never under the minimum
+        assert_eq!(
+            next_size(1000, Duration::from_millis(100), target, 10, 10 << 20),
+            MIN_CHUNK
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! A chunk of the online copy, applied at its high watermark (see `pipeline::copy`): in one
+//! target transaction marked as the pipeline's (fenced, and recognised as its own by a
+//! two-way channel's other pipeline), the target rows of the chunk's key range that the
+//! source lacks are deleted, the chunk's rows written (but those whose keys changed between
+//! the watermarks: the stream has applied them), and the table's copy progress moved on in
+//! `ottr_sys.copy_progress`. A crash before the commit leaves the chunk to be read again.
+
+use super::Loader;
+use super::statements::{
+    TEXT_STATEMENT_BYTES, delete_texts, literal_tuple, table_name, upsert, upsert_texts,
+};
+use crate::config::ConflictPolicy;
+use crate::error::Result;
+use crate::pipeline::copy::{ChunkProgress, KeyText, key_text};
+use crate::pipeline::transform::TargetTable;
+use crate::pipeline::transform::bind::{Bound, from_param};
+use crate::sql::{key_compare, quote};
+use crate::sys::copy::WRITE_PROGRESS;
+use mysql_async::prelude::Queryable;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A chunk as the target gets it.
+#[derive(Debug)]
+pub struct TargetChunk {
+    pub table: Arc<TargetTable>,
+    /// Rows in the target table's column order.
+    pub rows: Vec<Vec<Bound>>,
+    /// The key range covered (target key order): after (exclusive), through (inclusive).
+    pub after: Option<Vec<Bound>>,
+    pub through: Option<Vec<Bound>>,
+    pub delete_extras: bool,
+    /// Keys that changed between the watermarks: the stream's, not the chunk's.
+    pub skip: HashSet<KeyText>,
+    pub progress: ChunkProgress,
+}
+
+/// What a chunk did on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChunkApplied {
+    pub written: u64,
+    pub left_to_stream: u64,
+    pub deleted: u64,
+}
+
+impl Loader {
+    /// Applies a chunk (see the module's comment); the caller has applied everything before
+    /// its high watermark.
+    pub async fn apply_chunk(&mut self, chunk: TargetChunk) -> Result<ChunkApplied> {
+        let info = self.table_info(&chunk.table).await?;
+        let table = &chunk.table;
+        let mut conn = self.conn().await?;
+        let mut transaction = self.serial_transaction(&mut conn).await?;
+        let mut applied = ChunkApplied::default();
+        let key_of = |row: &Vec<Bound>| key_text(table.key.iter().map(|index| &row[*index]));
+        if chunk.delete_extras {
+            let copied: HashSet<KeyText> = chunk.rows.iter().map(key_of).collect();
+            let extras = self
+                .keys_in_range(&mut transaction, &chunk)
+                .await?
+                .into_iter()
+                .filter(|key| {
+                    let text = key_text(key.iter());
+                    !copied.contains(&text) && !chunk.skip.contains(&text)
+                })
+                .map(|key| literal_tuple(key.iter()))
+                .collect::<Vec<_>>();
+            applied.deleted = extras.len() as u64;
+            for sql in delete_texts(table, &extras) {
+                self.run_text(&mut transaction, table, sql).await?;
+            }
+        }
+        let columns = info.columns.clone();
+        let mut tuples = Vec::with_capacity(chunk.rows.len());
+        for row in &chunk.rows {
+            if chunk.skip.contains(&key_of(row)) {
+                applied.left_to_stream += 1;
+                continue;
+            }
+            applied.written += 1;
+            let tuple = literal_tuple(columns.iter().map(|index| &row[*index]));
+            if tuple.len() > TEXT_STATEMENT_BYTES / 2 {
+                let (sql, params) = upsert(table, &columns, std::slice::from_ref(row));
+                let sql = copy_rule(table, &columns, sql);
+                self.run(&mut transaction, table, &sql, params).await?;
+            } else {
+                tuples.push(tuple);
+            }
+        }
+        for sql in upsert_texts(table, &columns, &tuples) {
+            let sql = copy_rule(table, &columns, sql);
+            self.run_text(&mut transaction, table, sql).await?;
+        }
+        let progress = &chunk.progress;
+        transaction
+            .exec_drop(
+                WRITE_PROGRESS,
+                (
+                    &self.options.pipeline_key,
+                    progress.job,
+                    &progress.source_table,
+                    &progress.key_columns,
+                    &progress.last_key,
+                    progress.rows_copied,
+                    progress.chunks_done,
+                    progress.done,
+                ),
+            )
+            .await
+            .map_err(self.fail("record a copy's progress"))?;
+        transaction.commit().await.map_err(self.fail("commit"))?;
+        Ok(applied)
+    }
+
+    /// The keys of the target table in the chunk's range.
+    async fn keys_in_range(
+        &self,
+        transaction: &mut mysql_async::Transaction<'_>,
+        chunk: &TargetChunk,
+    ) -> Result<Vec<Vec<Bound>>> {
+        let table = &chunk.table;
+        let names: Vec<String> = table
+            .key
+            .iter()
+            .map(|index| table.columns[*index].clone())
+            .collect();
+        let mut conditions = vec!["TRUE".to_owned()];
+        let mut params = Vec::new();
+        for (bound, after) in [(&chunk.after, true), (&chunk.through, false)] {
+            if let Some(values) = bound {
+                let (text, binds) = key_compare(&names, after);
+                conditions.push(text);
+                params.extend(binds.into_iter().map(|at| values[at].param()));
+            }
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            names
+                .iter()
+                .map(|name| quote(name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            table_name(table),
+            conditions.join(" AND ")
+        );
+        let rows: Vec<mysql_async::Row> = transaction
+            .exec(sql, params)
+            .await
+            .map_err(self.fail("read the target keys of a copy chunk"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.unwrap().into_iter().map(from_param).collect())
+            .collect())
+    }
+}
+
+/// A copied row meets a target row of its key: one way, or into the non-primary side of a
+/// two-way channel, the copy wins; into the primary under primary_wins, the primary's row
+/// stays; under newer_wins, the copy wins only when its compared column is newer (on a tie,
+/// when it comes from the primary). Rewrites the `ON DUPLICATE KEY UPDATE` of `sql`.
+fn copy_rule(table: &TargetTable, columns: &[usize], sql: String) -> String {
+    let Some(rule) = &table.conflict else {
+        return sql;
+    };
+    let Some(at) = sql.rfind(" ON DUPLICATE KEY UPDATE ") else {
+        return sql;
+    };
+    let head = &sql[..at];
+    let first_key = quote(&table.columns[table.key[0]]);
+    let keep = format!("{head} ON DUPLICATE KEY UPDATE {first_key} = {first_key}");
+    match &rule.policy {
+        ConflictPolicy::PrimaryWins if rule.source_is_primary => sql,
+        ConflictPolicy::PrimaryWins => keep,
+        ConflictPolicy::NewerWins { column } => {
+            let Some(compared) = table
+                .columns
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(column))
+            else {
+                return keep;
+            };
+            let compared = quote(&table.columns[compared]);
+            let wins = if rule.source_is_primary { ">=" } else { ">" };
+            let condition = format!("VALUES({compared}) {wins} {compared}");
+            // the compared column last: the others test it before it changes
+            let mut sets: Vec<String> = columns
+                .iter()
+                .map(|index| quote(&table.columns[*index]))
+                .filter(|name| {
+                    *name != compared
+                        && !table.key.iter().any(|k| quote(&table.columns[*k]) == *name)
+                })
+                .map(|name| format!("{name} = IF({condition}, VALUES({name}), {name})"))
+                .collect();
+            sets.push(format!(
+                "{compared} = IF({condition}, VALUES({compared}), {compared})"
+            ));
+            format!("{head} ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+        }
+    }
+}
