@@ -48,6 +48,9 @@ enum Variant {
     Trx100,
     /// Inserts only, autocommit.
     Insert,
+    /// The online copy of the dataset into an empty target, against mariadb-dump | mariadb,
+    /// then again while the source takes the autocommit workload.
+    Copy,
 }
 
 impl Variant {
@@ -56,6 +59,7 @@ impl Variant {
             Variant::Autocommit => "autocommit",
             Variant::Trx100 => "trx100",
             Variant::Insert => "insert",
+            Variant::Copy => "copy",
         }
     }
 
@@ -64,7 +68,8 @@ impl Variant {
             "autocommit" => Variant::Autocommit,
             "trx100" => Variant::Trx100,
             "insert" => Variant::Insert,
-            other => panic!("unknown variant {other}: use autocommit, trx100, insert"),
+            "copy" => Variant::Copy,
+            other => panic!("unknown variant {other}: use autocommit, trx100, insert, copy"),
         }
     }
 }
@@ -83,7 +88,12 @@ struct Args {
 fn args() -> Args {
     let mut args = Args {
         rows: 1_000_000,
-        variants: vec![Variant::Autocommit, Variant::Trx100, Variant::Insert],
+        variants: vec![
+            Variant::Autocommit,
+            Variant::Trx100,
+            Variant::Insert,
+            Variant::Copy,
+        ],
         repetitions: 3,
         lag_seconds: 60,
         rate: 5_000,
@@ -727,6 +737,205 @@ async fn steady_lag(
     (p50.unwrap_or(0) as f64, p99.unwrap_or(0) as f64, achieved)
 }
 
+/// The dataset's tables dropped from the target (without the binlog).
+async fn empty_target(target: &MariaDb) {
+    target
+        .conn()
+        .await
+        .query_drop(format!(
+            "SET SESSION sql_log_bin = 0; DROP DATABASE IF EXISTS {SCHEMA}; CREATE DATABASE {SCHEMA}"
+        ))
+        .await
+        .unwrap();
+}
+
+/// `mariadb-dump --single-transaction | mariadb` of the dataset into an empty target: seconds.
+fn dump_and_load(servers: &Servers) -> f64 {
+    let started = Instant::now();
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; mariadb-dump -h127.0.0.1 -P{} -uroot --single-transaction {SCHEMA} | mariadb -h127.0.0.1 -P{} -uroot {SCHEMA}",
+            servers.source.port, servers.target.port
+        ))
+        .status()
+        .expect("run mariadb-dump | mariadb");
+    assert!(status.success(), "mariadb-dump | mariadb failed: {status}");
+    started.elapsed().as_secs_f64()
+}
+
+/// Waits until every table is the same on both servers (CHECKSUM TABLE), at most `limit`.
+async fn converge(a: &MariaDb, b: &MariaDb, limit: Duration, what: &str) {
+    let tables: Vec<String> = (1..=TABLES)
+        .map(|table| format!("{SCHEMA}.sbtest{table}"))
+        .collect();
+    let sql = format!("CHECKSUM TABLE {}", tables.join(", "));
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<(String, Option<u64>)> = a.conn().await.query(&sql).await.unwrap();
+        let right: Vec<(String, Option<u64>)> = b.conn().await.query(&sql).await.unwrap();
+        if left == right {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the target differs from the source\n{left:?}\n{right:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// ottr's online copy of the dataset into an empty target, timed from `copy_tables` to every
+/// table done; with `load`, the source takes the autocommit workload meanwhile. The target
+/// must then end identical. Returns seconds, the node's peak RSS (MB) and the writes taken.
+async fn ottr_copy(
+    servers: &Servers,
+    url: &str,
+    meta: &mut Conn,
+    dir: &std::path::Path,
+    load: bool,
+) -> (f64, f64, u64) {
+    restore(&servers.source).await;
+    empty_target(&servers.target).await;
+    let end = binlog_end(&servers.source).await;
+    meta.query_drop("CALL stop_channel('bench'); DELETE FROM copy_job")
+        .await
+        .unwrap();
+    meta.exec_drop(
+        "CALL reset_position('bench', ?)",
+        (format!("{}:{}", end.file, end.offset),),
+    )
+    .await
+    .unwrap();
+    meta.query_drop(
+        "CALL set_pipeline_option('bench', 'heartbeat_ms', '1000'); CALL start_channel('bench')",
+    )
+    .await
+    .unwrap();
+    let mut node = NodeProcess::spawn(url, "bench-copy", dir, &[("OTTR_LOG", "warn")]);
+    loop {
+        let listed: Option<u64> = meta
+            .query_first("SELECT COUNT(*) FROM source_table")
+            .await
+            .unwrap();
+        if listed == Some(TABLES as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = load.then(|| {
+        let (source, stop) = (servers.source.port, stop.clone());
+        tokio::spawn(async move {
+            let url = format!("mysql://root@127.0.0.1:{source}");
+            let mut conn = Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+                .await
+                .unwrap();
+            let (mut random, mut keys, mut written) = (Random(0x0c09_2026), Keys::new(), 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut sql = String::new();
+                for _ in 0..50 {
+                    sql.push_str(&keys.statement(&mut random, Variant::Autocommit));
+                    sql.push(';');
+                }
+                conn.query_drop(&sql).await.unwrap();
+                written += 50;
+            }
+            written
+        })
+    });
+    let started = Instant::now();
+    let job: u64 = meta
+        .exec_first(
+            "CALL copy_tables('bench', ?, 'sbtest[0-9]+', NULL)",
+            (SCHEMA,),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    loop {
+        let states: Vec<(String, Option<String>)> = meta
+            .exec("SELECT state, last_error FROM v_copy WHERE job = ?", (job,))
+            .await
+            .unwrap();
+        if let Some(failed) = states.iter().find(|(state, _)| state == "failed") {
+            panic!("the copy failed: {failed:?}\n{}", node.log_text());
+        }
+        if states.len() == TABLES && states.iter().all(|(state, _)| state == "done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mb(node.pid());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = match writer {
+        Some(writer) => writer.await.unwrap(),
+        None => 0,
+    };
+    converge(
+        &servers.source,
+        &servers.target,
+        Duration::from_secs(120),
+        "ottr copy",
+    )
+    .await;
+    meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    node.terminate();
+    (seconds, rss, written)
+}
+
+/// The copy variant: dump-and-load, ottr's copy, ottr's copy under load; medians.
+async fn copy_figures(
+    servers: &Servers,
+    url: &str,
+    meta: &mut Conn,
+    dir: &std::path::Path,
+    repetitions: usize,
+    figures: &mut Vec<Figure>,
+) {
+    let rows = TABLES as u64 * TABLE_ROWS;
+    let (mut dump, mut copy, mut loaded, mut rss) = (vec![], vec![], vec![], 0f64);
+    for repetition in 1..=repetitions {
+        restore(&servers.source).await;
+        empty_target(&servers.target).await;
+        let dumped = dump_and_load(servers);
+        let (copied, copy_rss, _) = ottr_copy(servers, url, meta, dir, false).await;
+        let (under_load, load_rss, written) = ottr_copy(servers, url, meta, dir, true).await;
+        rss = rss.max(copy_rss).max(load_rss);
+        eprintln!(
+            "copy run {repetition}: mariadb-dump | mariadb {dumped:.1} s, ottr copy {copied:.1} s (peak RSS {copy_rss:.0} MB), ottr copy under load {under_load:.1} s ({written} source writes meanwhile, peak RSS {load_rss:.0} MB), target identical"
+        );
+        dump.push(dumped);
+        copy.push(copied);
+        loaded.push(under_load);
+    }
+    for (system, values) in [
+        ("dump_load", &mut dump),
+        ("ottr_copy", &mut copy),
+        ("ottr_copy_load", &mut loaded),
+    ] {
+        let seconds = median(values);
+        figures.push(Figure {
+            variant: "copy".into(),
+            system,
+            rows,
+            seconds,
+            rows_per_s: rows as f64 / seconds,
+        });
+    }
+    figures.push(Figure {
+        variant: "copy".into(),
+        system: "ottr_copy_rss_mb",
+        rows,
+        seconds: 0.0,
+        rows_per_s: rss,
+    });
+    // the dataset back on the target for the catch-up variants
+    restore(&servers.source).await;
+    restore(&servers.target).await;
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     values[values.len() / 2]
@@ -759,6 +968,18 @@ async fn main() {
     // One variant at a time: its workload is the end of the source's binlog while it is
     // replayed, so that every copy can be compared with the source as it is.
     for variant in &args.variants {
+        if *variant == Variant::Copy {
+            copy_figures(
+                &servers,
+                &url,
+                &mut meta,
+                &dir,
+                args.repetitions,
+                &mut figures,
+            )
+            .await;
+            continue;
+        }
         let generating = Instant::now();
         let (start, end) = generate(&servers.source, *variant, args.rows).await;
         eprintln!(
@@ -875,6 +1096,15 @@ fn print_and_save(figures: &[Figure]) {
             .find(|figure| figure.variant == variant && figure.system == system)
             .map(|figure| figure.rows_per_s)
     };
+    for (system, reference) in [("ottr_copy", "dump_load"), ("ottr_copy_load", "dump_load")] {
+        if let (Some(ottr), Some(dump)) = (by("copy", system), by("copy", reference)) {
+            let _ = writeln!(
+                table,
+                "copy: {system} / mariadb-dump | mariadb = {:.2}x",
+                ottr / dump
+            );
+        }
+    }
     for variant in ["autocommit", "trx100", "insert"] {
         if let (Some(ottr), Some(native)) = (by(variant, "ottr"), by(variant, "native_st")) {
             let _ = writeln!(

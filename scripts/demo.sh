@@ -47,18 +47,13 @@ source_sql <<'SQL'
 CREATE DATABASE shop;
 CREATE TABLE shop.order_2026 (id BIGINT PRIMARY KEY, customer VARCHAR(64), amount DECIMAL(12,2));
 INSERT INTO shop.order_2026 VALUES (1, 'ada', 12.50), (2, 'grace', 99.99);
+INSERT INTO shop.order_2026 SELECT seq + 100, CONCAT('customer ', seq), seq / 10 FROM shop.seq_1_to_5000;
 CREATE USER canal@'%' IDENTIFIED BY 'demo-reader-pw';
 GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO canal@'%';
 -- lag heartbeats: the reader writes one row per pipeline into ottr_sys.heartbeat
+-- and the online copy's watermarks, into ottr_sys.watermark
 GRANT CREATE, INSERT, UPDATE ON ottr_sys.* TO canal@'%';
 SQL
-
-echo "== seeding the target from a consistent dump (ottr has no initial copy yet)"
-mariadb-dump -h127.0.0.1 -P"$SOURCE_PORT" -uroot --single-transaction --master-data=2 \
-  --databases shop >"$SANDBOX/shop.sql"
-target_sql <"$SANDBOX/shop.sql"
-DUMP_POSITION=$(sed -n "s/^-- CHANGE MASTER TO MASTER_LOG_FILE='\([^']*\)', MASTER_LOG_POS=\([0-9]*\);/\1:\2/p" "$SANDBOX/shop.sql" | head -1)
-echo "   dump taken at $DUMP_POSITION"
 
 echo "== ottr migrate"
 META_URL="mysql://root@127.0.0.1:$META_PORT/ottr"
@@ -71,7 +66,8 @@ CALL add_data_source('sh', 'mariadb', 'mysql://canal@127.0.0.1:$SOURCE_PORT', 'e
 CALL add_data_source('us', 'mariadb', 'mysql://root@127.0.0.1:$TARGET_PORT', NULL);
 CALL create_channel('orders_sh_us', 'sh', 'us');
 CALL add_table_pair('orders_sh_us', 'shop', 'order_.*', NULL, NULL);
-CALL reset_position('orders_sh_us', '$DUMP_POSITION');
+-- the first start copies the paired tables (created on the target) while it streams
+CALL set_pipeline_option('orders_sh_us', 'initial_copy', 'on');
 CALL set_setting('lease_ms', 5000);
 CALL start_channel('orders_sh_us');
 SQL
@@ -85,6 +81,15 @@ for _ in $(seq 150); do
   [ "$state" = "running" ] || [ "$state" = "error" ] && break
   sleep 0.2
 done
+
+echo "== the initial copy (SELECT * FROM v_copy)"
+for _ in $(seq 300); do
+  left=$(meta_sql -N -e "SELECT COUNT(*) FROM v_copy WHERE state <> 'done'")
+  done_tables=$(meta_sql -N -e "SELECT COUNT(*) FROM v_copy WHERE state = 'done'")
+  [ "$left" = "0" ] && [ "$done_tables" != "0" ] && break
+  sleep 0.2
+done
+meta_sql -t -e "SELECT job, table_name, state, rows_copied, chunks_done, rows_per_s FROM v_copy"
 
 echo "== sample traffic on the source"
 source_sql shop <<'SQL'

@@ -18,6 +18,10 @@
 //! | **Transform** | [`pipeline::transform`] | extracted changes | [`pipeline::transform::TargetChange`]: rows renamed and bound to target values ([`pipeline::transform::bind`]), DDL planned for the target | nothing (pure) |
 //! | **Load** | [`pipeline::load`] | target changes and the batch's end position | rows applied in partitions, exactly once, DDL as a barrier; two-way conflicts decided and repaired | the target (and, two-way, the source's write-back row) |
 //!
+//! Beside the stream, [`pipeline::copy`] copies live tables (jobs of `copy_tables`): chunks
+//! read between watermarks on the source, spliced into the stream at their high watermark, and
+//! applied there by Load with their progress (see `pipeline::copy::splice`).
+//!
 //! After each batch the pipeline writes the position to the metadata (fenced by its lease's
 //! token), lag ([`pipeline::heartbeat`]) and statistics ([`pipeline::stats`]).
 //!
