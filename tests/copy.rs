@@ -29,32 +29,12 @@ async fn channel(name: &str, pairs: &[(&str, Option<&str>)], extra: &str) -> Ins
     let mut copy = Installation::new(meta(), &format!("ottr_c_{name}"), SHORT).await;
     copy.data_source("src", source(), "root").await;
     copy.data_source("dst", target(), "root").await;
-    let conn = &mut copy.meta;
-    conn.exec_drop("CALL create_channel(?, 'src', 'dst')", (name,))
-        .await
-        .unwrap();
-    for (table, target_table) in pairs {
-        conn.exec_drop(
-            "CALL add_table_pair(?, ?, ?, NULL, ?)",
-            (name, name, table, target_table),
-        )
-        .await
-        .unwrap();
-    }
-    conn.exec_drop(
-        "CALL set_pipeline_option(?, 'batch_timeout_ms', '50')",
-        (name,),
-    )
-    .await
-    .unwrap();
-    copy.own_server_ids().await;
-    if !extra.is_empty() {
-        copy.meta.query_drop(extra).await.unwrap();
-    }
-    copy.meta
-        .exec_drop("CALL start_channel(?)", (name,))
-        .await
-        .unwrap();
+    let pairs: Vec<(&str, &str, Option<&str>, Option<&str>)> = pairs
+        .iter()
+        .map(|(table, target_table)| (name, *table, None, *target_table))
+        .collect();
+    copy.start_one_way(name, ("src", "dst"), &pairs, 50, extra)
+        .await;
     copy
 }
 

@@ -30,32 +30,8 @@ async fn channel(
     let mut sync = Installation::new(meta(), &format!("ottr_y_{schema}"), SHORT).await;
     sync.data_source("sh", source(), "root").await;
     sync.data_source("us", target(), "root").await;
-    let conn = &mut sync.meta;
-    conn.exec_drop("CALL create_channel(?, 'sh', 'us')", (schema,))
-        .await
-        .unwrap();
-    for (source_schema, table, target_schema, target_table) in pairs {
-        conn.exec_drop(
-            "CALL add_table_pair(?, ?, ?, ?, ?)",
-            (schema, source_schema, table, target_schema, target_table),
-        )
-        .await
-        .unwrap();
-    }
-    conn.exec_drop(
-        "CALL set_pipeline_option(?, 'batch_timeout_ms', '100')",
-        (schema,),
-    )
-    .await
-    .unwrap();
-    sync.own_server_ids().await;
-    if !extra.is_empty() {
-        sync.meta.query_drop(extra).await.unwrap();
-    }
-    sync.meta
-        .exec_drop("CALL start_channel(?)", (schema,))
-        .await
-        .unwrap();
+    sync.start_one_way(schema, ("sh", "us"), pairs, 100, extra)
+        .await;
     sync
 }
 

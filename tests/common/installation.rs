@@ -64,6 +64,45 @@ impl Installation {
             .unwrap();
     }
 
+    /// Creates and starts a one-way channel `name` from data source `source` to `target`
+    /// with the pairs (source schema, table, target schema, target table), a batch timeout,
+    /// and `extra` SQL run before the start.
+    pub async fn start_one_way(
+        &mut self,
+        name: &str,
+        (source, target): (&str, &str),
+        pairs: &[(&str, &str, Option<&str>, Option<&str>)],
+        batch_timeout_ms: u32,
+        extra: &str,
+    ) {
+        let conn = &mut self.meta;
+        conn.exec_drop("CALL create_channel(?, ?, ?)", (name, source, target))
+            .await
+            .unwrap();
+        for (source_schema, table, target_schema, target_table) in pairs {
+            conn.exec_drop(
+                "CALL add_table_pair(?, ?, ?, ?, ?)",
+                (name, source_schema, table, target_schema, target_table),
+            )
+            .await
+            .unwrap();
+        }
+        conn.exec_drop(
+            "CALL set_pipeline_option(?, 'batch_timeout_ms', ?)",
+            (name, batch_timeout_ms.to_string()),
+        )
+        .await
+        .unwrap();
+        self.own_server_ids().await;
+        if !extra.is_empty() {
+            self.meta.query_drop(extra).await.unwrap();
+        }
+        self.meta
+            .exec_drop("CALL start_channel(?)", (name,))
+            .await
+            .unwrap();
+    }
+
     /// `ottr node --name NAME` on this installation.
     pub fn node(&self, name: &str) -> NodeProcess {
         NodeProcess::spawn(&self.url, name, &self.dir, &[])

@@ -34,8 +34,6 @@ const PRIMARY_KEY: &str = "SELECT COLUMN_NAME FROM information_schema.STATISTICS
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX";
 const ESTIMATE: &str = "SELECT TABLE_ROWS FROM information_schema.TABLES \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
-const TARGET_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
-     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
 
 /// Rows of the first chunk; later chunks are sized to `copy_chunk_ms`.
 const FIRST_CHUNK: usize = 1_000;
@@ -66,8 +64,12 @@ enum Finished {
 /// The source table as a chunk reads it.
 struct Described {
     id: TableId,
+    /// Its columns, in order, and its primary key's.
+    columns: Vec<String>,
     key: Vec<String>,
     target: Arc<TargetTable>,
+    /// The source column index of each target column.
+    sources: Vec<usize>,
     estimate: Option<u64>,
 }
 
@@ -77,6 +79,15 @@ struct Progress {
     last_key: Option<Vec<Bound>>,
     rows: u64,
     chunks: u64,
+    done: bool,
+}
+
+/// A chunk as it was read from the source.
+struct Read {
+    rows: u64,
+    last_key: Option<Vec<Bound>>,
+    bytes: usize,
+    done: bool,
 }
 
 impl TableCopy {
@@ -152,54 +163,42 @@ impl TableCopy {
         };
         let mut target = connect(&config.target).await?;
         self.create_target(&mut source, &mut target, &table).await?;
-        let progress = self.read_progress(&mut target, &table).await?;
+        let mut progress = self.read_progress(&mut target, &table).await?;
         let _ = target.disconnect().await;
         let target_name = format!("{}.{}", table.target.schema, table.target.table);
         meta::copy::copy_started(&shared.meta, &self.work, &target_name, table.estimate).await?;
-        if progress.0 {
-            meta::copy::copy_progress(
-                &shared.meta,
-                &self.work,
-                self.counts(&progress.1, None),
-                true,
-            )
-            .await?;
+        if progress.done {
+            meta::copy::copy_progress(&shared.meta, &self.work, counts(&progress, None), true)
+                .await?;
             return Ok(Finished::Done);
         }
-        let mut progress = progress.1;
-        self.log(
-            EventLevel::Info,
-            EventKind::CopyStarted,
-            &format!(
-                "copy job {} table {} into {target_name}: {}",
-                self.work.job,
-                self.name(),
-                if progress.chunks == 0 {
-                    "started".to_owned()
-                } else {
-                    format!("resumed after {} rows", progress.rows)
-                }
-            ),
-        )
-        .await;
+        let how = if progress.chunks == 0 {
+            "started".to_owned()
+        } else {
+            format!("resumed after {} rows", progress.rows)
+        };
+        let text = format!(
+            "copy job {} table {} into {target_name}: {how}",
+            self.work.job,
+            self.name()
+        );
+        self.log(EventLevel::Info, EventKind::CopyStarted, &text)
+            .await;
         for statement in [CREATE_SCHEMA, CREATE_WATERMARK] {
-            source.query_drop(statement).await.map_err(|error| {
-                Error::database(
-                    format!("cannot create ottr_sys.watermark on data source '{}' (the copy needs CREATE, INSERT, UPDATE on ottr_sys.*)", config.source.name),
-                    error,
-                )
-            })?;
+            source.query_drop(statement).await.map_err(self.on_source(
+                "create ottr_sys.watermark (the copy needs CREATE, INSERT, UPDATE on ottr_sys.*)",
+            ))?;
         }
         let mut rows_wanted = FIRST_CHUNK;
         let mut rate = Rate::default();
-        loop {
+        while !progress.done {
             match meta::copy::copy_requested(&shared.meta, self.work.job).await? {
                 Requested::Run => {}
                 Requested::Pause | Requested::Cancel => return Ok(Finished::Stopped),
             }
             self.wait_for_lag().await;
             let started = Instant::now();
-            let (outcome, read, bytes, done) = self
+            let (outcome, chunk) = self
                 .chunk(
                     &mut source,
                     &table,
@@ -210,35 +209,20 @@ impl TableCopy {
                 .await?;
             match outcome {
                 Outcome::Applied { .. } => {
-                    progress.rows += read.0;
+                    progress.rows += chunk.rows;
                     progress.chunks += 1;
-                    progress.last_key = read.1.or(progress.last_key.take());
+                    progress.last_key = chunk.last_key.or(progress.last_key.take());
+                    progress.done = chunk.done;
                     rate.add(progress.rows);
-                    meta::copy::copy_progress(
-                        &shared.meta,
-                        &self.work,
-                        self.counts(&progress, rate.per_second()),
-                        done,
-                    )
-                    .await?;
-                    if done {
-                        let text = format!(
-                            "copy job {} table {} done: {} rows in {} chunks",
-                            self.work.job,
-                            self.name(),
-                            progress.rows,
-                            progress.chunks
-                        );
-                        info!(pipeline = %shared.pipeline, "{text}");
-                        self.log(EventLevel::Info, EventKind::CopyDone, &text).await;
-                        return Ok(Finished::Done);
-                    }
+                    let counts = counts(&progress, rate.per_second());
+                    meta::copy::copy_progress(&shared.meta, &self.work, counts, progress.done)
+                        .await?;
                     rows_wanted = next_size(
                         rows_wanted,
                         started.elapsed(),
                         config.options.copy_chunk,
-                        read.0,
-                        bytes,
+                        chunk.rows,
+                        chunk.bytes,
                     );
                 }
                 Outcome::Failed(why) => return Err(Error::Precheck(why)),
@@ -248,14 +232,34 @@ impl TableCopy {
                 }
             }
         }
+        let text = format!(
+            "copy job {} table {} done: {} rows in {} chunks",
+            self.work.job,
+            self.name(),
+            progress.rows,
+            progress.chunks
+        );
+        info!(pipeline = %shared.pipeline, "{text}");
+        self.log(EventLevel::Info, EventKind::CopyDone, &text).await;
+        Ok(Finished::Done)
     }
 
-    fn counts(&self, progress: &Progress, rate: Option<f64>) -> CopyCounts {
-        CopyCounts {
-            rows: progress.rows,
-            chunks: progress.chunks,
-            rate,
-        }
+    /// What failing to `what` on the source is called.
+    fn on_source(&self, what: &str) -> impl Fn(mysql_async::Error) -> Error + use<> {
+        let context = format!(
+            "cannot {what} on data source '{}'",
+            self.shared.config.source.name
+        );
+        move |error| Error::database(context.clone(), error)
+    }
+
+    /// What failing to `what` on the target is called.
+    fn on_target(&self, what: &str) -> impl Fn(mysql_async::Error) -> Error + use<> {
+        let context = format!(
+            "cannot {what} on data source '{}'",
+            self.shared.config.target.name
+        );
+        move |error| Error::database(context.clone(), error)
     }
 
     /// Waits while the pipeline lags more than `copy_max_lag_ms`: streaming comes first.
@@ -272,18 +276,9 @@ impl TableCopy {
     /// The source table's columns, primary key, and target.
     async fn describe(&self, source: &mut Conn) -> Result<Described> {
         let config = &self.shared.config;
-        let fail = |error| {
-            Error::database(
-                format!(
-                    "cannot describe {} on data source '{}'",
-                    self.name(),
-                    config.source.name
-                ),
-                error,
-            )
-        };
+        let fail = self.on_source(&format!("describe {}", self.name()));
         let params = (&self.work.schema, &self.work.table);
-        let columns: Vec<String> = source.exec(COLUMNS, params).await.map_err(fail)?;
+        let columns: Vec<String> = source.exec(COLUMNS, params).await.map_err(&fail)?;
         if columns.is_empty() {
             return Err(Error::Precheck(format!(
                 "no table {} on data source '{}'",
@@ -291,7 +286,7 @@ impl TableCopy {
                 config.source.name
             )));
         }
-        let key: Vec<String> = source.exec(PRIMARY_KEY, params).await.map_err(fail)?;
+        let key: Vec<String> = source.exec(PRIMARY_KEY, params).await.map_err(&fail)?;
         if key.is_empty() {
             return Err(Error::Precheck(format!(
                 "{} has no primary key: the copy walks the primary key (ALTER TABLE … ADD PRIMARY KEY, or seed this table by hand)",
@@ -299,7 +294,7 @@ impl TableCopy {
             )));
         }
         let estimate: Option<Option<u64>> =
-            source.exec_first(ESTIMATE, params).await.map_err(fail)?;
+            source.exec_first(ESTIMATE, params).await.map_err(&fail)?;
         let id = TableId {
             schema: self.work.schema.clone(),
             table: self.work.table.clone(),
@@ -312,49 +307,32 @@ impl TableCopy {
                 config.name
             ))
         })?;
-        let (target, _) = target_of(pair, &meta).map_err(Error::Precheck)?;
+        let (target, sources) = target_of(pair, &meta).map_err(Error::Precheck)?;
         Ok(Described {
             id,
+            columns,
             key,
             target,
+            sources,
             estimate: estimate.flatten(),
         })
     }
 
-    /// Creates the target table from the source's SHOW CREATE TABLE when it is missing.
+    /// Creates the target table from the source's SHOW CREATE TABLE when it is missing; an
+    /// existing one must have every column the pair writes.
     async fn create_target(
         &self,
         source: &mut Conn,
         target: &mut Conn,
         table: &Described,
     ) -> Result<()> {
-        let config = &self.shared.config;
         let name = &table.target;
-        let exists: Option<u64> = target
-            .exec_first(TARGET_EXISTS, (&name.schema, &name.table))
+        let shown_name = format!("{}.{}", name.schema, name.table);
+        let present: Vec<String> = target
+            .exec(COLUMNS, (&name.schema, &name.table))
             .await
-            .map_err(|error| {
-                Error::database(
-                    format!(
-                        "cannot look for {}.{} on data source '{}'",
-                        name.schema, name.table, config.target.name
-                    ),
-                    error,
-                )
-            })?;
-        if exists.unwrap_or(0) > 0 {
-            let present: Vec<String> = target
-                .exec(COLUMNS, (&name.schema, &name.table))
-                .await
-                .map_err(|error| {
-                    Error::database(
-                        format!(
-                            "cannot describe {}.{} on data source '{}'",
-                            name.schema, name.table, config.target.name
-                        ),
-                        error,
-                    )
-                })?;
+            .map_err(self.on_target(&format!("describe {shown_name}")))?;
+        if !present.is_empty() {
             let missing: Vec<&str> = name
                 .columns
                 .iter()
@@ -363,9 +341,7 @@ impl TableCopy {
                 .collect();
             if !missing.is_empty() {
                 return Err(Error::Precheck(format!(
-                    "target table {}.{} has no column {} (it exists with other columns: align it, or drop it and copy again to have it created)",
-                    name.schema,
-                    name.table,
+                    "target table {shown_name} has no column {} (it exists with other columns: align it, or drop it and copy again to have it created)",
                     missing.join(", ")
                 )));
             }
@@ -378,67 +354,38 @@ impl TableCopy {
                 quote(&table.id.table)
             ))
             .await
-            .map_err(|error| {
-                Error::database(
-                    format!("cannot read SHOW CREATE TABLE {}", self.name()),
-                    error,
-                )
-            })?;
+            .map_err(self.on_source(&format!("read SHOW CREATE TABLE {}", self.name())))?;
         let (_, shown) = shown.ok_or_else(|| {
             Error::Precheck(format!("SHOW CREATE TABLE {} gave nothing", self.name()))
         })?;
-        let columns: Vec<String> = source
-            .exec(COLUMNS, (&table.id.schema, &table.id.table))
-            .await
-            .map_err(|error| Error::database(format!("cannot describe {}", self.name()), error))?;
-        let meta = table_meta(&table.id, &columns, &table.key)?;
-        let pair = pair_for(&config.table_pairs, &table.id).expect("described as paired");
-        let (mapped, sources) = target_of(pair, &meta).map_err(Error::Precheck)?;
-        let create = target_create(&shown, &mapped, &columns, &sources).map_err(|problem| {
-            Error::Precheck(format!(
-                "cannot make the target table {}.{} from the source's: {problem} (create it by hand)",
-                name.schema, name.table
-            ))
-        })?;
-        target
-            .query_drop(format!(
-                "CREATE DATABASE IF NOT EXISTS {}",
-                quote(&name.schema)
-            ))
-            .await
-            .and(target.query_drop(create).await)
-            .map_err(|error| {
-                Error::database(
-                    format!(
-                        "cannot create the target table {}.{} on data source '{}'",
-                        name.schema, name.table, config.target.name
-                    ),
-                    error,
-                )
-            })?;
-        info!(pipeline = %self.shared.pipeline, table = %self.name(), "target table {}.{} created", name.schema, name.table);
+        let create = target_create(&shown, name, &table.columns, &table.sources).map_err(
+            |problem| {
+                Error::Precheck(format!(
+                    "cannot make the target table {shown_name} from the source's: {problem} (create it by hand)"
+                ))
+            },
+        )?;
+        let fail = self.on_target(&format!("create the target table {shown_name}"));
+        let schema = format!("CREATE DATABASE IF NOT EXISTS {}", quote(&name.schema));
+        target.query_drop(schema).await.map_err(&fail)?;
+        target.query_drop(create).await.map_err(&fail)?;
+        info!(pipeline = %self.shared.pipeline, table = %self.name(), "target table {shown_name} created");
         Ok(())
     }
 
-    /// Where the target says this table's copy stands: (done, progress). A copy whose key
-    /// changed since starts over.
-    async fn read_progress(
-        &self,
-        target: &mut Conn,
-        table: &Described,
-    ) -> Result<(bool, Progress)> {
+    /// Where the target says this table's copy stands. A copy whose key changed since starts
+    /// over.
+    async fn read_progress(&self, target: &mut Conn, table: &Described) -> Result<Progress> {
         let shared = &self.shared;
         let row: Option<(String, Option<String>, u64, u64, bool)> = target
             .exec_first(READ_PROGRESS, (&shared.key, self.work.job, self.name()))
             .await
-            .map_err(|error| {
-                Error::database("cannot read a copy's progress on the target", error)
-            })?;
+            .map_err(self.on_target("read a copy's progress"))?;
         let Some((key_columns, last_key, rows, chunks, done)) = row else {
-            return Ok((false, Progress::default()));
+            return Ok(Progress::default());
         };
         if key_columns != key_json(&table.key) {
-            return Ok((false, Progress::default()));
+            return Ok(Progress::default());
         }
         let last_key = match last_key {
             None => None,
@@ -449,19 +396,15 @@ impl TableCopy {
                 ))
             })?),
         };
-        Ok((
+        Ok(Progress {
+            last_key,
+            rows,
+            chunks,
             done,
-            Progress {
-                last_key,
-                rows,
-                chunks,
-            },
-        ))
+        })
     }
 
     /// One chunk: low watermark, read, high watermark, then what the stream made of it.
-    /// Returns the outcome, (rows read, their last key), the bytes read and whether it was
-    /// the last chunk.
     async fn chunk(
         &self,
         source: &mut Conn,
@@ -469,14 +412,14 @@ impl TableCopy {
         progress: &Progress,
         condition: Option<&str>,
         rows_wanted: usize,
-    ) -> Result<(Outcome, (u64, Option<Vec<Bound>>), usize, bool)> {
+    ) -> Result<(Outcome, Read)> {
         let shared = &self.shared;
         let mark = shared.next_mark();
         shared.marks.expect(mark, table.id.clone());
-        let result = self
+        let read = self
             .read_between_watermarks(source, table, progress, condition, rows_wanted, mark)
             .await;
-        let (receiver, read, bytes, done) = match result {
+        let (receiver, read) = match read {
             Ok(read) => read,
             Err(error) => {
                 shared.marks.forget(mark);
@@ -498,10 +441,11 @@ impl TableCopy {
                 )));
             }
         };
-        Ok((outcome, read, bytes, done))
+        Ok((outcome, read))
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Writes the low watermark, reads the chunk, hands it to the stream and writes the high
+    /// watermark; the outcome is to be awaited.
     async fn read_between_watermarks(
         &self,
         source: &mut Conn,
@@ -510,42 +454,28 @@ impl TableCopy {
         condition: Option<&str>,
         rows_wanted: usize,
         mark: u64,
-    ) -> Result<(
-        oneshot::Receiver<Outcome>,
-        (u64, Option<Vec<Bound>>),
-        usize,
-        bool,
-    )> {
+    ) -> Result<(oneshot::Receiver<Outcome>, Read)> {
         let shared = &self.shared;
-        let source_name = &shared.config.source.name;
         let watermark = |kind: &'static str| (&shared.key, self.slot, mark, kind);
-        let fail = |what: &'static str| {
-            move |error| {
-                Error::database(
-                    format!("cannot {what} on data source '{source_name}'"),
-                    error,
-                )
-            }
-        };
         source
             .exec_drop(WRITE_WATERMARK, watermark("low"))
             .await
-            .map_err(fail("write a low watermark"))?;
+            .map_err(self.on_source("write a low watermark"))?;
         let (sql, params) =
             chunk_query(table, progress.last_key.as_deref(), condition, rows_wanted);
         let result: Vec<mysql_async::Row> = source
             .exec(sql, params)
             .await
-            .map_err(fail("read a copy chunk"))?;
-        let names: Vec<String> = result
-            .first()
-            .map(|row| {
-                row.columns_ref()
-                    .iter()
-                    .map(|c| c.name_str().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map_err(self.on_source("read a copy chunk"))?;
+        // the chunk's own column list (SELECT *), in case the table changed since described
+        let names: Vec<String> = match result.first() {
+            Some(row) => row
+                .columns_ref()
+                .iter()
+                .map(|column| column.name_str().into_owned())
+                .collect(),
+            None => table.columns.clone(),
+        };
         let mut bytes = 0;
         let rows: Vec<Vec<Bound>> = result
             .into_iter()
@@ -556,11 +486,7 @@ impl TableCopy {
             })
             .collect();
         let done = rows.len() < rows_wanted;
-        let meta = Arc::new(if names.is_empty() {
-            table_meta(&table.id, &table.key, &table.key)?
-        } else {
-            table_meta(&table.id, &names, &table.key)?
-        });
+        let meta = Arc::new(table_meta(&table.id, &names, &table.key)?);
         let last_key: Option<Vec<Bound>> = rows.last().map(|row| {
             meta.primary_key
                 .iter()
@@ -593,8 +519,24 @@ impl TableCopy {
         source
             .exec_drop(WRITE_WATERMARK, watermark("high"))
             .await
-            .map_err(fail("write a high watermark"))?;
-        Ok((receiver, (read, last_key), bytes, done))
+            .map_err(self.on_source("write a high watermark"))?;
+        Ok((
+            receiver,
+            Read {
+                rows: read,
+                last_key,
+                bytes,
+                done,
+            },
+        ))
+    }
+}
+
+fn counts(progress: &Progress, rate: Option<f64>) -> CopyCounts {
+    CopyCounts {
+        rows: progress.rows,
+        chunks: progress.chunks,
+        rate,
     }
 }
 

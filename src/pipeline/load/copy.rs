@@ -6,10 +6,7 @@
 //! `ottr_sys.copy_progress`. A crash before the commit leaves the chunk to be read again.
 
 use super::Loader;
-use super::statements::{
-    TEXT_STATEMENT_BYTES, delete_texts, literal_tuple, table_name, upsert, upsert_texts,
-};
-use crate::config::ConflictPolicy;
+use super::statements::{OnDuplicate, delete_texts, literal_tuple, table_name};
 use crate::error::Result;
 use crate::pipeline::copy::{ChunkProgress, KeyText, key_text};
 use crate::pipeline::transform::TargetTable;
@@ -70,27 +67,18 @@ impl Loader {
                 self.run_text(&mut transaction, table, sql).await?;
             }
         }
-        let columns = info.columns.clone();
-        let mut tuples = Vec::with_capacity(chunk.rows.len());
+        let mut images: Vec<&[Bound]> = Vec::with_capacity(chunk.rows.len());
         for row in &chunk.rows {
             if chunk.skip.contains(&key_of(row)) {
                 applied.left_to_stream += 1;
-                continue;
-            }
-            applied.written += 1;
-            let tuple = literal_tuple(columns.iter().map(|index| &row[*index]));
-            if tuple.len() > TEXT_STATEMENT_BYTES / 2 {
-                let (sql, params) = upsert(table, &columns, std::slice::from_ref(row));
-                let sql = copy_rule(table, &columns, sql);
-                self.run(&mut transaction, table, &sql, params).await?;
             } else {
-                tuples.push(tuple);
+                images.push(row);
             }
         }
-        for sql in upsert_texts(table, &columns, &tuples) {
-            let sql = copy_rule(table, &columns, sql);
-            self.run_text(&mut transaction, table, sql).await?;
-        }
+        applied.written = images.len() as u64;
+        let on = on_duplicate(table, info.newer);
+        self.write_upserts(&mut transaction, table, &images, on)
+            .await?;
         let progress = &chunk.progress;
         transaction
             .exec_drop(
@@ -156,46 +144,16 @@ impl Loader {
 
 /// A copied row meets a target row of its key: one way, or into the non-primary side of a
 /// two-way channel, the copy wins; into the primary under primary_wins, the primary's row
-/// stays; under newer_wins, the copy wins only when its compared column is newer (on a tie,
-/// when it comes from the primary). Rewrites the `ON DUPLICATE KEY UPDATE` of `sql`.
-fn copy_rule(table: &TargetTable, columns: &[usize], sql: String) -> String {
-    let Some(rule) = &table.conflict else {
-        return sql;
-    };
-    let Some(at) = sql.rfind(" ON DUPLICATE KEY UPDATE ") else {
-        return sql;
-    };
-    let head = &sql[..at];
-    let first_key = quote(&table.columns[table.key[0]]);
-    let keep = format!("{head} ON DUPLICATE KEY UPDATE {first_key} = {first_key}");
-    match &rule.policy {
-        ConflictPolicy::PrimaryWins if rule.source_is_primary => sql,
-        ConflictPolicy::PrimaryWins => keep,
-        ConflictPolicy::NewerWins { column } => {
-            let Some(compared) = table
-                .columns
-                .iter()
-                .position(|name| name.eq_ignore_ascii_case(column))
-            else {
-                return keep;
-            };
-            let compared = quote(&table.columns[compared]);
-            let wins = if rule.source_is_primary { ">=" } else { ">" };
-            let condition = format!("VALUES({compared}) {wins} {compared}");
-            // the compared column last: the others test it before it changes
-            let mut sets: Vec<String> = columns
-                .iter()
-                .map(|index| quote(&table.columns[*index]))
-                .filter(|name| {
-                    *name != compared
-                        && !table.key.iter().any(|k| quote(&table.columns[*k]) == *name)
-                })
-                .map(|name| format!("{name} = IF({condition}, VALUES({name}), {name})"))
-                .collect();
-            sets.push(format!(
-                "{compared} = IF({condition}, VALUES({compared}), {compared})"
-            ));
-            format!("{head} ON DUPLICATE KEY UPDATE {}", sets.join(", "))
-        }
+/// stays; under newer_wins (`newer`: the compared column), the copy wins only when its
+/// column is newer (on a tie, when it comes from the primary).
+fn on_duplicate(table: &TargetTable, newer: Option<usize>) -> OnDuplicate {
+    match (&table.conflict, newer) {
+        (None, _) => OnDuplicate::Replace,
+        (Some(rule), Some(column)) => OnDuplicate::IfNewer {
+            column,
+            or_equal: rule.source_is_primary,
+        },
+        (Some(rule), None) if rule.source_is_primary => OnDuplicate::Replace,
+        (Some(_), None) => OnDuplicate::Keep,
     }
 }

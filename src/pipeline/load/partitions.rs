@@ -7,13 +7,14 @@
 use super::conflict::CheckedOutcome;
 use super::merge::{self, KeyOp, merge, partition_of};
 use super::statements::{
-    TEXT_STATEMENT_BYTES, delete_keys, delete_row, delete_texts, insert, literal_tuple, update_key,
-    update_row, upsert, upsert_texts,
+    OnDuplicate, TEXT_STATEMENT_BYTES, delete_keys, delete_row, delete_texts, insert,
+    literal_tuple, update_key, update_row, upsert, upsert_texts,
 };
 use super::tables::table_key;
 use super::{LOCK_WAIT_TIMEOUT, Loader, SkippedRow};
 use crate::error::{Error, Result};
 use crate::model::{ChangeAt, ChangeKind, Position};
+use crate::pipeline::transform::bind::Bound;
 use crate::pipeline::transform::{TargetRow, TargetTable};
 use crate::sys::applied::*;
 use futures_util::future::join_all;
@@ -420,24 +421,39 @@ impl Loader {
             }
         }
         for (table, images) in &merged.upserts {
-            let columns = self
-                .tables
-                .get(&table_key(table))
-                .map(|info| info.columns.clone())
-                .expect("looked up");
-            let mut tuples = Vec::with_capacity(images.len());
-            for image in images {
-                let tuple = literal_tuple(columns.iter().map(|index| &image[*index]));
-                if tuple.len() > TEXT_STATEMENT_BYTES / 2 {
-                    let (sql, params) = upsert(table, &columns, std::slice::from_ref(image));
-                    self.run(transaction, table, &sql, params).await?;
-                } else {
-                    tuples.push(tuple);
-                }
+            self.write_upserts(transaction, table, images, OnDuplicate::Replace)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Upserts whole rows of `table` (looked up, see `table_info`) in multi-row statements
+    /// with their values written as literals; a row longer than half a text statement is
+    /// bound to a prepared one instead.
+    pub(super) async fn write_upserts(
+        &self,
+        transaction: &mut Transaction<'_>,
+        table: &TargetTable,
+        images: &[&[Bound]],
+        on: OnDuplicate,
+    ) -> Result<()> {
+        let columns = self
+            .tables
+            .get(&table_key(table))
+            .map(|info| info.columns.clone())
+            .expect("looked up");
+        let mut tuples = Vec::with_capacity(images.len());
+        for image in images {
+            let tuple = literal_tuple(columns.iter().map(|index| &image[*index]));
+            if tuple.len() > TEXT_STATEMENT_BYTES / 2 {
+                let (sql, params) = upsert(table, &columns, std::slice::from_ref(image), on);
+                self.run(transaction, table, &sql, params).await?;
+            } else {
+                tuples.push(tuple);
             }
-            for sql in upsert_texts(table, &columns, &tuples) {
-                self.run_text(transaction, table, sql).await?;
-            }
+        }
+        for sql in upsert_texts(table, &columns, &tuples, on) {
+            self.run_text(transaction, table, sql).await?;
         }
         Ok(())
     }
@@ -502,14 +518,21 @@ impl Loader {
                 let (sql, params) = update_key(table, &columns, &old_key, after);
                 self.run(transaction, table, &sql, params).await?;
                 if transaction.affected_rows() == 0 {
-                    let (sql, params) = upsert(table, &columns, std::slice::from_ref(after));
+                    let (sql, params) = upsert(
+                        table,
+                        &columns,
+                        std::slice::from_ref(after),
+                        OnDuplicate::Replace,
+                    );
                     self.run(transaction, table, &sql, params).await?;
                 }
             } else {
                 for op in merge::key_ops(row) {
                     let (sql, params) = match op {
                         KeyOp::Delete(key) => delete_keys(table, &[key]),
-                        KeyOp::Upsert(image) => upsert(table, &columns, &[image]),
+                        KeyOp::Upsert(image) => {
+                            upsert(table, &columns, &[image], OnDuplicate::Replace)
+                        }
                     };
                     self.run(transaction, table, &sql, params).await?;
                 }

@@ -19,22 +19,62 @@ pub const TEXT_STATEMENT_BYTES: usize = 512 << 10;
 /// Rows per multi-row statement written as text.
 pub const TEXT_STATEMENT_ROWS: usize = 1000;
 
-/// `INSERT INTO t (…) VALUES ` and ` ON DUPLICATE KEY UPDATE c = VALUES(c), …`.
-fn upsert_parts(table: &TargetTable, columns: &[usize]) -> (String, String) {
+/// What an upsert does to a row of the same key already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Replace it (the stream: every write carries the whole after-image).
+    Replace,
+    /// Keep it.
+    Keep,
+    /// Replace it when the new row's column `column` (an index) is greater, or equal too
+    /// when `or_equal`.
+    IfNewer { column: usize, or_equal: bool },
+}
+
+/// `INSERT INTO t (…) VALUES ` and ` ON DUPLICATE KEY UPDATE c = VALUES(c), …` (as `on`
+/// says).
+fn upsert_parts(table: &TargetTable, columns: &[usize], on: OnDuplicate) -> (String, String) {
     let names: Vec<String> = columns
         .iter()
         .map(|index| quote(&table.columns[*index]))
         .collect();
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|index| !table.key.contains(index))
-        .map(|index| {
-            let name = quote(&table.columns[*index]);
-            format!("{name} = VALUES({name})")
-        })
-        .collect();
+    let mut updated: Vec<usize> = match on {
+        OnDuplicate::Keep => Vec::new(),
+        _ => columns
+            .iter()
+            .copied()
+            .filter(|index| !table.key.contains(index))
+            .collect(),
+    };
+    let updates: Vec<String> = match on {
+        OnDuplicate::IfNewer { column, or_equal } => {
+            let compared = quote(&table.columns[column]);
+            let newer = format!(
+                "VALUES({compared}) {} {compared}",
+                if or_equal { ">=" } else { ">" }
+            );
+            // the compared column last: the others test it before it changes
+            updated.retain(|index| *index != column);
+            updated.push(column);
+            updated
+                .iter()
+                .map(|index| {
+                    let name = quote(&table.columns[*index]);
+                    format!("{name} = IF({newer}, VALUES({name}), {name})")
+                })
+                .collect()
+        }
+        _ => updated
+            .iter()
+            .map(|index| {
+                let name = quote(&table.columns[*index]);
+                format!("{name} = VALUES({name})")
+            })
+            .collect(),
+    };
     let on_duplicate = if updates.is_empty() {
-        // every column is in the key: nothing to update, but a duplicate is no error
+        // nothing to update (every column is in the key, or the row is kept), but a
+        // duplicate is no error
         let first = quote(&table.columns[table.key[0]]);
         format!("{first} = {first}")
     } else {
@@ -90,8 +130,9 @@ pub fn upsert<R: AsRef<[Bound]>>(
     table: &TargetTable,
     columns: &[usize],
     rows: &[R],
+    on: OnDuplicate,
 ) -> (String, Vec<Param>) {
-    let (head, tail) = upsert_parts(table, columns);
+    let (head, tail) = upsert_parts(table, columns, on);
     let sql = format!(
         "{head}{}{tail}",
         vec![placeholders(columns.len()); rows.len()].join(", ")
@@ -119,8 +160,13 @@ pub fn delete_keys(table: &TargetTable, keys: &[Vec<Bound>]) -> (String, Vec<Par
 
 /// Upserts with their values written as literals (`tuples` from [`literal_tuple`]), packed
 /// into statements of at most [`TEXT_STATEMENT_ROWS`] rows and [`TEXT_STATEMENT_BYTES`].
-pub fn upsert_texts(table: &TargetTable, columns: &[usize], tuples: &[String]) -> Vec<String> {
-    let (head, tail) = upsert_parts(table, columns);
+pub fn upsert_texts(
+    table: &TargetTable,
+    columns: &[usize],
+    tuples: &[String],
+    on: OnDuplicate,
+) -> Vec<String> {
+    let (head, tail) = upsert_parts(table, columns, on);
     pack(&head, &tail, tuples)
 }
 
@@ -534,12 +580,33 @@ mod tests {
                 vec![Bound::Int(1), Bound::Null],
                 vec![Bound::Int(2), Bound::Null],
             ],
+            OnDuplicate::Replace,
         );
         assert_eq!(
             sql,
             "INSERT INTO `shop`.`or``ders` (`id`, `v`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v` = VALUES(`v`)"
         );
         assert_eq!(params.len(), 4);
+        let rows = [vec![Bound::Int(1), Bound::Null]];
+        let (kept, _) = upsert(&table(), &[0, 1], &rows, OnDuplicate::Keep);
+        assert!(
+            kept.ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"),
+            "{kept}"
+        );
+        let (newer, _) = upsert(
+            &table(),
+            &[0, 1],
+            &rows,
+            OnDuplicate::IfNewer {
+                column: 1,
+                or_equal: false,
+            },
+        );
+        assert!(
+            newer
+                .ends_with("ON DUPLICATE KEY UPDATE `v` = IF(VALUES(`v`) > `v`, VALUES(`v`), `v`)"),
+            "{newer}"
+        );
         let (sql, _) = delete_keys(&table(), &[vec![Bound::Int(1)]]);
         assert_eq!(sql, "DELETE FROM `shop`.`or``ders` WHERE (`id`) IN ((?))");
         let (sql, params) = update_row(
@@ -560,7 +627,7 @@ mod tests {
         let tuples: Vec<String> = (0..2500)
             .map(|id| literal_tuple([Bound::Int(id), Bound::Bytes(b"it's".to_vec())].iter()))
             .collect();
-        let upserts = upsert_texts(&table(), &[0, 1], &tuples[..2]);
+        let upserts = upsert_texts(&table(), &[0, 1], &tuples[..2], OnDuplicate::Replace);
         assert_eq!(
             upserts,
             [
@@ -575,7 +642,7 @@ mod tests {
             ["DELETE FROM `shop`.`or``ders` WHERE (`id`) IN ((0), (1), (2))"]
         );
         // by rows
-        let statements = upsert_texts(&table(), &[0, 1], &tuples);
+        let statements = upsert_texts(&table(), &[0, 1], &tuples, OnDuplicate::Replace);
         assert_eq!(statements.len(), 3);
         assert_eq!(statements[2].matches("'it").count(), 500);
         // by bytes; a row longer than the limit alone is a statement of its own
@@ -593,7 +660,12 @@ mod tests {
             ]
             .iter(),
         );
-        let statements = upsert_texts(&table(), &[0, 1], &[big.clone(), big.clone(), huge, big]);
+        let statements = upsert_texts(
+            &table(),
+            &[0, 1],
+            &[big.clone(), big.clone(), huge, big],
+            OnDuplicate::Replace,
+        );
         assert_eq!(statements.len(), 3);
         assert!(
             statements[..1]
