@@ -441,3 +441,37 @@ async fn initial_copy_seeds_a_new_channel_then_it_streams() {
     identical("c_init.a", "c_init.a").await;
     identical("c_init.b", "c_init.b").await;
 }
+
+#[tokio::test]
+async fn names_with_a_backtick_a_quote_and_a_backslash_are_copied_as_they_are() {
+    for server in [source(), target()] {
+        server
+            .run("DROP DATABASE IF EXISTS c_odd; CREATE DATABASE c_odd;")
+            .await;
+    }
+    // table we`ird'name, key columns `k\ey` and id, a column va`l'ue
+    source()
+        .run(
+            r"CREATE TABLE c_odd.`we``ird'name` (`k\ey` VARCHAR(10) NOT NULL, id INT NOT NULL, `va``l'ue` VARCHAR(20), PRIMARY KEY (`k\ey`, id));
+              INSERT INTO c_odd.`we``ird'name` SELECT IF(seq % 2, 'a\\b', 'c''d'), seq, CONCAT('v`', seq, '\'') FROM mysql.seq_1_to_3000;",
+        )
+        .await;
+    let mut copy = channel(
+        "c_odd",
+        &[("we`ird'name", None)],
+        "CALL set_pipeline_option('c_odd', 'copy_chunk_ms', '10');",
+    )
+    .await;
+    let _node = copy.node("n1");
+    copy.wait_running(None, Duration::from_secs(30)).await;
+    let job = copy_tables(
+        &mut copy,
+        "c_odd",
+        "c_odd",
+        "we`ird'name",
+        Some(r"`k\ey` <> 'zz' AND `va``l'ue` LIKE 'v`%'"),
+    )
+    .await;
+    copied(&mut copy, job, Duration::from_secs(60)).await;
+    identical("c_odd.`we``ird'name`", "c_odd.`we``ird'name`").await;
+}
