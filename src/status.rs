@@ -1,5 +1,5 @@
-//! The reports of `ottr status` (pipelines with their lag and throughput, nodes, open alerts,
-//! as tables; `--watch` redraws them) and `ottr check` (the prechecks of one data source).
+//! The reports of `ottr status` (pipelines with their lag and throughput, copies under way
+//! with a progress bar, nodes, open alerts, as tables; `--watch` redraws them) and `ottr check` (the prechecks of one data source).
 
 use crate::config::validate_data_source;
 use crate::error::{Error, Result};
@@ -8,15 +8,17 @@ use crate::pipeline::connect;
 use crate::pipeline::select::{Check, Outcome, run_prechecks};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-/// Pipelines (with lag and throughput), nodes and open alerts, printed as tables.
+/// Pipelines (with lag and throughput), copies, nodes and open alerts, printed as tables.
 pub async fn status_report(meta: &MetaDb) -> Result<String> {
     meta::check_schema(meta).await?;
     let pipelines = meta::pipeline_status(meta).await?;
+    let copies = meta::copy_status(meta).await?;
     let nodes = meta::node_status(meta).await?;
     let alerts = meta::open_alerts(meta).await?;
     Ok(format!(
-        "Pipelines\n{}\n\nNodes\n{}\n\nOpen alerts\n{}\n",
+        "Pipelines\n{}\n\nCopies\n{}\n\nNodes\n{}\n\nOpen alerts\n{}\n",
         render(&pipelines, "no pipelines: CALL create_channel(...)"),
+        render(&copies, "none under way"),
         render(&nodes, "no nodes: start one with `ottr node`"),
         render(&alerts, "none")
     ))

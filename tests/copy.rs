@@ -274,6 +274,19 @@ async fn a_copy_killed_mid_way_resumes_at_its_last_chunk_and_copies_nothing_twic
         chunks.filter(|chunks| *chunks >= 3)
     });
     node.kill9();
+    // `ottr status` shows the copy under way, with its progress
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_ottr"))
+        .args(["status", "--meta", &copy.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("Copies")
+            && text.contains("c_kill.t")
+            && text.contains("copying")
+            && text.contains("%"),
+        "{text}"
+    );
     let _second = copy.node("n2");
     copied(&mut copy, job, Duration::from_secs(120)).await;
     identical("c_kill.t", "c_kill.t").await;
@@ -474,4 +487,85 @@ async fn names_with_a_backtick_a_quote_and_a_backslash_are_copied_as_they_are() 
     .await;
     copied(&mut copy, job, Duration::from_secs(60)).await;
     identical("c_odd.`we``ird'name`", "c_odd.`we``ird'name`").await;
+}
+
+#[tokio::test]
+async fn a_paused_copy_waits_and_resumes_and_a_cancelled_one_stops() {
+    for server in [source(), target()] {
+        server
+            .run("DROP DATABASE IF EXISTS c_ctl; CREATE DATABASE c_ctl;")
+            .await;
+    }
+    source()
+        .run(
+            "CREATE TABLE c_ctl.p (id INT PRIMARY KEY, v INT); INSERT INTO c_ctl.p SELECT seq, seq FROM mysql.seq_1_to_30000;
+             CREATE TABLE c_ctl.c (id INT PRIMARY KEY, v INT); INSERT INTO c_ctl.c SELECT seq, seq FROM mysql.seq_1_to_30000;",
+        )
+        .await;
+    let mut copy = channel(
+        "c_ctl",
+        &[("p", None), ("c", None)],
+        "CALL set_pipeline_option('c_ctl', 'copy_chunk_ms', '10');",
+    )
+    .await;
+    let _node = copy.node("n1");
+    copy.wait_running(None, Duration::from_secs(30)).await;
+    let chunks = |job: u64| {
+        let meta = meta();
+        async move {
+            let mut conn = common::conn_to(meta, "ottr_c_c_ctl").await;
+            let row: Option<(String, u64)> = conn
+                .exec_first(
+                    "SELECT state, chunks_done FROM v_copy WHERE job = ?",
+                    (job,),
+                )
+                .await
+                .unwrap();
+            row.unwrap()
+        }
+    };
+    for (table, cancel) in [("p", false), ("c", true)] {
+        let job = copy_tables(&mut copy, "c_ctl", "c_ctl", table, None).await;
+        eventually!(Duration::from_secs(30), format!("{table}: two chunks"), {
+            let (state, done) = chunks(job).await;
+            (state == "copying" && done >= 2).then_some(())
+        });
+        let ask = if cancel {
+            "CALL cancel_copy(?)"
+        } else {
+            "CALL pause_copy(?)"
+        };
+        copy.meta.exec_drop(ask, (job,)).await.unwrap();
+        // the chunk under way finishes; then nothing moves
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (state, held) = chunks(job).await;
+        assert_eq!(state, if cancel { "cancelled" } else { "paused" });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            chunks(job).await,
+            (state.clone(), held),
+            "{table} stands still"
+        );
+        if cancel {
+            let refused = copy
+                .meta
+                .exec_drop("CALL resume_copy(?)", (job,))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("was cancelled"), "{refused}");
+            let on_target = rows(target(), "c_ctl.c").await.len();
+            assert!(
+                on_target < 30_000,
+                "a cancelled copy stops ({on_target} rows)"
+            );
+        } else {
+            copy.meta
+                .exec_drop("CALL resume_copy(?)", (job,))
+                .await
+                .unwrap();
+            copied(&mut copy, job, Duration::from_secs(60)).await;
+            identical("c_ctl.p", "c_ctl.p").await;
+        }
+    }
 }

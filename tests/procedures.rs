@@ -667,7 +667,10 @@ async fn every_dashboard_query_runs_on_the_metadata_schema_and_returns_rows() {
            SELECT id, NOW() - INTERVAL 30 SECOND, 'shop', 'order_1', 5, 3, 1, 900 FROM pipeline;
          CALL add_alarm_rule('lag', 'lag', 'orders', '60', '0 * * * * *', 'ops@example.com', 600, NULL);
          INSERT INTO alert (rule_id, scope, open_scope, first_measured, measured)
-           SELECT id, 'orders', 'orders', 'lag 75.0 s', 'lag 80.0 s' FROM alarm_rule;",
+           SELECT id, 'orders', 'orders', 'lag 75.0 s', 'lag 80.0 s' FROM alarm_rule;
+         INSERT INTO copy_job (pipeline_id, source_schema, table_pattern, expanded) SELECT id, 'shop', 'order_1', 1 FROM pipeline;
+         INSERT INTO copy_table (job_id, source_schema, source_table, state, rows_copied, rows_estimated, rows_per_s)
+           SELECT id, 'shop', 'order_1', 'copying', 500, 1000, 250 FROM copy_job;",
     )
     .await
     .unwrap();

@@ -745,3 +745,68 @@ async fn a_node_killed_during_two_way_traffic_resumes_without_echo() {
         .unwrap();
     assert_eq!(conflicts, Vec::<String>::new());
 }
+
+/// A copy between the two sides of a two-way channel: into the primary, the primary's rows
+/// stay (primary_wins) and none of its rows is deleted; into the other side, the primary's
+/// versions win; the copied rows are not sent back.
+#[tokio::test]
+async fn a_copy_into_the_primary_keeps_its_rows_and_the_sides_end_identical() {
+    both(
+        "DROP DATABASE IF EXISTS w_copy; CREATE DATABASE w_copy;
+         CREATE TABLE w_copy.t (id INT PRIMARY KEY, v VARCHAR(20));",
+    )
+    .await;
+    // before the channel starts (it streams from the end): rows the other side lacks
+    a().run("INSERT INTO w_copy.t VALUES (1, 'a-primary'), (2, 'a-only')")
+        .await;
+    b().run(
+        "INSERT INTO w_copy.t VALUES (1, 'b-secondary'), (3, 'b-only');
+         INSERT INTO w_copy.t SELECT seq, CONCAT('b', seq) FROM mysql.seq_10_to_2000;",
+    )
+    .await;
+    let mut channel = two_way("w_copy", "").await;
+    let _node = channel.node("n1");
+    channel.running().await;
+    let (forward, reverse) = (forward("w_copy"), reverse("w_copy"));
+    for (pipeline, expected_rows) in [(&reverse, 1994), (&forward, 1994)] {
+        let job: u64 = channel
+            .meta
+            .exec_first("CALL copy_tables(?, 'w_copy', 't', NULL)", (pipeline,))
+            .await
+            .unwrap()
+            .unwrap();
+        let conn = &mut channel.meta;
+        eventually!(
+            Duration::from_secs(60),
+            format!("copy job {job} along {pipeline}"),
+            {
+                let state: Option<(String, Option<String>)> = conn
+                    .exec_first("SELECT state, last_error FROM v_copy WHERE job = ?", (job,))
+                    .await
+                    .unwrap();
+                match state {
+                    Some((state, error)) if state == "failed" => panic!("copy failed: {error:?}"),
+                    Some((state, _)) if state == "done" => Some(()),
+                    _ => None,
+                }
+            }
+        );
+        let on_a = table_rows(a(), "w_copy.t").await;
+        assert_eq!(on_a.len(), expected_rows, "{pipeline}");
+    }
+    channel.identical("w_copy.t", Duration::from_secs(30)).await;
+    let first: Vec<(i64, String)> = a()
+        .conn()
+        .await
+        .query("SELECT id, v FROM w_copy.t WHERE id <= 3 ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            (1, "a-primary".to_owned()),
+            (2, "a-only".to_owned()),
+            (3, "b-only".to_owned())
+        ]
+    );
+}

@@ -44,15 +44,18 @@ BEGIN
     END IF;
   END IF;
   -- which pairs select the table (on a reverse pipeline, the pairs' target side is its source)
-  SELECT COUNT(*) INTO v_count FROM table_pair tp
-   WHERE tp.channel_id = (SELECT channel_id FROM pipeline WHERE id = v_pipeline)
-     AND (IF(v_reverse, COALESCE(tp.target_schema, tp.source_schema), tp.source_schema) = p_schema
-          OR (tp.source_schema REGEXP '[*?+|(){}$^.\\[\\]\\\\]' AND NOT v_reverse
-              AND p_schema REGEXP CONCAT('^(', tp.source_schema, ')$')))
+  SELECT COUNT(*) INTO v_count FROM (
+      SELECT IF(v_reverse, COALESCE(tp.target_schema, tp.source_schema), tp.source_schema) AS schema_pattern,
+             IF(v_reverse, COALESCE(tp.target_table, tp.source_table), tp.source_table) AS table_pattern
+        FROM table_pair tp
+       WHERE tp.channel_id = (SELECT channel_id FROM pipeline WHERE id = v_pipeline)) pairs
+   WHERE (schema_pattern = p_schema
+          OR (schema_pattern REGEXP '[*?+|(){}$^.\\[\\]\\\\]'
+              AND p_schema REGEXP CONCAT('^(', schema_pattern, ')$')))
      AND (v_regex
-          OR IF(v_reverse, COALESCE(tp.target_table, tp.source_table), tp.source_table) = p_table
-          OR (tp.source_table REGEXP '[*?+|(){}$^.\\[\\]\\\\]' AND NOT v_reverse
-              AND p_table REGEXP CONCAT('^(', tp.source_table, ')$')));
+          OR table_pattern = p_table
+          OR (table_pattern REGEXP '[*?+|(){}$^.\\[\\]\\\\]'
+              AND p_table REGEXP CONCAT('^(', table_pattern, ')$')));
   IF v_count = 0 THEN
     CALL raise_error(CONCAT('table ''', p_schema, '.', LEFT(p_table, 64), ''' is outside the table pairs of channel ''',
       v_channel, ''' (add_table_pair first)'));

@@ -31,7 +31,7 @@ pub use migrate::{
 };
 pub use nodes::{NodeRegistration, NodeState, heartbeat, mark_stopped, node_states, register_node};
 pub use stats::{prune_stats, write_stats};
-pub use views::{TextTable, node_status, open_alerts, pipeline_status};
+pub use views::{TextTable, copy_status, node_status, open_alerts, pipeline_status};
 
 use crate::error::{Error, Result, chain};
 use mysql_async::prelude::Queryable;

@@ -12,6 +12,13 @@ const PIPELINE_STATUS: &str = "SELECT s.channel, s.pipeline, s.desired, s.observ
 const NODE_STATUS: &str = "SELECT node, host, state, last_heartbeat, \
      pipelines, IF(monitor, 'yes', '') AS monitor, coordination, version FROM v_node_status \
      ORDER BY node";
+/// Copies under way (or failed and not cancelled), with a progress bar of 20 steps.
+const COPIES: &str = "SELECT job, pipeline, CONCAT(schema_name, '.', table_name) AS table_name, state, \
+     CONCAT('[', REPEAT('#', FLOOR(COALESCE(percent, 0) / 5)), \
+       REPEAT('.', 20 - FLOOR(COALESCE(percent, 0) / 5)), '] ', COALESCE(CONCAT(percent, '%'), '?')) AS progress, \
+     rows_copied, rows_estimated, rows_per_s, eta_s, last_error FROM v_copy \
+     WHERE state IN ('queued', 'copying', 'paused') OR (state = 'failed' AND requested <> 'cancel') \
+     ORDER BY job, schema_name, table_name";
 const OPEN_ALERTS: &str =
     "SELECT rule, kind, scope, raised_at, duration_s, measured, mails_sent FROM v_open_alerts";
 
@@ -30,6 +37,11 @@ pub async fn pipeline_status(meta: &MetaDb) -> Result<TextTable> {
 /// `v_open_alerts`, as text.
 pub async fn open_alerts(meta: &MetaDb) -> Result<TextTable> {
     read_table(meta, OPEN_ALERTS).await
+}
+
+/// `v_copy`'s copies under way or failed, with a progress bar, as text.
+pub async fn copy_status(meta: &MetaDb) -> Result<TextTable> {
+    read_table(meta, COPIES).await
 }
 
 /// `v_node_status`, as text.

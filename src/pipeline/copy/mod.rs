@@ -150,9 +150,25 @@ impl Copier {
     async fn list_and_expand(&self, jobs: &[meta::copy::UnexpandedJob]) -> Result<()> {
         let shared = &self.shared;
         let config = &shared.config;
+        // only the schemas the pairs name, when none is a regex
+        let exact: Option<Vec<&str>> = config
+            .table_pairs
+            .iter()
+            .map(|pair| (!pair.schema.is_regex()).then(|| pair.schema.as_str()))
+            .collect();
+        let (sql, schemas) = match exact {
+            Some(schemas) if !schemas.is_empty() => (
+                format!(
+                    "{SOURCE_TABLES} AND TABLE_SCHEMA IN ({})",
+                    vec!["?"; schemas.len()].join(", ")
+                ),
+                schemas,
+            ),
+            _ => (SOURCE_TABLES.to_owned(), Vec::new()),
+        };
         let mut conn = connect(&config.source).await?;
         let rows: Vec<(String, String, Option<u64>)> =
-            conn.query(SOURCE_TABLES).await.map_err(|error| {
+            conn.exec(sql, schemas).await.map_err(|error| {
                 crate::error::Error::database(
                     format!(
                         "cannot list the tables of data source '{}'",

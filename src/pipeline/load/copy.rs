@@ -1,7 +1,8 @@
 //! A chunk of the online copy, applied at its high watermark (see `pipeline::copy`): in one
 //! target transaction marked as the pipeline's (fenced, and recognised as its own by a
 //! two-way channel's other pipeline), the target rows of the chunk's key range that the
-//! source lacks are deleted, the chunk's rows written (but those whose keys changed between
+//! source lacks are deleted (unless a two-way conflict rule keeps the target's rows), the
+//! chunk's rows written (but those whose keys changed between
 //! the watermarks: the stream has applied them), and the table's copy progress moved on in
 //! `ottr_sys.copy_progress`. A crash before the commit leaves the chunk to be read again.
 
@@ -50,7 +51,10 @@ impl Loader {
         let mut transaction = self.serial_transaction(&mut conn).await?;
         let mut applied = ChunkApplied::default();
         let key_of = |row: &Vec<Bound>| key_text(table.key.iter().map(|index| &row[*index]));
-        if chunk.delete_extras {
+        let on = on_duplicate(table, info.newer);
+        // Target rows the source lacks are deleted only where the copy wins outright: a
+        // two-way channel's primary keeps its own rows.
+        if chunk.delete_extras && on == OnDuplicate::Replace {
             let copied: HashSet<KeyText> = chunk.rows.iter().map(key_of).collect();
             let extras = self
                 .keys_in_range(&mut transaction, &chunk)
@@ -76,7 +80,6 @@ impl Loader {
             }
         }
         applied.written = images.len() as u64;
-        let on = on_duplicate(table, info.newer);
         self.write_upserts(&mut transaction, table, &images, on)
             .await?;
         let progress = &chunk.progress;
