@@ -823,6 +823,33 @@ async fn ottr_copy(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let started = Instant::now();
+    let job: u64 = meta
+        .exec_first(
+            "CALL copy_tables('bench', ?, 'sbtest[0-9]+', NULL)",
+            (SCHEMA,),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // The copy creates the target tables first; the writes start once they exist, as they
+    // would on a channel whose copy was queued before it started (initial_copy).
+    loop {
+        let created: Option<u64> = servers
+            .target
+            .conn()
+            .await
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                (SCHEMA,),
+            )
+            .await
+            .unwrap();
+        if created == Some(TABLES as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = load.then(|| {
         let (source, stop) = (servers.source.port, stop.clone());
@@ -844,15 +871,6 @@ async fn ottr_copy(
             written
         })
     });
-    let started = Instant::now();
-    let job: u64 = meta
-        .exec_first(
-            "CALL copy_tables('bench', ?, 'sbtest[0-9]+', NULL)",
-            (SCHEMA,),
-        )
-        .await
-        .unwrap()
-        .unwrap();
     loop {
         let states: Vec<(String, Option<String>)> = meta
             .exec("SELECT state, last_error FROM v_copy WHERE job = ?", (job,))

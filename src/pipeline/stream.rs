@@ -69,7 +69,8 @@ impl PipelineTask {
                 marks,
                 lag_ms.clone(),
             )
-            .spawn(),
+            .start()
+            .await,
         );
         let mut transformer = transform::Transformer::new(
             config.table_pairs.clone(),

@@ -4,7 +4,8 @@
 //! A [`Copier`] runs beside the stream of a running pipeline: it keeps the list of paired
 //! source tables in the metadata (`source_table`, what a `copy_tables` regex is matched
 //! against), lists the tables of new jobs, and runs up to `load_parallelism` table copies at
-//! once ([`task`]). Each walks the table's primary key in chunks sized to `copy_chunk_ms`:
+//! once ([`task`]), after creating the target tables of every queued table (before the
+//! stream starts, and as jobs arrive), so that the stream never meets a missing one. Each walks the table's primary key in chunks sized to `copy_chunk_ms`:
 //! low watermark, one short read, high watermark; the stream applies the chunk at its high
 //! watermark and commits its progress with its rows (see `load::copy`). A copy waits while
 //! the pipeline lags more than `copy_max_lag_ms`, and before each chunk looks whether the
@@ -21,8 +22,8 @@ use crate::config::PipelineConfig;
 use crate::error::{Result, chain};
 use crate::meta::{self, MetaDb};
 use crate::model::{PipelineId, PipelineKey, TableId};
-use crate::pipeline::connect;
 use crate::pipeline::extract::pair_for;
+use crate::pipeline::{AbortOnDrop, connect};
 use mysql_async::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +59,17 @@ impl Shared {
     }
 }
 
+/// What the copier keeps between its rounds.
+#[derive(Default)]
+struct Rounds {
+    /// Table copies running, with their watermark slot; aborted with the copier (a copy
+    /// outliving its stream would wait for watermarks no stream follows).
+    running: HashMap<meta::copy::CopyWork, (u16, AbortOnDrop)>,
+    /// Work whose target table was created (or found).
+    prepared: std::collections::HashSet<meta::copy::CopyWork>,
+    listed_at: Option<tokio::time::Instant>,
+}
+
 /// Runs a pipeline's copy jobs beside its stream.
 pub struct Copier {
     shared: Arc<Shared>,
@@ -88,61 +100,88 @@ impl Copier {
         }
     }
 
-    /// Starts the copier; it runs until the handle is aborted (with the stream).
-    pub fn spawn(self) -> JoinHandle<()> {
-        tokio::spawn(self.run())
+    /// Creates the target tables of the copies queued now, then starts the copier in a task
+    /// of its own; it runs until the handle is aborted (with the stream). Called before the
+    /// stream applies anything, so that no change of a table being copied (`initial_copy`, or
+    /// a job queued while the pipeline was away) meets a missing target table.
+    pub async fn start(self) -> JoinHandle<()> {
+        let mut rounds = Rounds::default();
+        self.round(&mut rounds).await;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(POLL).await;
+                self.round(&mut rounds).await;
+            }
+        })
     }
 
-    async fn run(self) {
+    /// One look at the jobs: tables of new jobs listed, the target tables of new work
+    /// created (all of them at once: the stream may bring changes for any), and table copies
+    /// started up to `load_parallelism`. Failures are logged and tried again next round.
+    async fn round(&self, rounds: &mut Rounds) {
         let shared = &self.shared;
-        let mut running: HashMap<meta::copy::CopyWork, (u16, JoinHandle<()>)> = HashMap::new();
-        let mut listed_at: Option<tokio::time::Instant> = None;
         let parallelism = usize::from(shared.config.options.load_parallelism).clamp(1, 64);
-        loop {
-            running.retain(|_, (_, handle)| !handle.is_finished());
-            let unexpanded = match meta::copy::unexpanded_jobs(&shared.meta, shared.pipeline).await
-            {
-                Ok(jobs) => jobs,
+        rounds
+            .running
+            .retain(|_, (_, handle)| !handle.0.is_finished());
+        let unexpanded = match meta::copy::unexpanded_jobs(&shared.meta, shared.pipeline).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot read the copy jobs");
+                return;
+            }
+        };
+        let due = rounds.listed_at.is_none_or(|at| at.elapsed() >= LIST_EVERY);
+        if due || !unexpanded.is_empty() {
+            match self.list_and_expand(&unexpanded).await {
+                Ok(()) => rounds.listed_at = Some(tokio::time::Instant::now()),
                 Err(error) => {
-                    warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot read the copy jobs");
-                    Vec::new()
-                }
-            };
-            let due = listed_at.is_none_or(|at| at.elapsed() >= LIST_EVERY);
-            if due || !unexpanded.is_empty() {
-                match self.list_and_expand(&unexpanded).await {
-                    Ok(()) => listed_at = Some(tokio::time::Instant::now()),
-                    Err(error) => {
-                        warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot list the source tables for copies")
-                    }
+                    warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot list the source tables for copies")
                 }
             }
-            match meta::copy::copy_work(&shared.meta, shared.pipeline).await {
-                Ok(work) => {
-                    for work in work {
-                        if running.len() >= parallelism {
-                            break;
-                        }
-                        if running.contains_key(&work) {
-                            continue;
-                        }
-                        let slot = (0..)
-                            .find(|slot| !running.values().any(|(used, _)| used == slot))
-                            .expect("a free slot");
-                        let handle = task::TableCopy {
-                            shared: shared.clone(),
-                            work: work.clone(),
-                            slot,
-                        }
-                        .spawn();
-                        running.insert(work, (slot, handle));
-                    }
+        }
+        let work = match meta::copy::copy_work(&shared.meta, shared.pipeline).await {
+            Ok(work) => work,
+            Err(error) => {
+                warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot read the copy jobs");
+                return;
+            }
+        };
+        let new: Vec<meta::copy::CopyWork> = work
+            .iter()
+            .filter(|work| !rounds.prepared.contains(*work))
+            .cloned()
+            .collect();
+        let mut failed = Vec::new();
+        if !new.is_empty() {
+            match task::prepare(shared, &new).await {
+                Ok(unfit) => {
+                    failed = unfit;
+                    rounds.prepared.extend(new);
                 }
                 Err(error) => {
-                    warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot read the copy jobs")
+                    warn!(pipeline = %shared.pipeline, error = %chain(&error), "cannot create the target tables of copies");
+                    return;
                 }
             }
-            tokio::time::sleep(POLL).await;
+        }
+        for work in work {
+            if rounds.running.len() >= parallelism {
+                break;
+            }
+            if rounds.running.contains_key(&work) || failed.contains(&work) {
+                continue;
+            }
+            let slot = (0..)
+                .find(|slot| !rounds.running.values().any(|(used, _)| used == slot))
+                .expect("a free slot");
+            let handle = task::TableCopy {
+                shared: shared.clone(),
+                work: work.clone(),
+                slot,
+            }
+            .spawn();
+            rounds.running.insert(work, (slot, AbortOnDrop(handle)));
         }
     }
 

@@ -90,6 +90,38 @@ struct Read {
     done: bool,
 }
 
+/// Creates the target tables of `work` that are missing (and checks those that exist), over
+/// one connection to each side; a table that cannot be prepared fails in `v_copy` by name and
+/// is returned. An error is returned only when a server cannot be reached.
+pub(super) async fn prepare(shared: &Arc<Shared>, work: &[CopyWork]) -> Result<Vec<CopyWork>> {
+    let config = &shared.config;
+    let mut source = connect(&config.source).await?;
+    let mut target = connect(&config.target).await?;
+    let mut failed = Vec::new();
+    for work in work {
+        let copy = TableCopy {
+            shared: shared.clone(),
+            work: work.clone(),
+            slot: 0,
+        };
+        let prepared = match copy.describe(&mut source).await {
+            Ok(table) => copy.create_target(&mut source, &mut target, &table).await,
+            Err(error) => Err(error),
+        };
+        match prepared {
+            Ok(()) => {}
+            Err(error) if error.class() == ErrorClass::Transient => return Err(error),
+            Err(error) => {
+                copy.fail(&error).await;
+                failed.push(work.clone());
+            }
+        }
+    }
+    let _ = source.disconnect().await;
+    let _ = target.disconnect().await;
+    Ok(failed)
+}
+
 impl TableCopy {
     pub(super) fn spawn(self) -> JoinHandle<()> {
         tokio::spawn(self.run())
@@ -133,16 +165,27 @@ impl TableCopy {
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
-            warn!(pipeline = %self.shared.pipeline, error = %text, "copy failed");
-            if let Err(error) =
-                meta::copy::copy_failed(&self.shared.meta, &self.work, &chain(&error)).await
-            {
-                warn!(pipeline = %self.shared.pipeline, error = %chain(&error), "cannot record a failed copy");
-            }
-            self.log(EventLevel::Error, EventKind::CopyFailed, &text)
-                .await;
+            self.fail(&error).await;
             return;
         }
+    }
+
+    /// Fails the table in `v_copy` and the event log with `error`.
+    async fn fail(&self, error: &Error) {
+        let text = format!(
+            "copy job {} table {}: {}",
+            self.work.job,
+            self.name(),
+            chain(error)
+        );
+        warn!(pipeline = %self.shared.pipeline, error = %text, "copy failed");
+        if let Err(error) =
+            meta::copy::copy_failed(&self.shared.meta, &self.work, &chain(error)).await
+        {
+            warn!(pipeline = %self.shared.pipeline, error = %chain(&error), "cannot record a failed copy");
+        }
+        self.log(EventLevel::Error, EventKind::CopyFailed, &text)
+            .await;
     }
 
     async fn copy(&self) -> Result<Finished> {
