@@ -143,7 +143,8 @@ pub enum Piece {
 struct Tracked {
     table: TableId,
     keys: HashSet<KeyText>,
-    ddl: bool,
+    /// Why the chunk must be read again, if it must.
+    spoiled: Option<&'static str>,
 }
 
 /// Follows watermarks through the stream and splices chunks in.
@@ -229,7 +230,7 @@ impl Splicer {
                                 Tracked {
                                     table,
                                     keys: HashSet::new(),
-                                    ddl: false,
+                                    spoiled: None,
                                 },
                             );
                         }
@@ -240,18 +241,18 @@ impl Splicer {
                         continue;
                     };
                     match tracked {
-                        Some(tracked) if !tracked.ddl => {
+                        Some(Tracked {
+                            spoiled: Some(why), ..
+                        }) => {
+                            let _ = chunk.outcome.send(Outcome::Again(why.into()));
+                        }
+                        Some(tracked) => {
                             pieces.push(Piece::Changes(std::mem::take(&mut current)));
                             pieces.push(Piece::Chunk {
                                 chunk,
                                 changed: tracked.keys,
                                 at: at.clone(),
                             });
-                        }
-                        Some(_) => {
-                            let _ = chunk.outcome.send(Outcome::Again(
-                                "a DDL was logged while the chunk was read".into(),
-                            ));
                         }
                         None => {
                             let _ = chunk.outcome.send(Outcome::Again(
@@ -270,8 +271,10 @@ impl Splicer {
                                 Some(key) => {
                                     tracked.keys.insert(key);
                                 }
-                                // a key that cannot be told: the chunk is read again
-                                None => tracked.ddl = true,
+                                None => {
+                                    tracked.spoiled =
+                                        Some("a changed key of the chunk's table cannot be told")
+                                }
                             }
                         }
                     }
@@ -279,7 +282,7 @@ impl Splicer {
                 }
                 Change::Ddl { .. } => {
                     for tracked in self.tracking.values_mut() {
-                        tracked.ddl = true;
+                        tracked.spoiled = Some("a DDL was logged while the chunk was read");
                     }
                     current.push(change);
                 }
@@ -291,5 +294,184 @@ impl Splicer {
         self.tracking.retain(|mark, _| marks.contains_key(mark));
         drop(marks);
         pieces
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        BinlogFilePos, ChangeKind, Charset, ColumnMeta, Session, Statement, TableMeta,
+    };
+
+    const KEY: &str = "i/1";
+
+    fn at(offset: u64) -> ChangeAt {
+        ChangeAt {
+            transaction: BinlogFilePos {
+                file: "mysql-bin.000001".into(),
+                offset,
+            },
+            index: 0,
+        }
+    }
+
+    fn table(schema: &str, name: &str, columns: &[&str]) -> Arc<TableMeta> {
+        Arc::new(TableMeta {
+            id: TableId {
+                schema: schema.into(),
+                table: name.into(),
+            },
+            columns: columns
+                .iter()
+                .map(|name| ColumnMeta {
+                    name: (*name).into(),
+                    type_name: String::new(),
+                    unsigned: false,
+                })
+                .collect(),
+            primary_key: vec![0],
+        })
+    }
+
+    fn orders() -> TableId {
+        table("shop", "orders", &["id"]).id.clone()
+    }
+
+    fn mark(mark: u64, high: bool, offset: u64) -> Change {
+        let after = vec![
+            Value::Text {
+                bytes: KEY.as_bytes().to_vec(),
+                charset: Charset::Utf8mb4,
+            },
+            Value::UInt(0),
+            Value::UInt(mark),
+            Value::Enum {
+                index: if high { 2 } else { 1 },
+                label: if high { "high" } else { "low" }.into(),
+            },
+        ];
+        Change::Row(
+            RowChange {
+                table: table(
+                    SCHEMA,
+                    WATERMARK_TABLE,
+                    &["pipeline_key", "slot", "mark", "kind"],
+                ),
+                kind: ChangeKind::Update,
+                before: None,
+                after: Some(after),
+            },
+            at(offset),
+        )
+    }
+
+    fn update(id: i64, to: i64, offset: u64) -> Change {
+        Change::Row(
+            RowChange {
+                table: table("shop", "orders", &["id"]),
+                kind: ChangeKind::Update,
+                before: Some(vec![Value::Int(id)]),
+                after: Some(vec![Value::Int(to)]),
+            },
+            at(offset),
+        )
+    }
+
+    fn chunk(marks: &Marks, mark: u64) -> oneshot::Receiver<Outcome> {
+        let (outcome, receiver) = oneshot::channel();
+        marks.read(
+            mark,
+            ReadChunk {
+                table: table("shop", "orders", &["id"]),
+                rows: vec![vec![Bound::Int(5)], vec![Bound::UInt(6)]],
+                after: None,
+                through: None,
+                delete_extras: true,
+                progress: ChunkProgress {
+                    job: 1,
+                    source_table: "shop.orders".into(),
+                    key_columns: "[\"id\"]".into(),
+                    last_key: None,
+                    rows_copied: 2,
+                    chunks_done: 1,
+                    done: true,
+                },
+                outcome,
+            },
+        );
+        receiver
+    }
+
+    #[test]
+    fn a_chunk_lands_at_its_high_watermark_without_the_keys_changed_since_its_low_one() {
+        let marks = Arc::new(Marks::default());
+        let mut splicer = Splicer::new(KEY.into(), marks.clone());
+        // nothing under way: a batch goes through whole
+        let pieces = splicer.split(vec![update(1, 1, 10)]);
+        assert!(matches!(pieces.as_slice(), [Piece::Changes(changes)] if changes.len() == 1));
+        marks.expect(7, orders());
+        let first = splicer.split(vec![update(1, 1, 20), mark(7, false, 30), update(5, 5, 40)]);
+        let _receiver = chunk(&marks, 7);
+        let second = splicer.split(vec![update(6, 60, 50), mark(7, true, 60), update(2, 2, 70)]);
+        assert!(matches!(first.as_slice(), [Piece::Changes(changes)] if changes.len() == 2));
+        let [
+            Piece::Changes(before),
+            Piece::Chunk { changed, at, .. },
+            Piece::Changes(after),
+        ] = second.as_slice()
+        else {
+            panic!("{second:?}")
+        };
+        assert_eq!(
+            (before.len(), after.len(), at.transaction.offset),
+            (1, 1, 60)
+        );
+        // 5 and 6 (read as a signed or an unsigned number alike), and 60
+        let keys = |ids: &[i64]| -> HashSet<KeyText> {
+            ids.iter()
+                .map(|id| key_text([Bound::Int(*id)].iter()))
+                .collect()
+        };
+        assert_eq!(*changed, keys(&[5, 6, 60]));
+        assert!(changed.contains(&key_text([Bound::UInt(6)].iter())));
+    }
+
+    #[test]
+    fn a_ddl_between_the_watermarks_or_a_missed_low_watermark_sends_the_chunk_back() {
+        let marks = Arc::new(Marks::default());
+        let mut splicer = Splicer::new(KEY.into(), marks.clone());
+        marks.expect(1, orders());
+        let ddl = Change::Ddl {
+            statement: Statement {
+                schema: "shop".into(),
+                text: b"ALTER TABLE orders ADD COLUMN x INT".to_vec(),
+                session: Arc::new(Session::for_tests(0, "utf8mb4")),
+            },
+            at: at(20),
+        };
+        splicer.split(vec![mark(1, false, 10), ddl]);
+        let mut receiver = chunk(&marks, 1);
+        let pieces = splicer.split(vec![mark(1, true, 30)]);
+        assert!(
+            !pieces
+                .iter()
+                .any(|piece| matches!(piece, Piece::Chunk { .. }))
+        );
+        assert!(matches!(receiver.try_recv(), Ok(Outcome::Again(why)) if why.contains("DDL")));
+        // a stream that starts after the low watermark never saw it
+        let mut receiver = chunk(&marks, 2);
+        let pieces = splicer.split(vec![mark(2, true, 40)]);
+        assert!(
+            !pieces
+                .iter()
+                .any(|piece| matches!(piece, Piece::Chunk { .. }))
+        );
+        assert!(
+            matches!(receiver.try_recv(), Ok(Outcome::Again(why)) if why.contains("low watermark"))
+        );
+        // the watermark of a chunk no copy waits for (an earlier run's) is dropped
+        let other = splicer.split(vec![mark(3, true, 50)]);
+        assert!(!other.iter().any(|piece| matches!(piece, Piece::Chunk { .. })));
     }
 }
