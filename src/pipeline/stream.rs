@@ -10,6 +10,7 @@ use crate::config::PipelineConfig;
 use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel};
 use crate::model::{EventKind, PipelineKey, PipelineState, Position};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -68,6 +69,7 @@ impl PipelineTask {
                 config.clone(),
                 marks,
                 lag_ms.clone(),
+                self.settings.poll,
             )
             .start()
             .await,
@@ -99,21 +101,32 @@ impl PipelineTask {
             counted.stages.select = batch.select_time;
             let changes = batch.take_changes();
             let beats = heartbeat::beats(&changes, pipeline_key.as_str());
-            let mut pieces = splicer.split(changes).into_iter().peekable();
+            let mut pieces: VecDeque<copy::Piece> = splicer.split(changes).into();
             let mut load_time = Duration::ZERO;
-            while let Some(piece) = pieces.next() {
+            while let Some(piece) = pieces.pop_front() {
                 let started = Instant::now();
                 let changes = match piece {
                     copy::Piece::Changes(changes) => changes,
                     copy::Piece::Chunk { chunk, changed, .. } => {
-                        self.apply_chunk(&mut loader, config, chunk, changed)
-                            .await?;
+                        // chunks with no change between their high watermarks land at once
+                        let mut ready = vec![(chunk, changed)];
+                        while matches!(pieces.front(), Some(copy::Piece::Changes(c)) if c.is_empty())
+                            && matches!(pieces.get(1), Some(copy::Piece::Chunk { .. }))
+                        {
+                            pieces.pop_front();
+                            if let Some(copy::Piece::Chunk { chunk, changed, .. }) =
+                                pieces.pop_front()
+                            {
+                                ready.push((chunk, changed));
+                            }
+                        }
+                        self.apply_chunks(&mut loader, config, ready).await?;
                         load_time += started.elapsed();
                         continue;
                     }
                 };
                 // changes before a chunk are applied up to its high watermark
-                let end = match pieces.peek() {
+                let end = match pieces.front() {
                     Some(copy::Piece::Chunk { at, .. }) => load::position_at(at),
                     _ => batch.end.clone(),
                 };
@@ -158,33 +171,37 @@ impl PipelineTask {
         }
     }
 
-    /// Applies a copy chunk at its high watermark (everything before it is applied), and
-    /// tells its copy task how it went.
-    async fn apply_chunk(
+    /// Applies copy chunks at their high watermarks (everything before them is applied; no
+    /// change between them), and tells each chunk's copy task how it went.
+    async fn apply_chunks(
         &self,
         loader: &mut load::Loader,
         config: &PipelineConfig,
-        chunk: Box<copy::ReadChunk>,
-        changed: std::collections::HashSet<copy::KeyText>,
+        ready: Vec<(
+            Box<copy::ReadChunk>,
+            std::collections::HashSet<copy::KeyText>,
+        )>,
     ) -> Result<()> {
-        let mapped = crate::pipeline::extract::pair_for(&config.table_pairs, &chunk.table.id)
-            .ok_or_else(|| format!("{} is outside the table pairs", chunk.table.id))
-            .and_then(|pair| transform::target_of(pair, &chunk.table));
-        let (target, sources) = match mapped {
-            Ok(mapped) => mapped,
-            Err(problem) => {
-                let _ = chunk.outcome.send(copy::Outcome::Again(problem));
-                return Ok(());
-            }
-        };
-        let chunk = *chunk;
-        let rows = chunk
-            .rows
-            .into_iter()
-            .map(|row| sources.iter().map(|index| row[*index].clone()).collect())
-            .collect();
-        let applied = match loader
-            .apply_chunk(load::TargetChunk {
+        let mut chunks = Vec::with_capacity(ready.len());
+        let mut outcomes = Vec::with_capacity(ready.len());
+        for (chunk, changed) in ready {
+            let chunk = *chunk;
+            let mapped = crate::pipeline::extract::pair_for(&config.table_pairs, &chunk.table.id)
+                .ok_or_else(|| format!("{} is outside the table pairs", chunk.table.id))
+                .and_then(|pair| transform::target_of(pair, &chunk.table));
+            let (target, sources) = match mapped {
+                Ok(mapped) => mapped,
+                Err(problem) => {
+                    let _ = chunk.outcome.send(copy::Outcome::Again(problem));
+                    continue;
+                }
+            };
+            let rows = chunk
+                .rows
+                .into_iter()
+                .map(|row| sources.iter().map(|index| row[*index].clone()).collect())
+                .collect();
+            chunks.push(load::TargetChunk {
                 table: target,
                 rows,
                 after: chunk.after,
@@ -192,23 +209,26 @@ impl PipelineTask {
                 delete_extras: chunk.delete_extras,
                 skip: changed,
                 progress: chunk.progress,
-            })
-            .await
-        {
-            Ok(applied) => applied,
-            // the target table does not fit the chunk: the copy fails, not the pipeline
-            Err(Error::Precheck(problem)) => {
-                let _ = chunk.outcome.send(copy::Outcome::Failed(problem));
-                return Ok(());
-            }
-            Err(error) => return Err(error),
-        };
-        let _ = chunk.outcome.send(copy::Outcome::Applied {
-            written: applied.written,
-            left_to_stream: applied.left_to_stream,
-            deleted: applied.deleted,
-        });
-        Ok(())
+            });
+            outcomes.push(chunk.outcome);
+        }
+        let mut failed = None;
+        for (applied, outcome) in loader.apply_chunks(chunks).await.into_iter().zip(outcomes) {
+            let _ = outcome.send(match applied {
+                Ok(applied) => copy::Outcome::Applied {
+                    written: applied.written,
+                    left_to_stream: applied.left_to_stream,
+                    deleted: applied.deleted,
+                },
+                // the target table does not fit the chunk: the copy fails, not the pipeline
+                Err(Error::Precheck(problem)) => copy::Outcome::Failed(problem),
+                Err(error) => {
+                    failed.get_or_insert(error);
+                    continue;
+                }
+            });
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// How Select reads and cuts batches for this pipeline.

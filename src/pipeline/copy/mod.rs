@@ -32,8 +32,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-/// How often the copier looks for jobs.
-const POLL: Duration = Duration::from_secs(1);
 /// How often the list of source tables is refreshed.
 const LIST_EVERY: Duration = Duration::from_secs(30);
 const SOURCE_TABLES: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
@@ -49,6 +47,8 @@ pub struct Shared {
     pub marks: Arc<Marks>,
     /// The pipeline's lag as last measured (ms).
     pub lag_ms: Arc<AtomicU64>,
+    /// How often the copier looks for jobs (the node's `poll_ms`).
+    poll: Duration,
     /// Watermark marks of this run: random high bits, a counter below.
     next_mark: AtomicU64,
 }
@@ -83,6 +83,7 @@ impl Copier {
         config: PipelineConfig,
         marks: Arc<Marks>,
         lag_ms: Arc<AtomicU64>,
+        poll: Duration,
     ) -> Self {
         use std::hash::{BuildHasher, RandomState};
         let run = RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF;
@@ -95,6 +96,7 @@ impl Copier {
                 config,
                 marks,
                 lag_ms,
+                poll,
                 next_mark: AtomicU64::new(run << 31),
             }),
         }
@@ -109,7 +111,7 @@ impl Copier {
         self.round(&mut rounds).await;
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(self.shared.poll).await;
                 self.round(&mut rounds).await;
             }
         })

@@ -472,6 +472,10 @@ mod tests {
         );
         // the watermark of a chunk no copy waits for (an earlier run's) is dropped
         let other = splicer.split(vec![mark(3, true, 50)]);
-        assert!(!other.iter().any(|piece| matches!(piece, Piece::Chunk { .. })));
+        assert!(
+            !other
+                .iter()
+                .any(|piece| matches!(piece, Piece::Chunk { .. }))
+        );
     }
 }

@@ -8,12 +8,14 @@
 
 use super::Loader;
 use super::statements::{OnDuplicate, delete_texts, literal_tuple, table_name};
+use super::tables::TableInfo;
 use crate::error::Result;
 use crate::pipeline::copy::{ChunkProgress, KeyText, key_text};
 use crate::pipeline::transform::TargetTable;
 use crate::pipeline::transform::bind::{Bound, from_param};
 use crate::sql::{key_compare, quote};
 use crate::sys::copy::WRITE_PROGRESS;
+use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,38 +44,69 @@ pub struct ChunkApplied {
 }
 
 impl Loader {
-    /// Applies a chunk (see the module's comment); the caller has applied everything before
-    /// its high watermark.
-    pub async fn apply_chunk(&mut self, chunk: TargetChunk) -> Result<ChunkApplied> {
-        let info = self.table_info(&chunk.table).await?;
+    /// Applies chunks whose high watermarks follow each other in the stream with no change
+    /// between them (see the module's comment): each in a transaction of its own, at once.
+    /// The caller has applied everything before the first high watermark. A chunk whose
+    /// target table does not fit fails with [`crate::error::Error::Precheck`] alone.
+    pub async fn apply_chunks(&mut self, chunks: Vec<TargetChunk>) -> Vec<Result<ChunkApplied>> {
+        let mut infos = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            infos.push(self.table_info(&chunk.table).await);
+        }
+        let this = &*self;
+        // each marks a row of its own: one row's lock would queue them
+        let partitions = this.options.parallelism + 1;
+        join_all(
+            chunks
+                .into_iter()
+                .zip(infos)
+                .enumerate()
+                .map(|(at, (chunk, info))| async move {
+                    this.apply_chunk(chunk, &info?, at % partitions).await
+                }),
+        )
+        .await
+    }
+
+    async fn apply_chunk(
+        &self,
+        chunk: TargetChunk,
+        info: &TableInfo,
+        partition: usize,
+    ) -> Result<ChunkApplied> {
         let table = &chunk.table;
         let mut conn = self.conn().await?;
-        let mut transaction = self.serial_transaction(&mut conn).await?;
+        let mut transaction = conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .map_err(self.fail("start a transaction"))?;
+        self.mark(&mut transaction, partition).await?;
         let mut applied = ChunkApplied::default();
         let key_of = |row: &Vec<Bound>| key_text(table.key.iter().map(|index| &row[*index]));
         let on = on_duplicate(table, info.newer);
         // Target rows the source lacks are deleted only where the copy wins outright: a
         // two-way channel's primary keeps its own rows.
         if chunk.delete_extras && on == OnDuplicate::Replace {
-            let copied: HashSet<KeyText> = chunk.rows.iter().map(key_of).collect();
-            let extras = self
-                .keys_in_range(&mut transaction, &chunk)
-                .await?
-                .into_iter()
-                .filter(|key| {
-                    let text = key_text(key.iter());
-                    !copied.contains(&text) && !chunk.skip.contains(&text)
-                })
-                .map(|key| literal_tuple(key.iter()))
-                .collect::<Vec<_>>();
-            applied.deleted = extras.len() as u64;
-            for sql in delete_texts(table, &extras) {
-                self.run_text(&mut transaction, table, sql).await?;
+            let present = self.keys_in_range(&mut transaction, &chunk).await?;
+            if !present.is_empty() {
+                let copied: HashSet<KeyText> = chunk.rows.iter().map(key_of).collect();
+                let extras = present
+                    .into_iter()
+                    .filter(|key| {
+                        let text = key_text(key.iter());
+                        !copied.contains(&text) && !chunk.skip.contains(&text)
+                    })
+                    .map(|key| literal_tuple(key.iter()))
+                    .collect::<Vec<_>>();
+                applied.deleted = extras.len() as u64;
+                for sql in delete_texts(table, &extras) {
+                    self.run_text(&mut transaction, table, sql).await?;
+                }
             }
         }
         let mut images: Vec<&[Bound]> = Vec::with_capacity(chunk.rows.len());
         for row in &chunk.rows {
-            if chunk.skip.contains(&key_of(row)) {
+            if !chunk.skip.is_empty() && chunk.skip.contains(&key_of(row)) {
                 applied.left_to_stream += 1;
             } else {
                 images.push(row);
