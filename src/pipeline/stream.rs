@@ -196,10 +196,21 @@ impl PipelineTask {
                     continue;
                 }
             };
+            // the values move when the target columns are the source's in order, some left out
+            let in_order = sources.windows(2).all(|pair| pair[0] < pair[1]);
             let rows = chunk
                 .rows
                 .into_iter()
-                .map(|row| sources.iter().map(|index| row[*index].clone()).collect())
+                .map(|row: Vec<_>| match in_order {
+                    true if sources.len() == row.len() => row,
+                    true => row
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(index, _)| sources.binary_search(index).is_ok())
+                        .map(|(_, value)| value)
+                        .collect(),
+                    false => sources.iter().map(|index| row[*index].clone()).collect(),
+                })
                 .collect();
             chunks.push(load::TargetChunk {
                 table: target,

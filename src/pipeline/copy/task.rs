@@ -39,8 +39,10 @@ const ESTIMATE: &str = "SELECT TABLE_ROWS FROM information_schema.TABLES \
 const FIRST_CHUNK: usize = 1_000;
 const MIN_CHUNK: usize = 100;
 const MAX_CHUNK: usize = 100_000;
-/// A chunk holds about this many bytes at most (rows are sized from the last chunk's).
-const CHUNK_BYTES: usize = 16 << 20;
+/// A chunk holds about this many bytes at most (rows are sized from the last chunk's): with
+/// `load_parallelism` chunks in flight, and each copied once to be written, the node stays
+/// within its memory goal.
+const CHUNK_BYTES: usize = 8 << 20;
 /// How long a chunk may wait for the stream to reach its high watermark.
 const HIGH_WATERMARK_WAIT: Duration = Duration::from_secs(600);
 /// How many times in a row an error that goes away by itself is tried again.
