@@ -7,8 +7,8 @@
 use super::conflict::CheckedOutcome;
 use super::merge::{self, KeyOp, merge, partition_of};
 use super::statements::{
-    OnDuplicate, TEXT_STATEMENT_BYTES, delete_keys, delete_row, delete_texts, insert,
-    literal_tuple, update_key, update_row, upsert, upsert_texts,
+    OnDuplicate, Packer, TEXT_STATEMENT_BYTES, delete_keys, delete_row, delete_texts, insert,
+    literal_tuple, update_key, update_row, upsert,
 };
 use super::tables::table_key;
 use super::{LOCK_WAIT_TIMEOUT, Loader, SkippedRow};
@@ -428,8 +428,8 @@ impl Loader {
     }
 
     /// Upserts whole rows of `table` (looked up, see `table_info`) in multi-row statements
-    /// with their values written as literals; a row longer than half a text statement is
-    /// bound to a prepared one instead.
+    /// with their values written as literals, each run as soon as it is full (only one is
+    /// held); a row longer than half a text statement is bound to a prepared one instead.
     pub(super) async fn write_upserts(
         &self,
         transaction: &mut Transaction<'_>,
@@ -442,17 +442,17 @@ impl Loader {
             .get(&table_key(table))
             .map(|info| info.columns.clone())
             .expect("looked up");
-        let mut tuples = Vec::with_capacity(images.len());
+        let mut packer = Packer::upserts(table, &columns, on);
         for image in images {
             let tuple = literal_tuple(columns.iter().map(|index| &image[*index]));
             if tuple.len() > TEXT_STATEMENT_BYTES / 2 {
                 let (sql, params) = upsert(table, &columns, std::slice::from_ref(image), on);
                 self.run(transaction, table, &sql, params).await?;
-            } else {
-                tuples.push(tuple);
+            } else if let Some(sql) = packer.push(&tuple) {
+                self.run_text(transaction, table, sql).await?;
             }
         }
-        for sql in upsert_texts(table, &columns, &tuples, on) {
+        if let Some(sql) = packer.finish() {
             self.run_text(transaction, table, sql).await?;
         }
         Ok(())

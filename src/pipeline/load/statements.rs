@@ -159,7 +159,9 @@ pub fn delete_keys(table: &TargetTable, keys: &[Vec<Bound>]) -> (String, Vec<Par
 }
 
 /// Upserts with their values written as literals (`tuples` from [`literal_tuple`]), packed
-/// into statements of at most [`TEXT_STATEMENT_ROWS`] rows and [`TEXT_STATEMENT_BYTES`].
+/// into statements of at most [`TEXT_STATEMENT_ROWS`] rows and [`TEXT_STATEMENT_BYTES`]: what a
+/// [`Packer`] makes one at a time, all at once (for the tests of the packing).
+#[cfg(test)]
 pub fn upsert_texts(
     table: &TargetTable,
     columns: &[usize],
@@ -178,31 +180,66 @@ pub fn delete_texts(table: &TargetTable, tuples: &[String]) -> Vec<String> {
 
 /// `head` + tuples joined by `, ` + `tail`, as few statements as the limits allow.
 fn pack(head: &str, tail: &str, tuples: &[String]) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut rows = 0;
-    for tuple in tuples {
-        let full = rows == TEXT_STATEMENT_ROWS
-            || current.len() + 2 + tuple.len() + tail.len() > TEXT_STATEMENT_BYTES;
-        if rows > 0 && full {
-            current.push_str(tail);
-            statements.push(std::mem::take(&mut current));
-            rows = 0;
-        }
-        if rows == 0 {
-            current.reserve(head.len() + tail.len() + tuple.len() * 2);
-            current.push_str(head);
-        } else {
-            current.push_str(", ");
-        }
-        current.push_str(tuple);
-        rows += 1;
-    }
-    if rows > 0 {
-        current.push_str(tail);
-        statements.push(current);
-    }
+    let mut packer = Packer::new(head.to_owned(), tail.to_owned());
+    let mut statements: Vec<String> = tuples.iter().filter_map(|t| packer.push(t)).collect();
+    statements.extend(packer.finish());
     statements
+}
+
+/// Multi-row statements made one at a time, so that only one is held: tuples go in, and a
+/// statement comes out when the next tuple would pass [`TEXT_STATEMENT_ROWS`] or
+/// [`TEXT_STATEMENT_BYTES`].
+pub struct Packer {
+    head: String,
+    tail: String,
+    current: String,
+    rows: usize,
+}
+
+impl Packer {
+    fn new(head: String, tail: String) -> Packer {
+        Packer {
+            head,
+            tail,
+            current: String::new(),
+            rows: 0,
+        }
+    }
+
+    /// Upserts of `table`'s `columns`, doing `on` to a row already there.
+    pub fn upserts(table: &TargetTable, columns: &[usize], on: OnDuplicate) -> Packer {
+        let (head, tail) = upsert_parts(table, columns, on);
+        Packer::new(head, tail)
+    }
+
+    /// Adds `tuple`; returns the statement it did not fit in, if any.
+    pub fn push(&mut self, tuple: &str) -> Option<String> {
+        let full = self.rows == TEXT_STATEMENT_ROWS
+            || self.current.len() + 2 + tuple.len() + self.tail.len() > TEXT_STATEMENT_BYTES;
+        let done = (self.rows > 0 && full).then(|| {
+            self.current.push_str(&self.tail);
+            self.rows = 0;
+            std::mem::take(&mut self.current)
+        });
+        if self.rows == 0 {
+            self.current
+                .reserve(self.head.len() + self.tail.len() + tuple.len() * 2);
+            self.current.push_str(&self.head);
+        } else {
+            self.current.push_str(", ");
+        }
+        self.current.push_str(tuple);
+        self.rows += 1;
+        done
+    }
+
+    /// The last statement, if any tuple is in it.
+    pub fn finish(mut self) -> Option<String> {
+        (self.rows > 0).then(|| {
+            self.current.push_str(&self.tail);
+            self.current
+        })
+    }
 }
 
 /// `UPDATE … SET <every column> WHERE (key) = (old key)`: a key change as the source made it,
