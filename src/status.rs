@@ -13,12 +13,14 @@ pub async fn status_report(meta: &MetaDb) -> Result<String> {
     meta::check_schema(meta).await?;
     let pipelines = meta::pipeline_status(meta).await?;
     let copies = meta::copy_status(meta).await?;
+    let verifications = meta::verify_status(meta).await?;
     let nodes = meta::node_status(meta).await?;
     let alerts = meta::open_alerts(meta).await?;
     Ok(format!(
-        "Pipelines\n{}\n\nCopies\n{}\n\nNodes\n{}\n\nOpen alerts\n{}\n",
+        "Pipelines\n{}\n\nCopies\n{}\n\nVerifications (the last of each pipeline)\n{}\n\nNodes\n{}\n\nOpen alerts\n{}\n",
         render(&pipelines, "no pipelines: CALL create_channel(...)"),
         render(&copies, "none under way"),
+        render(&verifications, "none yet: CALL verify(channel, NULL, NULL)"),
         render(&nodes, "no nodes: start one with `ottr node`"),
         render(&alerts, "none")
     ))

@@ -4,7 +4,8 @@
 -- against the messages of error events), binlog_retention (the position within this many binlog
 -- files of the oldest one the source keeps), conflicts (more than this many conflicts in the
 -- last minute, two-way channels), copy_failed (a table of an online copy failed; threshold
--- NULL or 0). p_pipeline: a pipeline or channel name, or NULL
+-- NULL or 0), verify_mismatch (the last verification of a pipeline found differences not
+-- repaired since; threshold NULL or 0). p_pipeline: a pipeline or channel name, or NULL
 -- for every pipeline (node_dead: always NULL). cron: when to check (UTC, 6 fields, or 5 unix
 -- fields). quiet_period_s: at most one mail per rule and scope in this time.
 -- auto_recovery_after: restart the pipeline after this many checks in a row found the
@@ -25,9 +26,9 @@ BEGIN
   IF EXISTS (SELECT 1 FROM alarm_rule WHERE name = p_name) THEN
     CALL raise_error(CONCAT('alarm rule ''', p_name, ''' already exists: drop_alarm_rule it first'));
   END IF;
-  IF p_kind IS NULL OR p_kind NOT IN ('lag', 'no_progress', 'pipeline_error', 'node_dead', 'error_text', 'binlog_retention', 'conflicts', 'copy_failed') THEN
+  IF p_kind IS NULL OR p_kind NOT IN ('lag', 'no_progress', 'pipeline_error', 'node_dead', 'error_text', 'binlog_retention', 'conflicts', 'copy_failed', 'verify_mismatch') THEN
     CALL raise_error(CONCAT('unknown alarm kind ''', LEFT(COALESCE(p_kind, 'NULL'), 30),
-      ''': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts, copy_failed'));
+      ''': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts, copy_failed, verify_mismatch'));
   END IF;
   IF p_pipeline IS NOT NULL THEN
     IF p_kind = 'node_dead' THEN
@@ -49,9 +50,9 @@ BEGIN
       CALL raise_error(CONCAT('invalid error_text pattern ''', LEFT(p_threshold, 60), ''''));
     END IF;
     SET v_pattern = p_threshold;
-  ELSEIF p_kind = 'copy_failed' THEN
+  ELSEIF p_kind IN ('copy_failed', 'verify_mismatch') THEN
     IF COALESCE(p_threshold, '0') <> '0' THEN
-      CALL raise_error('a copy_failed rule has no threshold: give NULL');
+      CALL raise_error(CONCAT('a ', p_kind, ' rule has no threshold: give NULL'));
     END IF;
   ELSE
     IF p_threshold IS NULL OR p_threshold NOT REGEXP '^[0-9]{1,9}$' THEN

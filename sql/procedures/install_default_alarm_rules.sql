@@ -1,7 +1,8 @@
 -- Installs the usual rules for every pipeline, mailing p_recipients (Otter's one-click
 -- defaults, adapted): lag above 600 s, no progress for 600 s (auto-recovery after 3 checks),
 -- a pipeline in error for 60 s, a node dead for 60 s, ERROR/EXCEPTION text in error events,
--- a position in the oldest binlog the source keeps, and a failed online copy. Checked every minute (every 10 s for
+-- a position in the oldest binlog the source keeps, a failed online copy, and a verification
+-- that found differences. Checked every minute (every 10 s for
 -- errors and dead nodes). Rules that exist already are kept as they are.
 CREATE PROCEDURE install_default_alarm_rules(IN p_recipients VARCHAR(1024))
   SQL SECURITY INVOKER
@@ -27,5 +28,8 @@ BEGIN
   END IF;
   IF NOT EXISTS (SELECT 1 FROM alarm_rule WHERE name = 'default_copy_failed') THEN
     CALL add_alarm_rule('default_copy_failed', 'copy_failed', NULL, NULL, '*/10 * * * * *', p_recipients, 1800, NULL);
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM alarm_rule WHERE name = 'default_verify_mismatch') THEN
+    CALL add_alarm_rule('default_verify_mismatch', 'verify_mismatch', NULL, NULL, '0 * * * * *', p_recipients, 3600, NULL);
   END IF;
 END

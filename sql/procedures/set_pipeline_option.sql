@@ -1,8 +1,9 @@
 -- Sets one option of a pipeline (or of every pipeline of a channel). Options:
 -- batch_rows, batch_bytes, batch_timeout_ms, load_parallelism, server_id (numbers);
 -- heartbeat_ms (0 = off, else 100 to 3600000); ddl_sync, skip_ddl_errors, skip_load_errors,
--- transactional, initial_copy (on/off); copy_chunk_ms (10 to 60000), copy_max_lag_ms (100 to
--- 86400000). Nodes restart the pipeline to apply it.
+-- transactional, initial_copy, verify_repair (on/off); copy_chunk_ms (10 to 60000),
+-- copy_max_lag_ms (100 to 86400000), both also for verifications; verify_schedule (a cron
+-- expression, or NULL for none). Nodes restart the pipeline to apply it.
 CREATE PROCEDURE set_pipeline_option(IN p_ref VARCHAR(1024), IN p_option VARCHAR(1024),
                                      IN p_value VARCHAR(1024))
   SQL SECURITY INVOKER
@@ -88,6 +89,16 @@ BEGIN
         CALL raise_error(CONCAT('copy_max_lag_ms must be a number from 100 to 86400000, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
       END IF;
       UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.copy_max_lag_ms = v_number WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'verify_repair' THEN
+      IF v_flag IS NULL THEN
+        CALL raise_error(CONCAT('verify_repair must be on or off, not ''', LEFT(COALESCE(p_value, 'NULL'), 30), ''''));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.verify_repair = v_flag WHERE p.name = p_ref OR c.name = p_ref;
+    WHEN 'verify_schedule' THEN
+      IF p_value IS NOT NULL AND cron_problem(p_value) IS NOT NULL THEN
+        CALL raise_error(CONCAT('verify_schedule: ', cron_problem(p_value)));
+      END IF;
+      UPDATE pipeline p JOIN channel c ON c.id = p.channel_id SET p.verify_schedule = NULLIF(TRIM(p_value), '') WHERE p.name = p_ref OR c.name = p_ref;
     ELSE
       CALL raise_error(CONCAT('unknown pipeline option ''', LEFT(COALESCE(p_option, 'NULL'), 40),
         ''' (see the pipeline table''s columns)'));

@@ -62,6 +62,8 @@ pub enum Condition {
     Conflicts(u64),
     /// A table of an online copy failed (until its job is cancelled).
     CopyFailed,
+    /// The last verification of a pipeline found differences not repaired since.
+    VerifyMismatch,
 }
 
 impl Condition {
@@ -76,6 +78,7 @@ impl Condition {
             Condition::BinlogRetention(_) => "binlog_retention",
             Condition::Conflicts(_) => "conflicts",
             Condition::CopyFailed => "copy_failed",
+            Condition::VerifyMismatch => "verify_mismatch",
         }
     }
 
@@ -90,6 +93,7 @@ impl Condition {
             Condition::BinlogRetention(files) => format!("{files} binlog file(s)"),
             Condition::Conflicts(per_minute) => format!("{per_minute} conflicts per minute"),
             Condition::CopyFailed => "a failed copy".to_owned(),
+            Condition::VerifyMismatch => "a difference found".to_owned(),
         }
     }
 }
@@ -175,9 +179,10 @@ pub fn validate_rule(row: &AlarmRuleRow, windows: &[AlarmWindowRow]) -> Result<A
                 .ok_or("a conflicts rule needs a threshold: conflicts per minute")?,
         ),
         "copy_failed" => Condition::CopyFailed,
+        "verify_mismatch" => Condition::VerifyMismatch,
         other => {
             return Err(format!(
-                "unknown kind '{other}': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts or copy_failed"
+                "unknown kind '{other}': use lag, no_progress, pipeline_error, node_dead, error_text, binlog_retention, conflicts, copy_failed or verify_mismatch"
             ));
         }
     };

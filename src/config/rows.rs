@@ -62,6 +62,10 @@ pub struct PipelineRow {
     pub copy_chunk_ms: u64,
     /// Copies wait while the pipeline lags more than this.
     pub copy_max_lag_ms: u64,
+    /// Differences a verification finds are repaired at once.
+    pub verify_repair: i64,
+    /// When the channel is verified (cron); None: only on request.
+    pub verify_schedule: Option<String>,
     pub server_id: Option<u32>,
     pub start_kind: String,
     pub start_file: Option<String>,

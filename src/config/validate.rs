@@ -56,6 +56,11 @@ pub struct PipelineOptions {
     pub copy_chunk: Duration,
     /// Copies wait while the pipeline lags more than this.
     pub copy_max_lag: Duration,
+    /// Differences a verification finds are repaired at once.
+    pub verify_repair: bool,
+    /// When the channel is verified: a cron expression the node's parser accepts; None: only
+    /// on request.
+    pub verify_schedule: Option<String>,
 }
 
 /// Which columns of a table pair travel, and under which target names.
@@ -485,6 +490,15 @@ fn validate_options(row: &PipelineRow) -> Result<PipelineOptions, String> {
             100,
             86_400_000,
         )?),
+        verify_repair: flag("verify_repair", row.verify_repair)?,
+        verify_schedule: match &row.verify_schedule {
+            None => None,
+            Some(text) => {
+                crate::config::parse_cron(text)
+                    .map_err(|problem| format!("verify_schedule: {problem}"))?;
+                Some(text.clone())
+            }
+        },
     })
 }
 

@@ -19,7 +19,7 @@ const SELECT_CHANNELS: &str = "SELECT id, name, mode, desired, primary_source_id
      conflict_policy, conflict_column FROM channel ORDER BY id";
 const SELECT_PIPELINES: &str = "SELECT id, channel_id, name, source_id, target_id, batch_rows, \
      batch_bytes, batch_timeout_ms, load_parallelism, ddl_sync, skip_ddl_errors, transactional, skip_load_errors, \
-     heartbeat_ms, restart_seq, initial_copy, copy_chunk_ms, copy_max_lag_ms, \
+     heartbeat_ms, restart_seq, initial_copy, copy_chunk_ms, copy_max_lag_ms, verify_repair, verify_schedule, \
      server_id, start_kind, start_file, start_offset, start_gtid, start_time, reverse \
      FROM pipeline ORDER BY id";
 const SELECT_TABLE_PAIRS: &str = "SELECT id, channel_id, source_schema, source_table, \
@@ -205,6 +205,8 @@ fn pipeline_row(row: &mut Row) -> Result<PipelineRow> {
         initial_copy: take(row, "initial_copy", context)?,
         copy_chunk_ms: take(row, "copy_chunk_ms", context)?,
         copy_max_lag_ms: take(row, "copy_max_lag_ms", context)?,
+        verify_repair: take(row, "verify_repair", context)?,
+        verify_schedule: take(row, "verify_schedule", context)?,
         server_id: take(row, "server_id", context)?,
         start_kind: take(row, "start_kind", context)?,
         start_file: take(row, "start_file", context)?,

@@ -14,6 +14,7 @@ mod migrate;
 pub mod monitor;
 mod nodes;
 mod stats;
+pub mod verify;
 mod views;
 
 pub use config::{read_data_source, read_installation, read_settings, read_snapshot};
@@ -31,7 +32,7 @@ pub use migrate::{
 };
 pub use nodes::{NodeRegistration, NodeState, heartbeat, mark_stopped, node_states, register_node};
 pub use stats::{prune_stats, write_stats};
-pub use views::{TextTable, copy_status, node_status, open_alerts, pipeline_status};
+pub use views::{TextTable, copy_status, node_status, open_alerts, pipeline_status, verify_status};
 
 use crate::error::{Error, Result, chain};
 use mysql_async::prelude::Queryable;

@@ -19,6 +19,19 @@ const COPIES: &str = "SELECT job, pipeline, CONCAT(schema_name, '.', table_name)
      rows_copied, rows_estimated, rows_per_s, eta_s, last_error FROM v_copy \
      WHERE state IN ('queued', 'copying', 'paused') OR (state = 'failed' AND requested <> 'cancel') \
      ORDER BY job, schema_name, table_name";
+/// The last verification of each pipeline: its state over its tables, rows compared, keys
+/// differing (and how many of them are repaired) and unverified.
+const VERIFICATIONS: &str = "SELECT p.name AS pipeline, j.id AS job, j.origin, \
+     CASE WHEN SUM(t.state IN ('queued', 'verifying')) > 0 THEN 'verifying' \
+       WHEN SUM(t.state = 'failed') > 0 THEN 'failed' WHEN SUM(t.state = 'cancelled') > 0 THEN 'cancelled' \
+       ELSE 'done' END AS state, \
+     CONCAT(SUM(t.state = 'done'), '/', COUNT(*)) AS tables_done, SUM(t.rows_compared) AS rows_compared, \
+     SUM(t.rows_differing) AS rows_differing, \
+     (SELECT COUNT(*) FROM verify_diff d WHERE d.job_id = j.id AND d.repair = 'repaired') AS repaired, \
+     SUM(t.rows_unverified) AS rows_unverified, MAX(t.finished_at) AS finished_at \
+     FROM verify_job j JOIN pipeline p ON p.id = j.pipeline_id JOIN verify_table t ON t.job_id = j.id \
+     WHERE j.id IN (SELECT MAX(id) FROM verify_job GROUP BY pipeline_id) \
+     GROUP BY p.name, j.id, j.origin ORDER BY p.name";
 const OPEN_ALERTS: &str =
     "SELECT rule, kind, scope, raised_at, duration_s, measured, mails_sent FROM v_open_alerts";
 
@@ -42,6 +55,11 @@ pub async fn open_alerts(meta: &MetaDb) -> Result<TextTable> {
 /// `v_copy`'s copies under way or failed, with a progress bar, as text.
 pub async fn copy_status(meta: &MetaDb) -> Result<TextTable> {
     read_table(meta, COPIES).await
+}
+
+/// The last verification of each pipeline, as text.
+pub async fn verify_status(meta: &MetaDb) -> Result<TextTable> {
+    read_table(meta, VERIFICATIONS).await
 }
 
 /// `v_node_status`, as text.

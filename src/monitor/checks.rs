@@ -185,6 +185,19 @@ pub fn check(rule: &AlarmRule, facts: &Facts, events: &[EventFacts]) -> Checked 
                 }
             }
         }
+        Condition::VerifyMismatch => {
+            for p in pipelines {
+                if let Some(mismatch) = &p.verify_mismatch {
+                    found(
+                        &p.name,
+                        Some(p.id),
+                        format!(
+                            "verification {mismatch} (SELECT * FROM v_verify_diff; repair_differences(job) repairs them)"
+                        ),
+                    );
+                }
+            }
+        }
         Condition::ErrorText(pattern) => {
             let mut seen: BTreeSet<String> = BTreeSet::new();
             for event in events {

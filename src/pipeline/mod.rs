@@ -37,6 +37,7 @@ mod start;
 pub mod stats;
 mod stream;
 pub mod transform;
+pub mod verify;
 
 pub use connect::connect;
 

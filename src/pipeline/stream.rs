@@ -5,7 +5,7 @@
 
 use super::lag::LagMeter;
 use super::start::Start;
-use super::{AbortOnDrop, PipelineTask, copy, heartbeat, load, select, stats, transform};
+use super::{AbortOnDrop, PipelineTask, copy, heartbeat, load, select, stats, transform, verify};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result, chain};
 use crate::meta::{self, EventLevel};
@@ -67,12 +67,25 @@ impl PipelineTask {
                 self.node.clone(),
                 pipeline_key.clone(),
                 config.clone(),
-                marks,
+                marks.clone(),
                 lag_ms.clone(),
                 self.settings.poll,
             )
             .start()
             .await,
+        );
+        // Verifications and repairs: windows between the same watermarks.
+        let _stop_verifications = AbortOnDrop(
+            verify::Verifier::new(
+                self.meta.clone(),
+                self.node.clone(),
+                pipeline_key.clone(),
+                config.clone(),
+                marks,
+                lag_ms.clone(),
+                self.settings.poll,
+            )
+            .start(),
         );
         let mut transformer = transform::Transformer::new(
             config.table_pairs.clone(),
@@ -107,6 +120,14 @@ impl PipelineTask {
                 let started = Instant::now();
                 let changes = match piece {
                     copy::Piece::Changes(changes) => changes,
+                    copy::Piece::Window {
+                        window, changed, ..
+                    } => {
+                        // everything before the high watermark is committed on the target
+                        verify::take_snapshot(*window, changed).await;
+                        load_time += started.elapsed();
+                        continue;
+                    }
                     copy::Piece::Chunk { chunk, changed, .. } => {
                         // chunks with no change between their high watermarks land at once
                         let mut ready = vec![(chunk, changed)];
@@ -125,10 +146,10 @@ impl PipelineTask {
                         continue;
                     }
                 };
-                // changes before a chunk are applied up to its high watermark
-                let end = match pieces.front() {
-                    Some(copy::Piece::Chunk { at, .. }) => load::position_at(at),
-                    _ => batch.end.clone(),
+                // changes before a chunk or window are applied up to its high watermark
+                let end = match pieces.front().and_then(copy::Piece::high_watermark) {
+                    Some(at) => load::position_at(at),
+                    None => batch.end.clone(),
                 };
                 let changes = transformer.extract(changes).map_err(Error::Transform)?;
                 counted.count(&changes);
@@ -217,6 +238,7 @@ impl PipelineTask {
                 rows,
                 after: chunk.after,
                 through: chunk.through,
+                keys: chunk.keys,
                 delete_extras: chunk.delete_extras,
                 skip: changed,
                 progress: chunk.progress,

@@ -47,6 +47,8 @@ fn snapshot() -> ConfigSnapshot {
             initial_copy: 0,
             copy_chunk_ms: 500,
             copy_max_lag_ms: 10_000,
+            verify_repair: 0,
+            verify_schedule: None,
             server_id: None,
             start_kind: "end".into(),
             start_file: None,

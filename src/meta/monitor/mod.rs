@@ -48,6 +48,13 @@ const PIPELINE_FACTS: &str = "SELECT p.id, p.name, c.desired, s.observed, s.reas
      FROM pipeline p JOIN channel c ON c.id = p.channel_id \
      JOIN v_pipeline_status s ON s.pipeline = p.name \
      LEFT JOIN pipeline_position pos ON pos.pipeline_id = p.id ORDER BY p.id";
+/// Per pipeline, its last finished verification's differences not repaired.
+const VERIFY_FACTS: &str = "SELECT j.pipeline_id, CONCAT('job ', j.id, ': ', COUNT(*), ' key(s) differ, e.g. ', \
+     MIN(CONCAT(d.source_schema, '.', d.source_table, ' (', LEFT(d.row_key, 60), ') ', d.kind))) \
+     FROM verify_diff d JOIN verify_job j ON j.id = d.job_id \
+     WHERE j.id IN (SELECT MAX(l.id) FROM verify_job l WHERE NOT EXISTS (SELECT 1 FROM verify_table u \
+       WHERE u.job_id = l.id AND u.state IN ('queued', 'verifying')) GROUP BY l.pipeline_id) \
+     AND d.kind <> 'unverified' AND COALESCE(d.repair, '') <> 'repaired' GROUP BY j.pipeline_id, j.id";
 const NODE_FACTS: &str =
     "SELECT node, alive, heartbeat_age_ms, stopped_at IS NOT NULL FROM v_node_status ORDER BY node";
 /// Error events after an id, except those the monitor writes itself.
@@ -226,6 +233,8 @@ pub struct PipelineFacts {
     pub conflicts_per_minute: u64,
     /// Its copies' tables that failed (jobs not cancelled): which, and why.
     pub failed_copies: Option<String>,
+    /// Its last finished verification's differences not repaired: how many, and one.
+    pub verify_mismatch: Option<String>,
 }
 
 /// A node as alarm rules see it.
@@ -245,6 +254,14 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
         Params::Empty,
     )
     .await?;
+    let mismatches: Vec<(u32, String)> = query(
+        meta,
+        "cannot read the verifications' differences",
+        VERIFY_FACTS,
+        Params::Empty,
+    )
+    .await?;
+    let mut mismatches: std::collections::HashMap<u32, String> = mismatches.into_iter().collect();
     rows.into_iter()
         .map(|row| {
             type Columns = (
@@ -293,6 +310,7 @@ pub async fn pipeline_facts(meta: &MetaDb) -> Result<Vec<PipelineFacts>> {
                 position_age_ms: age,
                 conflicts_per_minute: conflicts,
                 failed_copies,
+                verify_mismatch: mismatches.remove(&id),
             })
         })
         .collect()

@@ -16,7 +16,11 @@ mod create;
 mod splice;
 mod task;
 
-pub use splice::{ChunkProgress, KeyText, Marks, Outcome, Piece, ReadChunk, Splicer, key_text};
+pub use splice::{
+    ChunkProgress, KeyText, Marks, Outcome, Piece, ReadChunk, Splicer, VerifyWindow, WindowEnd,
+    key_text,
+};
+pub(crate) use task::{Rate, key_json, table_meta, wait_for_lag};
 
 use crate::config::PipelineConfig;
 use crate::error::{Result, chain};

@@ -5,6 +5,10 @@
 //! Everything before the high watermark is applied first, so a chunk lands at exactly its
 //! place in the stream. A DDL between the watermarks, or a low watermark the stream did not
 //! see (it restarted in between), sends the chunk back to be read again.
+//!
+//! A verification (see `pipeline::verify`) uses the same watermarks: its window ends with a
+//! [`Piece::Window`] at the high watermark, where the stream, everything before applied and
+//! committed, starts a consistent snapshot on the target for the verification to read.
 
 use crate::model::{ChangeAt, RowChange, TableId, TableMeta, Value};
 use crate::pipeline::select::Change;
@@ -53,8 +57,12 @@ pub struct ReadChunk {
     /// `delete_extras`.
     pub after: Option<Vec<Bound>>,
     pub through: Option<Vec<Bound>>,
+    /// A repair's chunk covers these keys only (source key order), not a range: those the
+    /// source lacks are deleted from the target when `delete_extras`.
+    pub keys: Option<Vec<Vec<Bound>>>,
     pub delete_extras: bool,
-    pub progress: ChunkProgress,
+    /// Where the table's copy stands once the chunk is committed (None: a repair).
+    pub progress: Option<ChunkProgress>,
     /// Told how the chunk ended.
     pub outcome: oneshot::Sender<Outcome>,
 }
@@ -75,13 +83,57 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// What a copy task has told the stream about a watermark.
+/// A verification window waiting for its high watermark: once everything before it is
+/// applied, the stream starts a consistent snapshot on `target` and hands it back.
+#[derive(Debug)]
+pub struct VerifyWindow {
+    pub target: mysql_async::Conn,
+    pub reply: oneshot::Sender<WindowEnd>,
+}
+
+/// How a verification window ended.
+#[derive(Debug)]
+pub struct WindowEnd {
+    /// The target connection: in a consistent snapshot taken at the high watermark when
+    /// `changed` is Ok.
+    pub target: mysql_async::Conn,
+    /// The keys of the table that changed between the watermarks, or why the window must be
+    /// taken again.
+    pub changed: std::result::Result<HashSet<KeyText>, String>,
+}
+
+/// What a copy or verification task has told the stream about a watermark.
 #[derive(Debug)]
 enum Slot {
     /// The low watermark is being written: its table is this.
     Expected(TableId),
     /// The chunk was read; the high watermark follows.
     Read(Box<ReadChunk>),
+    /// The verification's source read is done; the high watermark follows.
+    Window(TableId, Box<VerifyWindow>),
+}
+
+/// What waits at a high watermark.
+enum Waiting {
+    Chunk(Box<ReadChunk>),
+    Window(Box<VerifyWindow>),
+}
+
+impl Waiting {
+    /// Sends the chunk or window back to be taken again.
+    fn again(self, why: String) {
+        match self {
+            Waiting::Chunk(chunk) => {
+                let _ = chunk.outcome.send(Outcome::Again(why));
+            }
+            Waiting::Window(window) => {
+                let _ = window.reply.send(WindowEnd {
+                    target: window.target,
+                    changed: Err(why),
+                });
+            }
+        }
+    }
 }
 
 /// Chunks between their watermarks, shared by the copy tasks and the stream.
@@ -101,6 +153,13 @@ impl Marks {
         self.lock().insert(mark, Slot::Read(Box::new(chunk)));
     }
 
+    /// The verification window of `mark` was read on the source; its high watermark is
+    /// about to be written.
+    pub fn window(&self, mark: u64, table: TableId, window: VerifyWindow) {
+        self.lock()
+            .insert(mark, Slot::Window(table, Box::new(window)));
+    }
+
     /// The copy task gave `mark` up (it failed to write a watermark).
     pub fn forget(&self, mark: u64) {
         self.lock().remove(&mark);
@@ -114,12 +173,14 @@ impl Marks {
         match self.lock().get(&mark)? {
             Slot::Expected(table) => Some(table.clone()),
             Slot::Read(chunk) => Some(chunk.table.id.clone()),
+            Slot::Window(table, _) => Some(table.clone()),
         }
     }
 
-    fn take(&self, mark: u64) -> Option<Box<ReadChunk>> {
+    fn take(&self, mark: u64) -> Option<Waiting> {
         match self.lock().remove(&mark)? {
-            Slot::Read(chunk) => Some(chunk),
+            Slot::Read(chunk) => Some(Waiting::Chunk(chunk)),
+            Slot::Window(_, window) => Some(Waiting::Window(window)),
             Slot::Expected(_) => None,
         }
     }
@@ -136,6 +197,23 @@ pub enum Piece {
         /// Where the high watermark is.
         at: ChangeAt,
     },
+    /// A verification window's high watermark: the target snapshot is taken here.
+    Window {
+        window: Box<VerifyWindow>,
+        /// The table's keys that changed between the watermarks.
+        changed: HashSet<KeyText>,
+        at: ChangeAt,
+    },
+}
+
+impl Piece {
+    /// Where a chunk or window lands in the stream (None: changes).
+    pub fn high_watermark(&self) -> Option<&ChangeAt> {
+        match self {
+            Piece::Changes(_) => None,
+            Piece::Chunk { at, .. } | Piece::Window { at, .. } => Some(at),
+        }
+    }
 }
 
 /// Keys of a table noted between a chunk's watermarks.
@@ -237,28 +315,30 @@ impl Splicer {
                         continue;
                     }
                     let tracked = self.tracking.remove(&mark.mark);
-                    let Some(chunk) = self.marks.take(mark.mark) else {
+                    let Some(waiting) = self.marks.take(mark.mark) else {
                         continue;
                     };
                     match tracked {
                         Some(Tracked {
                             spoiled: Some(why), ..
-                        }) => {
-                            let _ = chunk.outcome.send(Outcome::Again(why.into()));
-                        }
+                        }) => waiting.again(why.into()),
                         Some(tracked) => {
                             pieces.push(Piece::Changes(std::mem::take(&mut current)));
-                            pieces.push(Piece::Chunk {
-                                chunk,
-                                changed: tracked.keys,
-                                at: at.clone(),
+                            pieces.push(match waiting {
+                                Waiting::Chunk(chunk) => Piece::Chunk {
+                                    chunk,
+                                    changed: tracked.keys,
+                                    at: at.clone(),
+                                },
+                                Waiting::Window(window) => Piece::Window {
+                                    window,
+                                    changed: tracked.keys,
+                                    at: at.clone(),
+                                },
                             });
                         }
-                        None => {
-                            let _ = chunk.outcome.send(Outcome::Again(
-                                "the stream did not see the chunk's low watermark".into(),
-                            ));
-                        }
+                        None => waiting
+                            .again("the stream did not see the window's low watermark".into()),
                     }
                 }
                 Change::Row(row, _) => {
@@ -387,8 +467,9 @@ mod tests {
                 rows: vec![vec![Bound::Int(5)], vec![Bound::UInt(6)]],
                 after: None,
                 through: None,
+                keys: None,
                 delete_extras: true,
-                progress: ChunkProgress {
+                progress: Some(ChunkProgress {
                     job: 1,
                     source_table: "shop.orders".into(),
                     key_columns: "[\"id\"]".into(),
@@ -396,7 +477,7 @@ mod tests {
                     rows_copied: 2,
                     chunks_done: 1,
                     done: true,
-                },
+                }),
                 outcome,
             },
         );

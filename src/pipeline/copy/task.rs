@@ -307,15 +307,9 @@ impl TableCopy {
         move |error| Error::database(context.clone(), error)
     }
 
-    /// Waits while the pipeline lags more than `copy_max_lag_ms`: streaming comes first.
     async fn wait_for_lag(&self) {
-        let limit = self.shared.config.options.copy_max_lag.as_millis() as u64;
-        let mut waited = Duration::ZERO;
-        while self.shared.lag_ms.load(Ordering::Relaxed) > limit && waited < Duration::from_secs(60)
-        {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            waited += Duration::from_millis(250);
-        }
+        let shared = &self.shared;
+        wait_for_lag(&shared.lag_ms, shared.config.options.copy_max_lag).await;
     }
 
     /// The source table's columns, primary key, and target.
@@ -545,8 +539,9 @@ impl TableCopy {
             rows,
             after: progress.last_key.clone(),
             through: if done { None } else { last_key.clone() },
+            keys: None,
             delete_extras: condition.is_none(),
-            progress: ChunkProgress {
+            progress: Some(ChunkProgress {
                 job: self.work.job,
                 source_table: self.name(),
                 key_columns: key_json(&table.key),
@@ -557,7 +552,7 @@ impl TableCopy {
                 rows_copied: progress.rows + read,
                 chunks_done: progress.chunks + 1,
                 done,
-            },
+            }),
             outcome: sender,
         };
         shared.marks.read(mark, chunk);
@@ -577,6 +572,17 @@ impl TableCopy {
     }
 }
 
+/// Waits while the pipeline lags more than `limit` (`copy_max_lag_ms`), a minute at most:
+/// streaming comes first.
+pub(crate) async fn wait_for_lag(lag_ms: &std::sync::atomic::AtomicU64, limit: Duration) {
+    let limit = limit.as_millis() as u64;
+    let mut waited = Duration::ZERO;
+    while lag_ms.load(Ordering::Relaxed) > limit && waited < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        waited += Duration::from_millis(250);
+    }
+}
+
 fn counts(progress: &Progress, rate: Option<f64>) -> CopyCounts {
     CopyCounts {
         rows: progress.rows,
@@ -587,7 +593,7 @@ fn counts(progress: &Progress, rate: Option<f64>) -> CopyCounts {
 
 /// A source table's description with its key's column indexes; fails naming a key column
 /// the columns lack (the table changed meanwhile).
-fn table_meta(id: &TableId, columns: &[String], key: &[String]) -> Result<TableMeta> {
+pub(crate) fn table_meta(id: &TableId, columns: &[String], key: &[String]) -> Result<TableMeta> {
     let primary_key = key
         .iter()
         .map(|name| {
@@ -615,7 +621,7 @@ fn table_meta(id: &TableId, columns: &[String], key: &[String]) -> Result<TableM
     })
 }
 
-fn key_json(key: &[String]) -> String {
+pub(crate) fn key_json(key: &[String]) -> String {
     serde_json::to_string(key).expect("names serialise")
 }
 
@@ -675,14 +681,14 @@ fn next_size(last: usize, took: Duration, target: Duration, rows: u64, bytes: us
     next.clamp(MIN_CHUNK, MAX_CHUNK)
 }
 
-/// Rows copied over the last minute.
+/// Rows copied (or verified) over the last minute.
 #[derive(Default)]
-struct Rate {
+pub(crate) struct Rate {
     samples: VecDeque<(Instant, u64)>,
 }
 
 impl Rate {
-    fn add(&mut self, rows: u64) {
+    pub(crate) fn add(&mut self, rows: u64) {
         let now = Instant::now();
         self.samples.push_back((now, rows));
         while self.samples.len() > 2
@@ -695,7 +701,7 @@ impl Rate {
         }
     }
 
-    fn per_second(&self) -> Option<f64> {
+    pub(crate) fn per_second(&self) -> Option<f64> {
         let (first, last) = (self.samples.front()?, self.samples.back()?);
         let seconds = last.0.duration_since(first.0).as_secs_f64();
         (seconds > 0.0).then(|| (last.1 - first.1) as f64 / seconds)

@@ -29,10 +29,13 @@ pub struct TargetChunk {
     /// The key range covered (target key order): after (exclusive), through (inclusive).
     pub after: Option<Vec<Bound>>,
     pub through: Option<Vec<Bound>>,
+    /// A repair: the chunk covers these keys (target key order) instead of a range.
+    pub keys: Option<Vec<Vec<Bound>>>,
     pub delete_extras: bool,
     /// Keys that changed between the watermarks: the stream's, not the chunk's.
     pub skip: HashSet<KeyText>,
-    pub progress: ChunkProgress,
+    /// None for a repair.
+    pub progress: Option<ChunkProgress>,
 }
 
 /// What a chunk did on the target.
@@ -87,7 +90,10 @@ impl Loader {
         // Target rows the source lacks are deleted only where the copy wins outright: a
         // two-way channel's primary keeps its own rows.
         if chunk.delete_extras && on == OnDuplicate::Replace {
-            let present = self.keys_in_range(&mut transaction, &chunk).await?;
+            let present = match &chunk.keys {
+                Some(keys) => keys.clone(),
+                None => self.keys_in_range(&mut transaction, &chunk).await?,
+            };
             if !present.is_empty() {
                 let copied: HashSet<KeyText> = chunk.rows.iter().map(key_of).collect();
                 let extras = present
@@ -115,23 +121,24 @@ impl Loader {
         applied.written = images.len() as u64;
         self.write_upserts(&mut transaction, table, &images, on)
             .await?;
-        let progress = &chunk.progress;
-        transaction
-            .exec_drop(
-                WRITE_PROGRESS,
-                (
-                    &self.options.pipeline_key,
-                    progress.job,
-                    &progress.source_table,
-                    &progress.key_columns,
-                    &progress.last_key,
-                    progress.rows_copied,
-                    progress.chunks_done,
-                    progress.done,
-                ),
-            )
-            .await
-            .map_err(self.fail("record a copy's progress"))?;
+        if let Some(progress) = &chunk.progress {
+            transaction
+                .exec_drop(
+                    WRITE_PROGRESS,
+                    (
+                        &self.options.pipeline_key,
+                        progress.job,
+                        &progress.source_table,
+                        &progress.key_columns,
+                        &progress.last_key,
+                        progress.rows_copied,
+                        progress.chunks_done,
+                        progress.done,
+                    ),
+                )
+                .await
+                .map_err(self.fail("record a copy's progress"))?;
+        }
         transaction.commit().await.map_err(self.fail("commit"))?;
         Ok(applied)
     }

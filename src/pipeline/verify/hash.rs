@@ -1,0 +1,157 @@
+//! What a verification compares, as SQL each server computes over its own rows: the same
+//! expressions on both sides, so that only keys and hashes cross the network until a chunk
+//! differs.
+//!
+//! - Only the pair's mapped columns, in the target's order, under the target's names on
+//!   the target and the source's on the source.
+//! - Each value as text: character columns converted to utf8mb4 (so a column stored in
+//!   latin1 on one side and utf8mb4 on the other compares equal when its characters are),
+//!   binary columns (BINARY, BLOB, BIT, spatial) as HEX, everything else as the server
+//!   writes it in a UTC session (numbers, DECIMAL with its scale, dates, TIMESTAMP in UTC).
+//! - A row's hash is the CRC32 of those texts joined (character values prefixed with their
+//!   length, so that no separator inside a value can shift one value into the next) and of
+//!   which values are NULL; a chunk's is the COUNT and BIT_XOR of its rows' hashes (XOR, so
+//!   that rows can be taken out again).
+//!
+//! What cannot differ, by construction: collation (values are compared as bytes, not by a
+//! collation: `a` and `A` differ even under a case-insensitive collation), trailing spaces
+//! of CHAR (both servers strip them alike), character set (converted). What can read as
+//! different though equal in meaning: a DECIMAL whose scale differs between the sides
+//! (`1.50` and `1.500`), a DATETIME or TIME whose fractional precision differs, FLOAT and
+//! DOUBLE text between server kinds, JSON text between MySQL (normalised) and MariaDB (as
+//! written). Two different rows may share a CRC32 (one in 2^32): the fast path then misses
+//! that row; rows compared one by one are compared value by value.
+
+use crate::sql::quote;
+
+/// How a column's value is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Characters: converted to utf8mb4 and compared as bytes.
+    Text,
+    /// Bytes: as HEX.
+    Binary,
+    /// Numbers, dates and times: as the server writes them.
+    Plain,
+}
+
+/// The kind of an `information_schema.COLUMNS.DATA_TYPE`.
+pub fn kind_of(data_type: &str) -> Kind {
+    match data_type.to_ascii_lowercase().as_str() {
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
+        | "json" => Kind::Text,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit"
+        | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" | "geomcollection" => Kind::Binary,
+        _ => Kind::Plain,
+    }
+}
+
+/// One side's columns as a verification reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    /// `schema`.`table`, quoted.
+    pub table: String,
+    /// The compared columns (mapped, in the target's order) and their kinds.
+    pub columns: Vec<(String, Kind)>,
+    /// Indexes into `columns` of the key, in key order.
+    pub key: Vec<usize>,
+}
+
+impl Side {
+    pub fn key_names(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|index| self.columns[*index].0.clone())
+            .collect()
+    }
+
+    /// The key columns, quoted and comma-separated (what a read selects first and orders by).
+    pub fn key_list(&self) -> String {
+        self.key
+            .iter()
+            .map(|index| quote(&self.columns[*index].0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The compared value of each column, as text.
+    pub fn values(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|(name, kind)| value(name, *kind))
+            .collect()
+    }
+
+    /// The row's hash: an unsigned 32-bit number.
+    pub fn row_hash(&self) -> String {
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                let value = value(name, *kind);
+                match kind {
+                    Kind::Text => format!("CONCAT(LENGTH({value}), ':', {value})"),
+                    _ => value,
+                }
+            })
+            .collect();
+        let nulls: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, _)| format!("ISNULL({})", quote(name)))
+            .collect();
+        parts.push(format!("CONCAT({})", nulls.join(", ")));
+        format!("CRC32(CONCAT_WS('|', {}))", parts.join(", "))
+    }
+}
+
+/// A column's compared value.
+fn value(name: &str, kind: Kind) -> String {
+    let column = quote(name);
+    match kind {
+        Kind::Text => format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
+        Kind::Binary => format!("HEX({column})"),
+        Kind::Plain => format!("CAST({column} AS CHAR)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side() -> Side {
+        Side {
+            table: "`s`.`t`".into(),
+            columns: vec![
+                ("id".into(), kind_of("int")),
+                ("na`me".into(), kind_of("VARCHAR")),
+                ("data".into(), kind_of("blob")),
+            ],
+            key: vec![0],
+        }
+    }
+
+    #[test]
+    fn kinds_follow_the_column_types() {
+        assert_eq!(kind_of("longtext"), Kind::Text);
+        assert_eq!(kind_of("enum"), Kind::Text);
+        assert_eq!(kind_of("varbinary"), Kind::Binary);
+        assert_eq!(kind_of("bit"), Kind::Binary);
+        assert_eq!(kind_of("decimal"), Kind::Plain);
+        assert_eq!(kind_of("timestamp"), Kind::Plain);
+    }
+
+    #[test]
+    fn the_row_hash_covers_every_column_quoted_with_nulls_and_text_lengths() {
+        let side = side();
+        assert_eq!(
+            side.row_hash(),
+            "CRC32(CONCAT_WS('|', CAST(`id` AS CHAR), \
+             CONCAT(LENGTH(CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), ':', CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), \
+             HEX(`data`), CONCAT(ISNULL(`id`), ISNULL(`na``me`), ISNULL(`data`))))"
+        );
+        assert_eq!(side.key_list(), "`id`");
+        assert_eq!(side.values()[2], "HEX(`data`)");
+    }
+}
