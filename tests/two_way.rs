@@ -810,3 +810,117 @@ async fn a_copy_into_the_primary_keeps_its_rows_and_the_sides_end_identical() {
         ]
     );
 }
+
+/// Writes updates, inserts and deletes to `table` on `server` until `stop`, on keys
+/// `from..from + spread` (inserts from `from + 1,000,000`). Returns the rounds written.
+fn spawn_side_writer(
+    server: &'static MariaDb,
+    table: &'static str,
+    from: i64,
+    spread: i64,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut conn = server.conn().await;
+        let mut round: i64 = 0;
+        while !stop.is_cancelled() {
+            round += 1;
+            let spot = from + (round * 7919) % spread;
+            conn.query_drop(format!(
+                "UPDATE {table} SET n = n + 1, note = CONCAT('u', {round}) WHERE id = {spot};
+                 INSERT INTO {table} (id, n, note) VALUES ({}, {round}, 'new');
+                 DELETE FROM {table} WHERE id = {};",
+                from + 1_000_000 + round,
+                from + (spot * 13) % spread,
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        round as u64
+    })
+}
+
+/// Both sides verified against each other while both take writes: only the differences
+/// made behind the channel's back (not logged) are reported, none of the changes in flight
+/// either way; then repaired.
+#[tokio::test]
+async fn verification_under_writes_on_both_sides_finds_only_the_real_differences() {
+    both(
+        "DROP DATABASE IF EXISTS w_verify; CREATE DATABASE w_verify;
+         CREATE TABLE w_verify.t (id BIGINT PRIMARY KEY, n INT NOT NULL, note VARCHAR(40));
+         INSERT INTO w_verify.t SELECT seq, seq % 97, CONCAT('row ', seq) FROM mysql.seq_1_to_30000;",
+    )
+    .await;
+    let mut channel = two_way(
+        "w_verify",
+        "CALL set_pipeline_option('w_verify', 'copy_chunk_ms', '20');",
+    )
+    .await;
+    let _node = channel.node("n1");
+    channel.running().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_a = spawn_side_writer(a(), "w_verify.t", 1, 10_000, stop.clone());
+    let on_b = spawn_side_writer(b(), "w_verify.t", 10_001, 10_000, stop.clone());
+    // behind the channel's back: not logged, so never synced
+    b().run("SET sql_log_bin = 0; UPDATE w_verify.t SET note = 'hidden' WHERE id = 25001; SET sql_log_bin = 1;")
+        .await;
+    a().run("SET sql_log_bin = 0; DELETE FROM w_verify.t WHERE id = 26001; SET sql_log_bin = 1;")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job: u64 = channel
+        .meta
+        .exec_first("CALL verify('w_verify', NULL, NULL)", ())
+        .await
+        .unwrap()
+        .unwrap();
+    let conn = &mut channel.installation.meta;
+    let mut last: Vec<(String, String, u64)>;
+    eventually!(
+        Duration::from_secs(180),
+        format!("verification {job} to be done"),
+        {
+            last = conn
+                .exec("SELECT state, COALESCE(last_error, ''), rows_compared FROM v_verify WHERE job = ?", (job,))
+                .await
+                .unwrap();
+            if let Some(failed) = last.iter().find(|row| row.0 == "failed") {
+                panic!("verification failed: {failed:?}");
+            }
+            (!last.is_empty() && last.iter().all(|row| row.0 == "done")).then_some(())
+        },
+        else format!("{last:?}")
+    );
+    let found: Vec<(String, String, Option<String>)> = conn
+        .exec(
+            "SELECT row_key, kind, columns FROM v_verify_diff WHERE job = ? AND kind <> 'unverified' ORDER BY row_key",
+            (job,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        [
+            (
+                "25001".to_owned(),
+                "different".to_owned(),
+                Some("note".to_owned())
+            ),
+            ("26001".to_owned(), "extra_on_target".to_owned(), None),
+        ],
+        "only the differences made behind the channel's back"
+    );
+    stop.cancel();
+    let (rounds_a, rounds_b) = (on_a.await.unwrap(), on_b.await.unwrap());
+    assert!(
+        rounds_a > 50 && rounds_b > 50,
+        "both sides took writes ({rounds_a}, {rounds_b})"
+    );
+    let _: Option<u64> = conn
+        .exec_first("CALL repair_differences(?)", (job,))
+        .await
+        .unwrap();
+    channel
+        .identical("w_verify.t", Duration::from_secs(60))
+        .await;
+}

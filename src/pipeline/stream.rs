@@ -85,6 +85,11 @@ impl PipelineTask {
                 lag_ms.clone(),
                 self.settings.poll,
             )
+            .two_way(
+                config
+                    .reverse_pipeline
+                    .map(|pipeline| PipelineKey::new(&self.installation, pipeline)),
+            )
             .start(),
         );
         let mut transformer = transform::Transformer::new(

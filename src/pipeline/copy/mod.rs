@@ -18,7 +18,7 @@ mod task;
 
 pub use splice::{
     ChunkProgress, KeyText, Marks, Outcome, Piece, ReadChunk, Splicer, VerifyWindow, WindowEnd,
-    key_text,
+    key_text, row_key,
 };
 pub(crate) use task::{Rate, key_json, table_meta, wait_for_lag};
 

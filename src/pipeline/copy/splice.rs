@@ -262,7 +262,7 @@ fn watermark(row: &RowChange, pipeline_key: &str) -> Option<Watermark> {
 
 /// The identity text of a binlog row image's primary key, or None when a value cannot be
 /// bound (it is then no key of a copied row either).
-fn row_key(meta: &TableMeta, image: &[Value]) -> Option<KeyText> {
+pub fn row_key(meta: &TableMeta, image: &[Value]) -> Option<KeyText> {
     let mut out = Vec::with_capacity(16);
     for index in &meta.primary_key {
         bind::bind(image.get(*index)?).ok()?.identity_text(&mut out);

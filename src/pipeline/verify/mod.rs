@@ -75,6 +75,9 @@ pub struct Shared {
     pub config: PipelineConfig,
     pub marks: Arc<Marks>,
     pub lag_ms: Arc<AtomicU64>,
+    /// Two-way: the pipeline out of the target into the source, whose changes in flight are
+    /// left out of comparisons (see `task::Windows::recheck`).
+    pub reverse_key: Option<PipelineKey>,
     /// Watermark marks of this run: the top bit set (copies' have it clear), random bits,
     /// a counter below.
     next_mark: AtomicU64,
@@ -123,10 +126,19 @@ impl Verifier {
                 config,
                 marks,
                 lag_ms,
+                reverse_key: None,
                 next_mark: AtomicU64::new((1 << 63) | (run << 31)),
             }),
             poll,
         }
+    }
+
+    /// Two-way: the pipeline out of the target into the source (`reverse`), whose changes
+    /// in flight comparisons leave out.
+    pub fn two_way(mut self, reverse: Option<PipelineKey>) -> Self {
+        let shared = Arc::get_mut(&mut self.shared).expect("not started");
+        shared.reverse_key = reverse.filter(|_| shared.config.two_way());
+        self
     }
 
     /// Starts the verifier in a task of its own; it runs until the handle is aborted (with

@@ -8,16 +8,19 @@ use super::hash::{Side, kind_of};
 use crate::error::{Error, ErrorClass, Result, chain};
 use crate::meta::verify::{Diff, VerifyCounts, VerifyWork};
 use crate::meta::{self, EventLevel};
-use crate::model::{EventKind, TableId};
+use crate::model::{BinlogFilePos, EventKind, PipelineKey, TableId};
 use crate::pipeline::connect;
 use crate::pipeline::copy::{
-    KeyText, Outcome, Rate, ReadChunk, VerifyWindow, key_json, key_text, table_meta,
+    KeyText, Outcome, Rate, ReadChunk, VerifyWindow, key_json, key_text, row_key, table_meta,
 };
 use crate::pipeline::extract::pair_for;
+use crate::pipeline::select::{BinlogReader, ReaderOptions, SourceEvent};
 use crate::pipeline::transform::bind::{Bound, from_param};
 use crate::pipeline::transform::target_of;
 use crate::sql::{key_compare, quote};
+use crate::sys::applied::{LEAST_APPLIED, UNPLACED_PARTITIONS};
 use crate::sys::copy::{CREATE_SCHEMA, CREATE_WATERMARK, WRITE_WATERMARK};
+use crate::sys::repair::READ_CHANNEL_SUSPECTS;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use std::collections::{HashMap, HashSet};
@@ -47,6 +50,9 @@ pub(super) const RECHECKS: u32 = 6;
 /// How many times a window spoiled by a DDL or a stream restart is taken again.
 const RETAKES: u32 = 10;
 const HIGH_WATERMARK_WAIT: Duration = Duration::from_secs(600);
+/// Two-way: how many row changes of the target's binlog a window reads at most to tell the
+/// keys in flight; past that, its keys are compared again later.
+const MAX_IN_FLIGHT_ROWS: usize = 2_000_000;
 const RETRIES: u32 = 8;
 
 /// The table as both sides read it.
@@ -58,6 +64,7 @@ pub(super) struct Described {
     pub all_columns: Vec<String>,
     pub source_key: Vec<String>,
     pub target_name: String,
+    pub target_id: TableId,
     pub estimate: Option<u64>,
 }
 
@@ -219,6 +226,11 @@ impl Windows {
             }
             let mut again = Vec::new();
             for part in pending.chunks(KEYS_PER_WINDOW) {
+                // two-way: what of the target's binlog the source had before the window
+                let since = match self.shared.reverse_key.clone() {
+                    Some(reverse) => Some(self.least_applied(&reverse).await?),
+                    None => None,
+                };
                 let mark = self.low().await?;
                 let on_source = values_of(&mut self.source, &table.source, part).await;
                 let on_source = match on_source {
@@ -228,7 +240,7 @@ impl Windows {
                         return Err(self.source_error("read rows to compare", error));
                     }
                 };
-                let Some(changed) = self.high(mark).await? else {
+                let Some(mut changed) = self.high(mark).await? else {
                     again.extend_from_slice(part);
                     continue;
                 };
@@ -242,6 +254,22 @@ impl Windows {
                         return Err(self.target_error("read rows to compare", error));
                     }
                 };
+                // two-way: keys the target changed that the source may not have had yet, and
+                // keys a conflict left to repair, are compared again later
+                if let Some(since) = since {
+                    let in_flight = match since {
+                        Some(since) => self.changed_on_target_since(&since, table).await?,
+                        None => None,
+                    };
+                    match in_flight {
+                        Some(keys) => changed.extend(keys),
+                        None => {
+                            again.extend_from_slice(part);
+                            continue;
+                        }
+                    }
+                    changed.extend(self.suspects(table).await?);
+                }
                 let (moved, kept) = compare::split_changed(part.to_vec(), &changed);
                 again.extend(moved);
                 for key in kept {
@@ -338,6 +366,115 @@ impl Windows {
                 )))
             }
         }
+    }
+
+    /// Two-way: the least position of the target's binlog the reverse pipeline has applied
+    /// to the source over its partitions (None: a partition has none yet).
+    async fn least_applied(&mut self, reverse: &PipelineKey) -> Result<Option<BinlogFilePos>> {
+        let unplaced: Option<u64> = self
+            .source
+            .exec_first(UNPLACED_PARTITIONS, (reverse,))
+            .await
+            .map_err(|error| self.source_error("read ottr_sys.applied", error))?;
+        if unplaced.unwrap_or(0) > 0 {
+            return Ok(None);
+        }
+        let least: Option<(String, u64)> = self
+            .source
+            .exec_first(LEAST_APPLIED, (reverse,))
+            .await
+            .map_err(|error| self.source_error("read ottr_sys.applied", error))?;
+        Ok(least.map(|(file, offset)| BinlogFilePos { file, offset }))
+    }
+
+    /// Two-way: the keys of the table changed in the target's binlog from `since` to its
+    /// end (None: too many to tell, or a key that cannot be told).
+    async fn changed_on_target_since(
+        &self,
+        since: &BinlogFilePos,
+        table: &Described,
+    ) -> Result<Option<HashSet<KeyText>>> {
+        use std::hash::{BuildHasher, RandomState};
+        let random = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
+        let options = ReaderOptions {
+            server_id: 0x4000_0000 | (random & 0x3FFF_FFFF),
+            heartbeat: Duration::from_secs(1),
+            stop_at_end: true,
+        };
+        let mut reader =
+            BinlogReader::open(&self.shared.config.target, &options, Some(since), None).await?;
+        let mut keys = HashSet::new();
+        let mut rows = 0_usize;
+        let mut told = true;
+        while let Some(read) = reader.next().await? {
+            let SourceEvent::Rows(changes) = read.event else {
+                continue;
+            };
+            rows += changes.len();
+            for change in changes {
+                if change.table.id != table.target_id {
+                    continue;
+                }
+                for image in [&change.before, &change.after].into_iter().flatten() {
+                    match row_key(&change.table, image) {
+                        Some(key) => {
+                            keys.insert(key);
+                        }
+                        None => told = false,
+                    }
+                }
+            }
+            if rows > MAX_IN_FLIGHT_ROWS || !told {
+                reader.close().await;
+                return Ok(None);
+            }
+        }
+        reader.close().await;
+        Ok(Some(keys))
+    }
+
+    /// Two-way: the keys of the table that conflicts left to repair (`ottr_sys.repair` on
+    /// either side).
+    async fn suspects(&mut self, table: &Described) -> Result<HashSet<KeyText>> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            schema: String,
+            table: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Suspect {
+            table: Named,
+            key: Vec<Bound>,
+        }
+        let shared = self.shared.clone();
+        let Some(reverse) = &shared.reverse_key else {
+            return Ok(HashSet::new());
+        };
+        let keys = (&shared.key, reverse);
+        let mut texts: Vec<String> = Vec::new();
+        self.target().await?;
+        for conn in [&mut self.source, self.target.as_mut().expect("connected")] {
+            match conn.exec(READ_CHANNEL_SUSPECTS, keys).await {
+                Ok(rows) => texts.extend(rows),
+                // no conflict ever kept a suspect there
+                Err(mysql_async::Error::Server(error)) if error.code == 1146 => {}
+                Err(error) => {
+                    return Err(Error::database("cannot read ottr_sys.repair", error));
+                }
+            }
+        }
+        Ok(texts
+            .iter()
+            .filter_map(|text| serde_json::from_str::<Suspect>(text).ok())
+            .filter(|suspect| {
+                let named = TableId {
+                    schema: suspect.table.schema.clone(),
+                    table: suspect.table.table.clone(),
+                };
+                named == table.id || named == table.target_id
+            })
+            .map(|suspect| key_text(suspect.key.iter()))
+            .collect())
     }
 
     fn source_error(&self, what: &str, error: mysql_async::Error) -> Error {
@@ -653,6 +790,10 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
         all_columns,
         source_key: key,
         target_name,
+        target_id: TableId {
+            schema: target.schema.clone(),
+            table: target.table.clone(),
+        },
         estimate: estimate.flatten(),
     })
 }
