@@ -670,7 +670,10 @@ async fn every_dashboard_query_runs_on_the_metadata_schema_and_returns_rows() {
            SELECT id, 'orders', 'orders', 'lag 75.0 s', 'lag 80.0 s' FROM alarm_rule;
          INSERT INTO copy_job (pipeline_id, source_schema, table_pattern, expanded) SELECT id, 'shop', 'order_1', 1 FROM pipeline;
          INSERT INTO copy_table (job_id, source_schema, source_table, state, rows_copied, rows_estimated, rows_per_s)
-           SELECT id, 'shop', 'order_1', 'copying', 500, 1000, 250 FROM copy_job;",
+           SELECT id, 'shop', 'order_1', 'copying', 500, 1000, 250 FROM copy_job;
+         INSERT INTO verify_job (pipeline_id) SELECT id FROM pipeline;
+         INSERT INTO verify_table (job_id, source_schema, source_table, state, rows_compared, rows_differing, rows_estimated)
+           SELECT id, 'shop', 'order_1', 'verifying', 500, 1, 1000 FROM verify_job;",
     )
     .await
     .unwrap();
@@ -844,7 +847,7 @@ async fn alarm_rules_are_validated_with_clear_messages() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(defaults, 7);
+    assert_eq!(defaults, 8);
     let security: String = conn
         .query_first("SELECT security FROM smtp")
         .await

@@ -17,7 +17,7 @@ const START_TABLE: &str = "UPDATE verify_table SET state = 'verifying', target_n
      started_at = COALESCE(started_at, NOW(6)), rows_estimated = COALESCE(?, rows_estimated), \
      last_error = NULL WHERE job_id = ? AND source_schema = ? AND source_table = ? \
      AND state IN ('queued', 'verifying')";
-const RESUME: &str = "SELECT key_columns, last_key, chunks_done, rows_compared FROM verify_table \
+const RESUME: &str = "SELECT key_columns, last_key, chunks_done, rows_compared, rows_differing FROM verify_table \
      WHERE job_id = ? AND source_schema = ? AND source_table = ?";
 /// Counts of differences are the diff rows' own.
 const PROGRESS: &str = "UPDATE verify_table t SET t.key_columns = ?, t.last_key = ?, \
@@ -30,16 +30,18 @@ const PROGRESS: &str = "UPDATE verify_table t SET t.key_columns = ?, t.last_key 
      WHERE t.job_id = ? AND t.source_schema = ? AND t.source_table = ? AND t.state IN ('queued', 'verifying')";
 const FAIL: &str = "UPDATE verify_table SET state = 'failed', last_error = ?, finished_at = NOW(6) \
      WHERE job_id = ? AND source_schema = ? AND source_table = ? AND state IN ('queued', 'verifying')";
-/// A key found again replaces what was found before; one asked to be repaired stays so.
+/// A key found again replaces what was found before, its repair state too (pending when the
+/// job repairs as it goes).
 const RECORD_DIFF: &str = "INSERT INTO verify_diff \
      (job_id, source_schema, source_table, row_key, key_json, key_hash, kind, columns, repair) \
      VALUES (?, ?, ?, ?, ?, UNHEX(SHA2(?, 256)), ?, ?, IF(? AND ? <> 'unverified', 'pending', NULL)) \
      ON DUPLICATE KEY UPDATE kind = VALUES(kind), columns = VALUES(columns), \
-     detected_at = NOW(6), repair = COALESCE(VALUES(repair), repair)";
+     detected_at = NOW(6), repair = VALUES(repair), repaired_at = NULL";
 const PENDING_REPAIRS: &str = "SELECT d.id, d.job_id, d.source_schema, d.source_table, d.key_json \
      FROM verify_diff d JOIN verify_job j ON j.id = d.job_id \
      WHERE j.pipeline_id = ? AND d.repair = 'pending' ORDER BY d.job_id, d.source_schema, d.source_table, d.id LIMIT ?";
-const REPAIRED: &str = "UPDATE verify_diff SET repair = ?, kind = COALESCE(?, kind), \
+/// A re-check that could not tell (unverified) keeps the kind found before.
+const REPAIRED: &str = "UPDATE verify_diff SET repair = ?, kind = IF(? IN ('unverified', ''), kind, ?), \
      columns = IF(? IS NULL, columns, ?), repaired_at = NOW(6) WHERE id = ? AND repair = 'pending'";
 const REFRESH_COUNTS: &str = "UPDATE verify_table t SET \
      t.rows_differing = (SELECT COUNT(*) FROM verify_diff d WHERE d.job_id = t.job_id \
@@ -67,6 +69,8 @@ pub struct Resume {
     pub last_key: Option<String>,
     pub chunks: u64,
     pub compared: u64,
+    /// Keys found differing so far.
+    pub differing: u64,
 }
 
 /// How far a table's verification has come.
@@ -155,15 +159,16 @@ pub async fn verify_started(
         conn.exec_drop(START_TABLE, (target, estimate, at.0, at.1, at.2))
             .await
             .map_err(fail(context))?;
-        let row: Option<(Option<String>, Option<String>, u64, u64)> =
-            conn.exec_first(RESUME, at).await.map_err(fail(context))?;
+        type Row = (Option<String>, Option<String>, u64, u64, u64);
+        let row: Option<Row> = conn.exec_first(RESUME, at).await.map_err(fail(context))?;
         Ok(row.map_or_else(
             Resume::default,
-            |(key_columns, last_key, chunks, compared)| Resume {
+            |(key_columns, last_key, chunks, compared, differing)| Resume {
                 key_columns,
                 last_key,
                 chunks,
                 compared,
+                differing,
             },
         ))
     })
@@ -293,9 +298,9 @@ pub async fn repair_checked(
                     } else {
                         "repaired"
                     };
-                    let kind = still.as_ref().map(|diff| diff.kind);
+                    let kind = still.as_ref().map_or("", |diff| diff.kind);
                     let columns = still.as_ref().and_then(|diff| diff.columns.clone());
-                    (state, kind, columns.clone(), columns, pending.id)
+                    (state, kind, kind, columns.clone(), columns, pending.id)
                 }),
             )
             .await

@@ -427,6 +427,12 @@ impl Monitor {
                 format!("SELECT * FROM {schema}.v_node_status WHERE node = {name};")
             }
             Condition::ErrorText(_) => format!("SELECT * FROM {schema}.v_event_log LIMIT 50;"),
+            Condition::VerifyMismatch => {
+                format!("SELECT * FROM {schema}.v_verify_diff WHERE pipeline = {name};")
+            }
+            Condition::CopyFailed => {
+                format!("SELECT * FROM {schema}.v_copy WHERE pipeline = {name};")
+            }
             _ => format!("SELECT * FROM {schema}.v_pipeline_status WHERE pipeline = {name};"),
         };
         let mut body = format!(

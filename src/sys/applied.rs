@@ -50,7 +50,7 @@ pub type AppliedColumns = (
 /// a two-way verification starts reading the other side's binlog.
 pub const LEAST_APPLIED: &str = "SELECT binlog_file, binlog_offset FROM ottr_sys.applied \
      WHERE pipeline_key = ? AND partition_no < 65535 AND binlog_file IS NOT NULL \
-     ORDER BY binlog_file, binlog_offset LIMIT 1";
+     ORDER BY LENGTH(binlog_file), binlog_file, binlog_offset LIMIT 1";
 /// Whether a pipeline has partitions with no position yet.
 pub const UNPLACED_PARTITIONS: &str = "SELECT COUNT(*) FROM ottr_sys.applied \
      WHERE pipeline_key = ? AND partition_no < 65535 AND binlog_file IS NULL";

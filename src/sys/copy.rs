@@ -42,3 +42,20 @@ pub const WRITE_PROGRESS: &str = "INSERT INTO ottr_sys.copy_progress \
 /// `key_columns, last_key, rows_copied, chunks_done, done` of `pipeline_key, job_id, source_table`.
 pub const READ_PROGRESS: &str = "SELECT key_columns, last_key, rows_copied, chunks_done, done \
      FROM ottr_sys.copy_progress WHERE pipeline_key = ? AND job_id = ? AND source_table = ?";
+
+/// Whether a binlog row change writes a high watermark (of any pipeline): the batch is cut
+/// after its transaction, since a copy chunk or a verification waits for it.
+pub fn is_high_watermark(row: &crate::model::RowChange) -> bool {
+    use crate::model::Value;
+    if row.table.id.schema != SCHEMA || row.table.id.table != WATERMARK_TABLE {
+        return false;
+    }
+    let Some(kind) = row.table.columns.iter().position(|c| c.name == "kind") else {
+        return false;
+    };
+    match row.after.as_ref().and_then(|after| after.get(kind)) {
+        Some(Value::Enum { index, .. }) => *index == 2,
+        Some(Value::Text { bytes, .. }) => bytes == b"high",
+        _ => false,
+    }
+}

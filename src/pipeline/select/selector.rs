@@ -619,10 +619,15 @@ impl Selector {
     }
 
     /// A batch, if the one being built is full at a transaction boundary.
+    /// After a transaction: a batch is cut when full, or when the transaction wrote an online
+    /// copy's or a verification's high watermark (something waits for it: see
+    /// `pipeline::copy`).
     fn cut_if_full(&mut self) -> Option<Batch> {
         let full = self.building.len() >= self.options.batch_rows
             || self.building_bytes >= self.options.batch_bytes;
-        (full && !self.building.is_empty()).then(|| self.cut(self.committed.clone()))
+        let watermark = matches!(self.building.last(), Some(Change::Row(row, _))
+            if crate::sys::copy::is_high_watermark(row));
+        ((full || watermark) && !self.building.is_empty()).then(|| self.cut(self.committed.clone()))
     }
 }
 

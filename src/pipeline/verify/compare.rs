@@ -6,11 +6,11 @@ use crate::pipeline::transform::bind::Bound;
 use std::collections::{HashMap, HashSet};
 
 /// A key's values and its row's hash.
-pub type Hashed = (Vec<Bound>, u32);
+pub type Hashed = (Vec<Bound>, u64);
 
 /// The keys whose hashes differ between the sides, or that one side lacks.
 pub fn differing_keys(source: Vec<Hashed>, target: Vec<Hashed>) -> Vec<Vec<Bound>> {
-    let mut on_target: HashMap<KeyText, (Vec<Bound>, u32)> = target
+    let mut on_target: HashMap<KeyText, (Vec<Bound>, u64)> = target
         .into_iter()
         .map(|(key, hash)| (key_text(key.iter()), (key, hash)))
         .collect();

@@ -8,10 +8,11 @@
 //!   latin1 on one side and utf8mb4 on the other compares equal when its characters are),
 //!   binary columns (BINARY, BLOB, BIT, spatial) as HEX, everything else as the server
 //!   writes it in a UTC session (numbers, DECIMAL with its scale, dates, TIMESTAMP in UTC).
-//! - A row's hash is the CRC32 of those texts joined (character values prefixed with their
-//!   length, so that no separator inside a value can shift one value into the next) and of
-//!   which values are NULL; a chunk's is the COUNT and BIT_XOR of its rows' hashes (XOR, so
-//!   that rows can be taken out again).
+//! - A row's hash is the first 64 bits of the MD5 of those texts joined (character values
+//!   prefixed with their length, so that no separator inside a value can shift one value
+//!   into the next) and of which values are NULL; a chunk's is the COUNT and BIT_XOR of its
+//!   rows' hashes. Not CRC32: CRC is linear over XOR, so the same change made to two rows of
+//!   the same length would cancel out in BIT_XOR; MD5's bits do not.
 //!
 //! What cannot differ, by construction: collation (values are compared as bytes, not by a
 //! collation: `a` and `A` differ even under a case-insensitive collation), trailing spaces
@@ -19,7 +20,7 @@
 //! different though equal in meaning: a DECIMAL whose scale differs between the sides
 //! (`1.50` and `1.500`), a DATETIME or TIME whose fractional precision differs, FLOAT and
 //! DOUBLE text between server kinds, JSON text between MySQL (normalised) and MariaDB (as
-//! written). Two different rows may share a CRC32 (one in 2^32): the fast path then misses
+//! written). Two different rows share a hash one time in 2^64: the fast path then misses
 //! that row; rows compared one by one are compared value by value.
 
 use crate::sql::quote;
@@ -83,7 +84,7 @@ impl Side {
             .collect()
     }
 
-    /// The row's hash: an unsigned 32-bit number.
+    /// The row's hash: an unsigned 64-bit number.
     pub fn row_hash(&self) -> String {
         let mut parts: Vec<String> = self
             .columns
@@ -102,7 +103,10 @@ impl Side {
             .map(|(name, _)| format!("ISNULL({})", quote(name)))
             .collect();
         parts.push(format!("CONCAT({})", nulls.join(", ")));
-        format!("CRC32(CONCAT_WS('|', {}))", parts.join(", "))
+        format!(
+            "CAST(CONV(LEFT(MD5(CONCAT_WS('|', {})), 16), 16, 10) AS UNSIGNED)",
+            parts.join(", ")
+        )
     }
 }
 
@@ -147,9 +151,9 @@ mod tests {
         let side = side();
         assert_eq!(
             side.row_hash(),
-            "CRC32(CONCAT_WS('|', CAST(`id` AS CHAR), \
+            "CAST(CONV(LEFT(MD5(CONCAT_WS('|', CAST(`id` AS CHAR), \
              CONCAT(LENGTH(CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), ':', CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), \
-             HEX(`data`), CONCAT(ISNULL(`id`), ISNULL(`na``me`), ISNULL(`data`))))"
+             HEX(`data`), CONCAT(ISNULL(`id`), ISNULL(`na``me`), ISNULL(`data`)))), 16), 16, 10) AS UNSIGNED)"
         );
         assert_eq!(side.key_list(), "`id`");
         assert_eq!(side.values()[2], "HEX(`data`)");

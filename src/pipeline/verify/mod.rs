@@ -44,11 +44,13 @@ use tracing::warn;
 /// watermark: the snapshot the target side of the window is read in.
 const START_SNAPSHOT: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
 /// How long the stream waits for it.
-const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
 /// Watermark slots of verifications start here (copies use those below).
 const FIRST_SLOT: u16 = 1000;
 /// Keys repaired per round.
 const REPAIRS_PER_ROUND: usize = 500;
+/// How long after a failed repair round the next starts.
+const REPAIR_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Starts a consistent snapshot on a window's target connection (the stream calls this at
 /// the window's high watermark, everything before applied) and hands it back.
@@ -94,6 +96,9 @@ impl Shared {
 struct Rounds {
     running: HashMap<meta::verify::VerifyWork, (u16, AbortOnDrop)>,
     repairing: Option<AbortOnDrop>,
+    /// Set by a repair round that failed: the next waits [`REPAIR_BACKOFF`].
+    repair_failed: Arc<std::sync::atomic::AtomicBool>,
+    repair_after: Option<tokio::time::Instant>,
     /// When this verifier started (Unix seconds): a schedule counts from here when it has
     /// started nothing yet.
     started: i64,
@@ -185,10 +190,17 @@ impl Verifier {
             let handle = task::TableVerify::new(shared.clone(), work.clone(), slot).spawn();
             rounds.running.insert(work, (slot, AbortOnDrop(handle)));
         }
-        if rounds
-            .repairing
-            .as_ref()
-            .is_none_or(|handle| handle.0.is_finished())
+        if rounds.repair_failed.swap(false, Ordering::Relaxed) {
+            rounds.repair_after = Some(tokio::time::Instant::now() + REPAIR_BACKOFF);
+        }
+        let backing_off = rounds
+            .repair_after
+            .is_some_and(|after| tokio::time::Instant::now() < after);
+        if !backing_off
+            && rounds
+                .repairing
+                .as_ref()
+                .is_none_or(|handle| handle.0.is_finished())
         {
             match meta::verify::pending_repairs(&shared.meta, shared.pipeline, REPAIRS_PER_ROUND)
                 .await
@@ -199,6 +211,7 @@ impl Verifier {
                         shared.clone(),
                         pending,
                         slot,
+                        rounds.repair_failed.clone(),
                     ))));
                 }
                 Ok(_) => {}

@@ -13,13 +13,20 @@ use crate::pipeline::copy::{Outcome, key_text};
 use crate::pipeline::transform::bind::Bound;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::warn;
 
 /// How many times a repair whose window was spoiled is taken again.
 const RETAKES: u32 = 10;
 
 /// Repairs `pending` (keys of one pipeline), table by table, with watermark slot `slot`.
-pub(super) async fn repair(shared: Arc<Shared>, pending: Vec<PendingRepair>, slot: u16) {
+/// Sets `failed` when a table's keys could not be repaired (the next round then waits).
+pub(super) async fn repair(
+    shared: Arc<Shared>,
+    pending: Vec<PendingRepair>,
+    slot: u16,
+    failed: Arc<AtomicBool>,
+) {
     let mut tables: Vec<(VerifyWork, Vec<PendingRepair>)> = Vec::new();
     for item in pending {
         match tables.iter_mut().find(|(work, _)| *work == item.work) {
@@ -38,6 +45,7 @@ pub(super) async fn repair(shared: Arc<Shared>, pending: Vec<PendingRepair>, slo
                 (EventLevel::Info, EventKind::VerifyRepaired, text)
             }
             Err(error) => {
+                failed.store(true, Ordering::Relaxed);
                 let text = format!(
                     "verification {} table {}.{}: cannot repair {count} key(s) yet: {}",
                     work.job,

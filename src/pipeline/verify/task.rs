@@ -35,6 +35,8 @@ const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COL
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 const PRIMARY_KEY: &str = "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX";
+const ENGINE: &str = "SELECT ENGINE FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
 const ESTIMATE: &str = "SELECT TABLE_ROWS FROM information_schema.TABLES \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
 /// The target connection reads in snapshots: REPEATABLE READ, whatever the server's default.
@@ -118,8 +120,10 @@ impl Windows {
         Ok(self.target.as_mut().expect("connected"))
     }
 
-    /// Writes the low watermark of a new window.
+    /// Writes the low watermark of a new window (the target connected first: nothing may
+    /// fail between the low watermark and the high one without the mark being forgotten).
     async fn low(&mut self) -> Result<u64> {
+        self.target().await?;
         let shared = &self.shared;
         let mark = shared.next_mark();
         shared.marks.expect(mark, self.table.clone());
@@ -144,8 +148,15 @@ impl Windows {
     /// connection is in a snapshot at that point, and the keys changed in the window are
     /// returned (None: the window was spoiled, take it again).
     async fn high(&mut self, mark: u64) -> Result<Option<HashSet<KeyText>>> {
-        self.target().await?;
-        let target = self.target.take().expect("connected");
+        let Some(mut target) = self.target.take() else {
+            self.forget(mark);
+            return Err(Error::StreamLost("the target connection was lost".into()));
+        };
+        // a connection that died quietly would hold the stream up at the high watermark
+        if let Err(error) = target.ping().await {
+            self.forget(mark);
+            return Err(self.target_error("reach the target", error));
+        }
         let shared = self.shared.clone();
         let (reply, receiver) = oneshot::channel();
         shared
@@ -184,8 +195,8 @@ impl Windows {
             )),
             Err(_) => {
                 shared.marks.forget(mark);
-                Err(Error::Precheck(format!(
-                    "the stream did not reach a verification's high watermark in ottr_sys.watermark within {} s (is ottr_sys filtered out of the source's binlog?)",
+                Err(Error::StreamLost(format!(
+                    "the stream did not reach a verification's high watermark in ottr_sys.watermark within {} s (it lags, or ottr_sys is filtered out of the source's binlog)",
                     HIGH_WATERMARK_WAIT.as_secs()
                 )))
             }
@@ -631,7 +642,7 @@ impl TableVerify {
         .await;
         let mut rows_wanted = FIRST_CHUNK;
         let mut rate = Rate::default();
-        let mut found = 0_u64;
+        let mut found = resume.differing;
         loop {
             let (run, repair) = meta::verify::verify_requested(&shared.meta, self.work.job).await?;
             if !run {
@@ -757,6 +768,18 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
         return Err(Error::Precheck(format!(
             "no target table {target_name} on data source '{}' (copy_tables creates it)",
             config.target.name
+        )));
+    }
+    let engine: Option<Option<String>> = windows
+        .target()
+        .await?
+        .exec_first(ENGINE, (&target.schema, &target.table))
+        .await
+        .map_err(on_side(&shared, false, &format!("describe {target_name}")))?;
+    let engine = engine.flatten().unwrap_or_default();
+    if !engine.eq_ignore_ascii_case("InnoDB") {
+        return Err(Error::Precheck(format!(
+            "target table {target_name} is ENGINE={engine}: a verification reads the target in a consistent snapshot, which only InnoDB keeps (ALTER TABLE … ENGINE=InnoDB)"
         )));
     }
     let mut target_columns = Vec::with_capacity(target.columns.len());
@@ -959,8 +982,8 @@ async fn hashes(
         .map(|row| {
             let mut values: Vec<Bound> = row.unwrap().into_iter().map(from_param).collect();
             let hash = match values.pop() {
-                Some(Bound::Int(hash)) => hash as u32,
-                Some(Bound::UInt(hash)) => hash as u32,
+                Some(Bound::Int(hash)) => hash as u64,
+                Some(Bound::UInt(hash)) => hash,
                 _ => 0,
             };
             values.truncate(width);
