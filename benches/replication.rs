@@ -51,6 +51,9 @@ enum Variant {
     /// The online copy of the dataset into an empty target, against mariadb-dump | mariadb,
     /// then again while the source takes the autocommit workload.
     Copy,
+    /// A verification of the dataset, idle and while the source takes the autocommit
+    /// workload, against CHECKSUM TABLE on both servers at once and pt-table-checksum.
+    Verify,
 }
 
 impl Variant {
@@ -60,6 +63,7 @@ impl Variant {
             Variant::Trx100 => "trx100",
             Variant::Insert => "insert",
             Variant::Copy => "copy",
+            Variant::Verify => "verify",
         }
     }
 
@@ -69,7 +73,10 @@ impl Variant {
             "trx100" => Variant::Trx100,
             "insert" => Variant::Insert,
             "copy" => Variant::Copy,
-            other => panic!("unknown variant {other}: use autocommit, trx100, insert, copy"),
+            "verify" => Variant::Verify,
+            other => {
+                panic!("unknown variant {other}: use autocommit, trx100, insert, copy, verify")
+            }
         }
     }
 }
@@ -93,6 +100,7 @@ fn args() -> Args {
             Variant::Trx100,
             Variant::Insert,
             Variant::Copy,
+            Variant::Verify,
         ],
         repetitions: 3,
         lag_seconds: 60,
@@ -851,26 +859,7 @@ async fn ottr_copy(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = load.then(|| {
-        let (source, stop) = (servers.source.port, stop.clone());
-        tokio::spawn(async move {
-            let url = format!("mysql://root@127.0.0.1:{source}");
-            let mut conn = Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-                .await
-                .unwrap();
-            let (mut random, mut keys, mut written) = (Random(0x0c09_2026), Keys::new(), 0u64);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut sql = String::new();
-                for _ in 0..50 {
-                    sql.push_str(&keys.statement(&mut random, Variant::Autocommit));
-                    sql.push(';');
-                }
-                conn.query_drop(&sql).await.unwrap();
-                written += 50;
-            }
-            written
-        })
-    });
+    let writer = load.then(|| spawn_load(&servers.source, 0x0c09_2026, stop.clone()));
     loop {
         let states: Vec<(String, Option<String>)> = meta
             .exec("SELECT state, last_error FROM v_copy WHERE job = ?", (job,))
@@ -954,6 +943,232 @@ async fn copy_figures(
     restore(&servers.target).await;
 }
 
+/// Writes the autocommit workload to the source, 50 statements a round, until `stop`;
+/// returns the statements written.
+fn spawn_load(
+    source: &MariaDb,
+    seed: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    let port = source.port;
+    tokio::spawn(async move {
+        let url = format!("mysql://root@127.0.0.1:{port}");
+        let mut conn = Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+            .await
+            .unwrap();
+        let (mut random, mut keys, mut written) = (Random(seed), Keys::new(), 0u64);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut sql = String::new();
+            for _ in 0..50 {
+                sql.push_str(&keys.statement(&mut random, Variant::Autocommit));
+                sql.push(';');
+            }
+            conn.query_drop(&sql).await.unwrap();
+            written += 50;
+        }
+        written
+    })
+}
+
+/// CHECKSUM TABLE of the dataset on both servers at once: seconds until both are done.
+async fn checksum_both(servers: &Servers) -> f64 {
+    let tables: Vec<String> = (1..=TABLES)
+        .map(|table| format!("{SCHEMA}.sbtest{table}"))
+        .collect();
+    let sql = format!("CHECKSUM TABLE {}", tables.join(", "));
+    let started = Instant::now();
+    let (mut a, mut b) = (servers.source.conn().await, servers.target.conn().await);
+    let (left, right) = tokio::join!(
+        a.query::<(String, Option<u64>), _>(&sql),
+        b.query::<(String, Option<u64>), _>(&sql)
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(
+        left.unwrap(),
+        right.unwrap(),
+        "the dataset is the same on both"
+    );
+    seconds
+}
+
+/// pt-table-checksum's chunk checksums of the dataset on both servers at once (each as its
+/// own master, no replicas): seconds, or None when it is not installed.
+fn pt_table_checksum(servers: &Servers) -> Option<f64> {
+    let found = std::process::Command::new("pt-table-checksum")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        eprintln!("pt-table-checksum not found (Debian: percona-toolkit): no second reference");
+        return None;
+    }
+    let started = Instant::now();
+    let runs: Vec<std::process::Child> = [servers.source.port, servers.target.port]
+        .iter()
+        .map(|port| {
+            std::process::Command::new("pt-table-checksum")
+                .args([
+                    &format!("h=127.0.0.1,P={port},u=root"),
+                    "--databases",
+                    SCHEMA,
+                    "--recursion-method=none",
+                    "--no-check-binlog-format",
+                    "--no-check-replication-filters",
+                    "--no-version-check",
+                    "--chunk-time=0.5",
+                    // its statement-format writes to percona.checksums stay out of the binlog
+                    // (ottr refuses statement-format DML, and nothing replicates from here)
+                    "--set-vars=sql_log_bin=0",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("run pt-table-checksum")
+        })
+        .collect();
+    for run in runs {
+        let status = run
+            .wait_with_output()
+            .expect("pt-table-checksum ends")
+            .status;
+        // its exit status is a bit mask of warnings; 255 is a failure
+        assert!(
+            status.code() != Some(255),
+            "pt-table-checksum failed: {status}"
+        );
+    }
+    Some(started.elapsed().as_secs_f64())
+}
+
+/// ottr's verification of the dataset, timed from `verify` to every table done; with
+/// `load`, the source takes the autocommit workload meanwhile. Returns seconds, rows
+/// compared, keys differing, keys unverified and the writes taken.
+async fn ottr_verify(servers: &Servers, meta: &mut Conn, load: bool) -> (f64, u64, u64, u64, u64) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = load.then(|| spawn_load(&servers.source, 0x0e1f_2026, stop.clone()));
+    if load {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let started = Instant::now();
+    let job: u64 = meta
+        .exec_first("CALL verify('bench', ?, NULL)", (SCHEMA,))
+        .await
+        .unwrap()
+        .unwrap();
+    let totals = loop {
+        let states: Vec<(String, Option<String>, u64, u64, u64)> = meta
+            .exec(
+                "SELECT state, last_error, rows_compared, rows_differing, rows_unverified FROM v_verify WHERE job = ?",
+                (job,),
+            )
+            .await
+            .unwrap();
+        if let Some(failed) = states.iter().find(|row| row.0 == "failed") {
+            panic!("the verification failed: {failed:?}");
+        }
+        if states.len() == TABLES && states.iter().all(|row| row.0 == "done") {
+            break states.iter().fold((0, 0, 0), |sum, row| {
+                (sum.0 + row.2, sum.1 + row.3, sum.2 + row.4)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = match writer {
+        Some(writer) => writer.await.unwrap(),
+        None => 0,
+    };
+    (seconds, totals.0, totals.1, totals.2, written)
+}
+
+/// The verify variant: CHECKSUM TABLE on both servers, pt-table-checksum on both, ottr's
+/// verification idle and under the autocommit workload; medians. A verification that
+/// reports a difference fails the benchmark: there is none.
+async fn verify_figures(
+    servers: &Servers,
+    url: &str,
+    meta: &mut Conn,
+    dir: &std::path::Path,
+    repetitions: usize,
+    figures: &mut Vec<Figure>,
+) {
+    let rows = TABLES as u64 * TABLE_ROWS;
+    restore(&servers.source).await;
+    restore(&servers.target).await;
+    let end = binlog_end(&servers.source).await;
+    meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    meta.exec_drop(
+        "CALL reset_position('bench', ?)",
+        (format!("{}:{}", end.file, end.offset),),
+    )
+    .await
+    .unwrap();
+    meta.query_drop(
+        "CALL set_pipeline_option('bench', 'heartbeat_ms', '1000'); CALL start_channel('bench')",
+    )
+    .await
+    .unwrap();
+    let mut node = NodeProcess::spawn(url, "bench-verify", dir, &[("OTTR_LOG", "warn")]);
+    loop {
+        let listed: Option<u64> = meta
+            .query_first("SELECT COUNT(*) FROM source_table")
+            .await
+            .unwrap();
+        if listed == Some(TABLES as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut checksum, mut pt, mut idle, mut loaded) = (vec![], vec![], vec![], vec![]);
+    for repetition in 1..=repetitions {
+        let summed = checksum_both(servers).await;
+        let percona = pt_table_checksum(servers);
+        let (seconds, compared, differing, unverified, _) = ottr_verify(servers, meta, false).await;
+        assert_eq!(differing, 0, "no false difference when idle");
+        let (under_load, compared_load, differing_load, unverified_load, written) =
+            ottr_verify(servers, meta, true).await;
+        assert_eq!(differing_load, 0, "no false difference under load");
+        eprintln!(
+            "verify run {repetition}: CHECKSUM TABLE on both {summed:.2} s, pt-table-checksum on both {}, ottr verify {seconds:.2} s ({compared} rows, {unverified} unverified), under load {under_load:.2} s ({compared_load} rows, {unverified_load} unverified, {written} source writes meanwhile), 0 differences",
+            percona.map_or("n/a".to_owned(), |s| format!("{s:.2} s"))
+        );
+        checksum.push(summed);
+        pt.extend(percona);
+        idle.push(seconds);
+        loaded.push(under_load);
+        converge(
+            &servers.source,
+            &servers.target,
+            Duration::from_secs(120),
+            "after the verification under load",
+        )
+        .await;
+    }
+    for (system, values) in [
+        ("checksum_table", &mut checksum),
+        ("pt_checksum", &mut pt),
+        ("ottr_verify", &mut idle),
+        ("ottr_verify_load", &mut loaded),
+    ] {
+        if values.is_empty() {
+            continue;
+        }
+        let seconds = median(values);
+        figures.push(Figure {
+            variant: "verify".into(),
+            system,
+            rows,
+            seconds,
+            rows_per_s: rows as f64 / seconds,
+        });
+    }
+    meta.query_drop("CALL stop_channel('bench')").await.unwrap();
+    node.terminate();
+    // the catch-up variants start from the dataset on both
+    restore(&servers.source).await;
+    restore(&servers.target).await;
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     values[values.len() / 2]
@@ -986,6 +1201,18 @@ async fn main() {
     // One variant at a time: its workload is the end of the source's binlog while it is
     // replayed, so that every copy can be compared with the source as it is.
     for variant in &args.variants {
+        if *variant == Variant::Verify {
+            verify_figures(
+                &servers,
+                &url,
+                &mut meta,
+                &dir,
+                args.repetitions,
+                &mut figures,
+            )
+            .await;
+            continue;
+        }
         if *variant == Variant::Copy {
             copy_figures(
                 &servers,
@@ -1121,6 +1348,17 @@ fn print_and_save(figures: &[Figure]) {
                 "copy: {system} / mariadb-dump | mariadb = {:.2}x",
                 ottr / dump
             );
+        }
+    }
+    for system in ["ottr_verify", "ottr_verify_load"] {
+        for reference in ["checksum_table", "pt_checksum"] {
+            if let (Some(ottr), Some(base)) = (by("verify", system), by("verify", reference)) {
+                let _ = writeln!(
+                    table,
+                    "verify: {system} / {reference} = {:.2}x",
+                    ottr / base
+                );
+            }
         }
     }
     for variant in ["autocommit", "trx100", "insert"] {

@@ -21,6 +21,9 @@
 //! Beside the stream, [`pipeline::copy`] copies live tables (jobs of `copy_tables`): chunks
 //! read between watermarks on the source, spliced into the stream at their high watermark, and
 //! applied there by Load with their progress (see `pipeline::copy::splice`).
+//! [`pipeline::verify`] compares live tables the same way: a chunk's aggregate read between
+//! watermarks on the source, and in a target snapshot the stream starts at the high
+//! watermark; differing keys compared value by value, and repaired as copy chunks of keys.
 //!
 //! After each batch the pipeline writes the position to the metadata (fenced by its lease's
 //! token), lag ([`pipeline::heartbeat`]) and statistics ([`pipeline::stats`]).

@@ -410,22 +410,57 @@ async fn bad_verification_requests_are_refused_by_name() {
     assert!(error.contains("unknown verification job 424242"), "{error}");
     let error = refused("CALL set_pipeline_option('v_bad', 'verify_schedule', 'soon')").await;
     assert!(error.contains("verify_schedule"), "{error}");
-    // a schedule starts verifications by itself
+    // a schedule starts verifications by itself, and verify_repair repairs what they find
+    target()
+        .run("UPDATE v_bad.t SET note = 'drifted' WHERE id = 7")
+        .await;
     install
         .meta
-        .query_drop("CALL set_pipeline_option('v_bad', 'verify_schedule', '*/2 * * * * *')")
+        .query_drop(
+            "CALL set_pipeline_option('v_bad', 'verify_repair', 'on');
+             CALL set_pipeline_option('v_bad', 'verify_schedule', '*/2 * * * * *');",
+        )
         .await
         .unwrap();
-    eventually!(Duration::from_secs(60), "a scheduled verification", {
+    let job = eventually!(Duration::from_secs(60), "a scheduled verification", {
         let done: Option<u64> = install
             .meta
-            .query_first(
-                "SELECT job FROM v_verify WHERE origin = 'schedule' AND state = 'done' LIMIT 1",
-            )
+            .query_first("SELECT job FROM v_verify WHERE origin = 'schedule' AND state = 'done' ORDER BY job LIMIT 1")
             .await
             .unwrap();
         done
     });
+    let mut last: Vec<(String, String, Option<String>, Option<String>)>;
+    eventually!(
+        Duration::from_secs(60),
+        "the drifted row repaired by verify_repair",
+        {
+            last = install
+                .meta
+                .exec(
+                    "SELECT row_key, kind, columns, repair FROM v_verify_diff WHERE job = ?",
+                    (job,),
+                )
+                .await
+                .unwrap();
+            (last
+                == [(
+                    "7".to_owned(),
+                    "different".to_owned(),
+                    Some("note".to_owned()),
+                    Some("repaired".to_owned()),
+                )])
+                .then_some(())
+        },
+        else format!("{last:?}")
+    );
+    let note: Option<String> = target()
+        .conn()
+        .await
+        .query_first("SELECT note FROM v_bad.t WHERE id = 7")
+        .await
+        .unwrap();
+    assert_eq!(note.as_deref(), Some("row 7"));
     install
         .meta
         .query_drop("CALL stop_channel('v_bad')")

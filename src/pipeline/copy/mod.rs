@@ -20,7 +20,7 @@ pub use splice::{
     ChunkProgress, KeyText, Marks, Outcome, Piece, ReadChunk, Splicer, VerifyWindow, WindowEnd,
     key_text, row_key,
 };
-pub(crate) use task::{Rate, key_json, table_meta, wait_for_lag};
+pub(crate) use task::{Rate, key_json, retried, table_meta, wait_for_lag};
 
 use crate::config::PipelineConfig;
 use crate::error::{Result, chain};

@@ -147,28 +147,13 @@ impl TableCopy {
     }
 
     async fn run(self) {
-        let mut tries = 0;
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let error = match self.copy().await {
-                Ok(Finished::Done | Finished::Stopped) => return,
-                Err(error) => error,
-            };
-            tries += 1;
-            let text = format!(
-                "copy job {} table {}: {}",
-                self.work.job,
-                self.name(),
-                chain(&error)
-            );
-            if error.class() == ErrorClass::Transient && tries < RETRIES {
-                warn!(pipeline = %self.shared.pipeline, error = %text, "copy failed, trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
+        let what = format!("copy job {} table {}", self.work.job, self.name());
+        let copied = retried(self.shared.pipeline, &what, || async {
+            self.copy().await.map(|_: Finished| ())
+        })
+        .await;
+        if let Err(error) = copied {
             self.fail(&error).await;
-            return;
         }
     }
 
@@ -569,6 +554,35 @@ impl TableCopy {
                 done,
             },
         ))
+    }
+}
+
+/// Runs `attempt` until it succeeds or fails for good: an error that goes away by itself is
+/// tried again, up to [`RETRIES`] times in a row with a growing pause, and logged with `what`
+/// (a copy's or a verification's table). Returns the error it gave up on.
+pub(crate) async fn retried<F, Fut>(
+    pipeline: crate::model::PipelineId,
+    what: &str,
+    mut attempt: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut tries = 0;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let error = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        tries += 1;
+        if error.class() != ErrorClass::Transient || tries >= RETRIES {
+            return Err(error);
+        }
+        warn!(pipeline = %pipeline, error = %format!("{what}: {}", chain(&error)), "failed, trying again");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

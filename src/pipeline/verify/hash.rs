@@ -4,15 +4,16 @@
 //!
 //! - Only the pair's mapped columns, in the target's order, under the target's names on
 //!   the target and the source's on the source.
-//! - Each value as text: character columns converted to utf8mb4 (so a column stored in
-//!   latin1 on one side and utf8mb4 on the other compares equal when its characters are),
-//!   binary columns (BINARY, BLOB, BIT, spatial) as HEX, everything else as the server
-//!   writes it in a UTC session (numbers, DECIMAL with its scale, dates, TIMESTAMP in UTC).
-//! - A row's hash is the first 64 bits of the MD5 of those texts joined (character values
-//!   prefixed with their length, so that no separator inside a value can shift one value
-//!   into the next) and of which values are NULL; a chunk's is the COUNT and BIT_XOR of its
-//!   rows' hashes. Not CRC32: CRC is linear over XOR, so the same change made to two rows of
-//!   the same length would cancel out in BIT_XOR; MD5's bits do not.
+//! - Each value as text: character columns as their utf8mb4 bytes (converted when stored in
+//!   another character set, so a column in latin1 on one side and utf8mb4 on the other
+//!   compares equal when its characters are), binary columns (BINARY, BLOB, BIT, spatial) as
+//!   their bytes (HEX when compared value by value), everything else as the server writes it
+//!   in a UTC session (numbers, DECIMAL with its scale, dates, TIMESTAMP in UTC).
+//! - A row's hash is the first 64 bits of the MD5 of those texts joined (character and
+//!   binary values preceded by their length, so that no separator inside a value can shift
+//!   one value into the next) and of which values are NULL; a chunk's is the COUNT and
+//!   BIT_XOR of its rows' hashes. Not CRC32: CRC is linear over XOR, so the same change made
+//!   to two rows of the same length would cancel out in BIT_XOR; MD5's bits do not.
 //!
 //! What cannot differ, by construction: collation (values are compared as bytes, not by a
 //! collation: `a` and `A` differ even under a case-insensitive collation), trailing spaces
@@ -28,19 +29,24 @@ use crate::sql::quote;
 /// How a column's value is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Characters: converted to utf8mb4 and compared as bytes.
+    /// Characters in utf8mb4 (or utf8mb3, or ASCII: the same bytes): compared as bytes.
+    Utf8,
+    /// Characters in another character set: converted to utf8mb4, compared as bytes.
     Text,
-    /// Bytes: as HEX.
+    /// Bytes: compared as bytes (as HEX value by value).
     Binary,
     /// Numbers, dates and times: as the server writes them.
     Plain,
 }
 
-/// The kind of an `information_schema.COLUMNS.DATA_TYPE`.
-pub fn kind_of(data_type: &str) -> Kind {
+/// The kind of an `information_schema.COLUMNS.DATA_TYPE` of `CHARACTER_SET_NAME`.
+pub fn kind_of(data_type: &str, charset: Option<&str>) -> Kind {
     match data_type.to_ascii_lowercase().as_str() {
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
-        | "json" => Kind::Text,
+        | "json" => match charset.map(str::to_ascii_lowercase).as_deref() {
+            Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii") => Kind::Utf8,
+            _ => Kind::Text,
+        },
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit"
         | "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
         | "multipolygon" | "geometrycollection" | "geomcollection" => Kind::Binary,
@@ -86,17 +92,20 @@ impl Side {
 
     /// The row's hash: an unsigned 64-bit number.
     pub fn row_hash(&self) -> String {
-        let mut parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|(name, kind)| {
-                let value = value(name, *kind);
-                match kind {
-                    Kind::Text => format!("CONCAT(LENGTH({value}), ':', {value})"),
-                    _ => value,
+        let mut parts: Vec<String> = Vec::with_capacity(self.columns.len() * 2 + 1);
+        for (name, kind) in &self.columns {
+            let column = quote(name);
+            let bytes = match kind {
+                Kind::Plain => {
+                    parts.push(column);
+                    continue;
                 }
-            })
-            .collect();
+                Kind::Utf8 | Kind::Binary => format!("CAST({column} AS BINARY)"),
+                Kind::Text => format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
+            };
+            parts.push(format!("LENGTH({bytes})"));
+            parts.push(bytes);
+        }
         let nulls: Vec<String> = self
             .columns
             .iter()
@@ -114,6 +123,7 @@ impl Side {
 fn value(name: &str, kind: Kind) -> String {
     let column = quote(name);
     match kind {
+        Kind::Utf8 => format!("CAST({column} AS BINARY)"),
         Kind::Text => format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
         Kind::Binary => format!("HEX({column})"),
         Kind::Plain => format!("CAST({column} AS CHAR)"),
@@ -128,9 +138,10 @@ mod tests {
         Side {
             table: "`s`.`t`".into(),
             columns: vec![
-                ("id".into(), kind_of("int")),
-                ("na`me".into(), kind_of("VARCHAR")),
-                ("data".into(), kind_of("blob")),
+                ("id".into(), kind_of("int", None)),
+                ("na`me".into(), kind_of("VARCHAR", Some("latin1"))),
+                ("data".into(), kind_of("blob", None)),
+                ("title".into(), kind_of("text", Some("utf8mb4"))),
             ],
             key: vec![0],
         }
@@ -138,12 +149,12 @@ mod tests {
 
     #[test]
     fn kinds_follow_the_column_types() {
-        assert_eq!(kind_of("longtext"), Kind::Text);
-        assert_eq!(kind_of("enum"), Kind::Text);
-        assert_eq!(kind_of("varbinary"), Kind::Binary);
-        assert_eq!(kind_of("bit"), Kind::Binary);
-        assert_eq!(kind_of("decimal"), Kind::Plain);
-        assert_eq!(kind_of("timestamp"), Kind::Plain);
+        assert_eq!(kind_of("longtext", Some("utf8mb4")), Kind::Utf8);
+        assert_eq!(kind_of("enum", Some("latin1")), Kind::Text);
+        assert_eq!(kind_of("varbinary", None), Kind::Binary);
+        assert_eq!(kind_of("bit", None), Kind::Binary);
+        assert_eq!(kind_of("decimal", None), Kind::Plain);
+        assert_eq!(kind_of("timestamp", None), Kind::Plain);
     }
 
     #[test]
@@ -151,9 +162,11 @@ mod tests {
         let side = side();
         assert_eq!(
             side.row_hash(),
-            "CAST(CONV(LEFT(MD5(CONCAT_WS('|', CAST(`id` AS CHAR), \
-             CONCAT(LENGTH(CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), ':', CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), \
-             HEX(`data`), CONCAT(ISNULL(`id`), ISNULL(`na``me`), ISNULL(`data`)))), 16), 16, 10) AS UNSIGNED)"
+            "CAST(CONV(LEFT(MD5(CONCAT_WS('|', `id`, \
+             LENGTH(CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY), \
+             LENGTH(CAST(`data` AS BINARY)), CAST(`data` AS BINARY), \
+             LENGTH(CAST(`title` AS BINARY)), CAST(`title` AS BINARY), \
+             CONCAT(ISNULL(`id`), ISNULL(`na``me`), ISNULL(`data`), ISNULL(`title`)))), 16), 16, 10) AS UNSIGNED)"
         );
         assert_eq!(side.key_list(), "`id`");
         assert_eq!(side.values()[2], "HEX(`data`)");

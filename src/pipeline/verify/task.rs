@@ -5,13 +5,14 @@
 use super::Shared;
 use super::compare::{self, Found, Hashed};
 use super::hash::{Side, kind_of};
-use crate::error::{Error, ErrorClass, Result, chain};
+use crate::error::{Error, Result, chain};
 use crate::meta::verify::{Diff, VerifyCounts, VerifyWork};
 use crate::meta::{self, EventLevel};
 use crate::model::{BinlogFilePos, EventKind, PipelineKey, TableId};
 use crate::pipeline::connect;
 use crate::pipeline::copy::{
-    KeyText, Outcome, Rate, ReadChunk, VerifyWindow, key_json, key_text, row_key, table_meta,
+    KeyText, Outcome, Rate, ReadChunk, VerifyWindow, key_json, key_text, retried, row_key,
+    table_meta,
 };
 use crate::pipeline::extract::pair_for;
 use crate::pipeline::select::{BinlogReader, ReaderOptions, SourceEvent};
@@ -31,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 const PRIMARY_KEY: &str = "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX";
@@ -55,7 +56,6 @@ const HIGH_WATERMARK_WAIT: Duration = Duration::from_secs(600);
 /// Two-way: how many row changes of the target's binlog a window reads at most to tell the
 /// keys in flight; past that, its keys are compared again later.
 const MAX_IN_FLIGHT_ROWS: usize = 2_000_000;
-const RETRIES: u32 = 8;
 
 /// The table as both sides read it.
 pub(super) struct Described {
@@ -564,26 +564,10 @@ impl TableVerify {
     }
 
     async fn run(self) {
-        let mut tries = 0;
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let error = match self.verify().await {
-                Ok(()) => return,
-                Err(error) => error,
-            };
-            tries += 1;
-            let text = format!(
-                "verification {} table {}: {}",
-                self.work.job,
-                self.name(),
-                chain(&error)
-            );
-            if error.class() == ErrorClass::Transient && tries < RETRIES {
-                warn!(pipeline = %self.shared.pipeline, error = %text, "verification failed, trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
+        let what = format!("verification {} table {}", self.work.job, self.name());
+        let verified = retried(self.shared.pipeline, &what, || self.verify()).await;
+        if let Err(error) = verified {
+            let text = format!("{what}: {}", chain(&error));
             warn!(pipeline = %self.shared.pipeline, error = %text, "verification failed");
             if let Err(error) =
                 meta::verify::verify_failed(&self.shared.meta, &self.work, &chain(&error)).await
@@ -592,7 +576,6 @@ impl TableVerify {
             }
             self.log(EventLevel::Error, EventKind::VerifyFailed, &text)
                 .await;
-            return;
         }
     }
 
@@ -725,7 +708,7 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
     let name = id.to_string();
     let params = (&id.schema, &id.table);
     let fail = on_side(&shared, true, &format!("describe {name}"));
-    let columns: Vec<(String, String)> =
+    let columns: Vec<(String, String, Option<String>)> =
         windows.source.exec(COLUMNS, params).await.map_err(&fail)?;
     if columns.is_empty() {
         return Err(Error::Precheck(format!(
@@ -748,7 +731,7 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
         .exec_first(ESTIMATE, params)
         .await
         .map_err(&fail)?;
-    let all_columns: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+    let all_columns: Vec<String> = columns.iter().map(|(name, ..)| name.clone()).collect();
     let meta = table_meta(id, &all_columns, &key)?;
     let pair = pair_for(&config.table_pairs, id).ok_or_else(|| {
         Error::Precheck(format!(
@@ -758,7 +741,7 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
     })?;
     let (target, sources) = target_of(pair, &meta).map_err(Error::Precheck)?;
     let target_name = format!("{}.{}", target.schema, target.table);
-    let present: Vec<(String, String)> = windows
+    let present: Vec<(String, String, Option<String>)> = windows
         .target()
         .await?
         .exec(COLUMNS, (&target.schema, &target.table))
@@ -784,19 +767,22 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
     }
     let mut target_columns = Vec::with_capacity(target.columns.len());
     for column in &target.columns {
-        let (name, data_type) = present
+        let (name, data_type, charset) = present
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(column))
+            .find(|(name, ..)| name.eq_ignore_ascii_case(column))
             .ok_or_else(|| {
                 Error::Precheck(format!(
                     "target table {target_name} has no column {column}: the pair writes it"
                 ))
             })?;
-        target_columns.push((name.clone(), kind_of(data_type)));
+        target_columns.push((name.clone(), kind_of(data_type, charset.as_deref())));
     }
     let source_columns = sources
         .iter()
-        .map(|index| (columns[*index].0.clone(), kind_of(&columns[*index].1)))
+        .map(|index| {
+            let (name, data_type, charset) = &columns[*index];
+            (name.clone(), kind_of(data_type, charset.as_deref()))
+        })
         .collect();
     Ok(Described {
         id: id.clone(),
@@ -858,70 +844,91 @@ async fn compare_chunk(
     table: &Described,
     range: &Range<'_>,
 ) -> Result<Compared> {
-    // the aggregates
+    let (on_source, on_target) = at_one_point(windows, table, range, Pass::Aggregate).await?;
+    let (Read::Aggregate(on_source), Read::Aggregate(on_target)) = (on_source, on_target) else {
+        unreachable!("an aggregate pass reads aggregates");
+    };
+    if on_source == on_target {
+        return Ok(Compared {
+            rows: on_source.0,
+            diffs: Vec::new(),
+        });
+    }
+    let (Read::Hashes(source_keys), Read::Hashes(target_keys)) =
+        at_one_point(windows, table, range, Pass::Hashes).await?
+    else {
+        unreachable!("a hashes pass reads hashes");
+    };
+    let differing = compare::differing_keys(source_keys, target_keys);
+    let diffs = windows.recheck(table, differing).await?;
+    Ok(Compared {
+        rows: on_source.0,
+        diffs,
+    })
+}
+
+/// What a pass reads of a chunk on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// COUNT and BIT_XOR of the row hashes.
+    Aggregate,
+    /// Each key and its row's hash.
+    Hashes,
+}
+
+enum Read {
+    Aggregate((u64, u64)),
+    Hashes(Vec<Hashed>),
+}
+
+impl Pass {
+    async fn read(
+        self,
+        conn: &mut Conn,
+        side: &Side,
+        range: &Range<'_>,
+    ) -> std::result::Result<Read, mysql_async::Error> {
+        Ok(match self {
+            Pass::Aggregate => Read::Aggregate(aggregate(conn, side, range).await?),
+            Pass::Hashes => Read::Hashes(hashes(conn, side, range).await?),
+        })
+    }
+}
+
+/// Reads a pass of the chunk on the source between two watermarks, and on the target in the
+/// snapshot taken at the high one; a spoiled window is taken again.
+async fn at_one_point(
+    windows: &mut Windows,
+    table: &Described,
+    range: &Range<'_>,
+    pass: Pass,
+) -> Result<(Read, Read)> {
     let mut retakes = 0;
-    let (rows, equal) = loop {
+    loop {
         let mark = windows.low().await?;
-        let on_source = aggregate(&mut windows.source, &table.source, range).await;
-        let on_source = match on_source {
+        let on_source = match pass.read(&mut windows.source, &table.source, range).await {
             Ok(read) => read,
             Err(error) => {
                 windows.forget(mark);
                 return Err(windows.source_error("read a verification chunk", error));
             }
         };
-        let Some(_changed) = windows.high(mark).await? else {
+        if windows.high(mark).await?.is_none() {
             retakes += 1;
             if retakes >= RETAKES {
                 return Err(retaken(table));
             }
             continue;
-        };
+        }
         let target = windows.target.as_mut().expect("connected");
-        let on_target = aggregate(target, &table.target, range).await;
+        let on_target = pass.read(target, &table.target, range).await;
         windows.end_snapshot().await?;
         let on_target = on_target.map_err(|error| {
             windows.target = None;
             windows.target_error("read a verification chunk", error)
         })?;
-        break (on_source.0, on_source == on_target);
-    };
-    if equal {
-        return Ok(Compared {
-            rows,
-            diffs: Vec::new(),
-        });
+        return Ok((on_source, on_target));
     }
-    // keys and hashes: which keys differ
-    let mut retakes = 0;
-    let differing = loop {
-        let mark = windows.low().await?;
-        let on_source = hashes(&mut windows.source, &table.source, range).await;
-        let on_source = match on_source {
-            Ok(read) => read,
-            Err(error) => {
-                windows.forget(mark);
-                return Err(windows.source_error("read a verification chunk's keys", error));
-            }
-        };
-        let Some(_changed) = windows.high(mark).await? else {
-            retakes += 1;
-            if retakes >= RETAKES {
-                return Err(retaken(table));
-            }
-            continue;
-        };
-        let target = windows.target.as_mut().expect("connected");
-        let on_target = hashes(target, &table.target, range).await;
-        windows.end_snapshot().await?;
-        let on_target = on_target.map_err(|error| {
-            windows.target = None;
-            windows.target_error("read a verification chunk's keys", error)
-        })?;
-        break compare::differing_keys(on_source, on_target);
-    };
-    let diffs = windows.recheck(table, differing).await?;
-    Ok(Compared { rows, diffs })
 }
 
 fn retaken(table: &Described) -> Error {
