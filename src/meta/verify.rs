@@ -49,8 +49,12 @@ const REFRESH_COUNTS: &str = "UPDATE verify_table t SET \
      WHERE t.job_id = ? AND t.source_schema = ? AND t.source_table = ?";
 const LAST_SCHEDULED: &str = "SELECT CAST(UNIX_TIMESTAMP(MAX(created_at)) AS SIGNED) FROM verify_job \
      WHERE pipeline_id = ? AND origin = 'schedule'";
+/// A scheduled verification starts only when the last one is over.
 const SCHEDULE_JOB: &str = "INSERT INTO verify_job (pipeline_id, origin, repair, created_by) \
-     SELECT p.id, 'schedule', p.verify_repair, 'verify_schedule' FROM pipeline p WHERE p.id = ?";
+     SELECT p.id, 'schedule', p.verify_repair, 'verify_schedule' FROM pipeline p WHERE p.id = ? \
+     AND NOT EXISTS (SELECT 1 FROM verify_job j JOIN verify_table t ON t.job_id = j.id \
+       WHERE j.pipeline_id = p.id AND j.origin = 'schedule' AND j.requested = 'run' \
+       AND t.state IN ('queued', 'verifying'))";
 const SCHEDULE_TABLES: &str = "INSERT INTO verify_table (job_id, source_schema, source_table, rows_estimated) \
      SELECT ?, source_schema, source_table, rows_estimated FROM source_table WHERE pipeline_id = ?";
 
@@ -335,8 +339,9 @@ pub async fn last_scheduled(meta: &MetaDb, pipeline: PipelineId) -> Result<Optio
     .await
 }
 
-/// Starts a scheduled verification of every paired source table the pipeline last listed.
-pub async fn schedule_verification(meta: &MetaDb, pipeline: PipelineId) -> Result<u64> {
+/// Starts a scheduled verification of every paired source table the pipeline last listed,
+/// unless the last scheduled one is still running (None).
+pub async fn schedule_verification(meta: &MetaDb, pipeline: PipelineId) -> Result<Option<u64>> {
     let context = "cannot start a scheduled verification";
     let mut conn = meta.conn().await?;
     timed(context, async {
@@ -348,6 +353,10 @@ pub async fn schedule_verification(meta: &MetaDb, pipeline: PipelineId) -> Resul
             .exec_drop(SCHEDULE_JOB, (pipeline.0,))
             .await
             .map_err(fail(context))?;
+        if transaction.affected_rows() == 0 {
+            transaction.commit().await.map_err(fail(context))?;
+            return Ok(None);
+        }
         let job = transaction
             .last_insert_id()
             .ok_or_else(|| Error::Precheck("a scheduled verification got no id".into()))?;
@@ -356,7 +365,7 @@ pub async fn schedule_verification(meta: &MetaDb, pipeline: PipelineId) -> Resul
             .await
             .map_err(fail(context))?;
         transaction.commit().await.map_err(fail(context))?;
-        Ok(job)
+        Ok(Some(job))
     })
     .await
 }

@@ -239,8 +239,10 @@ impl Verifier {
             .after(&after)
             .next()
             .is_some_and(|next| next.timestamp() <= now_s());
-        if due {
-            let job = meta::verify::schedule_verification(&shared.meta, shared.pipeline).await?;
+        if due
+            && let Some(job) =
+                meta::verify::schedule_verification(&shared.meta, shared.pipeline).await?
+        {
             tracing::info!(pipeline = %shared.pipeline, job, "scheduled verification started");
         }
         Ok(())
