@@ -309,7 +309,19 @@ impl MariaDb {
             self.port
         ))
         .unwrap();
-        Conn::new(opts).await.expect("connect to the test server")
+        match Conn::new(opts).await {
+            Ok(conn) => conn,
+            // a server that died (it has been seen to crash): its log says why
+            Err(error) => {
+                let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                panic!(
+                    "connect to the test server on port {}: {error}\nthe end of its error.log:\n{}",
+                    self.port,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            }
+        }
     }
 }
 
