@@ -11,7 +11,9 @@
 //!   in a UTC session (numbers, DECIMAL with its scale, dates, TIMESTAMP in UTC).
 //! - A row's hash is the first 64 bits of the MD5 of those texts joined (character and
 //!   binary values preceded by their length, so that no separator inside a value can shift
-//!   one value into the next) and of which values are NULL; a chunk's is the COUNT and
+//!   one value into the next; TEXT, BLOB and JSON values as their own MD5, so that large
+//!   values never make the joined text longer than `max_allowed_packet`, which would make it
+//!   NULL) and of which values are NULL; a chunk's is the COUNT and
 //!   BIT_XOR of its rows' hashes. Not CRC32: CRC is linear over XOR, so the same change made
 //!   to two rows of the same length would cancel out in BIT_XOR; MD5's bits do not.
 //!
@@ -37,11 +39,44 @@ pub enum Kind {
     Binary,
     /// Numbers, dates and times: as the server writes them.
     Plain,
+    /// The same as [`Kind::Utf8`], [`Kind::Text`], [`Kind::Binary`], for a TEXT, BLOB or JSON
+    /// column (on either side): hashed as the MD5 of its bytes, so that a row of large values
+    /// never makes the joined text longer than `max_allowed_packet` (it would be NULL: no
+    /// hash at all).
+    Utf8Long,
+    TextLong,
+    BinaryLong,
+}
+
+impl Kind {
+    pub fn is_long(self) -> bool {
+        matches!(self, Kind::Utf8Long | Kind::TextLong | Kind::BinaryLong)
+    }
+
+    /// The long variant of this kind (a number stays as it is).
+    pub fn long(self) -> Kind {
+        match self {
+            Kind::Utf8 | Kind::Utf8Long => Kind::Utf8Long,
+            Kind::Text | Kind::TextLong => Kind::TextLong,
+            Kind::Binary | Kind::BinaryLong => Kind::BinaryLong,
+            Kind::Plain => Kind::Plain,
+        }
+    }
 }
 
 /// The kind of an `information_schema.COLUMNS.DATA_TYPE` of `CHARACTER_SET_NAME`.
 pub fn kind_of(data_type: &str, charset: Option<&str>) -> Kind {
-    match data_type.to_ascii_lowercase().as_str() {
+    let data_type = data_type.to_ascii_lowercase();
+    let kind = short_kind_of(&data_type, charset);
+    if data_type.ends_with("text") || data_type.ends_with("blob") || data_type == "json" {
+        kind.long()
+    } else {
+        kind
+    }
+}
+
+fn short_kind_of(data_type: &str, charset: Option<&str>) -> Kind {
+    match data_type {
         "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
         | "json" => match charset.map(str::to_ascii_lowercase).as_deref() {
             Some("utf8mb4" | "utf8mb3" | "utf8" | "ascii") => Kind::Utf8,
@@ -100,11 +135,20 @@ impl Side {
                     parts.push(column);
                     continue;
                 }
-                Kind::Utf8 | Kind::Binary => format!("CAST({column} AS BINARY)"),
-                Kind::Text => format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
+                Kind::Utf8 | Kind::Binary | Kind::Utf8Long | Kind::BinaryLong => {
+                    format!("CAST({column} AS BINARY)")
+                }
+                Kind::Text | Kind::TextLong => {
+                    format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)")
+                }
             };
-            parts.push(format!("LENGTH({bytes})"));
-            parts.push(bytes);
+            if kind.is_long() {
+                // 32 hex digits: no separator inside, never too long
+                parts.push(format!("MD5({bytes})"));
+            } else {
+                parts.push(format!("LENGTH({bytes})"));
+                parts.push(bytes);
+            }
         }
         let nulls: Vec<String> = self
             .columns
@@ -123,9 +167,9 @@ impl Side {
 fn value(name: &str, kind: Kind) -> String {
     let column = quote(name);
     match kind {
-        Kind::Utf8 => format!("CAST({column} AS BINARY)"),
-        Kind::Text => format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
-        Kind::Binary => format!("HEX({column})"),
+        Kind::Utf8 | Kind::Utf8Long => format!("CAST({column} AS BINARY)"),
+        Kind::Text | Kind::TextLong => format!("CAST(CONVERT({column} USING utf8mb4) AS BINARY)"),
+        Kind::Binary | Kind::BinaryLong => format!("HEX({column})"),
         Kind::Plain => format!("CAST({column} AS CHAR)"),
     }
 }
@@ -149,10 +193,13 @@ mod tests {
 
     #[test]
     fn kinds_follow_the_column_types() {
-        assert_eq!(kind_of("longtext", Some("utf8mb4")), Kind::Utf8);
+        assert_eq!(kind_of("longtext", Some("utf8mb4")), Kind::Utf8Long);
+        assert_eq!(kind_of("varchar", Some("utf8mb4")), Kind::Utf8);
+        assert_eq!(kind_of("json", Some("utf8mb4")), Kind::Utf8Long);
         assert_eq!(kind_of("enum", Some("latin1")), Kind::Text);
         assert_eq!(kind_of("varbinary", None), Kind::Binary);
         assert_eq!(kind_of("bit", None), Kind::Binary);
+        assert_eq!(kind_of("mediumblob", None), Kind::BinaryLong);
         assert_eq!(kind_of("decimal", None), Kind::Plain);
         assert_eq!(kind_of("timestamp", None), Kind::Plain);
     }
@@ -164,8 +211,7 @@ mod tests {
             side.row_hash(),
             "CAST(CONV(LEFT(MD5(CONCAT_WS('|', `id`, \
              LENGTH(CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY)), CAST(CONVERT(`na``me` USING utf8mb4) AS BINARY), \
-             LENGTH(CAST(`data` AS BINARY)), CAST(`data` AS BINARY), \
-             LENGTH(CAST(`title` AS BINARY)), CAST(`title` AS BINARY), \
+             MD5(CAST(`data` AS BINARY)), MD5(CAST(`title` AS BINARY)), \
              CONCAT(ISNULL(`id`), ISNULL(`na``me`), ISNULL(`data`), ISNULL(`title`)))), 16), 16, 10) AS UNSIGNED)"
         );
         assert_eq!(side.key_list(), "`id`");

@@ -4,7 +4,7 @@
 
 use super::Shared;
 use super::compare::{self, Found, Hashed};
-use super::hash::{Side, kind_of};
+use super::hash::{Kind, Side, kind_of};
 use crate::error::{Error, Result, chain};
 use crate::meta::verify::{Diff, VerifyCounts, VerifyWork};
 use crate::meta::{self, EventLevel};
@@ -777,13 +777,20 @@ pub(super) async fn describe(windows: &mut Windows, id: &TableId) -> Result<Desc
             })?;
         target_columns.push((name.clone(), kind_of(data_type, charset.as_deref())));
     }
-    let source_columns = sources
+    let mut source_columns: Vec<(String, Kind)> = sources
         .iter()
         .map(|index| {
             let (name, data_type, charset) = &columns[*index];
             (name.clone(), kind_of(data_type, charset.as_deref()))
         })
         .collect();
+    // a long column on either side is hashed as one on both: the same expression
+    for (source, target) in source_columns.iter_mut().zip(target_columns.iter_mut()) {
+        if source.1.is_long() || target.1.is_long() {
+            source.1 = source.1.long();
+            target.1 = target.1.long();
+        }
+    }
     Ok(Described {
         id: id.clone(),
         source: Side {
