@@ -487,6 +487,53 @@ async fn names_with_a_backtick_a_quote_and_a_backslash_are_copied_as_they_are() 
     .await;
     copied(&mut copy, job, Duration::from_secs(60)).await;
     identical("c_odd.`we``ird'name`", "c_odd.`we``ird'name`").await;
+    // verified and repaired under the same names
+    target()
+        .run(r"UPDATE c_odd.`we``ird'name` SET `va``l'ue` = 'x' WHERE id = 1")
+        .await;
+    let job: u64 = copy
+        .meta
+        .exec_first("CALL verify('c_odd', 'c_odd', ?)", ("we`ird'name",))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut found: Vec<(String, String, Option<String>)>;
+    eventually!(
+        Duration::from_secs(60),
+        "the verification to find the changed row",
+        {
+            let done: Option<String> = copy
+                .meta
+                .exec_first("SELECT state FROM v_verify WHERE job = ?", (job,))
+                .await
+                .unwrap();
+            assert_ne!(done.as_deref(), Some("failed"));
+            found = copy
+                .meta
+                .exec(
+                    "SELECT row_key, kind, columns FROM v_verify_diff WHERE job = ?",
+                    (job,),
+                )
+                .await
+                .unwrap();
+            (done.as_deref() == Some("done")).then_some(())
+        },
+        else format!("{found:?}")
+    );
+    assert_eq!(
+        found,
+        [(
+            r"a\b, 1".to_owned(),
+            "different".to_owned(),
+            Some("va`l'ue".to_owned())
+        )]
+    );
+    let _: Option<u64> = copy
+        .meta
+        .exec_first("CALL repair_differences(?)", (job,))
+        .await
+        .unwrap();
+    identical("c_odd.`we``ird'name`", "c_odd.`we``ird'name`").await;
 }
 
 #[tokio::test]
