@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::PipelineId;
 use mysql_async::prelude::Queryable;
 
-const LIST_WORK: &str = "SELECT t.job_id, t.source_schema, t.source_table, j.repair \
+const LIST_WORK: &str = "SELECT t.job_id, t.source_schema, t.source_table \
      FROM verify_table t JOIN verify_job j ON j.id = t.job_id \
      WHERE j.pipeline_id = ? AND j.requested = 'run' AND t.state IN ('queued', 'verifying') \
      ORDER BY t.job_id, t.source_schema, t.source_table";
@@ -118,13 +118,13 @@ pub async fn verify_work(meta: &MetaDb, pipeline: PipelineId) -> Result<Vec<Veri
     let context = "cannot read the verification jobs";
     let mut conn = meta.conn().await?;
     timed(context, async {
-        let rows: Vec<(u64, String, String, bool)> = conn
+        let rows: Vec<(u64, String, String)> = conn
             .exec(LIST_WORK, (pipeline.0,))
             .await
             .map_err(fail(context))?;
         Ok(rows
             .into_iter()
-            .map(|(job, schema, table, _)| VerifyWork { job, schema, table })
+            .map(|(job, schema, table)| VerifyWork { job, schema, table })
             .collect())
     })
     .await

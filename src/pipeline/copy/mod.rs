@@ -31,7 +31,7 @@ use crate::pipeline::{AbortOnDrop, connect};
 use mysql_async::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
@@ -53,14 +53,6 @@ pub struct Shared {
     pub lag_ms: Arc<AtomicU64>,
     /// How often the copier looks for jobs (the node's `poll_ms`).
     poll: Duration,
-    /// Watermark marks of this run: random high bits, a counter below.
-    next_mark: AtomicU64,
-}
-
-impl Shared {
-    fn next_mark(&self) -> u64 {
-        self.next_mark.fetch_add(1, Ordering::Relaxed)
-    }
 }
 
 /// What the copier keeps between its rounds.
@@ -89,8 +81,6 @@ impl Copier {
         lag_ms: Arc<AtomicU64>,
         poll: Duration,
     ) -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        let run = RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF;
         Copier {
             shared: Arc::new(Shared {
                 meta,
@@ -101,7 +91,6 @@ impl Copier {
                 marks,
                 lag_ms,
                 poll,
-                next_mark: AtomicU64::new(run << 31),
             }),
         }
     }

@@ -136,13 +136,33 @@ impl Waiting {
     }
 }
 
-/// Chunks between their watermarks, shared by the copy tasks and the stream.
-#[derive(Debug, Default)]
+/// Chunks and verification windows between their watermarks, shared by the copy and
+/// verification tasks and the stream.
+#[derive(Debug)]
 pub struct Marks {
     slots: Mutex<HashMap<u64, Slot>>,
+    /// The next watermark mark: random high bits (unique to this run of the stream, so that
+    /// an earlier run's watermarks are never taken for this one's), a counter below.
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let run = RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF;
+        Marks {
+            slots: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(run << 31),
+        }
+    }
 }
 
 impl Marks {
+    /// A new mark, for a chunk's or a window's watermarks.
+    pub fn next_mark(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A low watermark `mark` for `table` is about to be written.
     pub fn expect(&self, mark: u64, table: TableId) {
         self.lock().insert(mark, Slot::Expected(table));

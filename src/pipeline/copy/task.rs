@@ -438,7 +438,7 @@ impl TableCopy {
         rows_wanted: usize,
     ) -> Result<(Outcome, Read)> {
         let shared = &self.shared;
-        let mark = shared.next_mark();
+        let mark = shared.marks.next_mark();
         shared.marks.expect(mark, table.id.clone());
         let read = self
             .read_between_watermarks(source, table, progress, condition, rows_wanted, mark)

@@ -80,15 +80,6 @@ pub struct Shared {
     /// Two-way: the pipeline out of the target into the source, whose changes in flight are
     /// left out of comparisons (see `task::Windows::recheck`).
     pub reverse_key: Option<PipelineKey>,
-    /// Watermark marks of this run: the top bit set (copies' have it clear), random bits,
-    /// a counter below.
-    next_mark: AtomicU64,
-}
-
-impl Shared {
-    fn next_mark(&self) -> u64 {
-        self.next_mark.fetch_add(1, Ordering::Relaxed)
-    }
 }
 
 /// What the verifier keeps between its rounds.
@@ -120,8 +111,6 @@ impl Verifier {
         lag_ms: Arc<AtomicU64>,
         poll: Duration,
     ) -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        let run = RandomState::new().hash_one(std::time::SystemTime::now()) & 0x7FFF_FFFF;
         Verifier {
             shared: Arc::new(Shared {
                 meta,
@@ -132,7 +121,6 @@ impl Verifier {
                 marks,
                 lag_ms,
                 reverse_key: None,
-                next_mark: AtomicU64::new((1 << 63) | (run << 31)),
             }),
             poll,
         }

@@ -125,7 +125,7 @@ impl Windows {
     async fn low(&mut self) -> Result<u64> {
         self.target().await?;
         let shared = &self.shared;
-        let mark = shared.next_mark();
+        let mark = shared.marks.next_mark();
         shared.marks.expect(mark, self.table.clone());
         let written = self
             .source
